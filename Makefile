@@ -1,0 +1,38 @@
+# The two commands a user needs: `make demo` and `make test`. Everything else is a step of those.
+SHELL := /bin/bash
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv build demo test test-fast bench bench-gpu clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+# Compiles the PAU kernels once; cached by source hash, torch version and toolkit (no-op when current).
+build: venv
+	$(PY) -m pade_activation_unit.build
+
+demo: build
+	$(PY) -m oss_net.demo --output-dir demo_output
+
+test: build
+	$(PY) -m pytest -q --timeout=900 tests
+
+test-fast: build
+	$(PY) -m pytest -q -m "not slow" tests
+
+bench: build
+	$(PY) -m benchmarks.run --size cpu
+
+bench-gpu: build
+	$(PY) -m benchmarks.run --size gpu
+
+clean:
+	rm -rf pade_activation_unit/_build demo_output benchmarks/results

@@ -1,0 +1,51 @@
+"""Small shared helpers for the benchmark scripts: timing, tables and JSON output."""
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def time_call(fn: Callable[[], object], repeats: int = 5, warmup: int = 1, synchronize: Callable[[], None] | None = None) -> float:
+    """Median wall-clock seconds of fn() over `repeats` runs after `warmup` runs."""
+    for _ in range(warmup):
+        fn()
+    if synchronize:
+        synchronize()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        if synchronize:
+            synchronize()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def format_table(rows: Sequence[dict], columns: Sequence[str] | None = None) -> str:
+    """A markdown table of dict rows (floats shown with 4 significant digits)."""
+    if not rows:
+        return "(no rows)"
+    columns = list(columns or rows[0].keys())
+
+    def cell(value: object) -> str:
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        return str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_result(name: str, result: dict) -> Path:
+    """Write benchmarks/results/<name>.json atomically and return its path."""
+    from oss_net.io import atomic_save_json
+
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    atomic_save_json(result, path)
+    return path

@@ -1,0 +1,59 @@
+"""Pure-PyTorch Padé activation: the ground truth for the kernels and the last fallback.
+
+F(x) = P(x) / Q(x), P(x) = a_0 + a_1 x + ... + a_m x^m, and Q depends on the version:
+  "A" (safe):   Q(x) = 1 + sum_k |b_k| |x|^k      (Q >= 1, no poles)
+  "B":          Q(x) = 1 + |sum_k b_k x^k|        (Q >= 1, no poles)
+  "N":          Q(x) = 1 + sum_k b_k x^k          (unsafe: poles possible)
+with k = 1..n. Both polynomials are evaluated in Horner form (fewer ops, better rounding than powers).
+"""
+from __future__ import annotations
+
+import torch
+
+VERSIONS = ("A", "B", "N")
+MAX_DEGREE = 8
+
+
+def check_pau_arguments(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor, version: str) -> None:
+    """Raise one clear error for arguments every backend rejects."""
+    if version not in VERSIONS:
+        raise ValueError(f"PAU version must be one of {VERSIONS}, got {version!r}")
+    if numerator.dim() != 1 or not 1 <= numerator.numel() <= MAX_DEGREE + 1:
+        raise ValueError(
+            f"PAU numerator must be a 1-D tensor of 1..{MAX_DEGREE + 1} coefficients, got shape {tuple(numerator.shape)}"
+        )
+    if denominator.dim() != 1 or not 1 <= denominator.numel() <= MAX_DEGREE:
+        raise ValueError(
+            f"PAU denominator must be a 1-D tensor of 1..{MAX_DEGREE} coefficients, got shape {tuple(denominator.shape)}"
+        )
+    if not x.is_floating_point():
+        raise TypeError(f"PAU input must be a floating-point tensor, got {x.dtype}")
+
+
+def _horner(x: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
+    """sum_j c_j x^j for c = coefficients [K], j = 0..K-1."""
+    result = torch.zeros_like(x) + coefficients[-1]
+    for c in coefficients.flip(0)[1:]:
+        result = result * x + c
+    return result
+
+
+def pau_reference(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor, version: str = "A") -> torch.Tensor:
+    """Padé activation of x (any shape) with coefficients numerator [m+1] and denominator [n].
+
+    Half-precision inputs are computed in float32 and returned in the input dtype, like the kernels.
+    """
+    check_pau_arguments(x, numerator, denominator, version)
+    compute_dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+    xc = x.to(compute_dtype)
+    a = numerator.to(compute_dtype)
+    b = denominator.to(compute_dtype)
+    p = _horner(xc, a)
+    # Denominator polynomial without its constant term: x * (b_1 + b_2 x + ... + b_n x^(n-1)).
+    if version == "A":
+        q = 1 + xc.abs() * _horner(xc.abs(), b.abs())
+    elif version == "B":
+        q = 1 + (xc * _horner(xc, b)).abs()
+    else:
+        q = 1 + xc * _horner(xc, b)
+    return (p / q).to(x.dtype)
