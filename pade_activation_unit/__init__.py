@@ -1,6 +1,33 @@
-"""Padé Activation Unit: a learnable rational activation with C++/CUDA kernels and a pure-PyTorch reference."""
-from .functional import pau
-from .module import PAU
-from .reference import pau_reference
+"""Padé Activation Unit: a learnable rational activation with C++/CUDA kernels and a pure-PyTorch reference.
 
-__all__ = ["PAU", "pau", "pau_reference"]
+    from pade_activation_unit import PAU, pau, pau_reference, active_backend
+
+The public names load lazily (PEP 562), so `python -m pade_activation_unit.build` runs without importing
+torch; the first of them used loads the compiled kernels, picks the backend and logs it in one line.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "PAU": "module",
+    "pau": "functional",
+    "pau_reference": "reference",
+    "active_backend": "_backend",
+    "PAUError": "reference",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .functional import pau
 from .init_tables import initial_coefficients
 from .reference import MAX_DEGREE, VERSIONS
 
@@ -45,8 +46,6 @@ class PAU(nn.Module):
         self.denominator = nn.Parameter(torch.tensor(denominator, dtype=torch.float32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from .functional import pau
-
         return pau(x, self.numerator, self.denominator, self.version, backend=self.backend)
 
     def extra_repr(self) -> str:

@@ -5,29 +5,43 @@ F(x) = P(x) / Q(x), P(x) = a_0 + a_1 x + ... + a_m x^m, and Q depends on the ver
   "B":          Q(x) = 1 + |sum_k b_k x^k|        (Q >= 1, no poles)
   "N":          Q(x) = 1 + sum_k b_k x^k          (unsafe: poles possible)
 with k = 1..n. Both polynomials are evaluated in Horner form (fewer ops, better rounding than powers).
+
+Derivatives come from autograd. Through torch.abs they use sgn(0) = 0, the convention the kernels follow
+(csrc/pau_math.h): at x = 0 the |x| terms of version A contribute nothing to dF/dx, and in version B a
+zero of the denominator sum contributes nothing either.
 """
 from __future__ import annotations
 
 import torch
 
+from oss_net.io import OSSNetError
+
 VERSIONS = ("A", "B", "N")
 MAX_DEGREE = 8
+
+
+class PAUError(OSSNetError, ValueError):
+    """A bad PAU argument, or a backend that cannot run here."""
 
 
 def check_pau_arguments(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor, version: str) -> None:
     """Raise one clear error for arguments every backend rejects."""
     if version not in VERSIONS:
-        raise ValueError(f"PAU version must be one of {VERSIONS}, got {version!r}")
+        raise PAUError(f"PAU version must be one of {VERSIONS}, got {version!r}")
     if numerator.dim() != 1 or not 1 <= numerator.numel() <= MAX_DEGREE + 1:
-        raise ValueError(
+        raise PAUError(
             f"PAU numerator must be a 1-D tensor of 1..{MAX_DEGREE + 1} coefficients, got shape {tuple(numerator.shape)}"
         )
     if denominator.dim() != 1 or not 1 <= denominator.numel() <= MAX_DEGREE:
-        raise ValueError(
+        raise PAUError(
             f"PAU denominator must be a 1-D tensor of 1..{MAX_DEGREE} coefficients, got shape {tuple(denominator.shape)}"
         )
-    if not x.is_floating_point():
-        raise TypeError(f"PAU input must be a floating-point tensor, got {x.dtype}")
+    if x.dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+        raise PAUError(f"PAU input must be float32, float64, float16 or bfloat16, got {x.dtype}")
+    if numerator.device != x.device or denominator.device != x.device:
+        raise PAUError(
+            f"PAU input, numerator and denominator must be on one device, got {x.device}, {numerator.device}, {denominator.device}"
+        )
 
 
 def _horner(x: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:

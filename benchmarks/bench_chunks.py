@@ -1,0 +1,194 @@
+"""Paper Fig. 6 analogue: inference seconds and memory against the chunk size, standard vs prior refinement.
+
+    python -m benchmarks.bench_chunks            # CPU: demo-size C (64x64x40), chunks 2^9..2^14 (minutes)
+    python -m benchmarks.bench_chunks --size gpu # BraTS-size C (256x256x160) on a GPU
+
+The paper (reference §13.4) halves OSS-Net C's inference time by seeding the coarse stage with the
+encoder's low-resolution segmentation ("prior") instead of evaluating the whole stride-4 lattice
+("standard"): ~5.4 s -> ~2.6 s at chunks of 2^14 points, ~2x at every chunk size.
+
+What is timed: `oss_net.inference.Predictor.predict` (encode + coarse-to-fine refinement, patches
+gathered per chunk) with the real model's decoder doing the work. The model is untrained, so its own
+answers would make the number of points refined arbitrary. `SyntheticOccupancy` therefore keeps every
+computation of the real model but replaces its answers by an ellipsoid "tumour" (radii 0.2 of the grid,
+~3% of the volume): decode returns the ellipsoid's occupancy at the queried points, and the encoder's
+segmentation is the ellipsoid adaptive-max-pooled to the low-resolution grid (what the auxiliary loss
+trains the head to predict). So both modes refine the same object and the point counts are those of a
+well-trained model on that object.
+
+Memory against the chunk size: on the CPU the device-free peak of live tensor bytes of one decode call of
+`chunk` points of BraTS-size C (weights, volume and latents included; `bench_memory.inference_peak_bytes`),
+which is what the chunk size bounds: the paper's Fig. 6 right. On a GPU, torch.cuda.max_memory_allocated
+of the whole prediction.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import torch
+from torch import nn
+
+from benchmarks.bench_memory import build, inference_peak_bytes, parameter_bytes
+from benchmarks.common import RESULTS_DIR, format_table, time_call, write_result
+from oss_net.inference import Predictor
+from oss_net.models import build_model, demo_config, get_config
+
+CHUNK_SIZES: tuple[int, ...] = tuple(2**k for k in range(9, 19))
+# A 64x64x40 volume never queries more than 2^14 points in one stage, so larger chunks time the same.
+CPU_TIMED_CHUNK_SIZES: tuple[int, ...] = tuple(2**k for k in range(9, 15))
+SMOKE_CHUNK_SIZES: tuple[int, ...] = (2**10,)
+MODES: tuple[str, ...] = ("standard", "prior")
+ELLIPSOID_RADIUS = 0.2  # radii as a fraction of each grid size
+GB = 2**30
+
+
+def ellipsoid(shape: tuple[int, int, int], device: torch.device | str = "cpu") -> torch.Tensor:
+    """Bool [*shape]: the centred ellipsoid with radii ELLIPSOID_RADIUS * shape."""
+    axes = [(torch.arange(n, device=device, dtype=torch.float32) - (n - 1) / 2) / (ELLIPSOID_RADIUS * n) for n in shape]
+    return (axes[0][:, None, None] ** 2 + axes[1][None, :, None] ** 2 + axes[2][None, None, :] ** 2) <= 1
+
+
+class SyntheticOccupancy(nn.Module):
+    """An OSSNet that computes as usual but answers with a fixed ellipsoid (see the module docstring).
+
+    Shapes are those of OSSNet: encode(volume [B, C, *S]) -> Encoding; decode(coords [B, N, 3], ...) -> [B, N, 1].
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.config = model.config
+        self.register_buffer("mask", ellipsoid(model.config.volume_shape), persistent=False)  # [*S] bool
+
+    def encode(self, volume: torch.Tensor) -> Any:
+        encoding = self.model.encode(volume)
+        low_res = torch.nn.functional.adaptive_max_pool3d(self.mask[None, None].float(), self.config.encoder_output_shape)
+        return encoding._replace(segmentation=low_res.expand(volume.shape[0], -1, -1, -1, -1).to(encoding.latents.dtype))
+
+    def decode(self, coords: torch.Tensor, encoding: Any, patches: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
+        probabilities = self.model.decode(coords, encoding, patches, **kwargs)  # [B, N, 1], computed and discarded
+        index = coords.round().long()  # [B, N, 3]
+        inside = self.mask[index[..., 0], index[..., 1], index[..., 2]]  # [B, N]
+        return inside[..., None].to(probabilities.dtype) + 0 * probabilities
+
+
+def _measure(model: nn.Module, volume: torch.Tensor, mode: str, chunk: int, device: torch.device, repeats: int) -> dict[str, Any]:
+    """Median seconds of Predictor.predict, its decoder queries and (GPU) its peak memory."""
+    predictor = Predictor(model, mode=mode, chunk_size=chunk, device=device)
+    synchronize = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    prediction = predictor.predict(volume)
+    record: dict[str, Any] = {"points": prediction.points_evaluated, "foreground": int(prediction.mask_model_grid.sum())}
+    if device.type == "cuda":
+        record["memory_GB"] = torch.cuda.max_memory_allocated(device) / GB
+    record["seconds"] = time_call(lambda: predictor.predict(volume), repeats=repeats, warmup=0, synchronize=synchronize)
+    return record
+
+
+def run(size: str = "cpu", smoke: bool = False) -> dict:
+    """Seconds (and memory) per chunk size for standard and prior refinement; the speedup of prior."""
+    if size not in ("cpu", "gpu"):
+        raise ValueError(f"size must be 'cpu' or 'gpu', got {size!r}")
+    if size == "gpu" and not torch.cuda.is_available():
+        raise RuntimeError("size='gpu' needs a CUDA device; use size='cpu'")
+    torch.manual_seed(0)
+    device = torch.device("cuda" if size == "gpu" else "cpu")
+    if size == "gpu":
+        config = get_config("C", "brats")
+    elif smoke:
+        config = demo_config("C", "brats", volume_shape=(16, 16, 12), encoder_channels=((4, 8),), decoder_width=16)
+    else:
+        config = demo_config("C", "brats")
+    model = SyntheticOccupancy(build_model(config)).to(device)
+    volume = torch.randn(config.in_channels, *config.volume_shape)
+    chunks = SMOKE_CHUNK_SIZES if smoke else CPU_TIMED_CHUNK_SIZES if size == "cpu" else CHUNK_SIZES
+    repeats = 1 if smoke or size == "cpu" else 3
+    if not smoke:
+        Predictor(model, mode="prior", chunk_size=chunks[-1], device=device).predict(volume)  # warm-up
+
+    rows = []
+    for chunk in chunks:
+        row: dict[str, Any] = {"chunk": chunk}
+        for mode in MODES:
+            record = _measure(model, volume, mode, chunk, device, repeats)
+            row.update({f"{mode}_{key}": value for key, value in record.items()})
+        row["speedup"] = row["standard_seconds"] / row["prior_seconds"]
+        rows.append(row)
+    memory_rows = []
+    if size == "cpu":
+        memory_model = build("C", "brats", "meta")
+        for chunk in SMOKE_CHUNK_SIZES if smoke else CHUNK_SIZES:
+            peak = inference_peak_bytes(memory_model, chunk) + parameter_bytes(memory_model)
+            memory_rows.append({"chunk": chunk, "decode_memory_GB": peak / GB})
+
+    result: dict[str, Any] = {
+        "size": size,
+        "smoke": smoke,
+        "timed_grid": list(config.volume_shape),
+        "timed_config": config.to_dict(),
+        "device": str(device),
+        "memory_measure": "device-free peak live bytes of one decode call, BraTS-size C" if size == "cpu" else "torch.cuda.max_memory_allocated",
+        "rows": rows,
+        "memory_rows": memory_rows,
+        "median_speedup": sorted(r["speedup"] for r in rows)[len(rows) // 2],
+        "paper": "C: ~5.4 s standard vs ~2.6 s prior at 2^14 (about 2x at every chunk size)",
+    }
+    print(format_table(rows))
+    if memory_rows:
+        print(format_table(memory_rows))
+    print(f"prior vs standard: median speedup {result['median_speedup']:.2f}x")
+    name = "chunks" if size == "cpu" else "chunks_gpu"
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    _plot(rows, memory_rows, str(RESULTS_DIR / f"{name}.png"), config.volume_shape, device)
+    result["plot"] = str(RESULTS_DIR / f"{name}.png")
+    write_result(name, result)
+    return result
+
+
+def _plot(rows: list[dict[str, Any]], memory_rows: list[dict[str, Any]], path: str, grid: tuple[int, ...], device: torch.device) -> None:
+    """Left: seconds per volume against the chunk size (both modes); right: memory against the chunk size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from oss_net.io import atomic_write
+
+    chunks = [r["chunk"] for r in rows]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for mode in MODES:
+        left.plot(chunks, [r[f"{mode}_seconds"] for r in rows], marker="o", label=mode)
+    left.set(xscale="log", xlabel="max points per chunk", ylabel="seconds per volume",
+             title=f"C, {'x'.join(map(str, grid))} on {device.type}")
+    left.set_xscale("log", base=2)
+    left.legend()
+    if memory_rows:
+        right.plot([r["chunk"] for r in memory_rows], [r["decode_memory_GB"] for r in memory_rows], marker="o", color="tab:green")
+        right.set(title="one decode call, BraTS-size C (device-free)")
+    else:
+        for mode in MODES:
+            right.plot(chunks, [r[f"{mode}_memory_GB"] for r in rows], marker="o", label=mode)
+        right.set(title="torch.cuda.max_memory_allocated")
+        right.legend()
+    right.set(xlabel="max points per chunk", ylabel="GB")
+    right.set_xscale("log", base=2)
+    right.set_yscale("log")
+    figure.tight_layout()
+    with atomic_write(path, "wb") as handle:
+        figure.savefig(handle, format="png", dpi=100)
+    plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", choices=("cpu", "gpu"), default="cpu")
+    parser.add_argument("--smoke", action="store_true", help="a 16x16x12 grid, one chunk size")
+    args = parser.parse_args(argv)
+    run(args.size, args.smoke)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

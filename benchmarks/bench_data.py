@@ -1,0 +1,99 @@
+"""Data path: one training sample from the cache vs from NIfTI, and the device gather vs a naive unfold gather.
+
+    python -m benchmarks.bench_data            # BraTS size (240×240×155 → 256×256×160), 2^14 points
+    python -m benchmarks.bench_data --smoke    # tiny, a few seconds
+
+A "training sample" is what one step needs per volume: the dataset item (read or memory-map,
+z-score/pad, border band, 2^14 points and their labels) plus the 7³ + 14³→7³ patches. The naive
+gather is the original's method: zero-pad, `unfold` into a [C, D, H, W, k, k, k] view and index it
+per point on the CPU (then average-pool the large windows).
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from benchmarks.common import format_table, time_call, write_result
+from oss_net.data import OSSNetDataset, discover, gather_patches, generate_borders
+from oss_net.data.synthetic import write_synthetic_dataset
+from oss_net.models import demo_config
+
+
+def naive_unfold_gather(volume: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """The original's CPU gather for one volume `[C, D, H, W]` and `[N, 3]` points → `[N, 2C, 7, 7, 7]`."""
+    index = coords.long()
+    small = F.pad(volume, [3] * 6)
+    for axis in (1, 2, 3):
+        small = small.unfold(axis, 7, 1)  # view [C, D, H, W, 7, 7, 7]
+    large = F.pad(volume, [7, 6] * 3)
+    for axis in (1, 2, 3):
+        large = large.unfold(axis, 14, 1)  # view [C, D, H, W, 14, 14, 14]
+    small_patches = small[:, index[:, 0], index[:, 1], index[:, 2]].transpose(0, 1)  # [N, C, 7, 7, 7]
+    large_patches = large[:, index[:, 0], index[:, 1], index[:, 2]].transpose(0, 1)  # [N, C, 14, 14, 14]
+    return torch.cat([small_patches, F.avg_pool3d(large_patches, 2)], dim=1)
+
+
+def run(size: str = "cpu", smoke: bool = False) -> dict:
+    shape, grid, samples = ((60, 60, 38), (64, 64, 40), 2**10) if smoke else ((240, 240, 155), (256, 256, 160), 2**14)
+    device = torch.device("cuda" if size == "gpu" and torch.cuda.is_available() else "cpu")
+    config = demo_config("D", "brats", volume_shape=grid)
+    repeats = 1 if smoke else 3
+    with tempfile.TemporaryDirectory() as folder:
+        root = write_synthetic_dataset("brats", Path(folder) / "data", cases=1, shape=shape, seed=0)
+        generate_borders("brats", root, progress=False)  # both paths read the stored border map, as the original
+        cases = discover("brats", root, "all")
+        from_nifti = OSSNetDataset(cases, config, samples, border_balance=0.5, augment=True)
+        cached = OSSNetDataset(cases, config, samples, border_balance=0.5, augment=True, cache_dir=Path(folder) / "cache")
+        start = time.perf_counter()
+        cached[0]  # builds the cache entry
+        build_seconds = time.perf_counter() - start
+
+        def sample(dataset: OSSNetDataset) -> None:
+            item = dataset[0]
+            gather_patches(item["volume"][None].to(device), item["coords"][None].to(device), large=True)
+
+        sync = torch.cuda.synchronize if device.type == "cuda" else None
+        nifti_seconds = time_call(lambda: sample(from_nifti), repeats=repeats, warmup=0)
+        cache_seconds = time_call(lambda: sample(cached), repeats=repeats, warmup=1)
+        item = cached[0]
+        volume, coords = item["volume"], item["coords"]
+        on_device = volume[None].to(device), coords[None].to(device)
+        device_seconds = time_call(lambda: gather_patches(*on_device, large=True), repeats=repeats, synchronize=sync)
+        naive_seconds = time_call(lambda: naive_unfold_gather(volume, coords), repeats=repeats)
+        same = torch.allclose(gather_patches(volume[None], coords[None], large=True)[0],
+                              naive_unfold_gather(volume, coords), atol=1e-6)
+    rows = [
+        {"step": "training sample from NIfTI", "seconds": nifti_seconds},
+        {"step": "training sample from cache", "seconds": cache_seconds},
+        {"step": f"gather_patches ({device.type})", "seconds": device_seconds},
+        {"step": "naive unfold gather (cpu)", "seconds": naive_seconds},
+    ]
+    result = {
+        "size": size, "smoke": smoke, "device": str(device), "volume_shape": list(grid), "input_shape": list(shape),
+        "points": samples, "threads": torch.get_num_threads(), "rows": rows, "cache_build_seconds": build_seconds,
+        "nifti_over_cache": nifti_seconds / cache_seconds, "naive_over_device_gather": naive_seconds / device_seconds,
+        "gathers_agree": bool(same),
+    }
+    print(format_table(rows))
+    print(f"NIfTI / cache: {result['nifti_over_cache']:.2f}×   naive / device gather: "
+          f"{result['naive_over_device_gather']:.2f}×   (cache build {build_seconds:.2f} s, gathers agree: {same})")
+    result["json"] = str(write_result("data", result))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=("cpu", "gpu"), default="cpu", help="gpu gathers on CUDA when present")
+    parser.add_argument("--smoke", action="store_true", help="tiny volumes, a few seconds")
+    args = parser.parse_args(argv)
+    run(args.size, args.smoke)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

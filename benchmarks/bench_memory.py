@@ -1,0 +1,399 @@
+"""Paper Table 2 analogue: training and inference memory of O-Net, OSS-Net A-D and the two U-Nets.
+
+    python -m benchmarks.bench_memory            # CPU: device-free counts at the paper's sizes (~1 min)
+    python -m benchmarks.bench_memory --size gpu # torch.cuda.max_memory_allocated at the paper's sizes
+
+The paper's claim (reference §13.2): OSS-Net C trains in 2.59 GB where the 3D residual U-Net needs
+14.41 GB (5.6x). Both are checkable here without a GPU:
+
+- Training activations: the bytes autograd saves for backward during one forward + loss
+  (`oss_net.models.memory.saved_tensor_bytes`), on the *meta* device at the real sizes, so nothing is
+  computed or allocated and no scaling is needed. Every PAU counts as the fused kernel (saves its input
+  only). One volume per step (activations scale linearly with the batch); OSS-Net decodes 2^14 points per
+  volume; the 3D U-Net sees the whole volume at its network grid (BraTS 256x256x160, LiTS 224^3 as the
+  paper); the 2D U-Net one slice at native resolution (the paper's figure is per slice).
+- Parameter state: weights + gradients + two Adam moments = 4x the parameter bytes, a separate column.
+- Inference: the peak of the bytes held by live tensors (inputs, patches, activations; weights added)
+  during encode + decode of 2^14 or 2^17 points in one chunk, again on the meta device: a dispatch mode
+  counts each storage when an op creates it and releases it when its last tensor dies.
+- Cross-check (size="cpu", not smoke): a subprocess runs one real training step of C and of the 3D U-Net
+  at 1/64 of the BraTS size (grid /4 per axis, 2^14/64 points) and reports its peak-RSS growth, next to the
+  device-free count for the same step.
+
+The figure to check: `ratio_unet3d_over_C` = 3D U-Net / C training activations at the same (BraTS) grid;
+the target is >= 6x (paper 5.6x with totals).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import weakref
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+from benchmarks.common import RESULTS_DIR, format_table, write_result
+from oss_net.models import build_model, get_config
+from oss_net.models.memory import saved_tensor_bytes
+from oss_net.models.unet import build_unet, get_unet_config, segmentation_loss
+from pade_activation_unit import PAU
+
+OSS_MODELS: tuple[str, ...] = ("O-Net", "A", "B", "C", "D")
+UNET_MODELS: tuple[str, ...] = ("unet3d", "unet2d")
+MODELS: tuple[str, ...] = OSS_MODELS + UNET_MODELS
+DATASETS: tuple[str, ...] = ("brats", "lits")
+TRAIN_POINTS = 2**14
+INFERENCE_POINTS: tuple[int, ...] = (2**14, 2**17)
+# Paper Table 2 in GB (reference §13.2): (train 2^14, inference 2^14, inference 2^17).
+PAPER_GB: dict[tuple[str, str], tuple[float, float, float]] = {
+    ("unet3d", "brats"): (14.41, 3.57, 3.57),
+    ("unet2d", "brats"): (1.16, 0.46, 0.46),
+    ("O-Net", "brats"): (2.35, 0.29, 1.93),
+    ("A", "brats"): (2.58, 0.39, 2.73),
+    ("B", "brats"): (2.76, 0.48, 3.45),
+    ("C", "brats"): (2.59, 0.39, 2.73),
+    ("D", "brats"): (2.76, 0.48, 3.46),
+    ("unet3d", "lits"): (14.41, 3.57, 3.57),
+    ("unet2d", "lits"): (4.29, 1.20, 1.20),
+    ("O-Net", "lits"): (5.07, 1.47, 1.99),
+    ("A", "lits"): (5.18, 1.50, 2.35),
+    ("B", "lits"): (5.21, 1.53, 2.53),
+    ("C", "lits"): (5.19, 1.51, 2.35),
+    ("D", "lits"): (5.22, 1.53, 2.53),
+}
+GB = 2**30
+
+
+def build(name: str, dataset: str, device: torch.device | str, **overrides: Any) -> nn.Module:
+    """The model `name` (Table-1 name or unet3d/unet2d) at `dataset` size, built directly on `device`."""
+    with torch.device(device):
+        if name in UNET_MODELS:
+            return build_unet(get_unet_config(name, dataset, **overrides))
+        return build_model(get_config(name, dataset, **overrides))
+
+
+def unet_input_shape(model: nn.Module) -> tuple[int, int, int]:
+    """The grid one U-Net training/inference call sees: the network grid (3D) or one native slice (2D)."""
+    config = model.config
+    shape = list(config.network_shape)
+    if config.name == "unet2d":
+        shape[config.slice_axis] = 1
+    return tuple(shape)
+
+
+def training_step(model: nn.Module, points: int, device: torch.device | str) -> Callable[[], torch.Tensor]:
+    """A closure running one forward + loss of `model` on random inputs of its real size; returns the loss."""
+    config = model.config
+    if config.name in UNET_MODELS:
+        shape = unet_input_shape(model)
+        volume = torch.randn(1, config.in_channels, *shape, device=device)
+        target = torch.randint(0, 2, (1, 1, *shape), device=device).float()
+        return lambda: segmentation_loss(model(volume), target, config.dice_weight)
+    volume = torch.randn(1, config.in_channels, *config.volume_shape, device=device)
+    coords = torch.rand(1, points, 3, device=device) * (torch.tensor(config.volume_shape, device=device) - 1)
+    labels = torch.randint(0, 2, (1, points, 1), device=device).float()
+    patches = torch.randn(1, points, config.patch_channels, 7, 7, 7, device=device) if config.patches else None
+
+    def step() -> torch.Tensor:
+        logits, segmentation = model(volume, coords, patches, logits=True)
+        loss = F.binary_cross_entropy_with_logits(logits, labels)
+        if segmentation is not None:
+            loss = loss + 0.1 * F.binary_cross_entropy(segmentation, torch.ones_like(segmentation))
+        return loss
+
+    return step
+
+
+def inference_call(model: nn.Module, points: int, device: torch.device | str) -> Callable[[], torch.Tensor]:
+    """A closure that creates the inputs and predicts, as one inference call would (inputs count as memory).
+
+    OSS-Net: encode the volume, decode `points` points (with their patches) in one chunk. 3D U-Net: the dense
+    prediction of the whole volume (the point count does not matter). 2D U-Net: one slice.
+    """
+    config = model.config
+
+    if config.name == "unet3d":
+        return lambda: model.predict_volume(torch.randn(1, config.in_channels, *config.volume_shape, device=device))
+    if config.name == "unet2d":
+        return lambda: torch.sigmoid(model(torch.randn(1, config.in_channels, *unet_input_shape(model), device=device)))
+
+    def predict() -> torch.Tensor:
+        volume = torch.randn(1, config.in_channels, *config.volume_shape, device=device)
+        coords = torch.rand(1, points, 3, device=device) * (torch.tensor(config.volume_shape, device=device) - 1)
+        patches = torch.randn(1, points, config.patch_channels, 7, 7, 7, device=device) if config.patches else None
+        return model.decode(coords, model.encode(volume), patches)
+
+    return predict
+
+
+def parameter_bytes(model: nn.Module) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+def pau_modules(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, PAU)]
+
+
+def training_activation_bytes(model: nn.Module, points: int = TRAIN_POINTS, device: torch.device | str = "meta") -> int:
+    """Bytes saved for backward by one training forward (PAUs counted as the fused kernel)."""
+    model.train()
+    step = training_step(model, points, device)
+    return saved_tensor_bytes(step, exclude=list(model.parameters()), opaque_modules=pau_modules(model))
+
+
+class PeakLiveBytes(TorchDispatchMode):
+    """Peak of the bytes held by live tensor storages created while the mode is active.
+
+    Every op output is keyed by its storage; a storage counts from its first tensor until its last tensor
+    is garbage-collected (views share the key). `external` storages (weights) are never counted. Inside an
+    `opaque` module (a PAU), temporaries are ignored and only the module's output is counted, as for a
+    fused kernel. Works on the meta device, where nothing is allocated.
+    """
+
+    def __init__(self, external: list[torch.Tensor] = (), opaque: list[nn.Module] = ()) -> None:
+        super().__init__()
+        self._external = {t.untyped_storage()._cdata for t in external}
+        self._storages: dict[int, list[int]] = {}  # key -> [bytes, live tensors]
+        self._inside = 0
+        self.live = 0
+        self.peak = 0
+        self._handles = [m.register_forward_pre_hook(self._enter) for m in opaque]
+        self._handles += [m.register_forward_hook(self._leave) for m in opaque]
+
+    def __exit__(self, *args: Any) -> None:
+        for handle in self._handles:
+            handle.remove()
+        super().__exit__(*args)
+
+    def _enter(self, module: nn.Module, inputs: Any) -> None:
+        self._inside += 1
+
+    def _leave(self, module: nn.Module, inputs: Any, output: Any) -> None:
+        self._inside -= 1
+        if not self._inside:
+            self._track(output)
+
+    def _release(self, key: int) -> None:
+        entry = self._storages[key]
+        entry[1] -= 1
+        if entry[1] == 0:
+            self.live -= entry[0]
+            del self._storages[key]
+
+    def _track(self, outputs: Any) -> None:
+        for tensor in tree_flatten(outputs)[0]:
+            if not isinstance(tensor, torch.Tensor):
+                continue
+            key = tensor.untyped_storage()._cdata
+            if key in self._external:
+                continue
+            entry = self._storages.get(key)
+            if entry is None:
+                entry = self._storages[key] = [tensor.untyped_storage().nbytes(), 0]
+                self.live += entry[0]
+                self.peak = max(self.peak, self.live)
+            entry[1] += 1
+            weakref.finalize(tensor, self._release, key)
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        outputs = func(*args, **(kwargs or {}))
+        if not self._inside:
+            self._track(outputs)
+        return outputs
+
+
+def inference_peak_bytes(model: nn.Module, points: int, device: torch.device | str = "meta") -> int:
+    """Peak live tensor bytes (weights excluded) of one inference call, measured device-free."""
+    model.eval()
+    call = inference_call(model, points, device)
+    with torch.inference_mode(), PeakLiveBytes(list(model.parameters()) + list(model.buffers()), pau_modules(model)) as tracker:
+        call()
+    return tracker.peak
+
+
+def cpu_row(name: str, dataset: str) -> dict[str, Any]:
+    """One Table-2 row from device-free counts at the real sizes."""
+    model = build(name, dataset, "meta")
+    params = parameter_bytes(model)
+    activations = training_activation_bytes(model)
+    row: dict[str, Any] = {
+        "model": name,
+        "dataset": dataset,
+        "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
+        "train_act_GB": activations / GB,
+        "param_state_GB": 4 * params / GB,
+        "train_total_GB": (activations + 4 * params) / GB,
+    }
+    for points in INFERENCE_POINTS:
+        row[f"infer_2^{points.bit_length() - 1}_GB"] = (inference_peak_bytes(model, points) + params) / GB
+    paper = PAPER_GB[(name, dataset)]
+    row.update({"paper_train_GB": paper[0], "paper_infer_2^14_GB": paper[1], "paper_infer_2^17_GB": paper[2]})
+    return row
+
+
+def gpu_row(name: str, dataset: str) -> dict[str, Any]:
+    """One Table-2 row from torch.cuda.max_memory_allocated at the real sizes (OOM is recorded, not raised)."""
+    device = torch.device("cuda")
+    row: dict[str, Any] = {"model": name, "dataset": dataset}
+    model = build(name, dataset, device)
+    try:
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+        step = training_step(model.train(), TRAIN_POINTS, device)
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        step().backward()
+        optimizer.step()
+        torch.cuda.synchronize()
+        row["train_GB"] = torch.cuda.max_memory_allocated() / GB
+        optimizer.zero_grad(set_to_none=True)
+        del optimizer, step
+    except torch.cuda.OutOfMemoryError:
+        row["train_GB"] = "OOM"
+    torch.cuda.empty_cache()
+    for points in INFERENCE_POINTS:
+        key = f"infer_2^{points.bit_length() - 1}_GB"
+        try:
+            model.eval()
+            call = inference_call(model, points, device)
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            with torch.inference_mode():
+                call()
+            torch.cuda.synchronize()
+            row[key] = torch.cuda.max_memory_allocated() / GB
+        except torch.cuda.OutOfMemoryError:
+            row[key] = "OOM"
+        torch.cuda.empty_cache()
+    paper = PAPER_GB[(name, dataset)]
+    row.update({"paper_train_GB": paper[0], "paper_infer_2^14_GB": paper[1], "paper_infer_2^17_GB": paper[2]})
+    return row
+
+
+# One real CPU training step in a fresh process: its peak-RSS growth against the device-free count.
+_RSS_PROBE = """
+import json, resource, sys, torch
+from benchmarks.bench_memory import build, training_step
+name, dataset, shape, points = sys.argv[1], sys.argv[2], tuple(json.loads(sys.argv[3])), int(sys.argv[4])
+torch.manual_seed(0)
+overrides = {"volume_shape": shape} if name not in ("unet3d", "unet2d") else {"volume_shape": shape, "input_shape": shape}
+model = build(name, dataset, "cpu", **overrides).train()
+step = training_step(model, points, "cpu")
+with open("/proc/self/status") as status:
+    before = next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))
+step().backward()
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"rss_growth_bytes": (peak - before) * 1024}))
+"""
+
+
+def rss_cross_check(name: str, dataset: str, shape: tuple[int, int, int], points: int) -> dict[str, Any]:
+    """Peak RSS growth of one real training step (forward + backward) next to its device-free count."""
+    overrides: dict[str, Any] = {"volume_shape": shape}
+    if name in UNET_MODELS:
+        overrides["input_shape"] = shape
+    model = build(name, dataset, "meta", **overrides)
+    predicted = training_activation_bytes(model, points) + parameter_bytes(model)  # activations + gradients
+    model.train()
+    # The probe runs the CPU PAU, whose pure-PyTorch ops save their intermediates: count those too.
+    reference = saved_tensor_bytes(training_step(model, points, "meta"), exclude=list(model.parameters()))
+    completed = subprocess.run(
+        [sys.executable, "-c", _RSS_PROBE, name, dataset, json.dumps(list(shape)), str(points)],
+        capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[1],
+    )
+    measured = json.loads(completed.stdout.strip().splitlines()[-1])["rss_growth_bytes"]
+    return {"model": name, "dataset": dataset, "grid": "x".join(map(str, shape)), "points": points,
+            "counted_act_plus_grad_MB": predicted / 2**20,
+            "counted_reference_pau_MB": (reference + parameter_bytes(model)) / 2**20, "rss_growth_MB": measured / 2**20}
+
+
+def _plot(rows: list[dict[str, Any]], path: str, title: str) -> None:
+    """Grouped log-scale bars: training total and inference at 2^14 / 2^17 per model, one panel per dataset."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from oss_net.io import atomic_write
+
+    keys = [k for k in ("train_total_GB", "train_GB", "infer_2^14_GB", "infer_2^17_GB") if any(k in r for r in rows)]
+    datasets = sorted({r["dataset"] for r in rows})
+    figure, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4), squeeze=False)
+    for axis, dataset in zip(axes[0], datasets):
+        subset = [r for r in rows if r["dataset"] == dataset]
+        width = 0.8 / len(keys)
+        for k, key in enumerate(keys):
+            values = [r[key] if isinstance(r.get(key), float) else 0.0 for r in subset]
+            axis.bar([i + k * width for i in range(len(subset))], values, width, label=key.replace("_GB", ""))
+        axis.set_xticks([i + 0.4 - width / 2 for i in range(len(subset))], [r["model"] for r in subset])
+        axis.set_yscale("log")
+        axis.set_ylabel("GB")
+        axis.set_title(f"{title}: {dataset}")
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    with atomic_write(path, "wb") as handle:
+        figure.savefig(handle, format="png", dpi=100)
+    plt.close(figure)
+
+
+def run(size: str = "cpu", smoke: bool = False) -> dict:
+    """Table 2 at the paper's sizes; smoke = C and the 3D U-Net on BraTS only (seconds)."""
+    if size not in ("cpu", "gpu"):
+        raise ValueError(f"size must be 'cpu' or 'gpu', got {size!r}")
+    if size == "gpu" and not torch.cuda.is_available():
+        raise RuntimeError("size='gpu' needs a CUDA device; use size='cpu' for the device-free counts")
+    models = ("C", "unet3d") if smoke else MODELS
+    datasets = ("brats",) if smoke else DATASETS
+    row_fn = gpu_row if size == "gpu" else cpu_row
+    rows = [row_fn(name, dataset) for dataset in datasets for name in models]
+    key = "train_GB" if size == "gpu" else "train_act_GB"
+    by_name = {(r["model"], r["dataset"]): r for r in rows}
+    ratios = {}
+    for dataset in datasets:
+        unet, oss = by_name[("unet3d", dataset)].get(key), by_name[("C", dataset)].get(key)
+        ratios[dataset] = unet / oss if isinstance(unet, float) and isinstance(oss, float) else None
+    result: dict[str, Any] = {
+        "size": size,
+        "smoke": smoke,
+        "measure": "torch.cuda.max_memory_allocated" if size == "gpu" else "device-free (meta): saved-for-backward bytes, peak live bytes",
+        "batch": 1,
+        "train_points": TRAIN_POINTS,
+        "rows": rows,
+        f"ratio_unet3d_over_C_{key}": ratios,
+        "target_ratio": 6.0,
+    }
+    if size == "cpu" and not smoke:
+        native = build("unet3d", "lits", "meta", input_shape=(512, 512, 512))
+        result["unet3d_lits_native_512_train_act_GB"] = training_activation_bytes(native) / GB
+        print(f"3D U-Net at native LiTS 512^3: {result['unet3d_lits_native_512_train_act_GB']:.1f} GB of activations (paper: > 110 GB)")
+        result["rss_cross_check"] = [rss_cross_check(name, "brats", (64, 64, 40), TRAIN_POINTS // 64) for name in ("C", "unet3d")]
+    print(format_table(rows, ["model", "dataset", "params_M", key, "param_state_GB", "train_total_GB",
+                              "infer_2^14_GB", "infer_2^17_GB", "paper_train_GB", "paper_infer_2^17_GB"]))
+    print(f"3D U-Net / C ({key}): " + ", ".join(f"{d} {r:.2f}x" if r else f"{d} n/a" for d, r in ratios.items()))
+    if "rss_cross_check" in result:
+        print(format_table(result["rss_cross_check"]))
+    name = "memory" if size == "cpu" else "memory_gpu"
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    _plot(rows, str(RESULTS_DIR / f"{name}.png"), "Table 2 analogue")
+    result["plot"] = str(RESULTS_DIR / f"{name}.png")
+    write_result(name, result)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", choices=("cpu", "gpu"), default="cpu", help="cpu: device-free counts; gpu: CUDA peaks")
+    parser.add_argument("--smoke", action="store_true", help="C and the 3D U-Net on BraTS only")
+    args = parser.parse_args(argv)
+    run(args.size, args.smoke)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,108 @@
+"""Reading NIfTI files with every check a training run needs before it touches the data.
+
+Each reader returns the array plus the nibabel affine and header, and raises one `DatasetError`
+naming the file for anything a real dataset can get wrong: a missing, truncated or corrupt file,
+a 2D or 4D image, NaN/Inf intensities, label values outside the dataset's set.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from oss_net.data.errors import DatasetError
+
+# Label values each dataset may contain: BraTS (background, necrosis, oedema, enhancing), LiTS (liver, tumour).
+# "border" is the set of a stored border map.
+LABEL_VALUES: dict[str, frozenset[int]] = {
+    "brats": frozenset({0, 1, 2, 4}), "lits": frozenset({0, 1, 2}), "border": frozenset({0, 1})}
+
+
+@dataclass(frozen=True)
+class Volume:
+    """One 3D NIfTI file: `array [D, H, W]`, its 4×4 voxel→mm affine and the raw header block."""
+
+    array: np.ndarray
+    affine: np.ndarray
+    header: bytes
+    path: Path
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """Voxel size in mm along each array axis (column norms of the affine)."""
+        return tuple(float(v) for v in np.linalg.norm(self.affine[:3, :3], axis=0))
+
+
+def read_header(path: Path) -> tuple[tuple[int, ...], np.ndarray, bytes]:
+    """Shape, affine and header of a NIfTI file without reading its voxels (fast)."""
+    image = _open(path)
+    return _spatial_shape(image.shape, path), np.asarray(image.affine, dtype=np.float64), image.header.binaryblock
+
+
+def read_image(path: Path) -> Volume:
+    """An intensity volume as float32; NaN or Inf anywhere is an error."""
+    image = _open(path)
+    shape = _spatial_shape(image.shape, path)
+    array = _voxels(image, path).astype(np.float32, copy=False).reshape(shape)
+    if not np.isfinite(array).all():
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        raise DatasetError(f"{path}: image contains {bad} NaN or Inf voxel(s)")
+    return Volume(array, np.asarray(image.affine, dtype=np.float64), image.header.binaryblock, path)
+
+
+def read_label(path: Path, dataset: str) -> Volume:
+    """A label volume as uint8; values must be integers of the dataset's label set."""
+    image = _open(path)
+    shape = _spatial_shape(image.shape, path)
+    raw = _voxels(image, path).reshape(shape)
+    allowed = LABEL_VALUES[dataset]
+    if raw.dtype.kind == "f":
+        if not np.isfinite(raw).all() or not np.array_equal(raw, np.round(raw)):
+            raise DatasetError(f"{path}: label contains non-integer values (allowed: {sorted(allowed)})")
+    if raw.size and (raw.min() < 0 or raw.max() > max(allowed)):
+        found = sorted(int(v) for v in np.unique(raw) if int(v) not in allowed)
+        raise DatasetError(f"{path}: label values {found} outside {sorted(allowed)} ({dataset})")
+    label = raw.astype(np.uint8, copy=False)
+    present = np.flatnonzero(np.bincount(label.ravel(), minlength=max(allowed) + 1))
+    unexpected = sorted(int(v) for v in present if int(v) not in allowed)
+    if unexpected:
+        raise DatasetError(f"{path}: label values {unexpected} outside {sorted(allowed)} ({dataset})")
+    return Volume(label, np.asarray(image.affine, dtype=np.float64), image.header.binaryblock, path)
+
+
+def check_same_grid(reference: tuple[tuple[int, ...], np.ndarray, Path], other: tuple[tuple[int, ...], np.ndarray, Path]) -> None:
+    """Raise when two files of one case differ in shape or affine (they must share one voxel grid)."""
+    (shape_a, affine_a, path_a), (shape_b, affine_b, path_b) = reference, other
+    if tuple(shape_a) != tuple(shape_b):
+        raise DatasetError(f"{path_b}: shape {tuple(shape_b)} differs from {tuple(shape_a)} of {path_a.name}")
+    if not np.allclose(affine_a, affine_b, rtol=0.0, atol=1e-3):
+        raise DatasetError(f"{path_b}: affine differs from the affine of {path_a.name}")
+
+
+def _open(path: Path) -> nib.Nifti1Image:
+    if not path.is_file():
+        raise DatasetError(f"{path}: file not found")
+    try:
+        return nib.load(str(path))
+    except Exception as error:  # nibabel raises many types for a damaged header
+        raise DatasetError(f"{path}: not a readable NIfTI file ({type(error).__name__}: {error})") from error
+
+
+def _spatial_shape(shape: tuple[int, ...], path: Path) -> tuple[int, int, int]:
+    """The 3D shape, tolerating trailing singleton axes; 2D and real 4D files are errors."""
+    trimmed = tuple(shape)
+    while len(trimmed) > 3 and trimmed[-1] == 1:
+        trimmed = trimmed[:-1]
+    if len(trimmed) != 3:
+        raise DatasetError(f"{path}: expected a 3D volume, got shape {tuple(shape)} ({len(shape)}D)")
+    return trimmed  # type: ignore[return-value]
+
+
+def _voxels(image: nib.Nifti1Image, path: Path) -> np.ndarray:
+    try:
+        return np.asarray(image.dataobj)
+    except (EOFError, OSError, ValueError, zlib.error) as error:
+        raise DatasetError(f"{path}: truncated or corrupt voxel data ({type(error).__name__}: {error})") from error

@@ -1,0 +1,162 @@
+"""Synthetic BraTS 2020 and LiTS cases in their real on-disk layouts, for the demo and the tests.
+
+BraTS: a brain-like ellipsoid with smooth tissue texture and a blobby tumour at a random position,
+labelled like real data (2 oedema ⊃ 1 necrotic core ⊃ ring of 4 enhancing tumour), in four
+modalities whose contrasts differ the way MRI sequences do (FLAIR bright on oedema, T1ce bright
+on the enhancing ring, T1 dark in the core, T2 bright on oedema and core). LiTS: a CT-like body in
+Hounsfield units with a liver (1) and a darker tumour (2) inside it. Both carry a non-identity
+affine (flipped axes, spacing ≠ 1, origin offset; LiTS anisotropic). Everything depends only on
+the seed, and the gzip streams carry no timestamp, so a seed always gives identical bytes.
+
+    python -m oss_net.data.synthetic --layout brats --cases 8 --shape 60 60 38 --seed 0 --out data/synth
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from oss_net.data.layout import BRATS_MODALITIES, BRATS_TRAINING
+from oss_net.io import atomic_save_nifti
+
+DEFAULT_SHAPE = {"brats": (60, 60, 38), "lits": (48, 48, 32)}  # BraTS: 240×240×155 / 4 (padded to the 64×64×40 demo grid)
+
+# Mean intensity per tissue (background, brain, oedema, necrotic core, enhancing) for each MRI modality.
+_BRATS_CONTRAST = {
+    "flair": (0.0, 420.0, 1000.0, 760.0, 820.0),
+    "t1": (0.0, 600.0, 420.0, 220.0, 480.0),
+    "t1ce": (0.0, 560.0, 500.0, 260.0, 1150.0),
+    "t2": (0.0, 380.0, 920.0, 1050.0, 700.0),
+}
+
+
+def write_synthetic_dataset(layout: str, out: str | Path, cases: int = 4, shape: Sequence[int] | None = None,
+                            seed: int = 0) -> Path:
+    """Write `cases` synthetic cases in the `layout` ("brats" | "lits") folder structure under `out`; returns `out`.
+
+    BraTS: ``out/MICCAI_BraTS2020_TrainingData/BraTS20_Training_NNN/..._{flair,t1,t1ce,t2,seg}.nii.gz``.
+    LiTS: ``out/volume-N.nii`` and ``out/segmentation-N.nii``.
+    """
+    if layout not in DEFAULT_SHAPE:
+        raise ValueError(f"layout must be 'brats' or 'lits', got {layout!r}")
+    shape = tuple(int(s) for s in (shape or DEFAULT_SHAPE[layout]))
+    if len(shape) != 3 or min(shape) < 16:
+        raise ValueError(f"shape must be three sizes ≥ 16, got {shape}")
+    out = Path(out)
+    for index in range(cases):
+        rng = np.random.default_rng([seed, index])
+        if layout == "brats":
+            _write_brats_case(out, index + 1, shape, rng)
+        else:
+            _write_lits_case(out, index, shape, rng)
+    return out
+
+
+def brats_affine(shape: Sequence[int]) -> np.ndarray:
+    """BraTS-like affine (x and y flipped, origin offset) scaled so the volume spans 240×240×155 mm."""
+    spacing = np.array([240.0, 240.0, 155.0]) / np.asarray(shape, dtype=np.float64)
+    affine = np.diag([-spacing[0], -spacing[1], spacing[2], 1.0])
+    affine[:3, 3] = (0.0, 239.0, 0.0)
+    return affine
+
+
+def lits_affine(shape: Sequence[int]) -> np.ndarray:
+    """CT-like anisotropic affine: in-plane 0.7 mm × 512 field of view, 2.5 mm × 160 slices of extent."""
+    spacing = np.array([0.7 * 512 / shape[0], 0.7 * 512 / shape[1], 2.5 * 160 / shape[2]])
+    affine = np.diag([-spacing[0], spacing[1], spacing[2], 1.0])
+    affine[:3, 3] = (172.3, -179.6, -386.0)
+    return affine
+
+
+def _write_brats_case(out: Path, number: int, shape: tuple[int, int, int], rng: np.random.Generator) -> None:
+    grid = _unit_grid(shape)
+    brain = _blob(grid, np.zeros(3), np.array([0.78, 0.86, 0.82]), rng, roughness=0.08)
+    label = np.zeros(shape, dtype=np.uint8)
+    centre = rng.uniform(-0.3, 0.3, size=3)
+    radius = rng.uniform(0.32, 0.45)
+    oedema = _blob(grid, centre, radius * rng.uniform(0.85, 1.15, size=3), rng, roughness=0.25) & brain
+    core = _blob(grid, centre + rng.normal(0, 0.03, 3), 0.6 * radius * rng.uniform(0.85, 1.15, 3), rng, 0.2) & oedema
+    enhancing = core & ~ndimage.binary_erosion(core)  # a ring of enhancing tumour around the necrosis
+    label[oedema] = 2
+    label[core] = 1
+    label[enhancing] = 4
+    tissue = np.select([label == 4, label == 1, label == 2, brain], [4, 3, 2, 1], default=0)
+    bias = 1.0 + 0.1 * _smooth_noise(shape, rng, sigma=max(shape) / 4)
+    case_id = f"BraTS20_Training_{number:03d}"
+    folder = out / BRATS_TRAINING / case_id
+    folder.mkdir(parents=True, exist_ok=True)
+    affine = brats_affine(shape)
+    for modality in BRATS_MODALITIES:
+        means = np.asarray(_BRATS_CONTRAST[modality])
+        texture = 1.0 + 0.06 * _smooth_noise(shape, rng, sigma=1.5)
+        image = means[tissue] * texture * bias + rng.normal(0.0, 25.0, size=shape) * (tissue > 0)
+        atomic_save_nifti(np.clip(image, 0, None).astype(np.int16), affine, folder / f"{case_id}_{modality}.nii.gz")
+    atomic_save_nifti(label, affine, folder / f"{case_id}_seg.nii.gz")
+
+
+def _write_lits_case(out: Path, number: int, shape: tuple[int, int, int], rng: np.random.Generator) -> None:
+    grid = _unit_grid(shape)
+    body = _blob(grid, np.array([0.0, 0.05, 0.0]), np.array([0.85, 0.7, 2.0]), rng, roughness=0.05)
+    fat = body & ~_blob(grid, np.array([0.0, 0.05, 0.0]), np.array([0.75, 0.6, 2.0]), rng, roughness=0.05)
+    spine = _blob(grid, np.array([0.0, 0.5, 0.0]), np.array([0.1, 0.1, 2.0]), rng, roughness=0.0) & body
+    liver_centre = np.array([rng.uniform(-0.4, -0.2), rng.uniform(-0.2, 0.1), rng.uniform(-0.2, 0.2)])
+    liver = _blob(grid, liver_centre, np.array([0.42, 0.42, 0.5]) * rng.uniform(0.85, 1.15, 3), rng, 0.15) & body & ~fat
+    tumour_centre = liver_centre + rng.uniform(-0.12, 0.12, 3)
+    tumour = _blob(grid, tumour_centre, rng.uniform(0.14, 0.22) * np.ones(3), rng, 0.2) & liver
+    label = np.zeros(shape, dtype=np.uint8)
+    label[liver] = 1
+    label[tumour] = 2
+    hounsfield = np.full(shape, -1000.0)
+    hounsfield[body] = 40.0
+    hounsfield[fat] = -100.0
+    hounsfield[spine] = 700.0
+    hounsfield[liver] = 130.0
+    hounsfield[tumour] = 45.0
+    image = hounsfield + rng.normal(0.0, 12.0, size=shape) + 10.0 * _smooth_noise(shape, rng, sigma=2.0)
+    out.mkdir(parents=True, exist_ok=True)
+    affine = lits_affine(shape)
+    atomic_save_nifti(np.clip(image, -1024, 3071).astype(np.int16), affine, out / f"volume-{number}.nii")
+    atomic_save_nifti(label, affine, out / f"segmentation-{number}.nii")
+
+
+def _unit_grid(shape: tuple[int, int, int]) -> np.ndarray:
+    """Voxel centres in [−1, 1] per axis, `[3, D, H, W]`."""
+    return np.stack(np.meshgrid(*[np.linspace(-1.0, 1.0, s) for s in shape], indexing="ij"))
+
+
+def _smooth_noise(shape: tuple[int, int, int], rng: np.random.Generator, sigma: float) -> np.ndarray:
+    """Gaussian-smoothed white noise rescaled to unit standard deviation."""
+    noise = ndimage.gaussian_filter(rng.normal(size=shape), sigma)
+    return noise / (noise.std() + 1e-12)
+
+
+def _blob(grid: np.ndarray, centre: np.ndarray, radii: np.ndarray, rng: np.random.Generator, roughness: float) -> np.ndarray:
+    """An ellipsoid whose surface is perturbed by smooth noise (`roughness` × radius)."""
+    distance = np.sqrt(sum(((grid[a] - centre[a]) / radii[a]) ** 2 for a in range(3)))
+    wobble = roughness * _smooth_noise(grid.shape[1:], rng, sigma=max(grid.shape[1:]) / 8) if roughness else 0.0
+    return distance < 1.0 + wobble
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Write synthetic BraTS 2020 / LiTS cases in their real layouts.")
+    parser.add_argument("--layout", choices=sorted(DEFAULT_SHAPE), required=True, help="dataset layout to write")
+    parser.add_argument("--cases", type=int, default=8, help="number of cases (default 8)")
+    parser.add_argument("--shape", type=int, nargs=3, metavar=("D", "H", "W"), default=None,
+                        help="volume shape (default BraTS 60 60 38, LiTS 48 48 32)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed writes identical files")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (created)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    root = write_synthetic_dataset(args.layout, args.out, args.cases, args.shape, args.seed)
+    print(f"wrote {args.cases} synthetic {args.layout} case(s) to {root}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

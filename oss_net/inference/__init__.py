@@ -1,0 +1,22 @@
+"""Inference: one coarse-to-fine refinement loop, a Predictor, and per-case files with metrics.
+
+    from oss_net.inference import Predictor, refine_occupancy, run_inference, InferenceSettings
+"""
+from .cli import build_parser, main
+from .predictor import InferenceError, Prediction, Predictor
+from .refine import RefineStats, refine_occupancy, seed_from_segmentation
+from .runner import InferenceSettings, run_inference, write_summary
+
+__all__ = [
+    "InferenceError",
+    "InferenceSettings",
+    "Prediction",
+    "Predictor",
+    "RefineStats",
+    "build_parser",
+    "main",
+    "refine_occupancy",
+    "run_inference",
+    "seed_from_segmentation",
+    "write_summary",
+]

@@ -1,0 +1,315 @@
+"""`run_inference(settings)`: checkpoint + cases → per-case files and a summary table.
+
+Every check that can fail on user input (checkpoint, configuration, case files, output folder) runs
+before the first file is written, so a bad call leaves nothing behind. Cases are then processed one
+by one; each is published as a complete folder (see `outputs`), and `summary.csv` / `summary.json`
+are rewritten from the finished cases at the end.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from oss_net.io import OSSNetError, atomic_save_json, atomic_write
+
+from . import outputs
+from .predictor import AMP_MODES, MODES, InferenceError, Prediction, Predictor
+
+logger = logging.getLogger(__name__)
+
+MESH_FORMATS = ("obj", "ply")
+SUMMARY_COLUMNS = ("case", "dice", "iou", "hd95_mm", "nsd", "seconds", "points_evaluated", "mode", "disagreement")
+SPLITS = ("train", "val", "all", "test")
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """One inference run. The original's flags keep their names (`load_model`, `network_config`, ...)."""
+
+    load_model: str  # model file or training checkpoint (the configuration is read from it)
+    dataset_path: str  # dataset root, or one case: a BraTS case folder / a LiTS volume file
+    output_dir: str = "inference_output"
+    network_config: str | None = None  # must agree with the checkpoint when given
+    dataset: str | None = None  # must agree with the checkpoint when given
+    split: str = "val"  # split of a dataset root
+    mode: str = "auto"  # auto | standard | prior | both
+    stages: tuple[int, ...] = (4, 2, 1)
+    chunk_size: int = 2**14
+    amp: str = "off"
+    cpu: bool = False
+    cuda_devices: str | None = None  # sets CUDA_VISIBLE_DEVICES before CUDA starts
+    resume: bool = False  # --continue: skip cases whose folder is complete
+    no_mesh: bool = False
+    mesh_format: tuple[str, ...] = MESH_FORMATS
+    voxel_coordinates: bool = False  # meshes in model-grid voxel indices (the original's frame)
+    refine_mesh: bool = False  # gradient refinement of the prediction mesh through the decoder
+    save_probabilities: bool = False
+    overlay: bool = True
+    threshold: float = 0.5
+    recheck_boundary: bool = False
+    face_budget: int = 10_000
+    min_component_voxels: int = 12**3
+    tolerance_mm: float = 1.0  # NSD tolerance
+    cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.mode not in MODES:
+            problems.append(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
+        if self.amp not in AMP_MODES:
+            problems.append(f"amp {self.amp!r} is not one of {', '.join(AMP_MODES)}")
+        if self.split not in SPLITS:
+            problems.append(f"split {self.split!r} is not one of {', '.join(SPLITS)}")
+        unknown = [f for f in self.mesh_format if f not in MESH_FORMATS]
+        if unknown or not self.mesh_format:
+            problems.append(f"mesh_format must name one or more of {', '.join(MESH_FORMATS)}, got {list(self.mesh_format)}")
+        if self.chunk_size < 1:
+            problems.append(f"chunk_size must be >= 1, got {self.chunk_size}")
+        if not 0.0 < self.threshold < 1.0:
+            problems.append(f"threshold must lie in (0, 1), got {self.threshold}")
+        if problems:
+            raise InferenceError("invalid inference settings: " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def select_device(settings: InferenceSettings) -> torch.device:
+    if settings.cuda_devices is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = settings.cuda_devices
+    if settings.cpu or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda")
+
+
+def load_checked_model(settings: InferenceSettings, device: torch.device) -> torch.nn.Module:
+    """The checkpoint's model; `network_config` / `dataset`, when given, must match what it holds."""
+    from oss_net.models import ConfigError, load_model
+    from oss_net.models.config import canonical_dataset, canonical_name
+
+    model = load_model(settings.load_model, map_location=device)
+    config = model.config
+    try:
+        expected_name = canonical_name(settings.network_config) if settings.network_config else config.name
+        expected_dataset = canonical_dataset(settings.dataset) if settings.dataset else config.dataset
+    except ConfigError as error:
+        raise InferenceError(str(error)) from None
+    if (expected_name, expected_dataset) != (config.name, config.dataset):
+        raise InferenceError(
+            f"{settings.load_model}: checkpoint holds configuration {config.name!r} ({config.dataset}), "
+            f"but --network_config {settings.network_config!r} --dataset {settings.dataset or config.dataset!r} "
+            f"asks for {expected_name!r} ({expected_dataset}); omit them to use the checkpoint's"
+        )
+    return model
+
+
+def is_single_case(path: Path) -> bool:
+    """A LiTS volume file, or a folder holding NIfTI files itself (one BraTS case) rather than case folders."""
+    if path.is_file():
+        return True
+    return path.is_dir() and any(p.is_file() and ".nii" in p.name.lower() for p in path.iterdir())
+
+
+def find_cases(settings: InferenceSettings, dataset: str) -> list[Any]:
+    """The CaseFiles to process: one case folder / file, or a split of a dataset root."""
+    from oss_net.data import discover, discover_case_folder
+
+    path = Path(settings.dataset_path)
+    if not path.exists():
+        raise InferenceError(f"{path}: dataset path does not exist")
+    if is_single_case(path):
+        return [discover_case_folder(path, dataset)]
+    cases = discover(dataset, path, settings.split)
+    if not cases:
+        raise InferenceError(f"{path}: no cases in split {settings.split!r}")
+    return cases
+
+
+def run_inference(settings: InferenceSettings) -> Path:
+    """Predict every case, write its files and the summary; returns the output folder."""
+    device = select_device(settings)
+    model = load_checked_model(settings, device)
+    config = model.config
+    predictor = Predictor(
+        model, mode=settings.mode, stages=settings.stages, chunk_size=settings.chunk_size, amp=settings.amp,
+        device=device, threshold=settings.threshold, recheck_boundary=settings.recheck_boundary,
+    )
+    cases = find_cases(settings, config.dataset)
+    output_dir = Path(settings.output_dir)
+    outputs.check_output_folder(output_dir)
+    atomic_save_json({**settings.to_dict(), "resolved_mode": predictor.mode, "device": str(device),
+                      "config": config.to_dict()}, output_dir / "inference_settings.json")
+
+    for index, files in enumerate(cases, start=1):
+        if settings.resume and outputs.is_finished(output_dir, files.case_id):
+            logger.info("[%d/%d] %s: finished before, skipped (--continue)", index, len(cases), files.case_id)
+            continue
+        record = process_case(files, predictor, settings, output_dir)
+        logger.info(
+            "[%d/%d] %s: dice %.4f, %s mode, %.2f s, %d points evaluated", index, len(cases), files.case_id,
+            record.get("dice", float("nan")), record["mode"], record["seconds"], record["points_evaluated"],
+        )
+    write_summary(output_dir, [c.case_id for c in cases])
+    return output_dir
+
+
+def process_case(files: Any, predictor: Predictor, settings: InferenceSettings, output_dir: Path) -> dict[str, Any]:
+    """Load, predict and write one case; its folder appears only once every file is written."""
+    from oss_net.data import load_case
+
+    case = load_case(files, predictor.config, cache_dir=settings.cache_dir, with_border=False)
+    prediction = predictor.predict_case(case)
+    staging = outputs.staging_folder(output_dir, files.case_id)
+    try:
+        record = write_case(staging, files, case, prediction, predictor, settings)
+        outputs.save_metrics(record, staging)
+        outputs.publish(staging, output_dir, files.case_id)
+    except BaseException:
+        outputs.discard(staging)
+        raise
+    return record
+
+
+def write_case(
+    folder: Path, files: Any, case: Any, prediction: Prediction, predictor: Predictor, settings: InferenceSettings
+) -> dict[str, Any]:
+    """Every output file of one case into `folder`; returns its metrics record."""
+    from oss_net.io import atomic_save_torch
+
+    case_id = files.case_id
+    meta = case.meta
+    occupancy = prediction.occupancy.numpy()  # [*volume_shape] float32, model grid
+    mask_model = occupancy > settings.threshold
+    atomic_save_torch(prediction.occupancy, folder / f"{case_id}_occupancy.pt")
+    mask_input = np.asarray(meta.to_input_grid(mask_model.astype(np.uint8), order=0), dtype=np.uint8)
+    outputs.save_input_grid_nifti(mask_input, meta, folder / f"{case_id}_mask.nii.gz")
+    if settings.save_probabilities:
+        probability = np.asarray(meta.to_input_grid(occupancy, order=1), dtype=np.float32)
+        outputs.save_input_grid_nifti(probability, meta, folder / f"{case_id}_probability.nii.gz")
+
+    label_model = None if case.label is None else np.asarray(case.label) > 0
+    if not settings.no_mesh:
+        write_meshes(folder, case_id, occupancy, label_model, meta, case, predictor, settings)
+    if settings.overlay:
+        write_overlay(folder / f"{case_id}_overlay.png", case, mask_model, label_model, meta)
+
+    record: dict[str, Any] = {"case": case_id}
+    record.update(case_metrics(files, mask_input, meta, settings.tolerance_mm))
+    record.update({
+        "seconds": prediction.seconds,
+        "points_evaluated": prediction.points_evaluated,
+        "voxels": int(occupancy.size),
+        "mode": prediction.mode,
+        "disagreement": prediction.disagreement,
+    })
+    for mode, run in prediction.runs.items():
+        record[f"{mode}_seconds"] = run["seconds"]
+        record[f"{mode}_points_evaluated"] = run["points_evaluated"]
+    return record
+
+
+def case_metrics(files: Any, mask_input: np.ndarray, meta: Any, tolerance_mm: float) -> dict[str, float]:
+    """Dice, IoU, HD95 (mm) and NSD on the input grid against the label file (empty without a label)."""
+    import nibabel as nib
+
+    from oss_net.metrics import evaluate_case, spacing_from_affine
+
+    if files.label is None:
+        return {}
+    label = np.asarray(nib.load(str(files.label)).dataobj) > 0
+    label = label.reshape(mask_input.shape)
+    return evaluate_case(mask_input, label, spacing_from_affine(meta.affine), tolerance_mm=tolerance_mm)
+
+
+def write_meshes(
+    folder: Path, case_id: str, occupancy: np.ndarray, label_model: np.ndarray | None, meta: Any, case: Any,
+    predictor: Predictor, settings: InferenceSettings,
+) -> None:
+    """Prediction and label meshes, extracted on the model grid, vertices in mm (or voxel indices)."""
+    from oss_net.meshing import extract_mesh, save_mesh
+
+    affine = None if settings.voxel_coordinates else outputs.model_grid_affine(meta)
+    options = {"face_budget": settings.face_budget}
+    meshes = {"prediction": extract_mesh(occupancy, affine, level=settings.threshold,
+                                         min_component_voxels=settings.min_component_voxels, **options)}
+    if settings.refine_mesh and len(meshes["prediction"].faces):
+        meshes["prediction"] = refine_prediction_mesh(meshes["prediction"], affine, case, predictor)
+    if label_model is not None:
+        # the label mesh keeps every component, as the original's
+        meshes["label"] = extract_mesh(label_model.astype(np.float32), affine, level=0.5, min_component_voxels=0, **options)
+    for name, mesh in meshes.items():
+        for file_type in settings.mesh_format:
+            save_mesh(mesh, folder / f"{case_id}_{name}.{file_type}")
+
+
+def refine_prediction_mesh(mesh: Any, affine: np.ndarray | None, case: Any, predictor: Predictor) -> Any:
+    """Move the vertices onto the decoder's level set (reference §8.3); the decoder works in model-grid voxels."""
+    from oss_net.meshing import refine_vertices
+
+    voxels = mesh.copy()
+    if affine is not None:
+        voxels.apply_transform(np.linalg.inv(affine))
+    refined = refine_vertices(voxels, predictor.point_decoder(case.image), device=predictor.device)
+    if affine is not None:
+        refined.apply_transform(affine)
+    return refined
+
+
+def write_overlay(path: Path, case: Any, mask_model: np.ndarray, label_model: np.ndarray | None, meta: Any) -> None:
+    """Mid-slices of the first channel with label and prediction outlined, on the model grid."""
+    from oss_net.meshing import overlay_png
+
+    image = np.asarray(case.image)[0]  # [*volume_shape]
+    spacing = np.linalg.norm(outputs.model_grid_affine(meta)[:3, :3], axis=0)
+    overlay_png(image, label_model, mask_model, path, spacing=tuple(float(s) for s in spacing))
+
+
+def read_finished(output_dir: Path, case_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """Metrics records of the finished cases among `case_ids`, in that order."""
+    import json
+
+    records = []
+    for case_id in case_ids:
+        path = outputs.case_folder(output_dir, case_id) / outputs.METRICS_FILE
+        if path.is_file():
+            records.append(json.loads(path.read_text()))
+    return records
+
+
+def write_summary(output_dir: Path, case_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """summary.json (the per-case records plus a last "mean" row) and summary.csv with the same columns."""
+    from oss_net.metrics import summarise
+
+    records = read_finished(output_dir, case_ids)
+    numeric = [{k: (float("nan") if v is None else v) for k, v in r.items() if k != "disagreement" or v is not None}
+               for r in records]
+    means = summarise(numeric) if records else {"cases": 0}
+    mean_row = {"case": "mean", **means}
+    rows = [*records, outputs.json_ready(mean_row)]
+    atomic_save_json(rows, output_dir / "summary.json")
+    columns = list(SUMMARY_COLUMNS) + sorted({k for r in rows for k in r} - set(SUMMARY_COLUMNS))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _csv_cell(row.get(k)) for k in columns})
+    with atomic_write(output_dir / "summary.csv", "w") as handle:
+        handle.write(buffer.getvalue())
+    return rows
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.6g}"
+    return value

@@ -1,0 +1,122 @@
+"""Per-case evaluation, BraTS tumour regions and the summary over cases.
+
+`evaluate_case` is what inference writes per case: Dice, IoU, HD95 (mm) and NSD at native
+resolution, with the surface distances computed once for both surface metrics.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from oss_net.metrics.masks import as_mask, as_pair
+from oss_net.metrics.overlap import dice, iou
+from oss_net.metrics.surface import check_tolerance, hd95_from_distances, nsd_from_distances, surface_distances
+
+METRIC_KEYS = ("dice", "iou", "hd95_mm", "nsd")
+
+# BraTS 2020 labels: 1 necrotic / non-enhancing core, 2 oedema, 4 enhancing tumour.
+BRATS_REGIONS = {"WT": (1, 2, 4), "TC": (1, 4), "ET": (4,)}
+
+
+def evaluate_case(
+    pred: Any, target: Any, spacing: Sequence[float] | np.ndarray, tolerance_mm: float = 1.0
+) -> dict[str, float]:
+    """Dice, IoU, HD95 (mm) and NSD (at `tolerance_mm`) of one case as plain floats.
+
+    Args:
+        pred, target: masks [D, H, W] on the same grid (numpy or torch; non-bool > 0.5).
+        spacing: mm per voxel along each array axis, e.g. `spacing_from_affine(affine)`.
+
+    Returns `{"dice", "iou", "hd95_mm", "nsd"}`; the empty-mask conventions of `dice`, `hd95` and
+    `nsd` apply (`hd95_mm` is NaN, with a warning, when exactly one mask is empty).
+    """
+    check_tolerance(tolerance_mm)
+    pred_mask, target_mask = as_pair(pred, target)
+    distances = surface_distances(pred_mask, target_mask, spacing)
+    return {
+        "dice": dice(pred_mask, target_mask),
+        "iou": iou(pred_mask, target_mask),
+        "hd95_mm": hd95_from_distances(distances, context="evaluate_case"),
+        "nsd": nsd_from_distances(distances, tolerance_mm),
+    }
+
+
+def brats_regions(label: Any) -> dict[str, np.ndarray]:
+    """The BraTS evaluation regions of a label map [D, H, W] as boolean masks.
+
+    WT (whole tumour) = label > 0, TC (tumour core) = label ∈ {1, 4}, ET (enhancing) = label == 4,
+    with the BraTS 2020 labels (1 NCR/NET, 2 ED, 4 ET).
+    """
+    if hasattr(label, "detach"):
+        label = label.detach().cpu().numpy()
+    values = np.asarray(label)
+    return {
+        "WT": values > 0,
+        "TC": np.isin(values, BRATS_REGIONS["TC"]),
+        "ET": values == BRATS_REGIONS["ET"][0],
+    }
+
+
+def _is_label_map(array: Any) -> bool:
+    """True for an integer array holding a value other than 0 and 1 (a BraTS label map)."""
+    if hasattr(array, "detach"):
+        array = array.detach().cpu().numpy()
+    values = np.asarray(array)
+    return bool(np.issubdtype(values.dtype, np.integer) and np.any((values != 0) & (values != 1)))
+
+
+def evaluate_brats(
+    pred_label_or_mask: Any, target_label: Any, spacing: Sequence[float] | np.ndarray, tolerance_mm: float = 1.0
+) -> dict[str, dict[str, float]]:
+    """`evaluate_case` per BraTS region: WT always, TC and ET when the prediction carries those labels.
+
+    The prediction is taken as a BraTS label map when it is an integer array holding a value other
+    than 0 and 1; a binary prediction (bool, float, or 0/1 integers, as OSS-Net's single-class
+    output) is the whole tumour and is scored on WT only. The target is always a label map.
+
+    Returns e.g. `{"WT": {"dice": ..., "iou": ..., "hd95_mm": ..., "nsd": ...}, "TC": {...}, "ET": {...}}`.
+    """
+    targets = brats_regions(target_label)
+    if _is_label_map(pred_label_or_mask):
+        preds = brats_regions(pred_label_or_mask)
+    else:
+        preds = {"WT": as_mask(pred_label_or_mask)}
+    return {region: evaluate_case(mask, targets[region], spacing, tolerance_mm) for region, mask in preds.items()}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def summarise(per_case: Sequence[Mapping[str, Any]]) -> dict[str, float | int]:
+    """Means over cases of every numeric field, NaNs excluded, plus `cases` and `hd95_undefined`.
+
+    Args:
+        per_case: one flat mapping per case, e.g. `{"case": "x", **evaluate_case(...), "seconds": 1.2}`;
+            a field is averaged when it is a real number (not bool) in every case that has it.
+
+    Returns `{"dice": mean, ..., "cases": n, "hd95_undefined": number of cases whose hd95_mm is NaN}`.
+    A field that is NaN in every case has mean NaN.
+    """
+    fields: dict[str, list[float]] = {}
+    skipped: set[str] = set()
+    for case in per_case:
+        for key, value in case.items():
+            if _is_number(value):
+                fields.setdefault(key, []).append(float(value))
+            else:
+                skipped.add(key)
+    summary: dict[str, float | int] = {}
+    for key, values in fields.items():
+        if key in skipped:
+            continue
+        finite = [v for v in values if not math.isnan(v)]
+        summary[key] = sum(finite) / len(finite) if finite else math.nan
+    summary["cases"] = len(per_case)
+    summary["hd95_undefined"] = sum(
+        1 for case in per_case if _is_number(case.get("hd95_mm")) and math.isnan(float(case["hd95_mm"]))
+    )
+    return summary

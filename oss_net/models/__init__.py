@@ -1,0 +1,39 @@
+"""OSS-Net models: configurations, encoders, the implicit decoder, checkpoints and parameter groups."""
+from .checkpoint import CheckpointError, checkpoint_payload, load_model, model_from_payload, save_model
+from .config import (
+    CONFIG_NAMES,
+    DATASETS,
+    TABLE1_ALIASES,
+    ConfigError,
+    OSSNetConfig,
+    canonical_name,
+    demo_config,
+    get_config,
+)
+from .oss_net import Encoding, ModelInputError, OSSNet
+from .parameters import count_parameters, count_pau_modules, parameter_groups
+from .registry import build_model, register_model
+
+__all__ = [
+    "CONFIG_NAMES",
+    "DATASETS",
+    "TABLE1_ALIASES",
+    "CheckpointError",
+    "ConfigError",
+    "Encoding",
+    "ModelInputError",
+    "OSSNet",
+    "OSSNetConfig",
+    "build_model",
+    "canonical_name",
+    "checkpoint_payload",
+    "count_parameters",
+    "count_pau_modules",
+    "demo_config",
+    "get_config",
+    "load_model",
+    "model_from_payload",
+    "parameter_groups",
+    "register_model",
+    "save_model",
+]

@@ -1,0 +1,116 @@
+"""One checkpoint format for every model: {format_version, kind, config, model}.
+
+The configuration travels with the weights, so `load_model(path)` rebuilds the right architecture, and
+the file holds only plain types and tensors, so it loads with torch.load(weights_only=True). Training
+embeds `checkpoint_payload(model)` in its own checkpoint and rebuilds with `model_from_payload`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from oss_net.io import OSSNetError, atomic_save_torch
+
+from .config import ConfigError
+from .registry import model_kind
+
+FORMAT_VERSION = 1
+PAYLOAD_KEYS = ("format_version", "kind", "config", "model")
+
+
+class CheckpointError(OSSNetError):
+    """A file that is not a model checkpoint, of an unknown version, or of another configuration."""
+
+
+def checkpoint_payload(model: nn.Module) -> dict[str, Any]:
+    """{format_version, kind, config (plain dict), model (state dict)} of a registered model."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "kind": model.kind,
+        "config": model.config.to_dict(),
+        "model": model.state_dict(),
+    }
+
+
+def save_model(path: str | os.PathLike, model: nn.Module) -> None:
+    """Write the model's checkpoint payload to `path` atomically."""
+    atomic_save_torch(checkpoint_payload(model), path)
+
+
+def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu", config: Any = None) -> nn.Module:
+    """The model stored at `path`, built from the configuration in the file, on `map_location`.
+
+    config: the configuration the caller expects; a checkpoint of any other one raises CheckpointError.
+    """
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: checkpoint file does not exist") from None
+    except Exception as error:  # the unpickler fails in many ways on a foreign file; all mean "not a checkpoint"
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path}: not a model checkpoint ({reason})") from None
+    return model_from_payload(payload, path, config).to(map_location)
+
+
+def model_from_payload(payload: Any, source: str | os.PathLike, config: Any = None) -> nn.Module:
+    """Rebuild the model of a checkpoint payload; `source` names the file in every error."""
+    if not isinstance(payload, dict) or any(key not in payload for key in PAYLOAD_KEYS):
+        found = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
+        raise CheckpointError(f"{source}: not a model checkpoint (expected keys {list(PAYLOAD_KEYS)}, found {found})")
+    if payload["format_version"] != FORMAT_VERSION:
+        raise CheckpointError(f"{source}: checkpoint format version {payload['format_version']!r}, this code reads {FORMAT_VERSION}")
+    try:
+        kind = model_kind(payload["kind"])
+    except (KeyError, TypeError):
+        raise CheckpointError(f"{source}: unknown model kind {payload['kind']!r}") from None
+    try:
+        stored = kind.config_type.from_dict(payload["config"])
+    except (ConfigError, TypeError) as error:
+        raise CheckpointError(f"{source}: invalid configuration in checkpoint: {error}") from None
+    if config is not None and config != stored:
+        raise CheckpointError(f"{source}: checkpoint is {_describe(stored)}, expected {_describe(config)}; {_config_difference(stored, config)}")
+    model = kind.builder(stored)
+    _check_state_dict(model, payload["model"], source, stored)
+    model.load_state_dict(payload["model"])
+    return model
+
+
+def _describe(config: Any) -> str:
+    return f"{getattr(config, 'name', '?')} ({getattr(config, 'dataset', '?')})"
+
+
+def _config_difference(stored: Any, expected: Any) -> str:
+    """'field: file value != expected value' for every differing field."""
+    if type(stored) is not type(expected):
+        return f"model type {type(stored).__name__} in the file, {type(expected).__name__} expected"
+    differences = [
+        f"{f.name}: {getattr(stored, f.name)!r} in the file != {getattr(expected, f.name)!r} expected"
+        for f in dataclasses.fields(stored)
+        if getattr(stored, f.name) != getattr(expected, f.name)
+    ]
+    return "differing fields: " + "; ".join(differences)
+
+
+def _check_state_dict(model: nn.Module, state: Any, source: str | os.PathLike, config: Any) -> None:
+    """One CheckpointError listing missing, unexpected and wrongly shaped weights."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{source}: checkpoint weights are a {type(state).__name__}, not a state dict")
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = [
+        f"{key} {list(state[key].shape)} in the file != {list(own[key].shape)}"
+        for key in sorted(set(own) & set(state))
+        if not isinstance(state[key], torch.Tensor) or state[key].shape != own[key].shape
+    ]
+    problems = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mismatched)):
+        if items:
+            shown = ", ".join(items[:5]) + (f", ... ({len(items)} in all)" if len(items) > 5 else "")
+            problems.append(f"{label}: {shown}")
+    if problems:
+        raise CheckpointError(f"{source}: weights do not match configuration {_describe(config)}: " + "; ".join(problems))

@@ -1,0 +1,135 @@
+"""The two 3D CNN encoders of OSS-Net (reference §2): plain (O-Net, A, B, D*, E*) and skip (C*, full*).
+
+Both are chains of residual blocks, each halving the resolution. The plain encoder maps the last block to
+one 1-channel map whose flattened voxels are the latent ([B, 1, L]); the skip encoder pools every block to
+the output shape and mixes all of them into decoder_blocks + 1 latents ([B, K, L]).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from pade_activation_unit import PAU
+
+from .config import OSSNetConfig
+
+HEAD_KERNEL = 5  # heads, final mappings and the segmentation head are 5^3 convolutions, padding 2
+
+
+class ResidualBlock3d(nn.Module):
+    """Residual block that halves the resolution in the middle of its main path (reference §2.1).
+
+        main:     Conv3d 3^3 (no bias) -- BN -- PAU -- AvgPool 2 -- Conv3d 3^3 (no bias) -- BN
+        shortcut: Conv3d 1^3 (no bias, only if channels change) -- AvgPool 2
+        out = PAU(main + shortcut)
+
+    The original's Dropout(p=0) is left out: it is the identity.
+
+    Shape: [B, C_in, D, H, W] -> [B, C_out, D//2, H//2, W//2].
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv3d(in_channels, out_channels, 3, padding=1, bias=False)
+        self.norm1 = nn.BatchNorm3d(out_channels)
+        self.act1 = PAU()
+        self.conv2 = nn.Conv3d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.norm2 = nn.BatchNorm3d(out_channels)
+        self.shortcut = nn.Conv3d(in_channels, out_channels, 1, bias=False) if in_channels != out_channels else nn.Identity()
+        self.act2 = PAU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        main = F.avg_pool3d(self.act1(self.norm1(self.conv1(x))), 2)  # [B, C_out, D/2, H/2, W/2]
+        main = self.norm2(self.conv2(main))
+        return self.act2(main + F.avg_pool3d(self.shortcut(x), 2))
+
+
+def _conv_norm_pau(in_channels: int, out_channels: int, bias: bool) -> nn.Sequential:
+    """Conv3d 5^3 pad 2 -- BN -- PAU: the final mappings and the skip heads."""
+    return nn.Sequential(
+        nn.Conv3d(in_channels, out_channels, HEAD_KERNEL, padding=HEAD_KERNEL // 2, bias=bias),
+        nn.BatchNorm3d(out_channels),
+        PAU(),
+    )
+
+
+class SegmentationHead(nn.Module):
+    """Low-resolution segmentation of the last block: Conv3d 5^3 (no bias) C -> 1, then sigmoid.
+
+    Shape: [B, C, *encoder_output_shape] -> [B, 1, *encoder_output_shape] probabilities.
+    """
+
+    def __init__(self, in_channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(in_channels, 1, HEAD_KERNEL, padding=HEAD_KERNEL // 2, bias=False)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.conv(features))
+
+
+def _blocks(config: OSSNetConfig) -> nn.ModuleList:
+    return nn.ModuleList(ResidualBlock3d(c_in, c_out) for c_in, c_out in config.encoder_channels)
+
+
+class PlainEncoder(nn.Module):
+    """Residual blocks, then Conv3d 5^3 (bias) C -> 1 -- BN -- PAU, flattened to one latent (reference §2.2).
+
+    The latent is the 1-channel map itself, so L = prod(encoder_output_shape) follows from the input size.
+    Difference from the original: with `config.segmentation_head` (E1/E2) this encoder gets the same
+    segmentation head as the skip encoder (on the last block's output); the original silently dropped
+    it, which made E1/E2 identical to A/B (reference §12.7).
+
+    Shape: [B, C_in, *encoder_input_shape] -> latents [B, 1, L], segmentation [B, 1, *encoder_output_shape] | None.
+    """
+
+    def __init__(self, config: OSSNetConfig) -> None:
+        super().__init__()
+        last = config.encoder_channels[-1][1]
+        self.blocks = _blocks(config)
+        self.final = _conv_norm_pau(last, 1, bias=True)
+        self.segmentation_head = SegmentationHead(last) if config.segmentation_head else None
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        for block in self.blocks:
+            x = block(x)
+        latents = self.final(x).flatten(2)  # [B, 1, L]
+        segmentation = self.segmentation_head(x) if self.segmentation_head is not None else None
+        return latents, segmentation
+
+
+class SkipEncoder(nn.Module):
+    """Residual blocks with a head after every block, mixed into K latents (reference §2.3).
+
+    Head i: AdaptiveMaxPool3d(encoder_output_shape) -- Conv3d 5^3 (no bias) C_i -> C_i/2 -- BN -- PAU.
+    The heads are concatenated (BraTS 8+16+32+64 = 120 channels) and mapped by Conv3d 5^3 (bias) -> K
+    -- BN -- PAU, with K = decoder_blocks + 1: latent 0 joins the decoder input, latent i+1 conditions block i.
+
+    Shape: [B, C_in, *encoder_input_shape] -> latents [B, K, L], segmentation [B, 1, *encoder_output_shape] | None.
+    """
+
+    def __init__(self, config: OSSNetConfig) -> None:
+        super().__init__()
+        self.blocks = _blocks(config)
+        self.heads = nn.ModuleList(
+            nn.Sequential(nn.AdaptiveMaxPool3d(config.encoder_output_shape), *_conv_norm_pau(c, c // 2, bias=False))
+            for _, c in config.encoder_channels
+        )
+        head_channels = sum(c // 2 for _, c in config.encoder_channels)
+        self.final = _conv_norm_pau(head_channels, config.number_of_latents, bias=True)
+        last = config.encoder_channels[-1][1]
+        self.segmentation_head = SegmentationHead(last) if config.segmentation_head else None
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        pooled = []
+        for block, head in zip(self.blocks, self.heads):
+            x = block(x)
+            pooled.append(head(x))  # [B, C_i/2, *encoder_output_shape]
+        latents = self.final(torch.cat(pooled, dim=1)).flatten(2)  # [B, K, L]
+        segmentation = self.segmentation_head(x) if self.segmentation_head is not None else None
+        return latents, segmentation
+
+
+def build_encoder(config: OSSNetConfig) -> nn.Module:
+    """PlainEncoder or SkipEncoder, by config.encoder."""
+    return SkipEncoder(config) if config.encoder == "skip" else PlainEncoder(config)

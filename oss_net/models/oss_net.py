@@ -1,0 +1,126 @@
+"""OSSNet: encode a volume once into latents, then decode occupancy at any set of points.
+
+    model = build_model(get_config("C", "brats"))
+    encoding = model.encode(volume)                   # volume [B, 4, 256, 256, 160] on the model grid
+    occupancy = model.decode(coords, encoding, patches, chunk_size=2**14)   # [B, N, 1]
+"""
+from __future__ import annotations
+
+from typing import ClassVar, NamedTuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from oss_net.io import OSSNetError
+
+from .config import PATCH_SIZE, OSSNetConfig
+from .decoder import OccupancyDecoder
+from .encoder import build_encoder
+from .registry import register_model
+
+
+class ModelInputError(OSSNetError, ValueError):
+    """A tensor given to the model does not have the shape its configuration needs."""
+
+
+class Encoding(NamedTuple):
+    """What the encoder gives the decoder: latents [B, K, L] and the low-res segmentation [B, 1, *out] | None."""
+
+    latents: torch.Tensor
+    segmentation: torch.Tensor | None
+
+
+class OSSNet(nn.Module):
+    """The OSS-Net occupancy network of one configuration (reference §2-§4).
+
+    Coordinates are voxel indices on the model grid ([B, N, 3], order i, j, k); the model maps them to
+    [-1, 1] by 2c/(shape-1) - 1 unless config.raw_coordinates (the original's raw indices). The encoder
+    sees the model-grid volume trilinearly downscaled by 2 (align_corners=False); `encode` does that.
+    """
+
+    kind: ClassVar[str] = "oss_net"
+
+    def __init__(self, config: OSSNetConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = build_encoder(config)
+        self.decoder = OccupancyDecoder(config)
+
+    def encode(self, volume: torch.Tensor) -> Encoding:
+        """volume [B, C, *volume_shape] -> Encoding(latents [B, K, L], segmentation [B, 1, *out] | None)."""
+        expected = (self.config.in_channels, *self.config.volume_shape)
+        if volume.dim() != 5 or tuple(volume.shape[1:]) != expected:
+            raise ModelInputError(
+                f"{self.config.name} ({self.config.dataset}) expects a volume [B, {', '.join(map(str, expected))}] "
+                f"on the model grid, got {list(volume.shape)}"
+            )
+        small = F.interpolate(volume, size=self.config.encoder_input_shape, mode="trilinear", align_corners=False)
+        latents, segmentation = self.encoder(small)
+        return Encoding(latents, segmentation)
+
+    def normalize_coordinates(self, coords: torch.Tensor) -> torch.Tensor:
+        """Model-grid voxel indices [.., 3] -> [-1, 1] (or unchanged with raw_coordinates), in float."""
+        if self.config.raw_coordinates:
+            return coords
+        extent = torch.tensor(self.config.volume_shape, dtype=coords.dtype, device=coords.device) - 1
+        return 2 * coords / extent - 1
+
+    def decode(
+        self,
+        coords: torch.Tensor,
+        encoding: Encoding,
+        patches: torch.Tensor | None = None,
+        chunk_size: int | None = None,
+        logits: bool = False,
+    ) -> torch.Tensor:
+        """Occupancy probabilities [B, N, classes] at coords [B, N, 3] (voxel indices, any numeric dtype).
+
+        patches [B, N, C_p, 7, 7, 7] are required exactly when the configuration uses them.
+        chunk_size decodes at most that many points per volume at a time (same result, less memory).
+        It is meant for eval mode: in train mode the CBN batch statistics are taken per chunk, so the
+        result then depends on the chunking.
+        logits=True returns the scores before sigmoid/softmax (for autocast-safe losses).
+        """
+        latents = encoding.latents
+        self._check_decode_inputs(coords, latents, patches)
+        points = self.normalize_coordinates(coords.to(latents.dtype))  # [B, N, 3]
+        if chunk_size is None or chunk_size >= points.shape[1]:
+            return self.decoder(points, latents, patches, logits)
+        if chunk_size < 1:
+            raise ModelInputError(f"chunk_size must be >= 1, got {chunk_size}")
+        outputs = []
+        for start in range(0, points.shape[1], chunk_size):
+            stop = start + chunk_size
+            chunk_patches = patches[:, start:stop] if patches is not None else None
+            outputs.append(self.decoder(points[:, start:stop], latents, chunk_patches, logits))
+        return torch.cat(outputs, dim=1)
+
+    def forward(
+        self, volume: torch.Tensor, coords: torch.Tensor, patches: torch.Tensor | None = None, logits: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(occupancy [B, N, classes], low-res segmentation [B, 1, *out] | None) of one training step."""
+        encoding = self.encode(volume)
+        return self.decode(coords, encoding, patches, logits=logits), encoding.segmentation
+
+    def _check_decode_inputs(self, coords: torch.Tensor, latents: torch.Tensor, patches: torch.Tensor | None) -> None:
+        name = f"{self.config.name} ({self.config.dataset})"
+        if coords.dim() != 3 or coords.shape[-1] != 3:
+            raise ModelInputError(f"{name}: coords must be [B, N, 3], got {list(coords.shape)}")
+        expected_latents = (self.config.number_of_latents, self.config.latent_size)
+        if latents.dim() != 3 or tuple(latents.shape[1:]) != expected_latents or latents.shape[0] != coords.shape[0]:
+            raise ModelInputError(
+                f"{name}: latents must be [{coords.shape[0]}, {expected_latents[0]}, {expected_latents[1]}] "
+                f"for coords {list(coords.shape)}, got {list(latents.shape)}"
+            )
+        if not self.config.patches:
+            if patches is not None:
+                raise ModelInputError(f"{name} uses no patches, but patches were given")
+            return
+        expected = [*coords.shape[:2], self.config.patch_channels, PATCH_SIZE, PATCH_SIZE, PATCH_SIZE]
+        if patches is None or list(patches.shape) != expected:
+            got = "none" if patches is None else list(patches.shape)
+            raise ModelInputError(f"{name} needs patches {expected}, got {got}")
+
+
+register_model(OSSNet.kind, OSSNetConfig, OSSNet)

@@ -1,0 +1,22 @@
+"""Training of OSS-Net: `train(settings)` and the command line of `train_oss_net.py` / `oss-net-train`."""
+from __future__ import annotations
+
+from oss_net.training.cli import build_parser, main, settings_from_args
+from oss_net.training.settings import SettingsError, TrainSettings, lr_milestones, resolve_settings
+
+
+def train(settings: TrainSettings):  # -> Path; imported lazily so `--help` stays fast
+    """Train and/or validate as `settings` say; returns the run folder (see oss_net.training.loop)."""
+    from oss_net.training.loop import train as run_training
+
+    return run_training(settings)
+
+
+def demo_settings(dataset_path: str, output_dir: str, **overrides) -> TrainSettings:
+    """The `--demo` preset on `dataset_path` (used by `make demo`), with field overrides."""
+    return resolve_settings({"train": True, "test": True, "demo": True, "cpu": True, "uniform_sampling": True,
+                             "dataset_path": str(dataset_path), "output_dir": str(output_dir), **overrides})
+
+
+__all__ = ["SettingsError", "TrainSettings", "build_parser", "demo_settings", "lr_milestones", "main",
+           "resolve_settings", "settings_from_args", "train"]

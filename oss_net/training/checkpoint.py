@@ -1,0 +1,143 @@
+"""Training checkpoints: atomic, self-describing, loadable with `torch.load(weights_only=True)`.
+
+A checkpoint is `oss_net.models.checkpoint_payload(model)` (format_version, config, model) plus a
+"training" entry with the optimiser, scheduler, grad scaler, counters, the settings and every RNG
+state. numpy's and Python's RNG states are converted to tensors and plain lists so the safe
+unpickler accepts them. Periodic checkpoints are `checkpoints/ckpt_<iteration>.pt`, the last K kept;
+a file is only ever visible under its final name once fully written (oss_net.io.atomic_save_torch),
+so a run killed mid-write leaves the previous checkpoint as the newest loadable one.
+"""
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from oss_net.io import OSSNetError, atomic_save_torch
+
+CHECKPOINT_DIR = "checkpoints"
+_PERIODIC = re.compile(r"^ckpt_(\d+)\.pt$")
+
+
+class ResumeError(OSSNetError):
+    """A checkpoint that cannot be found, read or used to resume."""
+
+
+def checkpoint_path(run_dir: Path, global_iteration: int) -> Path:
+    return run_dir / CHECKPOINT_DIR / f"ckpt_{global_iteration:09d}.pt"
+
+
+def periodic_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete periodic checkpoints of a run, oldest first (temporary files are never matched)."""
+    folder = run_dir / CHECKPOINT_DIR
+    if not folder.is_dir():
+        return []
+    found = [(int(match.group(1)), path) for path in folder.iterdir() if (match := _PERIODIC.match(path.name))]
+    return [path for _, path in sorted(found)]
+
+
+def find_checkpoint(location: str | Path) -> Path:
+    """The checkpoint named by `--resume`: a file as is, a run folder's newest periodic checkpoint."""
+    path = Path(location)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        candidates = periodic_checkpoints(path)
+        if not candidates:
+            raise ResumeError(f"{path}: no checkpoint found (expected {CHECKPOINT_DIR}/ckpt_<iteration>.pt)")
+        return candidates[-1]
+    raise ResumeError(f"{path}: no such run folder or checkpoint file")
+
+
+def run_dir_of(checkpoint: Path) -> Path:
+    """The run folder a checkpoint belongs to (its parent's parent when inside checkpoints/)."""
+    return checkpoint.parent.parent if checkpoint.parent.name == CHECKPOINT_DIR else checkpoint.parent
+
+
+def prune_checkpoints(run_dir: Path, keep: int) -> None:
+    """Delete all but the newest `keep` periodic checkpoints."""
+    for stale in periodic_checkpoints(run_dir)[:-keep]:
+        stale.unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(run_dir: Path) -> None:
+    """Temporary files left by a run killed during a write (never valid checkpoints)."""
+    folder = run_dir / CHECKPOINT_DIR
+    if folder.is_dir():
+        for leftover in folder.glob(".*.tmp"):
+            leftover.unlink(missing_ok=True)
+
+
+def save_checkpoint(state: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_save_torch(state, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a training checkpoint with the safe unpickler; a clear error for anything else."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for corrupt or foreign files
+        raise ResumeError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error})") from error
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise ResumeError(f"{path}: not an OSS-Net checkpoint (no model/config entries)")
+    return state
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """Every global RNG state as tensors, ints and lists (weights_only-safe)."""
+    kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    version, python_state, gauss_next = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "kind": str(kind),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "position": int(position),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
+        },
+        "python": {"version": int(version), "state": [int(v) for v in python_state], "gauss_next": gauss_next},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of `capture_rng_state` (the CUDA part only when CUDA is in use here too)."""
+    torch.set_rng_state(state["torch"])
+    numpy_state = state["numpy"]
+    np.random.set_state((
+        numpy_state["kind"],
+        numpy_state["keys"].numpy().astype(np.uint32),
+        numpy_state["position"],
+        numpy_state["has_gauss"],
+        numpy_state["cached_gaussian"],
+    ))
+    python_state = state["python"]
+    random.setstate((python_state["version"], tuple(python_state["state"]), python_state["gauss_next"]))
+    if "cuda" in state and torch.cuda.is_available():
+        cuda_states = state["cuda"]
+        for index in range(min(len(cuda_states), torch.cuda.device_count())):
+            torch.cuda.set_rng_state(cuda_states[index], index)
+
+
+def scheduler_state(scheduler: torch.optim.lr_scheduler.LRScheduler) -> dict[str, Any]:
+    """The scheduler's state with MultiStepLR's Counter turned into a plain dict (weights_only-safe)."""
+    state = dict(scheduler.state_dict())
+    if isinstance(state.get("milestones"), Counter):
+        state["milestones"] = {int(k): int(v) for k, v in state["milestones"].items()}
+    return state
+
+
+def load_scheduler_state(scheduler: torch.optim.lr_scheduler.LRScheduler, state: dict[str, Any]) -> None:
+    state = dict(state)
+    if isinstance(state.get("milestones"), dict):
+        state["milestones"] = Counter(state["milestones"])
+    scheduler.load_state_dict(state)

@@ -1,0 +1,99 @@
+"""Command line of `train_oss_net.py` / `oss-net-train`: the original's flags plus resume, seeds and AMP.
+
+    python train_oss_net.py --train --test --network_config C --dataset BraTS --dataset_path /data/BraTS2020 \
+        --batch_size 8 --epochs 50 --uniform_sampling
+    python train_oss_net.py --train --test --demo --dataset_path /tmp/synthetic_brats --cpu
+    python train_oss_net.py --resume runs/2021_..._full_brats          # continue a killed run exactly
+    torchrun --nproc_per_node 2 train_oss_net.py --train --test ...    # DDP, one process per GPU
+
+A flag left out takes the preset value (paper, or `--demo`); with `--resume` it takes the value the
+run was started with, so `--resume DIR` alone continues the same run.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Sequence
+
+from oss_net.training.settings import AMP_MODES, TrainSettings, resolve_settings
+
+# Flags that may differ between a run and its resumption; everything else comes from the checkpoint.
+RESUME_OVERRIDABLE = (
+    "train", "test", "cuda_devices", "cpu", "num_workers", "val_every", "dense_validation", "max_iterations",
+    "checkpoint_every", "keep_last", "dataset_path", "cache_dir", "output_dir",
+)
+
+
+def _network_config_names() -> str:
+    try:
+        from oss_net.models import CONFIG_NAMES
+
+        return ", ".join(("O-Net", "A", "B", "C", "D", *CONFIG_NAMES))
+    except ImportError:
+        return "O-Net, A, B, C, D or an original config name"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every flag defaults to None so that presets and resumed runs can tell what was given."""
+    parser = argparse.ArgumentParser(
+        prog="train_oss_net.py",
+        description="Train (and validate) OSS-Net on BraTS 2020 or LiTS.",
+    )
+    original = parser.add_argument_group("original flags")
+    original.add_argument("--train", action="store_true", default=None, help="run the training loop")
+    original.add_argument("--test", action="store_true", default=None,
+                          help="validate every --val_every epochs (alone: evaluate --load_model once)")
+    original.add_argument("--cuda_devices", type=str, default=None,
+                          help='GPUs to use, e.g. "0, 1" (sets CUDA_VISIBLE_DEVICES; use torchrun for several)')
+    original.add_argument("--cpu", action="store_true", default=None, help="train on the CPU")
+    original.add_argument("--epochs", type=int, default=None, help="epochs (paper: 50; demo preset: smaller)")
+    original.add_argument("--batch_size", type=int, default=None, help="volumes per step and process (paper: BraTS 8, LiTS 4)")
+    original.add_argument("--training_samples", type=int, default=None, help="points per volume (paper: 2^14)")
+    original.add_argument("--load_model", type=str, default=None, help="initial weights: a model file or a training checkpoint")
+    original.add_argument("--segmentation_loss_factor", type=float, default=None, help="weight of the aux segmentation loss (0.1)")
+    original.add_argument("--network_config", type=str, default=None, help=f"configuration (default full = C): {_network_config_names()}")
+    original.add_argument("--dataset", type=str, default=None, help="BraTS or LiTS (default BraTS)")
+    original.add_argument("--dataset_path", type=str, default=None, help="dataset root folder")
+    original.add_argument("--uniform_sampling", action="store_true", default=None,
+                          help="sample training points uniformly (otherwise half from the border band)")
+    new = parser.add_argument_group("new flags")
+    new.add_argument("--output_dir", type=str, default=None, help="run folder (default runs/<timestamp>_<config>_<dataset>)")
+    new.add_argument("--resume", type=str, default=None, metavar="DIR|CKPT", help="continue a run from its newest (or this) checkpoint")
+    new.add_argument("--seed", type=int, default=None, help="seed of weights, data order and sampling (0)")
+    new.add_argument("--amp", choices=AMP_MODES, default=None, help="autocast dtype (off); fp16 adds a GradScaler")
+    new.add_argument("--num_workers", type=int, default=None, help="DataLoader workers (0)")
+    new.add_argument("--val_every", type=int, default=None, help="epochs between validations (5)")
+    new.add_argument("--val_samples", type=int, default=None, help="points per validation volume (BraTS 2^17, LiTS 2^14)")
+    new.add_argument("--no_dense_validation", dest="dense_validation", action="store_false", default=None,
+                     help="skip the full-volume Dice at validation")
+    new.add_argument("--border_balance", type=float, default=None, help="fraction of border points (overrides --uniform_sampling)")
+    new.add_argument("--lr", type=float, default=None, help="learning rate (3e-4)")
+    new.add_argument("--pau_lr", type=float, default=None, help="learning rate of the PAU coefficients (1e-2)")
+    new.add_argument("--demo", action="store_true", default=None, help="small CPU preset: demo model and sample counts")
+    new.add_argument("--no_augmentation", dest="augment", action="store_false", default=None, help="train without augmentation")
+    new.add_argument("--max_iterations", type=int, default=None, help="stop after this many steps in total (smoke runs)")
+    new.add_argument("--checkpoint_every", type=int, default=None, help="iterations between checkpoints (50)")
+    new.add_argument("--keep_last", type=int, default=None, help="periodic checkpoints kept (3)")
+    new.add_argument("--cache_dir", type=str, default=None, help="cache of pre-processed cases")
+    return parser
+
+
+def settings_from_args(arguments: argparse.Namespace) -> TrainSettings:
+    """Resolve presets; with --resume, start from the run's saved settings and apply the given flags."""
+    given: dict[str, Any] = {key: value for key, value in vars(arguments).items() if value is not None}
+    if "resume" not in given:
+        return resolve_settings(given)
+    from oss_net.training.checkpoint import find_checkpoint, load_checkpoint
+
+    saved = load_checkpoint(find_checkpoint(given["resume"]))["training"]["settings"]
+    changed = {key: value for key, value in given.items() if key in RESUME_OVERRIDABLE or key == "resume"}
+    fixed = {key: value for key, value in given.items() if key not in changed}
+    # Flags that define the run are checked later (train), so a conflicting one fails with a clear error.
+    return TrainSettings.from_dict({**saved, **changed, **fixed})
+
+
+def main(argv: Sequence[str] | None = None) -> Path:
+    """Parse the command line and run `train`; returns the run folder."""
+    from oss_net.training.loop import train
+
+    return train(settings_from_args(build_parser().parse_args(argv)))

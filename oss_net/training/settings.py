@@ -1,0 +1,155 @@
+"""`TrainSettings`: every knob of a training run in one frozen dataclass, saved with the run as JSON.
+
+The command line and the library build the same object, so `train(settings)` is what the CLI runs.
+Fields that depend on the dataset or on the `--demo` preset are resolved once, by `resolve_settings`,
+so the JSON written next to the run holds the values that were really used.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from oss_net.io import OSSNetError
+
+DATASET_ALIASES = {"brats": "brats", "bra_ts": "brats", "brats2020": "brats", "lits": "lits"}
+AMP_MODES = ("off", "bf16", "fp16")
+
+# Size presets. "paper" is reference §1.3/§5 (BraTS batch 8, LiTS batch 4, 2^14 points, 50 epochs,
+# validation every 5 epochs on 2^17 uniform (BraTS) or 2^14 border-weighted (LiTS) points).
+# "demo" is sized for a few minutes of CPU training on the 64×64×40 synthetic set of `make demo`.
+PAPER_PRESET = {
+    "brats": {"epochs": 50, "batch_size": 8, "training_samples": 2**14, "val_samples": 2**17, "val_border_balance": 0.0, "val_every": 5},
+    "lits": {"epochs": 50, "batch_size": 4, "training_samples": 2**14, "val_samples": 2**14, "val_border_balance": 0.4, "val_every": 5},
+}
+DEMO_PRESET = {
+    "brats": {"epochs": 8, "batch_size": 2, "training_samples": 2**12, "val_samples": 2**13, "val_border_balance": 0.0, "val_every": 2},
+    "lits": {"epochs": 8, "batch_size": 2, "training_samples": 2**12, "val_samples": 2**12, "val_border_balance": 0.4, "val_every": 2},
+}
+# Fields that define what is trained; a resumed run must agree with its checkpoint on all of them.
+RUN_DEFINING_FIELDS = (
+    "network_config", "dataset", "demo", "seed", "batch_size", "training_samples", "border_balance",
+    "lr", "pau_lr", "amp", "segmentation_loss_factor", "augment", "epochs",
+)
+
+
+class SettingsError(OSSNetError):
+    """An inconsistent or invalid combination of training settings."""
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """One training (and/or validation) run. Defaults are the paper's BraTS setting."""
+
+    train: bool = False  # run the training loop (original flag)
+    test: bool = False  # validate every `val_every` epochs; alone: evaluate `load_model` once (original flag)
+    cuda_devices: str | None = None  # sets CUDA_VISIBLE_DEVICES before CUDA starts, e.g. "0,1"
+    cpu: bool = False  # train on the CPU even when a GPU is there
+    epochs: int = 50
+    batch_size: int = 8  # per process; under torchrun the global batch is batch_size × world size
+    training_samples: int = 2**14  # points sampled per volume and iteration
+    load_model: str | None = None  # initial weights (a model file or a training checkpoint)
+    segmentation_loss_factor: float = 0.1  # weight of the low-res segmentation BCE
+    network_config: str = "full"  # Table-1 name (O-Net, A, B, C, D) or an original config name
+    dataset: str = "brats"  # "brats" | "lits"
+    dataset_path: str | None = None
+    uniform_sampling: bool = False  # original flag: border_balance 0 instead of 0.5
+    border_balance: float = 0.0  # fraction of training points drawn from the border band (resolved)
+    output_dir: str | None = None  # default runs/<timestamp>_<config>_<dataset>
+    resume: str | None = None  # a run folder or a checkpoint file
+    seed: int = 0
+    amp: str = "off"  # "off" | "bf16" | "fp16" (fp16 adds a GradScaler)
+    num_workers: int = 0  # DataLoader workers; 0 keeps CPU runs bitwise reproducible and cheap
+    val_every: int = 5  # epochs between validations (with --test)
+    val_samples: int = 2**17  # points per validation volume for the sampled Dice/IoU
+    val_border_balance: float = 0.0  # 0 for BraTS (uniform), 0.4 for LiTS as the original
+    dense_validation: bool = True  # also compute full-volume Dice through oss_net.inference
+    lr: float = 3e-4
+    pau_lr: float = 1e-2  # PAU coefficients (reference §5), no weight decay
+    demo: bool = False  # small CPU preset: demo model config and small sample counts
+    augment: bool = True  # flips, brightness and noise as the original
+    max_iterations: int | None = None  # stop after this many optimiser steps in total (smoke runs)
+    checkpoint_every: int = 50  # iterations between checkpoints (plus one at every epoch end)
+    keep_last: int = 3  # periodic checkpoints kept on disk
+    cache_dir: str | None = None  # cache of pre-processed cases (oss_net.data.load_case)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.dataset not in ("brats", "lits"):
+            problems.append(f"dataset {self.dataset!r} is not one of brats, lits")
+        if self.amp not in AMP_MODES:
+            problems.append(f"amp {self.amp!r} is not one of {', '.join(AMP_MODES)}")
+        for name in ("epochs", "batch_size", "training_samples", "val_every", "val_samples", "checkpoint_every", "keep_last"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1 (got {getattr(self, name)})")
+        if self.num_workers < 0:
+            problems.append(f"num_workers must be >= 0 (got {self.num_workers})")
+        if self.max_iterations is not None and self.max_iterations < 1:
+            problems.append(f"max_iterations must be at least 1 (got {self.max_iterations})")
+        for name in ("border_balance", "val_border_balance"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                problems.append(f"{name} must lie in [0, 1] (got {getattr(self, name)})")
+        if not (math.isfinite(self.lr) and self.lr > 0 and math.isfinite(self.pau_lr) and self.pau_lr > 0):
+            problems.append(f"lr and pau_lr must be positive (got {self.lr}, {self.pau_lr})")
+        if self.segmentation_loss_factor < 0:
+            problems.append(f"segmentation_loss_factor must be >= 0 (got {self.segmentation_loss_factor})")
+        if problems:
+            raise SettingsError("invalid training settings: " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainSettings:
+        """Rebuild from `to_dict()` output; unknown keys are an error so stale JSON is noticed."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise SettingsError(f"unknown training settings: {', '.join(unknown)}")
+        return cls(**dict(values))
+
+    def replace(self, **changes: Any) -> TrainSettings:
+        return dataclasses.replace(self, **changes)
+
+
+def normalise_dataset(name: str) -> str:
+    """Accept the original spellings (BraTS, bra_ts, LITS) for the two datasets."""
+    key = name.strip().lower().replace("-", "_")
+    if key not in DATASET_ALIASES:
+        raise SettingsError(f"unknown dataset {name!r}; use one of: brats, lits")
+    return DATASET_ALIASES[key]
+
+
+def resolve_settings(values: Mapping[str, Any]) -> TrainSettings:
+    """Fill the preset-dependent fields left as None and build `TrainSettings`.
+
+    `values` holds TrainSettings fields; a None means "take the preset's value" for the size fields
+    and the documented default for the rest. `--uniform_sampling` gives border_balance 0, otherwise
+    0.5 as the original, unless `border_balance` is given explicitly.
+    """
+    values = {key: value for key, value in values.items() if value is not None}
+    dataset = normalise_dataset(values.get("dataset", "brats"))
+    preset = (DEMO_PRESET if values.get("demo", False) else PAPER_PRESET)[dataset]
+    resolved = {**preset, **values, "dataset": dataset}
+    if "border_balance" not in values:
+        resolved["border_balance"] = 0.0 if values.get("uniform_sampling", False) else 0.5
+    if values.get("cuda_devices") is not None:
+        resolved["cuda_devices"] = ",".join(part.strip() for part in str(values["cuda_devices"]).split(",") if part.strip())
+    return TrainSettings.from_dict(resolved)
+
+
+def lr_milestones(epochs: int) -> list[int]:
+    """MultiStepLR milestones at 40% and 60% of the epochs ([20, 30] for 50), rounded half up."""
+    return [max(1, math.floor(fraction * epochs + 0.5)) for fraction in (0.4, 0.6)]
+
+
+def check_resume_compatible(current: TrainSettings, saved: Mapping[str, Any], source: str) -> None:
+    """Raise when a resumed run would change what is trained (the checkpoint fixes those fields)."""
+    differences = [
+        f"{name}: checkpoint {saved[name]!r}, now {getattr(current, name)!r}"
+        for name in RUN_DEFINING_FIELDS
+        if name in saved and saved[name] != getattr(current, name)
+    ]
+    if differences:
+        raise SettingsError(f"{source}: cannot resume with different settings ({'; '.join(differences)})")

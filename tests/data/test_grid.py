@@ -1,0 +1,54 @@
+"""GridMeta: padding is undone exactly, resampling maps back to the input shape, voxels map to mm."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from oss_net.data.grid import GridMeta
+
+AFFINE = np.array([[-1.0, 0, 0, 10.0], [0, -1.0, 0, 239.0], [0, 0, 1.2, -5.0], [0, 0, 0, 1]])
+
+
+def test_brats_padding_matches_the_original_and_round_trips():
+    meta = GridMeta.for_padding(AFFINE, None, (240, 240, 155), (256, 256, 160))
+    assert meta.pad_before == (8, 8, 3) and meta.pad_after == (8, 8, 2)
+    rng = np.random.default_rng(0)
+    small = GridMeta.for_padding(AFFINE, None, (9, 8, 5), (12, 8, 8))
+    array = rng.normal(size=(2, 9, 8, 5)).astype(np.float32)
+    padded = small.to_model_grid(array, order=1)
+    assert padded.shape == (2, 12, 8, 8) and padded[:, :2].sum() == 0 and padded[:, -1].sum() == 0
+    assert np.array_equal(small.to_input_grid(padded), array)
+    assert torch.equal(small.to_input_grid(torch.from_numpy(padded)), torch.from_numpy(array))
+
+
+def test_crop_when_the_input_is_larger():
+    meta = GridMeta.for_padding(AFFINE, None, (10, 7, 6), (6, 7, 4))
+    array = np.arange(10 * 7 * 6).reshape(10, 7, 6)
+    cropped = meta.to_model_grid(array, order=0)
+    assert np.array_equal(cropped, array[2:8, :, 1:5])
+    back = meta.to_input_grid(cropped)
+    assert np.array_equal(back[2:8, :, 1:5], cropped) and back[:2].sum() == 0
+
+
+def test_model_voxel_to_mm_goes_through_the_input_voxel_and_affine():
+    meta = GridMeta.for_padding(AFFINE, None, (240, 240, 155), (256, 256, 160))
+    points = np.array([[8.0, 8.0, 3.0], [100.0, 50.5, 20.0]])
+    expected = (AFFINE @ np.c_[points - [8, 8, 3], np.ones(2)].T).T[:, :3]
+    assert np.allclose(meta.model_voxel_to_mm(points), expected)
+    assert torch.allclose(meta.model_voxel_to_mm(torch.tensor(points)), torch.tensor(expected))
+    assert meta.spacing == (1.0, 1.0, 1.2)
+
+
+def test_resampling_round_trip_and_voxel_centres():
+    meta = GridMeta.for_resampling(AFFINE, None, (10, 20, 5), (20, 20, 20))
+    label = np.zeros((10, 20, 5), dtype=np.uint8)
+    label[2:7, 5:15, 1:4] = 2
+    model = meta.to_model_grid(label, order=0)
+    assert model.dtype == np.uint8 and model.shape == (20, 20, 20) and set(np.unique(model)) == {0, 2}
+    assert np.array_equal(meta.to_input_grid(model, order=0), label)
+    image = np.random.default_rng(1).normal(size=(1, 10, 20, 5)).astype(np.float32)
+    assert meta.to_input_grid(meta.to_model_grid(image, order=1), order=1).shape == (1, 10, 20, 5)
+    # Centre of the model grid maps to the centre of the input grid; first voxel centre to −0.25 (scale ½).
+    assert np.allclose(meta.model_to_input_voxel(np.array([[9.5, 9.5, 9.5], [0, 0, 0]])),
+                       [[4.5, 9.5, 2.0], [-0.25, 0.0, -0.375]])
+    assert GridMeta.from_dict(meta.to_dict()) == meta

@@ -1,0 +1,73 @@
+"""Predictor: modes, the prior seed, chunking, and the errors a user can trigger."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from oss_net.data import discover, load_case
+from oss_net.inference import InferenceError, Predictor
+from oss_net.metrics import dice
+
+from .conftest import intensity_model
+
+
+@pytest.fixture(scope="module")
+def brats_case(synthetic_brats_root):
+    files = discover("brats", synthetic_brats_root, "val")[0]
+    return load_case(files, intensity_model("C").config, with_border=False)
+
+
+def test_both_modes_agree_and_prior_decodes_fewer_points(brats_case, caplog):
+    model = intensity_model("C")
+    with caplog.at_level(logging.INFO, logger="oss_net.inference"):
+        prediction = Predictor(model, mode="both").predict_case(brats_case)
+    standard, prior = prediction.runs["standard"], prediction.runs["prior"]
+    assert prediction.mode == "prior" and prediction.disagreement == 0
+    assert prior["points_evaluated"] < standard["points_evaluated"]
+    assert model.decoded_points == standard["points_evaluated"] + prior["points_evaluated"]
+    # the stats count decoder queries, and the first prior stage only the seeded lattice points
+    assert standard["stages"][0]["points_evaluated"] == standard["stages"][0]["lattice_points"]
+    assert prior["stages"][0]["points_evaluated"] < prior["stages"][0]["lattice_points"]
+    assert dice(prediction.mask_model_grid, brats_case.label > 0) > 0.99
+    # a shell, not the volume: far fewer than 5% of the voxels are decoded at full resolution
+    assert prediction.points_evaluated < 0.05 * prediction.occupancy.numel()
+    assert "disagree in 0 voxels" in caplog.text and "prior inference" in caplog.text
+
+
+def test_chunk_size_and_stages_do_not_change_the_mask(brats_case):
+    reference = Predictor(intensity_model("C"), mode="prior").predict_case(brats_case)
+    small_chunks = Predictor(intensity_model("C"), mode="prior", chunk_size=333, stages=(8, 4, 2, 1)).predict_case(brats_case)
+    assert torch.equal(reference.mask_model_grid, small_chunks.mask_model_grid)
+    assert reference.occupancy.shape == brats_case.image.shape[1:] and reference.occupancy.dtype == torch.float32
+
+
+def test_prior_without_segmentation_head_is_an_error_and_auto_falls_back(caplog):
+    model = intensity_model("A")  # plain encoder, no segmentation head
+    for mode in ("prior", "both"):
+        with pytest.raises(InferenceError, match=f"mode '{mode}' needs the encoder's segmentation head.*'A'"):
+            Predictor(model, mode=mode)
+    with caplog.at_level(logging.INFO, logger="oss_net.inference"):
+        predictor = Predictor(model, mode="auto")
+    assert predictor.mode == "standard"
+    assert "no segmentation head: mode auto falls back to standard" in caplog.text
+    assert Predictor(intensity_model("C"), mode="auto").mode == "prior"
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [({"mode": "fast"}, "unknown mode 'fast'"), ({"amp": "fp8"}, "unknown amp 'fp8'"),
+     ({"chunk_size": 0}, "chunk_size must be >= 1"), ({"stages": (4, 3)}, "dividing the previous")],
+)
+def test_bad_options(options, message):
+    with pytest.raises(InferenceError, match=message):
+        Predictor(intensity_model("C"), **options)
+
+
+def test_point_decoder_is_differentiable(brats_case):
+    decode = Predictor(intensity_model("C")).point_decoder(brats_case.image)
+    points = torch.tensor([[32.0, 30.0, 20.0], [5.0, 5.0, 5.0]], requires_grad=True)
+    probabilities = decode(points)
+    assert probabilities.shape == (2,)
+    assert probabilities.requires_grad

@@ -1,0 +1,145 @@
+"""The coarse-to-fine loop on analytic shapes, where the dense answer is known exactly."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from oss_net.inference.refine import (
+    check_stages,
+    lattice_indices,
+    lattice_shape,
+    refine_occupancy,
+    seed_from_segmentation,
+)
+
+SHAPE = (48, 44, 31)
+
+
+def sphere(centre: tuple[float, float, float], radius: float):
+    """decode_fn of a soft ball; also counts how often each voxel is asked for."""
+    centre_t = torch.tensor(centre)
+    calls: list[torch.Tensor] = []
+
+    def decode(coords: torch.Tensor) -> torch.Tensor:  # [N, 3] long -> [N]
+        assert coords.dtype == torch.long and coords.shape[1] == 3
+        calls.append(coords.clone())
+        return torch.sigmoid(2.0 * (radius - (coords.float() - centre_t).norm(dim=1)))
+
+    return decode, calls
+
+
+def dense(decode) -> torch.Tensor:
+    grid = torch.stack(torch.meshgrid(*[torch.arange(n) for n in SHAPE], indexing="ij"), dim=-1)
+    return decode(grid.reshape(-1, 3)).reshape(SHAPE)
+
+
+@pytest.mark.parametrize("stages", [(4, 2, 1), (8, 4, 2, 1), (2, 1), (6, 3, 1)])
+def test_convex_object_matches_dense_grid(stages):
+    decode, calls = sphere((22.3, 20.8, 15.1), 10.5)
+    truth = dense(decode) > 0.5
+    calls.clear()
+    grid, stats = refine_occupancy(decode, SHAPE, stages=stages)
+    assert grid.shape == SHAPE and grid.dtype == torch.float32
+    assert torch.equal(grid > 0.5, truth)
+    # nothing is decoded twice, and the stats count exactly what was decoded
+    asked = torch.cat(calls)
+    assert len(torch.unique(asked, dim=0)) == len(asked) == stats.points_evaluated
+    assert [s.stride for s in stats.stages] == list(stages)
+    assert stats.points_evaluated < 0.5 * truth.numel()
+
+
+def test_evaluated_voxels_keep_their_probability():
+    decode, calls = sphere((20.0, 21.0, 14.0), 9.0)
+    grid, _ = refine_occupancy(decode, SHAPE)
+    asked = torch.cat(calls)
+    expected = decode(asked)
+    assert torch.allclose(grid[asked[:, 0], asked[:, 1], asked[:, 2]], expected)
+
+
+def test_prior_agrees_with_standard_and_decodes_fewer_points():
+    decode, _ = sphere((24.0, 20.0, 14.0), 8.0)
+    standard, standard_stats = refine_occupancy(decode, SHAPE, stages=(4, 2, 1))
+    # a coarse "encoder segmentation" over 4 × 4 × 3 cells that covers the ball with one cell to spare
+    low_res = torch.zeros(4, 4, 3)
+    low_res[1:3, 1:3, 0:3] = 0.9
+    seed = seed_from_segmentation(low_res, SHAPE, stride=4)
+    assert seed.shape == lattice_shape(SHAPE, 4) and 0 < seed.sum() < seed.numel()
+    prior, prior_stats = refine_occupancy(decode, SHAPE, stages=(4, 2, 1), seed_mask=seed)
+    assert torch.equal(prior > 0.5, standard > 0.5)
+    assert prior_stats.stages[0].points_evaluated == int(seed.sum())
+    assert prior_stats.points_evaluated < standard_stats.points_evaluated
+
+
+def test_empty_seed_finds_nothing_and_decodes_nothing():
+    decode, calls = sphere((24.0, 20.0, 14.0), 8.0)
+    seed = torch.zeros(lattice_shape(SHAPE, 4), dtype=torch.bool)
+    grid, stats = refine_occupancy(decode, SHAPE, seed_mask=seed)
+    assert stats.points_evaluated == 0 and not calls
+    assert not (grid > 0.5).any()
+
+
+def test_chunking_does_not_change_the_result():
+    decode, calls = sphere((21.0, 23.0, 16.0), 9.7)
+    big, _ = refine_occupancy(decode, SHAPE, chunk_size=2**20)
+    calls.clear()
+    small, stats = refine_occupancy(decode, SHAPE, chunk_size=97)
+    # the same points are decoded either way; values differ only by float reduction order
+    assert torch.equal(big > 0.5, small > 0.5)
+    assert torch.allclose(big, small, rtol=1e-5, atol=1e-7)
+    assert max(len(c) for c in calls) <= 97
+    assert sum(len(c) for c in calls) == stats.points_evaluated
+
+
+def test_object_touching_the_far_faces_is_resolved():
+    # the lattice always holds the last index, so a ball centred on the far corner is still exact
+    decode, _ = sphere((SHAPE[0] - 1.0, SHAPE[1] - 1.0, SHAPE[2] - 1.0), 12.2)
+    grid, _ = refine_occupancy(decode, SHAPE, stages=(8, 4, 2, 1))
+    assert torch.equal(grid > 0.5, dense(decode) > 0.5)
+
+
+def test_two_separate_balls_and_recheck_boundary():
+    def decode(coords):
+        x = coords.float()
+        a = (x - torch.tensor([12.0, 12.0, 10.0])).norm(dim=1) < 7.2
+        b = (x - torch.tensor([34.0, 30.0, 20.0])).norm(dim=1) < 6.4
+        return (a | b).float()
+
+    truth = dense(decode) > 0.5
+    grid, stats = refine_occupancy(decode, SHAPE)
+    wide, wide_stats = refine_occupancy(decode, SHAPE, recheck_boundary=True)
+    assert torch.equal(grid > 0.5, truth) and torch.equal(wide > 0.5, truth)
+    assert wide_stats.points_evaluated > stats.points_evaluated
+
+
+def test_coarser_final_stride_inherits_from_the_nearest_lattice_point():
+    decode, _ = sphere((22.0, 20.0, 15.0), 10.0)
+    grid, stats = refine_occupancy(decode, SHAPE, stages=(4, 2))
+    last = refine_occupancy(decode, SHAPE, stages=(4, 2, 1))[0]
+    assert stats.stages[-1].stride == 2
+    # on the stride-2 lattice both schedules hold the same values; off it, a voxel copies a neighbour
+    lattice = [lattice_indices(n, 2) for n in SHAPE]
+    on = grid[lattice[0]][:, lattice[1]][:, :, lattice[2]]
+    assert torch.equal(on > 0.5, last[lattice[0]][:, lattice[1]][:, :, lattice[2]] > 0.5)
+    assert torch.equal(grid[1], grid[0]) and torch.equal(grid[3], grid[2])
+    assert ((grid > 0.5) != (last > 0.5)).float().mean() < 0.02
+
+
+def test_lattice_includes_last_index():
+    assert lattice_indices(10, 4).tolist() == [0, 4, 8, 9]
+    assert lattice_indices(9, 4).tolist() == [0, 4, 8]
+    assert lattice_shape((10, 9, 1), 4) == (4, 3, 1)
+
+
+@pytest.mark.parametrize(
+    "stages, message",
+    [((), "at least one stride"), ((4, 0), "positive"), ((2, 4), "strictly decreasing"), ((4, 3, 1), "dividing")],
+)
+def test_bad_stages(stages, message):
+    with pytest.raises(ValueError, match=message):
+        check_stages(stages)
+
+
+def test_seed_of_wrong_shape_is_rejected():
+    decode, _ = sphere((10.0, 10.0, 10.0), 3.0)
+    with pytest.raises(ValueError, match=r"expected the stride-4 lattice shape \(13, 12, 9\)"):
+        refine_occupancy(decode, SHAPE, seed_mask=torch.ones(12, 11, 8, dtype=torch.bool))
