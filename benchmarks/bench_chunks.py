@@ -115,6 +115,7 @@ def run(size: str = "cpu", smoke: bool = False) -> dict:
             record = _measure(model, volume, mode, chunk, device, repeats)
             row.update({f"{mode}_{key}": value for key, value in record.items()})
         row["speedup"] = row["standard_seconds"] / row["prior_seconds"]
+        row["query_ratio"] = row["standard_points"] / row["prior_points"]
         rows.append(row)
     memory_rows = []
     if size == "cpu":

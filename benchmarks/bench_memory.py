@@ -289,7 +289,8 @@ with open("/proc/self/status") as status:
     before = next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))
 step().backward()
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"rss_growth_bytes": (peak - before) * 1024}))
+from pade_activation_unit._backend import backend_for
+print(json.dumps({"rss_growth_bytes": (peak - before) * 1024, "pau_backend": backend_for(torch.empty(1))}))
 """
 
 
@@ -299,18 +300,18 @@ def rss_cross_check(name: str, dataset: str, shape: tuple[int, int, int], points
     if name in UNET_MODELS:
         overrides["input_shape"] = shape
     model = build(name, dataset, "meta", **overrides)
-    predicted = training_activation_bytes(model, points) + parameter_bytes(model)  # activations + gradients
-    model.train()
-    # The probe runs the CPU PAU, whose pure-PyTorch ops save their intermediates: count those too.
-    reference = saved_tensor_bytes(training_step(model, points, "meta"), exclude=list(model.parameters()))
     completed = subprocess.run(
         [sys.executable, "-c", _RSS_PROBE, name, dataset, json.dumps(list(shape)), str(points)],
         capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[1],
     )
-    measured = json.loads(completed.stdout.strip().splitlines()[-1])["rss_growth_bytes"]
+    probe = json.loads(completed.stdout.strip().splitlines()[-1])
+    if probe["pau_backend"] == "reference":  # the pure-PyTorch PAU saves its intermediates: count them as they are
+        activations = saved_tensor_bytes(training_step(model.train(), points, "meta"), exclude=list(model.parameters()))
+    else:
+        activations = training_activation_bytes(model, points)
     return {"model": name, "dataset": dataset, "grid": "x".join(map(str, shape)), "points": points,
-            "counted_act_plus_grad_MB": predicted / 2**20,
-            "counted_reference_pau_MB": (reference + parameter_bytes(model)) / 2**20, "rss_growth_MB": measured / 2**20}
+            "pau_backend": probe["pau_backend"], "counted_act_plus_grad_MB": (activations + parameter_bytes(model)) / 2**20,
+            "rss_growth_MB": probe["rss_growth_bytes"] / 2**20}
 
 
 def _plot(rows: list[dict[str, Any]], path: str, title: str) -> None:

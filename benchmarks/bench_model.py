@@ -17,9 +17,9 @@ Per configuration (BraTS, the paper's training setting: batch 8, 2^14 points per
       a real CPU pass would need gigabytes), times 8 (every saved tensor scales with the batch).
   The check: the whole step at batch 8 and 2^14 points on the meta device. `scaled/meta` is the ratio of
   the two (1.000 when the scaling model holds).
-  Two PAU accountings: "reference" is what the pure-PyTorch PAU saves (its Horner intermediates);
-  "fused" counts each PAU as a kernel that saves only its input (what pade_activation_unit's compiled
-  kernels keep).
+  Two PAU accountings: "reference" is what the pure-PyTorch PAU saves (its Horner intermediates; every
+  PAU is forced to the reference backend, the only one that runs on the meta device); "fused" counts each
+  PAU as a kernel that saves only its input (what pade_activation_unit's compiled kernels keep).
 The paper's Table-2 training memory (whole GPU, parameters and optimizer state included) is shown for
 the Table-1 rows, with both ratios to O-Net.
 """
@@ -133,6 +133,9 @@ def measure(
     model = build_model(config).train()
     with torch.device("meta"):
         meta_model = build_model(config).train()
+    # Meta tensors always run the pure-PyTorch PAU; the CPU ones must too, or the two parts would not add up.
+    for pau in (m for network in (model, meta_model) for m in network.modules() if isinstance(m, PAU)):
+        pau.backend = "reference"
     row: dict = {"config": config.name, "table1": TABLE1.get(config.name, ""), "parameters": count_parameters(model)}
     row["decoder_mflops_per_point"] = _decoder_flops_per_point(meta_model, points) / 1e6
     for label in accountings:

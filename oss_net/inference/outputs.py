@@ -71,12 +71,12 @@ def discard(staging: Path) -> None:
 
 def check_output_folder(output_dir: Path) -> None:
     """Create the output folder if needed and make sure files can be written there."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise OSSNetError(f"{output_dir}: output path exists and is not a folder")
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise OSSNetError(f"{output_dir}: cannot create the output folder ({error.strerror or error})") from None
-    if not output_dir.is_dir():
-        raise OSSNetError(f"{output_dir}: output path exists and is not a folder")
     if not os.access(output_dir, os.W_OK | os.X_OK):
         raise OSSNetError(f"{output_dir}: output folder is not writable")
 

@@ -22,6 +22,7 @@ from oss_net.meshing.errors import MeshingError
 
 logger = logging.getLogger(__name__)
 
+
 def _as_grid(probabilities: Any) -> np.ndarray:
     """A float32 numpy [D, H, W] grid from numpy or torch, or a MeshingError."""
     if hasattr(probabilities, "detach"):

@@ -13,11 +13,14 @@ from .config import (
 from .oss_net import Encoding, ModelInputError, OSSNet
 from .parameters import count_parameters, count_pau_modules, parameter_groups
 from .registry import build_model, register_model
+from .unet import UNET_NAMES, UNetConfig, build_unet, get_unet_config, segmentation_loss
 
 __all__ = [
     "CONFIG_NAMES",
     "DATASETS",
     "TABLE1_ALIASES",
+    "UNET_NAMES",
+    "UNetConfig",
     "CheckpointError",
     "ConfigError",
     "Encoding",
@@ -25,15 +28,18 @@ __all__ = [
     "OSSNet",
     "OSSNetConfig",
     "build_model",
+    "build_unet",
     "canonical_name",
     "checkpoint_payload",
     "count_parameters",
     "count_pau_modules",
     "demo_config",
     "get_config",
+    "get_unet_config",
     "load_model",
     "model_from_payload",
     "parameter_groups",
     "register_model",
     "save_model",
+    "segmentation_loss",
 ]

@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 from typing import Any, Sequence
 
-from oss_net.training.settings import AMP_MODES, TrainSettings, resolve_settings
+from oss_net.training.settings import AMP_MODES, TrainSettings, normalise_dataset, resolve_settings
 
 # Flags that may differ between a run and its resumption; everything else comes from the checkpoint.
 RESUME_OVERRIDABLE = (
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--pau_lr", type=float, default=None, help="learning rate of the PAU coefficients (1e-2)")
     new.add_argument("--demo", action="store_true", default=None, help="small CPU preset: demo model and sample counts")
     new.add_argument("--no_augmentation", dest="augment", action="store_false", default=None, help="train without augmentation")
-    new.add_argument("--max_iterations", type=int, default=None, help="stop after this many steps in total (smoke runs)")
+    new.add_argument("--max_iterations", type=int, default=None, help="stop after this many steps in total (smoke runs; not carried over by --resume)")
     new.add_argument("--checkpoint_every", type=int, default=None, help="iterations between checkpoints (50)")
     new.add_argument("--keep_last", type=int, default=None, help="periodic checkpoints kept (3)")
     new.add_argument("--cache_dir", type=str, default=None, help="cache of pre-processed cases")
@@ -85,9 +85,12 @@ def settings_from_args(arguments: argparse.Namespace) -> TrainSettings:
         return resolve_settings(given)
     from oss_net.training.checkpoint import find_checkpoint, load_checkpoint
 
-    saved = load_checkpoint(find_checkpoint(given["resume"]))["training"]["settings"]
+    saved = dict(load_checkpoint(find_checkpoint(given["resume"]))["training"]["settings"])
+    saved["max_iterations"] = None  # a limit of the interrupted invocation, not of the run
     changed = {key: value for key, value in given.items() if key in RESUME_OVERRIDABLE or key == "resume"}
     fixed = {key: value for key, value in given.items() if key not in changed}
+    if "dataset" in fixed:
+        fixed["dataset"] = normalise_dataset(fixed["dataset"])
     # Flags that define the run are checked later (train), so a conflicting one fails with a clear error.
     return TrainSettings.from_dict({**saved, **changed, **fixed})
 

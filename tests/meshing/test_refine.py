@@ -71,3 +71,17 @@ def test_empty_mesh_and_bad_arguments() -> None:
     assert refine_vertices(empty, sphere_occupancy(np.zeros(3))).is_empty
     with pytest.raises(MeshingError, match="lr > 0"):
         refine_vertices(trimesh.creation.icosphere(), sphere_occupancy(np.zeros(3)), lr=0.0)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_refinement_on_cuda_matches_cpu() -> None:
+    sphere = trimesh.creation.icosphere(subdivisions=2, radius=RADIUS - 0.7)
+    cpu = refine_vertices(sphere, sphere_occupancy(np.zeros(3)), steps=10, lr=1e-2)
+    centre = torch.zeros(3, device="cuda")
+
+    def occupancy(points: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid((RADIUS - (points - centre).norm(dim=1)) * 2.0)
+
+    cuda = refine_vertices(sphere, occupancy, steps=10, lr=1e-2, device="cuda")
+    np.testing.assert_allclose(cuda.vertices, cpu.vertices, atol=1e-4)

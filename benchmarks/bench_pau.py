@@ -1,0 +1,129 @@
+"""PAU forward+backward: our kernels against the eager reference and torch.compile(reference).
+
+    python -m benchmarks.bench_pau            # CPU: [2^22] float32 (and the GPU section when a GPU exists)
+    python -m benchmarks.bench_pau --smoke    # seconds
+
+CPU: forward+backward of [2^22] float32 through autograd (upstream gradient given), for the CPU kernel,
+the eager reference and torch.compile of the reference; the ratios are kernel / the others. The memory
+traffic floor is 20 bytes per element (forward reads x and writes y; backward reads x and the
+gradient and writes grad_x): about 84 MB, ~8 ms at 10 GB/s.
+GPU (only with a CUDA device and the built CUDA kernel): the decoder's shape [8*2^14, 512] float32,
+forward and forward+backward, as achieved GB/s against the device's copy bandwidth (measured with
+`clone`) and its nominal DRAM peak where known, and against torch.compile(reference).
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Callable
+
+import torch
+
+from benchmarks.common import format_table, time_call, write_result
+from pade_activation_unit import PAU, active_backend, pau, pau_reference
+from pade_activation_unit._backend import backend_state
+
+BYTES_FORWARD = 8  # per float32 element: read x, write y
+BYTES_FORWARD_BACKWARD = 20  # plus read x and grad_out, write grad_x
+NOMINAL_DRAM_GBPS = {"H100 80GB HBM3": 3350.0, "H100 PCIe": 2000.0, "H200": 4800.0, "A100-SXM4-80GB": 2039.0,
+                     "A100-SXM4-40GB": 1555.0, "A100 80GB PCIe": 1935.0, "L40S": 864.0, "RTX 4090": 1008.0}
+
+
+def forward_backward(function: Callable, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, grad: torch.Tensor) -> Callable[[], object]:
+    """A closure running forward and the backward to x and both coefficient tensors."""
+    leaves = [t.detach().requires_grad_() for t in (x, a, b)]
+
+    def step() -> object:
+        return torch.autograd.grad(function(*leaves), leaves, grad)
+
+    return step
+
+
+def implementations(device: str) -> dict[str, Callable]:
+    kernel = "cuda-kernel" if device == "cuda" else "cpu-kernel"
+    return {
+        kernel: lambda x, a, b: pau(x, a, b, backend=kernel),
+        "eager reference": pau_reference,
+        "compiled reference": torch.compile(pau_reference, fullgraph=True),
+    }
+
+
+def cpu_section(smoke: bool) -> tuple[list[dict], dict]:
+    elements = 2**14 if smoke else 2**22
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(elements, generator=generator) * 2
+    grad = torch.randn(elements, generator=generator)
+    module = PAU()
+    a, b = module.numerator.detach(), module.denominator.detach()
+    rows = []
+    for name, function in implementations("cpu").items():
+        if name == "cpu-kernel" and not backend_state().cpu_kernel:
+            continue
+        seconds = time_call(forward_backward(function, x, a, b, grad), repeats=3 if smoke else 10, warmup=2)
+        rows.append({"section": "cpu", "implementation": name, "shape": f"[{elements}]", "pass": "fwd+bwd",
+                     "ms": seconds * 1e3, "GB/s": BYTES_FORWARD_BACKWARD * elements / seconds / 1e9})
+    times = {row["implementation"]: row["ms"] for row in rows}
+    ratios = {}
+    if "cpu-kernel" in times:
+        ratios = {"kernel_vs_eager": times["eager reference"] / times["cpu-kernel"],
+                  "kernel_vs_compiled": times["compiled reference"] / times["cpu-kernel"]}
+    return rows, ratios
+
+
+def gpu_section(smoke: bool) -> tuple[list[dict], dict]:
+    shape = (8 * 2**10, 512) if smoke else (8 * 2**14, 512)
+    elements = shape[0] * shape[1]
+    x = torch.randn(shape, device="cuda") * 2
+    grad = torch.randn(shape, device="cuda")
+    module = PAU().cuda()
+    a, b = module.numerator.detach(), module.denominator.detach()
+    sync = torch.cuda.synchronize
+    copy_seconds = time_call(lambda: x.clone(), repeats=20, warmup=3, synchronize=sync)
+    copy_gbps = BYTES_FORWARD * elements / copy_seconds / 1e9
+    peak = next((v for k, v in NOMINAL_DRAM_GBPS.items() if k in torch.cuda.get_device_name()), None)
+    rows = []
+    for name, function in implementations("cuda").items():
+        leaves = (x, a, b)
+        for pass_name, step, traffic in (
+            ("fwd", lambda f=function: f(*leaves), BYTES_FORWARD),
+            ("fwd+bwd", forward_backward(function, x, a, b, grad), BYTES_FORWARD_BACKWARD),
+        ):
+            with torch.no_grad() if pass_name == "fwd" else torch.enable_grad():
+                seconds = time_call(step, repeats=20, warmup=3, synchronize=sync)
+            gbps = traffic * elements / seconds / 1e9
+            rows.append({"section": "gpu", "implementation": name, "shape": str(list(shape)), "pass": pass_name,
+                         "ms": seconds * 1e3, "GB/s": gbps, "of copy bandwidth": gbps / copy_gbps,
+                         "of nominal peak": gbps / peak if peak else None})
+    times = {(row["implementation"], row["pass"]): row["ms"] for row in rows}
+    ratios = {f"kernel_vs_compiled_{p}": times[("compiled reference", p)] / times[("cuda-kernel", p)] for p in ("fwd", "fwd+bwd")}
+    ratios.update({"copy_GBps": copy_gbps, "nominal_peak_GBps": peak, "device": torch.cuda.get_device_name()})
+    return rows, ratios
+
+
+def run(size: str = "cpu", smoke: bool = False) -> dict:
+    rows, ratios = cpu_section(smoke)
+    result = {"backend": active_backend(), "threads": torch.get_num_threads(), "cpu": ratios}
+    if torch.cuda.is_available() and backend_state().cuda_kernel:
+        gpu_rows, gpu_ratios = gpu_section(smoke)
+        rows += gpu_rows
+        result["gpu"] = gpu_ratios
+    else:
+        result["gpu"] = "skipped: no CUDA device or CUDA kernel not built"
+    result["rows"] = rows
+    print(format_table(rows))
+    for section in ("cpu", "gpu"):
+        print(f"{section}: {result[section]}")
+    write_result("pau", result)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", choices=("cpu", "gpu"), default="cpu")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds")
+    args = parser.parse_args(argv)
+    run(args.size, args.smoke)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,191 @@
+"""run_inference and the command line: the files of a case, --continue, and bad inputs."""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from oss_net.data import discover, discover_case_folder, load_case
+from oss_net.inference import InferenceSettings, run_inference
+from oss_net.inference.cli import main
+from oss_net.inference.outputs import model_grid_affine
+from oss_net.metrics import dice
+from oss_net.models import demo_config
+
+from .conftest import intensity_model
+
+
+def settings(checkpoint: Path, root: Path, out: Path, **options) -> InferenceSettings:
+    return InferenceSettings(load_model=str(checkpoint), dataset_path=str(root), output_dir=str(out), **options)
+
+
+def test_brats_case_files_on_the_input_grid(brats_checkpoint, synthetic_brats_root, tmp_path):
+    out = tmp_path / "out"
+    run_inference(settings(brats_checkpoint, synthetic_brats_root, out, save_probabilities=True, mode="both"))
+    files = discover("brats", synthetic_brats_root, "val")[0]
+    folder = out / files.case_id
+    flair = nib.load(str(files.images[0]))
+    mask = nib.load(str(folder / f"{files.case_id}_mask.nii.gz"))
+    probability = nib.load(str(folder / f"{files.case_id}_probability.nii.gz"))
+    for image, dtype in ((mask, np.uint8), (probability, np.float32)):
+        assert image.shape == flair.shape
+        assert np.allclose(image.affine, flair.affine)
+        assert image.get_data_dtype() == dtype
+        assert image.header.get_xyzt_units() == flair.header.get_xyzt_units()
+    label = np.asarray(nib.load(str(files.label)).dataobj) > 0
+    predicted = np.asarray(mask.dataobj) > 0
+    assert np.array_equal(predicted, np.asarray(probability.dataobj) > 0.5)
+
+    # the occupancy grid stays on the model grid; the mask is that grid with the padding undone
+    occupancy = torch.load(folder / f"{files.case_id}_occupancy.pt")
+    case = load_case(files, demo_config("C"), with_border=False)
+    assert tuple(occupancy.shape) == case.meta.volume_shape
+    assert np.array_equal(case.meta.to_input_grid((occupancy > 0.5).numpy(), order=0), predicted)
+
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["dice"] == pytest.approx(dice(predicted, label)) and metrics["dice"] > 0.99
+    assert metrics["disagreement"] == 0 and metrics["mode"] == "prior"
+    assert metrics["prior_points_evaluated"] < metrics["standard_points_evaluated"]
+    assert (folder / f"{files.case_id}_overlay.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # meshes in scanner mm: the prediction surface maps back inside the model grid, and lies on the label's
+    prediction = trimesh.load(folder / f"{files.case_id}_prediction.ply")
+    label_mesh = trimesh.load(folder / f"{files.case_id}_label.obj")
+    assert prediction.is_watertight and len(prediction.faces) <= 10_000
+    voxels = trimesh.transform_points(prediction.vertices, np.linalg.inv(model_grid_affine(case.meta)))
+    assert (voxels > -1).all() and (voxels < np.array(case.meta.volume_shape)).all()
+    assert np.allclose(prediction.bounds, label_mesh.bounds, atol=1.0 * max(case.meta.spacing))
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert [row["case"] for row in summary] == [files.case_id, "mean"]
+    assert summary[-1]["dice"] == pytest.approx(metrics["dice"]) and summary[-1]["cases"] == 1
+    with open(out / "summary.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0])[:7] == ["case", "dice", "iou", "hd95_mm", "nsd", "seconds", "points_evaluated"]
+    assert [row["case"] for row in rows] == [files.case_id, "mean"]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no staging folder left
+
+
+def test_lits_single_case_file_resampled_back(lits_checkpoint, synthetic_lits_root, tmp_path):
+    volume = sorted(synthetic_lits_root.glob("volume-*.nii*"))[0]
+    out = tmp_path / "out"
+    run_inference(settings(lits_checkpoint, volume, out, no_mesh=True, mesh_format=("obj",)))
+    case_id = discover_case_folder(volume, "lits").case_id
+    source = nib.load(str(volume))
+    mask = nib.load(str(out / case_id / f"{case_id}_mask.nii.gz"))
+    assert mask.shape == source.shape and np.allclose(mask.affine, source.affine)
+    assert not list((out / case_id).glob("*.obj"))
+    # LiTS is resampled to the 32³ model grid: the mask is the occupancy resampled back (nearest)
+    occupancy = torch.load(out / case_id / f"{case_id}_occupancy.pt")
+    case = load_case(discover_case_folder(volume, "lits"), demo_config("C", "lits", volume_shape=(32, 32, 32)), with_border=False)
+    assert tuple(occupancy.shape) == (32, 32, 32) and case.meta.mode == "resample"
+    assert np.array_equal(np.asarray(mask.dataobj) > 0, case.meta.to_input_grid((occupancy > 0.5).numpy(), order=0))
+    assert 0.0 <= json.loads((out / case_id / "metrics.json").read_text())["dice"] <= 1.0
+
+
+def test_continue_skips_finished_cases_and_rerun_overwrites(brats_checkpoint, synthetic_brats_root, tmp_path, caplog):
+    out = tmp_path / "out"
+    options = {"no_mesh": True, "overlay": False}
+    run_inference(settings(brats_checkpoint, synthetic_brats_root, out, **options))
+    case_id = discover("brats", synthetic_brats_root, "val")[0].case_id
+    metrics = out / case_id / "metrics.json"
+    os.utime(metrics, (0, 0))
+    with caplog.at_level(logging.INFO, logger="oss_net.inference"):
+        run_inference(settings(brats_checkpoint, synthetic_brats_root, out, resume=True, **options))
+    assert "finished before, skipped (--continue)" in caplog.text
+    assert metrics.stat().st_mtime == 0
+    assert json.loads((out / "summary.json").read_text())[0]["case"] == case_id
+    run_inference(settings(brats_checkpoint, synthetic_brats_root, out, **options))
+    assert metrics.stat().st_mtime > 0
+    assert sorted(p.name for p in out.iterdir()) == [case_id, "inference_settings.json", "summary.csv", "summary.json"]
+
+
+def test_a_failure_while_writing_leaves_no_case_folder(brats_checkpoint, synthetic_brats_root, tmp_path, monkeypatch):
+    import oss_net.meshing
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(oss_net.meshing, "save_mesh", broken)
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        run_inference(settings(brats_checkpoint, synthetic_brats_root, out, overlay=False))
+    assert [p.name for p in out.iterdir()] == ["inference_settings.json"]
+
+
+def _cli(checkpoint: Path, root: Path, out: Path, *extra: str) -> list[str]:
+    return ["--load_model", str(checkpoint), "--dataset_path", str(root), "--output_dir", str(out), *extra]
+
+
+def test_cli_runs_and_checks_the_configuration(brats_checkpoint, synthetic_brats_root, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(_cli(brats_checkpoint, synthetic_brats_root, out, "--network_config", "A", "--dataset", "brats"))
+    assert code == 2
+    assert "checkpoint holds configuration 'full' (brats), but --network_config 'A'" in capsys.readouterr().err
+    assert not out.exists()
+    code = main(_cli(brats_checkpoint, synthetic_brats_root, out, "--network_config", "C", "--mode", "prior",
+                     "--stages", "8,4,2,1", "--no_mesh", "--no_overlay", "--chunk_size", "4096"))
+    assert code == 0 and "summary.csv" in capsys.readouterr().out
+    saved = json.loads((out / "inference_settings.json").read_text())
+    assert saved["stages"] == [8, 4, 2, 1] and saved["chunk_size"] == 4096 and saved["resolved_mode"] == "prior"
+
+
+def test_corrupt_checkpoint_is_a_clear_error(synthetic_brats_root, tmp_path, capsys):
+    checkpoint = tmp_path / "broken.pt"
+    checkpoint.write_bytes(b"PK\x03\x04 this is not a checkpoint")
+    out = tmp_path / "out"
+    assert main(_cli(checkpoint, synthetic_brats_root, out)) == 2
+    assert f"{checkpoint}: not a model checkpoint" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_missing_case_files_are_a_clear_error(brats_checkpoint, synthetic_brats_root, tmp_path, capsys):
+    case = discover("brats", synthetic_brats_root, "val")[0]
+    folder = shutil.copytree(case.images[0].parent, tmp_path / case.case_id)
+    next(folder.glob("*_t1ce.nii*")).unlink()
+    out = tmp_path / "out"
+    assert main(_cli(brats_checkpoint, folder, out)) == 2
+    assert "missing t1ce file(s)" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_output_folder_that_cannot_be_created(brats_checkpoint, synthetic_brats_root, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert main(_cli(brats_checkpoint, synthetic_brats_root, blocker / "out")) == 2
+    assert f"{blocker / 'out'}: cannot create the output folder" in capsys.readouterr().err
+    assert main(_cli(brats_checkpoint, synthetic_brats_root, blocker)) == 2
+    assert f"{blocker}: output path exists and is not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root can write to read-only folders")
+def test_read_only_output_folder(brats_checkpoint, synthetic_brats_root, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    out.chmod(0o500)
+    try:
+        assert main(_cli(brats_checkpoint, synthetic_brats_root, out)) == 2
+        assert f"{out}: output folder is not writable" in capsys.readouterr().err
+        assert not list(out.iterdir())
+    finally:
+        out.chmod(0o700)
+
+
+def test_prior_on_a_model_without_segmentation_head(synthetic_brats_root, tmp_path, capsys):
+    from oss_net.models import save_model
+
+    checkpoint = tmp_path / "model_A.pt"
+    save_model(checkpoint, intensity_model("A"))
+    out = tmp_path / "out"
+    assert main(_cli(checkpoint, synthetic_brats_root, out, "--mode", "prior")) == 2
+    assert "mode 'prior' needs the encoder's segmentation head" in capsys.readouterr().err
+    assert not out.exists()
