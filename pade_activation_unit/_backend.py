@@ -88,7 +88,8 @@ def select_backend(environ: Mapping[str, str] = os.environ) -> BackendState:
         return BackendState(cpu_kernel, cuda_kernel, forced, forced, reason, folder)
     if cuda_kernel and gpu:
         active = "cuda-kernel"
-        reason = f"CUDA device {torch.cuda.get_device_name()}; CPU tensors use the CPU kernel"
+        # No device query here: it would create a CUDA context on GPU 0 in every importing process.
+        reason = "CUDA device available; CPU tensors use the CPU kernel"
     elif cpu_kernel:
         active = "cpu-kernel"
         reason = "no CUDA device" if not gpu else f"CUDA tensors use the reference: {why_not}"
@@ -104,7 +105,7 @@ def log_line(state: BackendState) -> str:
 
 
 _STATE = select_backend()
-logger.info(log_line(_STATE))
+logger.log(logging.WARNING if "NOT AVAILABLE" in _STATE.reason else logging.INFO, log_line(_STATE))
 
 
 def active_backend() -> str:

@@ -31,6 +31,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,9 @@ OBJECT_CACHE = ext.BUILD_ROOT / "objects"
 DEFAULT_ARCH_LIST = "8.0;9.0+PTX"
 # Extra flags of each CPU kernel variant, by instruction-set namespace (see csrc/pau_kernels.h).
 CPU_ISAS = {"cpu_baseline": [], "cpu_avx2": ["-mavx2", "-mfma", "-mf16c"]}
+
+
+_OUTPUT_LOCK = threading.Lock()
 
 
 class BuildError(RuntimeError):
@@ -156,10 +160,17 @@ def object_job(label: str, command: list[str], source: Path) -> Job:
     return Job(label, [*command, "-c", str(source), "-o", str(output)], output, [source])
 
 
+def _say(line: str) -> None:
+    """One whole line per write: the compile jobs report from several threads."""
+    with _OUTPUT_LOCK:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
 def run_job(job: Job, reuse: bool = True) -> float:
     """Run one compiler call unless `reuse` and its output exists; returns the seconds spent."""
     if reuse and job.output.exists():
-        print(f"  cached   {job.label}", flush=True)
+        _say(f"  cached   {job.label}")
         return 0.0
     start = time.perf_counter()
     partial = job.output.with_name(f".{job.output.name}.{os.getpid()}.tmp")
@@ -170,7 +181,7 @@ def run_job(job: Job, reuse: bool = True) -> float:
         raise BuildError(f"{job.label} failed:\n$ {' '.join(command)}\n{result.stdout}{result.stderr}")
     os.replace(partial, job.output)
     seconds = time.perf_counter() - start
-    print(f"  built    {job.label} ({seconds:.1f} s)", flush=True)
+    _say(f"  built    {job.label} ({seconds:.1f} s)")
     return seconds
 
 
@@ -246,13 +257,15 @@ def _build_locked(key: str, torch_version: ext.TorchVersion, jobs: int, reuse_ob
     partial_dir = ext.BUILD_ROOT / f".{key}.{os.getpid()}.partial"
     shutil.rmtree(partial_dir, ignore_errors=True)
     partial_dir.mkdir(parents=True)
-    link = [cxx, "-shared", f"-L{torch_lib}", f"-Wl,-rpath,{torch_lib}"]
-    run_job(Job(ext.CPU_LIBRARY, [*link[:1], *[str(j.output) for j in cpu_jobs], *link[1:], "-lc10", "-ltorch_cpu",
-                                  "-o", str(partial_dir / ext.CPU_LIBRARY)], partial_dir / ext.CPU_LIBRARY))
+
+    def link(library: str, objects: list[Job], libraries: list[str]) -> None:
+        output = partial_dir / library
+        command = [cxx, "-shared", *(str(job.output) for job in objects), f"-L{torch_lib}", f"-Wl,-rpath,{torch_lib}"]
+        run_job(Job(library, [*command, *libraries, "-o", str(output)], output), reuse=False)
+
+    link(ext.CPU_LIBRARY, cpu_jobs, ["-lc10", "-ltorch_cpu"])
     if toolkit is not None:
-        run_job(Job(ext.CUDA_LIBRARY, [*link[:1], *[str(j.output) for j in cuda_jobs], *link[1:], "-lc10", "-lc10_cuda",
-                                       "-ltorch_cpu", f"-L{toolkit.root / 'lib64'}", "-lcudart",
-                                       "-o", str(partial_dir / ext.CUDA_LIBRARY)], partial_dir / ext.CUDA_LIBRARY))
+        link(ext.CUDA_LIBRARY, cuda_jobs, ["-lc10", "-lc10_cuda", "-ltorch_cpu", f"-L{toolkit.root / 'lib64'}", "-lcudart"])
     manifest = {
         "key": key,
         "torch": torch_version.version,
@@ -272,8 +285,24 @@ def _build_locked(key: str, torch_version: ext.TorchVersion, jobs: int, reuse_ob
         os.replace(final_dir, stale)
         shutil.rmtree(stale, ignore_errors=True)
     os.replace(partial_dir, final_dir)
+    _prune(key, torch_version, keep_objects={job.output for job in (*cuda_jobs, *cpu_jobs)})
     print(f"PAU extension built in {manifest['seconds']:.1f} s: {describe(manifest)}", flush=True)
     return final_dir
+
+
+def _prune(key: str, torch_version: ext.TorchVersion, keep_objects: set[Path]) -> None:
+    """Remove builds of older sources for this torch (never loaded again) and older objects of the sources
+    just compiled (objects of sources not compiled this time, e.g. CUDA ones without a toolkit, stay)."""
+    for folder in ext.BUILD_ROOT.iterdir():
+        if folder.name == key or folder.name.startswith(".") or folder == OBJECT_CACHE or not folder.is_dir():
+            continue
+        manifest = ext.read_manifest(folder.name)
+        if manifest is None or manifest.get("torch") == torch_version.version:
+            shutil.rmtree(folder, ignore_errors=True)
+    compiled_stems = {path.stem.rsplit("-", 1)[0] for path in keep_objects}
+    for path in OBJECT_CACHE.glob("*.o"):
+        if path not in keep_objects and path.stem.rsplit("-", 1)[0] in compiled_stems:
+            path.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:

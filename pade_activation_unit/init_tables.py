@@ -1,6 +1,8 @@
 """Initial coefficients: least-squares Padé fits of common activations (numerator a_0..a_5, denominator b_1..b_4)."""
 from __future__ import annotations
 
+from .reference import PAUError
+
 # Fit of leaky ReLU (slope 0.01) on about [-3, 3] for degrees (5, 4), version A (reference sheet §10.1).
 LEAKY_RELU_5_4 = (
     (3.35583603e-02, 5.05000375e-01, 1.65343934e00, 2.01001052e00, 9.31901999e-01, 1.52424124e-01),
@@ -13,12 +15,13 @@ INITS = ("leaky_relu", "identity")
 def initial_coefficients(init: str, numerator_degree: int, denominator_degree: int) -> tuple[list[float], list[float]]:
     """Coefficients (numerator [m+1], denominator [n]) for a named init.
 
-    "leaky_relu" is tabulated for (5, 4); other degrees pad or truncate that fit, which keeps the
-    shape near [-3, 3] only approximately, so a warning-free exact fit exists only for (5, 4).
+    "leaky_relu" is the (5, 4) fit of the reference sheet; other degrees pad it with zeros or truncate
+    it, which only approximates leaky ReLU (truncation can change the shape a lot), so fit your own
+    coefficients when another degree pair matters.
     "identity" gives F(x) = x.
     """
     if init not in INITS:
-        raise ValueError(f"PAU init must be one of {INITS}, got {init!r}")
+        raise PAUError(f"PAU init must be one of {INITS}, got {init!r}")
     if init == "identity":
         numerator = [0.0] * (numerator_degree + 1)
         numerator[1 if numerator_degree >= 1 else 0] = 1.0

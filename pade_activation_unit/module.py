@@ -6,7 +6,7 @@ from torch import nn
 
 from .functional import pau
 from .init_tables import initial_coefficients
-from .reference import MAX_DEGREE, VERSIONS
+from .reference import MAX_DEGREE, VERSIONS, PAUError
 
 
 class PAU(nn.Module):
@@ -32,11 +32,11 @@ class PAU(nn.Module):
     ) -> None:
         super().__init__()
         if not 0 <= numerator_degree <= MAX_DEGREE:
-            raise ValueError(f"numerator_degree must be in 0..{MAX_DEGREE}, got {numerator_degree}")
+            raise PAUError(f"numerator_degree must be in 0..{MAX_DEGREE}, got {numerator_degree}")
         if not 1 <= denominator_degree <= MAX_DEGREE:
-            raise ValueError(f"denominator_degree must be in 1..{MAX_DEGREE}, got {denominator_degree}")
+            raise PAUError(f"denominator_degree must be in 1..{MAX_DEGREE}, got {denominator_degree}")
         if version not in VERSIONS:
-            raise ValueError(f"version must be one of {VERSIONS}, got {version!r}")
+            raise PAUError(f"version must be one of {VERSIONS}, got {version!r}")
         self.numerator_degree = numerator_degree
         self.denominator_degree = denominator_degree
         self.version = version

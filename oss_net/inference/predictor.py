@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
+from oss_net.data import gather_patches
 from oss_net.io import OSSNetError
 
 from .refine import RefineStats, check_stages, refine_occupancy, seed_from_segmentation
@@ -128,8 +129,6 @@ class Predictor:
 
     def _decode_fn(self, volume: torch.Tensor, encoding: Any):
         """coords [N, 3] long -> probabilities [N]: patches gathered on the device per chunk."""
-        from oss_net.data import gather_patches
-
         config = self.config
 
         def decode(coords: torch.Tensor) -> torch.Tensor:
@@ -188,8 +187,6 @@ class Predictor:
         Points are model-grid voxel coordinates and may require grad; the latents are computed once
         without grad, and the patches come from the nearest voxel (no gradient flows through them).
         """
-        from oss_net.data import gather_patches
-
         volume = torch.as_tensor(image, dtype=torch.float32).to(self.device)[None]  # [1, C, D, H, W]
         with torch.no_grad():
             encoding = self.model.encode(volume)

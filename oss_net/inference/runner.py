@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from oss_net.io import OSSNetError, atomic_save_json, atomic_write
+from oss_net.io import atomic_save_json, atomic_write
 
 from . import outputs
 from .predictor import AMP_MODES, MODES, InferenceError, Prediction, Predictor
@@ -287,13 +287,13 @@ def read_finished(output_dir: Path, case_ids: Sequence[str]) -> list[dict[str, A
 
 def write_summary(output_dir: Path, case_ids: Sequence[str]) -> list[dict[str, Any]]:
     """summary.json (the per-case records plus a last "mean" row) and summary.csv with the same columns."""
-    from oss_net.metrics import summarise
+    from oss_net.metrics import METRIC_KEYS, summarise
 
     records = read_finished(output_dir, case_ids)
-    numeric = [{k: (float("nan") if v is None else v) for k, v in r.items() if k != "disagreement" or v is not None}
+    # JSON stores an undefined metric as null; summarise wants NaN there (it counts undefined HD95s)
+    numeric = [{k: float("nan") if v is None else v for k, v in r.items() if v is not None or k in METRIC_KEYS}
                for r in records]
-    means = summarise(numeric) if records else {"cases": 0}
-    mean_row = {"case": "mean", **means}
+    mean_row = {"case": "mean", **(summarise(numeric) if records else {"cases": 0})}
     rows = [*records, outputs.json_ready(mean_row)]
     atomic_save_json(rows, output_dir / "summary.json")
     columns = list(SUMMARY_COLUMNS) + sorted({k for r in rows for k in r} - set(SUMMARY_COLUMNS))

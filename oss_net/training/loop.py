@@ -352,8 +352,8 @@ def _train_loop(run: Run) -> None:
             total=sampler.batches_per_epoch, initial=position.batch, desc=f"epoch {epoch + 1}/{settings.epochs}",
             disable=not context.is_main, leave=False, dynamic_ncols=True,
         )
-        waited = 0.0
-        fetch_started = time.perf_counter()
+        waited, steps = 0.0, 0
+        epoch_started = fetch_started = time.perf_counter()
         for batch_index, batch in _batches(loader_for(epoch), position.batch):
             waited += time.perf_counter() - fetch_started
             loss, occupancy_loss, auxiliary_loss = _step(run, batch, autocast)
@@ -369,6 +369,7 @@ def _train_loop(run: Run) -> None:
             run.scaler.update()
             position.iteration += 1
             position.batch = batch_index + 1
+            steps += 1
             values = {"train/loss": occupancy_loss.item(), "train/loss_total": loss.item(), "train/lr": run.optimizer.param_groups[0]["lr"]}
             if auxiliary_loss is not None:
                 values["train/aux_loss"] = auxiliary_loss.item()
@@ -382,7 +383,8 @@ def _train_loop(run: Run) -> None:
                 _save(run, position)
             fetch_started = time.perf_counter()
         progress.close()
-        run.recorder.log(position.iteration, epoch, {"time/data_wait_s": waited})
+        elapsed = time.perf_counter() - epoch_started
+        run.recorder.log(position.iteration, epoch, {"time/iterations_per_s": steps / elapsed, "time/data_wait_fraction": waited / elapsed})
         if position.batch < sampler.batches_per_epoch:  # stopped by --max_iterations inside the epoch
             _save(run, position)
             break

@@ -44,14 +44,15 @@ namespace cuda {
 void launch_forward(DType dtype, const void* x, void* y, int64_t count, const void* a, int m, const void* b,
                     int n, int version, void* stream);
 
-// Number of blocks of the backward kernel for `count` elements: a function of count and dtype only, so
-// the reduction order (and the result bits) never depend on the device.
-int backward_blocks(DType dtype, int64_t count);
+// Number of blocks of the backward kernel for `count` elements on the current device: at most what the
+// device holds at once. It depends on count, the kernel and the device only, so on one device the
+// reduction order (and the result bits) never change.
+int backward_blocks(DType dtype, int64_t count, int m, int n, int version);
 
-// partials: device doubles [backward_blocks * kSlots] (workspace); result: device doubles [kSlots],
-// summed over blocks in a fixed order, version A's sgn(b_k) applied.
+// blocks: from backward_blocks; partials: device doubles [blocks * kSlots] (workspace); result: device
+// doubles [kSlots], summed over blocks in index order, version A's sgn(b_k) applied.
 void launch_backward(DType dtype, const void* g, const void* x, void* gx, int64_t count, const void* a, int m,
-                     const void* b, int n, int version, double* partials, double* result, void* stream);
+                     const void* b, int n, int version, int blocks, double* partials, double* result, void* stream);
 
 }  // namespace cuda
 }  // namespace pau

@@ -62,3 +62,15 @@ def test_forcing_a_kernel_that_cannot_run_is_an_error() -> None:
     else:
         with pytest.raises(PAUError, match="PAU backend 'cuda-kernel' cannot run a tensor on cpu"):
             pau(x, torch.randn(6), torch.randn(4), backend="cuda-kernel")
+
+
+def test_benchmark_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import benchmarks.common
+    from benchmarks import bench_pau
+
+    monkeypatch.setattr(benchmarks.common, "RESULTS_DIR", tmp_path)
+    result = bench_pau.run(smoke=True)
+    assert (tmp_path / "pau.json").is_file()
+    assert {row["implementation"] for row in result["rows"]} >= {"eager reference"}
+    if _backend.backend_state().cpu_kernel:
+        assert result["cpu"]["kernel_vs_eager"] > 0

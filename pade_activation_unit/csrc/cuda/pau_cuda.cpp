@@ -56,13 +56,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cuda(const at::Tensor& g
   const at::Tensor a = numerator.to(compute_dtype(x)).contiguous();
   const at::Tensor b = denominator.to(compute_dtype(x)).contiguous();
   const DType dtype = kernel_dtype(x);
+  const int m = static_cast<int>(a.numel()) - 1;
+  const int n = static_cast<int>(b.numel());
+  const int blocks = cuda::backward_blocks(dtype, x.numel(), m, n, static_cast<int>(version));
   const auto double_options = x.options().dtype(at::kDouble);
-  at::Tensor partials = at::empty({int64_t{cuda::backward_blocks(dtype, x.numel())} * kSlots}, double_options);
+  at::Tensor partials = at::empty({int64_t{blocks} * kSlots}, double_options);
   at::Tensor result = at::empty({kSlots}, double_options);
   cuda::launch_backward(dtype, grad_out.const_data_ptr(), x.const_data_ptr(), grad_x.data_ptr(), x.numel(),
-                        a.const_data_ptr(), static_cast<int>(a.numel()) - 1, b.const_data_ptr(),
-                        static_cast<int>(b.numel()), static_cast<int>(version), partials.data_ptr<double>(),
-                        result.data_ptr<double>(), c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
+                        a.const_data_ptr(), m, b.const_data_ptr(), n, static_cast<int>(version), blocks,
+                        partials.data_ptr<double>(), result.data_ptr<double>(),
+                        c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
   // Copies (copy=true), so the two gradients never share storage with each other or the workspace.
   at::Tensor grad_a = result.narrow(0, 0, numerator.numel()).to(numerator.scalar_type(), false, true);
   at::Tensor grad_b = result.narrow(0, kNumeratorSlots, denominator.numel()).to(denominator.scalar_type(), false, true);

@@ -2,8 +2,9 @@
 // ATen glue (pau_cuda.cpp) passes raw pointers and the current stream.
 //
 // Forward: grid-stride loop over 16-byte packs (4 floats, 2 doubles, 8 halves), then a scalar tail.
-// Backward: the same loop on a grid whose size depends only on the element count (at most 1024 blocks of
-// 256 threads). Each thread accumulates coefficient-gradient terms in the compute type, folds them into
+// Backward: the same loop on a grid of at most as many blocks as fit on the device at once (occupancy
+// times SM count, at most 1024 blocks of 256 threads): a function of the element count, the kernel and the
+// device only, so a given device always sums in the same order. Each thread accumulates coefficient-gradient terms in the compute type, folds them into
 // double every kFlushEvery packs, the block reduces its threads with a fixed shuffle tree and a fixed
 // loop over warps into partials[block][slot], and a second kernel adds the blocks in index order. No
 // atomics anywhere, so the result has the same bits every run. Shared memory is a static
@@ -12,6 +13,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 
@@ -179,6 +181,7 @@ __global__ void pau_reduce_kernel(const double* __restrict__ partials, int block
 }
 
 inline void check_launch(const char* what) {
+  // Also surfaces a failed occupancy or attribute query, which records its error the same way.
   const cudaError_t error = cudaGetLastError();
   if (error != cudaSuccess) {
     throw std::runtime_error(std::string("pau: ") + what + " launch failed: " + cudaGetErrorString(error));
@@ -217,9 +220,20 @@ void dispatch(DType dtype, int m, int n, int version, Body&& body) {
 
 }  // namespace detail
 
-int backward_blocks(DType dtype, int64_t count) {
+int backward_blocks(DType dtype, int64_t count, int m, int n, int version) {
+  int device = 0;
+  int sms = 0;
+  int per_sm = 0;
+  cudaGetDevice(&device);
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+  detail::dispatch(dtype, m, n, version, [&]<typename S, int MaxM, int MaxN, bool Exact, int V>() {
+    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, detail::pau_backward_kernel<S, MaxM, MaxN, Exact, V>,
+                                                  detail::kThreads, 0);
+  });
+  detail::check_launch("occupancy query");
+  const int64_t resident = std::max(1, per_sm) * static_cast<int64_t>(std::max(1, sms));
   const int64_t wanted = (detail::pack_units(dtype, count) + detail::kThreads - 1) / detail::kThreads;
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(wanted, detail::kMaxBackwardBlocks)));
+  return static_cast<int>(std::clamp<int64_t>(wanted, 1, std::min<int64_t>(resident, detail::kMaxBackwardBlocks)));
 }
 
 void launch_forward(DType dtype, const void* x, void* y, int64_t count, const void* a, int m, const void* b, int n,
@@ -237,8 +251,7 @@ void launch_forward(DType dtype, const void* x, void* y, int64_t count, const vo
 }
 
 void launch_backward(DType dtype, const void* g, const void* x, void* gx, int64_t count, const void* a, int m,
-                     const void* b, int n, int version, double* partials, double* result, void* stream) {
-  const int blocks = backward_blocks(dtype, count);
+                     const void* b, int n, int version, int blocks, double* partials, double* result, void* stream) {
   auto cuda_stream = static_cast<cudaStream_t>(stream);
   detail::dispatch(dtype, m, n, version, [&]<typename S, int MaxM, int MaxN, bool Exact, int V>() {
     using T = typename detail::Storage<S>::Compute;

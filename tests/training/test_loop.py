@@ -1,0 +1,96 @@
+"""The training loop: optimiser groups, schedule, losses, outputs and the non-finite loss error."""
+from __future__ import annotations
+
+import csv
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from oss_net.data import gather_patches, segmentation_target
+from oss_net.models import CONFIG_NAMES, build_model, demo_config, load_model, save_model
+from oss_net.training import train
+from oss_net.training.distributed import ProcessContext
+from oss_net.training.loop import TrainingError, _build_run, _step
+from oss_net.training.settings import SettingsError
+from pade_activation_unit import PAU
+
+CPU = ProcessContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+
+
+def test_pau_group_and_lr_milestones(tiny_settings):
+    run = _build_run(tiny_settings(epochs=50, lr=3e-4, pau_lr=1e-2), CPU)
+    groups = {group["name"]: group for group in run.optimizer.param_groups}
+    pau_params = {id(p) for m in run.model.modules() if isinstance(m, PAU) for p in m.parameters()}
+    assert {id(p) for p in groups["pau"]["params"]} == pau_params
+    assert (groups["pau"]["lr"], groups["pau"]["weight_decay"]) == (1e-2, 0.0)
+    assert groups["default"]["lr"] == 3e-4
+    lrs = []
+    for _ in range(31):
+        lrs.append(groups["default"]["lr"])
+        run.optimizer.step()  # no gradients: a no-op that keeps the scheduler's call-order check quiet
+        run.scheduler.step()
+    assert lrs[19] == pytest.approx(3e-4) and lrs[20] == pytest.approx(3e-5) and lrs[30] == pytest.approx(3e-6)
+    assert groups["pau"]["lr"] == pytest.approx(1e-4)  # both groups decay together
+    run.recorder.close()
+
+
+def _tiny_batch(config, points: int = 16) -> dict:
+    generator = torch.Generator().manual_seed(0)
+    label = (torch.rand(1, *config.volume_shape, generator=generator) > 0.7).to(torch.uint8)
+    coords = torch.randint(0, min(config.volume_shape), (1, points, 3), generator=generator).float()
+    return {"volume": torch.randn(1, config.in_channels, *config.volume_shape, generator=generator), "label": label,
+            "coords": coords, "labels": torch.rand(1, points, 1, generator=generator).round(), "case_id": ["x"]}
+
+
+@pytest.mark.parametrize("name", CONFIG_NAMES)
+def test_aux_loss_exactly_for_configs_with_the_head(name):
+    config = demo_config(name, "brats", volume_shape=(16, 16, 16), encoder_channels=((4, 8), (8, 16)), decoder_width=16)
+    model = build_model(config)
+    fake_run = SimpleNamespace(
+        context=CPU, network=model, config=config, segmentation_target=segmentation_target,
+        settings=SimpleNamespace(segmentation_loss_factor=0.1),
+        gather=(lambda v, c: gather_patches(v, c, large=config.large_patches)) if config.patches else None,
+    )
+    total, occupancy, auxiliary = _step(fake_run, _tiny_batch(config), lambda: torch.autocast("cpu", enabled=False))
+    assert (auxiliary is not None) == config.segmentation_head
+    expected = occupancy + 0.1 * auxiliary if auxiliary is not None else occupancy
+    assert torch.equal(total, expected)
+    total.backward()  # every parameter the loss reaches gets a gradient
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_short_run_writes_every_output(tiny_settings, tmp_path):
+    run_dir = train(tiny_settings(test=True, epochs=1, val_every=1, dense_validation=True, checkpoint_every=2))
+    rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
+    names = {row["name"] for row in rows}
+    assert {"train/loss", "train/aux_loss", "train/lr", "val/dice", "val/iou", "val/loss", "pau/numerator_mean_abs",
+            "time/data_wait_fraction"} <= names
+    assert "val/dense_dice" in names
+    assert [int(r["iteration"]) for r in rows if r["name"] == "train/loss"] == [1, 2, 3]
+    assert (run_dir / "progress.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert (run_dir / "settings.json").is_file()
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["ckpt_000000002.pt", "ckpt_000000003.pt"]
+    for name in ("best_model.pt", "final_model.pt"):
+        assert load_model(run_dir / name).config == demo_config("C", "brats")
+
+
+def test_non_finite_loss_names_iteration_and_cases_and_writes_no_checkpoint(tiny_settings, tmp_path):
+    model = build_model(demo_config("C", "brats"))
+    with torch.no_grad():
+        model.decoder.output.weight.fill_(float("nan"))
+    save_model(tmp_path / "nan.pt", model)
+    settings = tiny_settings(load_model=str(tmp_path / "nan.pt"), checkpoint_every=1)
+    with pytest.raises(TrainingError, match=r"non-finite loss \(nan\) at iteration 1 \(epoch 1, batch 1\); "
+                                            r"cases in the batch: BraTS20_Training_00\d"):
+        train(settings)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    assert not (tmp_path / "run" / "final_model.pt").exists()
+
+
+def test_usage_errors(tiny_settings):
+    with pytest.raises(SettingsError, match="nothing to do"):
+        train(tiny_settings(train=False))
+    with pytest.raises(TrainingError, match="3 training cases cannot fill one batch of 4"):
+        train(tiny_settings(batch_size=4))

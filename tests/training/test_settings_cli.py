@@ -1,0 +1,87 @@
+"""The command line: every original flag, the new ones, presets and the paper's names."""
+from __future__ import annotations
+
+import pytest
+
+from oss_net.models import get_config
+from oss_net.training import build_parser, settings_from_args
+from oss_net.training.settings import SettingsError, lr_milestones, resolve_settings
+
+
+def parse(*argv: str):
+    return settings_from_args(build_parser().parse_args(list(argv)))
+
+
+def test_every_original_flag_is_parsed_with_its_meaning():
+    settings = parse(
+        "--train", "--test", "--cuda_devices", "0, 1", "--cpu", "--epochs", "7", "--batch_size", "3",
+        "--training_samples", "512", "--load_model", "weights.pt", "--segmentation_loss_factor", "0.25",
+        "--network_config", "full2", "--dataset", "LITS", "--dataset_path", "/data/lits", "--uniform_sampling",
+    )
+    assert (settings.train, settings.test, settings.cpu, settings.uniform_sampling) == (True, True, True, True)
+    assert settings.cuda_devices == "0,1"
+    assert (settings.epochs, settings.batch_size, settings.training_samples) == (7, 3, 512)
+    assert settings.load_model == "weights.pt"
+    assert settings.segmentation_loss_factor == 0.25
+    assert (settings.network_config, settings.dataset, settings.dataset_path) == ("full2", "lits", "/data/lits")
+    assert settings.border_balance == 0.0  # --uniform_sampling
+
+
+def test_new_flags_are_parsed():
+    settings = parse(
+        "--output_dir", "out", "--seed", "5", "--amp", "bf16",
+        "--num_workers", "2", "--val_every", "3", "--border_balance", "0.3", "--lr", "1e-3", "--pau_lr", "2e-2",
+        "--max_iterations", "9", "--checkpoint_every", "4", "--keep_last", "2", "--val_samples", "256",
+        "--no_dense_validation", "--no_augmentation",
+    )
+    assert settings.output_dir == "out" and settings.seed == 5 and settings.amp == "bf16"
+    assert (settings.num_workers, settings.val_every, settings.border_balance) == (2, 3, 0.3)
+    assert (settings.lr, settings.pau_lr) == (1e-3, 2e-2)
+    assert (settings.max_iterations, settings.checkpoint_every, settings.keep_last, settings.val_samples) == (9, 4, 2, 256)
+    assert settings.dense_validation is False and settings.augment is False
+
+
+def test_paper_defaults_per_dataset():
+    brats, lits = parse("--train"), parse("--train", "--dataset", "LiTS")
+    assert (brats.batch_size, brats.training_samples, brats.epochs, brats.val_every) == (8, 2**14, 50, 5)
+    assert (brats.val_samples, brats.val_border_balance) == (2**17, 0.0)
+    assert (lits.batch_size, lits.val_samples, lits.val_border_balance) == (4, 2**14, 0.4)
+    assert brats.border_balance == 0.5  # border-weighted unless --uniform_sampling, as the original
+    assert brats.network_config == "full" and brats.segmentation_loss_factor == 0.1 and brats.lr == 3e-4
+
+
+def test_demo_preset_is_small_and_explicit_flags_win():
+    demo = parse("--train", "--demo")
+    assert demo.training_samples < 2**14 and demo.val_samples < 2**17 and demo.epochs < 50
+    assert parse("--train", "--demo", "--batch_size", "5").batch_size == 5
+
+
+@pytest.mark.parametrize("alias, canonical", [("O-Net", "vanilla_o_net_wide"), ("A", "A"), ("B", "B"), ("C", "full"), ("D", "full2")])
+def test_paper_aliases_accepted(alias, canonical):
+    settings = parse("--train", "--network_config", alias, "--dataset", "BraTS")
+    assert get_config(settings.network_config, settings.dataset).name == canonical
+
+
+@pytest.mark.parametrize("spelling", ["BraTS", "bra_ts", "brats", "LiTS", "LITS"])
+def test_dataset_spellings(spelling):
+    assert parse("--dataset", spelling).dataset in ("brats", "lits")
+
+
+def test_bad_values_raise_one_clear_error():
+    with pytest.raises(SettingsError, match="batch_size must be at least 1.*border_balance must lie in"):
+        resolve_settings({"batch_size": 0, "border_balance": 2.0})
+    with pytest.raises(SettingsError, match="unknown dataset 'kits'"):
+        parse("--dataset", "kits")
+
+
+def test_lr_milestones_are_40_and_60_percent():
+    assert lr_milestones(50) == [20, 30]
+    assert lr_milestones(10) == [4, 6]
+    assert lr_milestones(5) == [2, 3]
+
+
+def test_settings_round_trip_through_dict():
+    settings = parse("--train", "--demo", "--seed", "3")
+    assert type(settings).from_dict(settings.to_dict()) == settings
+    with pytest.raises(SettingsError, match="unknown training settings: bogus"):
+        type(settings).from_dict({**settings.to_dict(), "bogus": 1})
