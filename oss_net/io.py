@@ -18,6 +18,12 @@ class OSSNetError(Exception):
     """A user-facing error: bad input, a missing file, a checkpoint of another configuration."""
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Yield a file object on a temporary sibling of `path`; it replaces `path` only on success."""
@@ -28,6 +34,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     if not os.access(folder, os.W_OK):
         raise OSSNetError(f"{folder}: output folder is not writable")
     descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    os.chmod(temporary, 0o666 & ~_current_umask())  # mkstemp makes 0600; outputs get the usual permissions
     try:
         with os.fdopen(descriptor, mode) as handle:
             yield handle

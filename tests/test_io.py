@@ -42,3 +42,14 @@ def test_nifti_keeps_affine_shape_and_values(tmp_path, suffix):
     np.testing.assert_array_equal(np.asarray(loaded.dataobj), data)
     np.testing.assert_allclose(loaded.affine, affine)
     assert loaded.get_data_dtype() == np.uint8
+
+
+def test_written_files_follow_the_umask_not_mkstemp_private_mode(tmp_path):
+    import os
+
+    previous = os.umask(0o022)
+    try:
+        atomic_save_json({}, tmp_path / "public.json")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "public.json").stat().st_mode & 0o777 == 0o644

@@ -93,7 +93,8 @@ def lattice_indices(size: int, stride: int, device: torch.device | str | None = 
 
 def lattice_shape(shape: Sequence[int], stride: int) -> tuple[int, int, int]:
     """Shape of the stride-`stride` lattice of a volume of `shape` (what a prior seed must match)."""
-    return tuple(len(range(0, n, stride)) + (0 if (n - 1) % stride == 0 else 1) for n in shape)  # type: ignore[return-value]
+    sizes = [len(range(0, n, stride)) + (0 if (n - 1) % stride == 0 else 1) for n in shape]
+    return sizes[0], sizes[1], sizes[2]
 
 
 def seed_from_segmentation(segmentation: torch.Tensor, shape: Sequence[int], stride: int, threshold: float = 0.5) -> torch.Tensor:
@@ -125,23 +126,32 @@ def _window(fine: torch.Tensor, coarse: torch.Tensor, radius: int) -> tuple[torc
 
 
 def _take(grid: torch.Tensor, index: Sequence[torch.Tensor]) -> torch.Tensor:
-    """grid[i0][:, i1][:, :, i2]: the outer-product gather of one index vector per axis."""
-    out = grid.index_select(0, index[0])
-    out = out.index_select(1, index[1])
-    return out.index_select(2, index[2])
+    """grid[i0][:, i1][:, :, i2]: the outer-product gather of one index vector per axis.
+
+    The innermost axis goes first, while the tensor is still the small coarse one; the last gather,
+    along axis 0, copies whole contiguous slabs (gathering along the last axis of a large tensor is slow).
+    """
+    out = _select(grid, 2, index[2])
+    out = _select(out, 1, index[1])
+    return _select(out, 0, index[0])
+
+
+def _select(tensor: torch.Tensor, axis: int, index: torch.Tensor) -> torch.Tensor:
+    """tensor.index_select(axis, index) by advanced indexing, which is several times faster on CPU for outer axes."""
+    return tensor[(slice(None),) * axis + (index,)]
 
 
 def _box_counts(labels: torch.Tensor, lo: Sequence[torch.Tensor], hi: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Number of True labels in the box [lo, hi) around every fine point, by a summed-area table. [n0, n1, n2]"""
-    table = labels.to(torch.int32)
-    for axis in range(3):
-        table = torch.nn.functional.pad(table.cumsum(axis, dtype=torch.int32), _front_pad(axis))
-    count = torch.zeros((len(lo[0]), len(lo[1]), len(lo[2])), dtype=torch.int32, device=labels.device)
-    for corner in range(8):
-        picks = [hi[a] if (corner >> a) & 1 else lo[a] for a in range(3)]
-        sign = 1 if bin(corner).count("1") % 2 == 1 else -1
-        count += sign * _take(table, picks)
-    return count
+    """Number of True labels in the box [lo, hi) around every fine point. [n0, n1, n2] int32
+
+    A box sum is separable: a 1D window sum (prefix sum, then hi − lo) along each axis in turn,
+    innermost first, so the large fine-resolution tensors only appear in the last, slab-wise step.
+    """
+    counts = labels.to(torch.int32)
+    for axis in (2, 1, 0):
+        prefix = torch.nn.functional.pad(counts.cumsum(axis, dtype=torch.int32), _front_pad(axis))
+        counts = _select(prefix, axis, hi[axis]) - _select(prefix, axis, lo[axis])
+    return counts
 
 
 def _front_pad(axis: int) -> tuple[int, ...]:
@@ -248,6 +258,7 @@ def _inherit_and_select(
     lo = [w[0] for w in windows]
     hi = [w[1] for w in windows]
     positives = _box_counts(coarse_values > threshold, lo, hi)
-    sizes = (hi[0] - lo[0])[:, None, None] * (hi[1] - lo[1])[None, :, None] * (hi[2] - lo[2])[None, None, :]
+    extent = [(hi[a] - lo[a]).to(torch.int32) for a in range(3)]  # coarse points in each window, per axis
+    sizes = extent[0][:, None, None] * extent[1][None, :, None] * extent[2][None, None, :]
     candidates = (positives > 0) & (positives < sizes) & ~evaluated
     return values, evaluated, candidates

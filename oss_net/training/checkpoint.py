@@ -89,6 +89,13 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return state
 
 
+def training_state(state: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The "training" entry of a checkpoint; a model-only file cannot be resumed."""
+    if not isinstance(state.get("training"), dict):
+        raise ResumeError(f"{path}: a model file without optimiser state cannot be resumed; use --load_model to start from its weights")
+    return state["training"]
+
+
 def capture_rng_state() -> dict[str, Any]:
     """Every global RNG state as tensors, ints and lists (weights_only-safe)."""
     kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()

@@ -83,14 +83,19 @@ def settings_from_args(arguments: argparse.Namespace) -> TrainSettings:
     given: dict[str, Any] = {key: value for key, value in vars(arguments).items() if value is not None}
     if "resume" not in given:
         return resolve_settings(given)
-    from oss_net.training.checkpoint import find_checkpoint, load_checkpoint
+    from oss_net.training.checkpoint import find_checkpoint, load_checkpoint, training_state
 
-    saved = dict(load_checkpoint(find_checkpoint(given["resume"]))["training"]["settings"])
+    path = find_checkpoint(given["resume"])
+    saved = dict(training_state(load_checkpoint(path), path)["settings"])
     saved["max_iterations"] = None  # a limit of the interrupted invocation, not of the run
     changed = {key: value for key, value in given.items() if key in RESUME_OVERRIDABLE or key == "resume"}
     fixed = {key: value for key, value in given.items() if key not in changed}
     if "dataset" in fixed:
         fixed["dataset"] = normalise_dataset(fixed["dataset"])
+    if "network_config" in fixed:
+        from oss_net.models import canonical_name
+
+        fixed["network_config"] = canonical_name(fixed["network_config"])
     # Flags that define the run are checked later (train), so a conflicting one fails with a clear error.
     return TrainSettings.from_dict({**saved, **changed, **fixed})
 

@@ -139,7 +139,7 @@ def _build_run(settings: TrainSettings, context: ProcessContext) -> Run:
     if settings.resume is not None:
         resume_path = ckpt.find_checkpoint(settings.resume)
         resume_state = ckpt.load_checkpoint(resume_path)
-        check_resume_compatible(settings, resume_state["training"]["settings"], str(resume_path))
+        check_resume_compatible(settings, ckpt.training_state(resume_state, resume_path)["settings"], str(resume_path))
         run_dir = Path(settings.output_dir) if settings.output_dir else ckpt.run_dir_of(resume_path)
     config = _model_config(settings)
     if settings.resume is None:
@@ -393,7 +393,8 @@ def _train_loop(run: Run) -> None:
         from oss_net.models import save_model
 
         save_model(run.run_dir / FINAL_NAME, run.model)
-        atomic_save_json({"position": vars(position), "run_dir": str(run.run_dir)}, run.run_dir / SUMMARY_NAME)
+        summary = {**vars(position), "best_metric": position.best_metric if math.isfinite(position.best_metric) else None}
+        atomic_save_json({"position": summary, "run_dir": str(run.run_dir)}, run.run_dir / SUMMARY_NAME)
         run.recorder.flush()
     barrier(context)
 
@@ -420,7 +421,8 @@ def _end_epoch(run: Run, validation: _Validator | None) -> None:
     position.epoch += 1
     position.batch = 0
     _save(run, position)
-    run.recorder.flush()
+    if validation is not None:
+        run.recorder.flush()
 
 
 class _Validator:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -67,30 +66,40 @@ def read_metrics_csv(path: Path) -> list[tuple[int, int, str, float]]:
         return [(int(r["iteration"]), int(r["epoch"]), r["name"], float(r["value"])) for r in csv.DictReader(handle)]
 
 
+PANELS = (  # (title, metric name prefixes, log scale)
+    ("loss", ("train/loss", "train/aux_loss", "val/loss"), True),
+    ("validation Dice / IoU", ("val/dice", "val/iou", "val/dense_dice", "val/dense_iou"), False),
+    ("learning rate", ("train/lr",), True),
+    ("PAU |coefficients|", ("pau/",), False),
+)
+
+
 def write_progress_plot(rows: list[tuple[int, int, str, float]], path: Path) -> None:
-    """One panel per scalar against the iteration (Agg canvas: no display, no global backend)."""
+    """Four panels of curves against the iteration (an Agg canvas: no display, no global backend).
+
+    Fixed margins rather than tight_layout, which costs seconds per figure on a busy CPU.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     series: dict[str, list[tuple[int, float]]] = defaultdict(list)
     for iteration, _, name, value in rows:
         series[name].append((iteration, value))
-    names = sorted(series)
-    if not names:
-        return
-    columns = min(3, len(names))
-    panel_rows = math.ceil(len(names) / columns)
-    figure = Figure(figsize=(4.5 * columns, 3.0 * panel_rows), tight_layout=True)
+    figure = Figure(figsize=(10, 6.5))
     FigureCanvasAgg(figure)
-    for index, name in enumerate(names):
-        axis = figure.add_subplot(panel_rows, columns, index + 1)
-        xs, ys = zip(*series[name])
-        axis.plot(xs, ys, marker="o" if len(xs) < 30 else None, linewidth=1.0)
-        axis.set_title(name, fontsize=9)
-        axis.set_xlabel("iteration", fontsize=8)
+    figure.subplots_adjust(left=0.08, right=0.98, bottom=0.08, top=0.94, wspace=0.25, hspace=0.35)
+    for index, (title, prefixes, log_scale) in enumerate(PANELS):
+        axis = figure.add_subplot(2, 2, index + 1)
+        axis.set_title(title, fontsize=9)
         axis.tick_params(labelsize=7)
-        if name.startswith("train/loss") and min(ys) > 0:
-            axis.set_yscale("log")
+        names = sorted(n for n in series if n.startswith(prefixes) and n != "train/loss_total")
+        for name in names:
+            xs, ys = zip(*series[name])
+            axis.plot(xs, ys, label=name, marker="o" if len(xs) < 30 else None, markersize=3, linewidth=1.0)
+            if log_scale and min(ys) > 0:
+                axis.set_yscale("log")
+        if names:
+            axis.legend(fontsize=6, loc="best")
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=80)
     with atomic_write(path, "wb") as handle:

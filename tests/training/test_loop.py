@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -9,7 +10,8 @@ import torch
 
 from oss_net.data import gather_patches, segmentation_target
 from oss_net.models import CONFIG_NAMES, build_model, demo_config, load_model, save_model
-from oss_net.training import train
+from oss_net.training import main, train
+from oss_net.training.checkpoint import ResumeError
 from oss_net.training.distributed import ProcessContext
 from oss_net.training.loop import TrainingError, _build_run, _step
 from oss_net.training.settings import SettingsError
@@ -60,7 +62,7 @@ def test_aux_loss_exactly_for_configs_with_the_head(name):
     assert all(p.grad is not None for p in model.parameters())
 
 
-def test_short_run_writes_every_output(tiny_settings, tmp_path):
+def test_short_run_writes_every_output(tiny_settings, synthetic_brats_root, tmp_path):
     run_dir = train(tiny_settings(test=True, epochs=1, val_every=1, dense_validation=True, checkpoint_every=2))
     rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
     names = {row["name"] for row in rows}
@@ -74,6 +76,16 @@ def test_short_run_writes_every_output(tiny_settings, tmp_path):
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["ckpt_000000002.pt", "ckpt_000000003.pt"]
     for name in ("best_model.pt", "final_model.pt"):
         assert load_model(run_dir / name).config == demo_config("C", "brats")
+
+    with pytest.raises(ResumeError, match="best_model.pt: a model file without optimiser state cannot be resumed"):
+        main(["--resume", str(run_dir / "best_model.pt")])
+    with pytest.raises(SettingsError, match="cannot resume with different settings .network_config: checkpoint 'full', now 'A'"):
+        main(["--resume", str(run_dir), "--network_config", "A"])
+    evaluation = main(["--test", "--demo", "--cpu", "--load_model", str(run_dir / "best_model.pt"), "--val_samples", "128",
+                       "--dataset_path", str(synthetic_brats_root), "--output_dir", str(tmp_path / "evaluation"),
+                       "--no_dense_validation"])
+    metrics = json.loads((evaluation / "metrics.json").read_text())
+    assert set(metrics) == {"val/dice", "val/iou", "val/loss"} and 0.0 <= metrics["val/dice"] <= 1.0
 
 
 def test_non_finite_loss_names_iteration_and_cases_and_writes_no_checkpoint(tiny_settings, tmp_path):

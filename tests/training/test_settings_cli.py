@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from oss_net.io import OSSNetError
 from oss_net.models import get_config
 from oss_net.training import build_parser, settings_from_args
 from oss_net.training.settings import SettingsError, lr_milestones, resolve_settings
@@ -59,6 +60,7 @@ def test_demo_preset_is_small_and_explicit_flags_win():
 @pytest.mark.parametrize("alias, canonical", [("O-Net", "vanilla_o_net_wide"), ("A", "A"), ("B", "B"), ("C", "full"), ("D", "full2")])
 def test_paper_aliases_accepted(alias, canonical):
     settings = parse("--train", "--network_config", alias, "--dataset", "BraTS")
+    assert settings.network_config == canonical
     assert get_config(settings.network_config, settings.dataset).name == canonical
 
 
@@ -72,6 +74,8 @@ def test_bad_values_raise_one_clear_error():
         resolve_settings({"batch_size": 0, "border_balance": 2.0})
     with pytest.raises(SettingsError, match="unknown dataset 'kits'"):
         parse("--dataset", "kits")
+    with pytest.raises(OSSNetError, match="unknown configuration 'Z'"):
+        parse("--network_config", "Z")
 
 
 def test_lr_milestones_are_40_and_60_percent():
