@@ -337,6 +337,27 @@ def _batches(loader: DataLoader, start: int) -> Iterator[tuple[int, dict]]:
         yield start + offset, batch
 
 
+def _optimise(run: Run, batch: dict, autocast: Callable[[], contextlib.AbstractContextManager], epoch: int,
+              batch_index: int) -> dict[str, float]:
+    """One optimiser step on `batch`; returns the scalars to log. A non-finite loss stops the run
+    before anything of this iteration is applied or written."""
+    loss, occupancy_loss, auxiliary_loss = _step(run, batch, autocast)
+    if not all_ranks_true(bool(torch.isfinite(loss).item()), run.context):
+        raise TrainingError(
+            f"non-finite loss ({loss.item()}) at iteration {run.position.iteration + 1} (epoch {epoch + 1}, "
+            f"batch {batch_index + 1}); cases in the batch: {', '.join(batch['case_id'])}. "
+            f"Nothing was written for this iteration; resume from the newest checkpoint in {run.run_dir}"
+        )
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    values = {"train/loss": occupancy_loss.item(), "train/loss_total": loss.item(), "train/lr": run.optimizer.param_groups[0]["lr"]}
+    if auxiliary_loss is not None:
+        values["train/aux_loss"] = auxiliary_loss.item()
+    return values
+
+
 def _train_loop(run: Run) -> None:
     settings, context, position = run.settings, run.context, run.position
     dataset, sampler, loader_for = _training_data(run)
@@ -356,23 +377,10 @@ def _train_loop(run: Run) -> None:
         epoch_started = fetch_started = time.perf_counter()
         for batch_index, batch in _batches(loader_for(epoch), position.batch):
             waited += time.perf_counter() - fetch_started
-            loss, occupancy_loss, auxiliary_loss = _step(run, batch, autocast)
-            if not all_ranks_true(bool(torch.isfinite(loss).item()), context):
-                raise TrainingError(
-                    f"non-finite loss ({loss.item()}) at iteration {position.iteration + 1} (epoch {epoch + 1}, "
-                    f"batch {batch_index + 1}); cases in the batch: {', '.join(batch['case_id'])}. "
-                    f"Nothing was written for this iteration; resume from the newest checkpoint in {run.run_dir}"
-                )
-            run.optimizer.zero_grad(set_to_none=True)
-            run.scaler.scale(loss).backward()
-            run.scaler.step(run.optimizer)
-            run.scaler.update()
+            values = _optimise(run, batch, autocast, epoch, batch_index)
             position.iteration += 1
             position.batch = batch_index + 1
             steps += 1
-            values = {"train/loss": occupancy_loss.item(), "train/loss_total": loss.item(), "train/lr": run.optimizer.param_groups[0]["lr"]}
-            if auxiliary_loss is not None:
-                values["train/aux_loss"] = auxiliary_loss.item()
             run.recorder.log(position.iteration, epoch, values)
             progress.update(1)
             progress.set_postfix(loss=f"{values['train/loss']:.4f}")

@@ -144,3 +144,15 @@ def test_wrong_inputs_raise_clear_errors() -> None:
     onet = build_model(demo_config("O-Net"))
     with pytest.raises(ModelInputError, match="uses no patches, but patches were given"):
         onet.decode(data["coords"], Encoding(torch.zeros(1, 1, 32), None), data["patches"])
+
+
+def test_patch_mapping_gemm_equals_conv3d_reference():
+    """The Toeplitz GEMM must be the same function as the two 7^3 Conv3d layers it replaces."""
+    from oss_net.models.decoder import PatchMapping
+
+    torch.manual_seed(0)
+    mapping = PatchMapping(patch_channels=8).double()
+    patches = torch.randn(2, 5, 8, 7, 7, 7, dtype=torch.float64)
+    x = patches.reshape(10, 8, 7, 7, 7)
+    expected = mapping.act2(mapping.conv2(mapping.act1(mapping.conv1(x)))).reshape(2, 5, 343)
+    torch.testing.assert_close(mapping(patches), expected, rtol=1e-10, atol=1e-10)
