@@ -7,4 +7,4 @@
 from oss_net.training.cli import main
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

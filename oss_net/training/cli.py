@@ -12,7 +12,7 @@ run was started with, so `--resume DIR` alone continues the same run.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import sys
 from typing import Any, Sequence
 
 from oss_net.training.settings import AMP_MODES, TrainSettings, normalise_dataset, resolve_settings
@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--no_dense_validation", dest="dense_validation", action="store_false", default=None,
                      help="skip the full-volume Dice at validation")
     new.add_argument("--border_balance", type=float, default=None, help="fraction of border points (overrides --uniform_sampling)")
-    new.add_argument("--lr", type=float, default=None, help="learning rate (3e-4)")
+    new.add_argument("--lr", type=float, default=None, help="learning rate (paper 3e-4; demo preset 2e-3)")
     new.add_argument("--pau_lr", type=float, default=None, help="learning rate of the PAU coefficients (1e-2)")
     new.add_argument("--demo", action="store_true", default=None, help="small CPU preset: demo model and sample counts")
     new.add_argument("--no_augmentation", dest="augment", action="store_false", default=None, help="train without augmentation")
@@ -100,8 +100,15 @@ def settings_from_args(arguments: argparse.Namespace) -> TrainSettings:
     return TrainSettings.from_dict({**saved, **changed, **fixed})
 
 
-def main(argv: Sequence[str] | None = None) -> Path:
-    """Parse the command line and run `train`; returns the run folder."""
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the command line and run `train`; 0 on success, 2 with one line on stderr for a user error."""
+    from oss_net.io import OSSNetError
     from oss_net.training.loop import train
 
-    return train(settings_from_args(build_parser().parse_args(argv)))
+    try:
+        run_dir = train(settings_from_args(build_parser().parse_args(argv)))
+    except OSSNetError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"run folder: {run_dir}")
+    return 0

@@ -39,7 +39,7 @@ from oss_net.training.sampler import ResumableSampler, derive_seed
 from oss_net.training.settings import SettingsError, TrainSettings, check_resume_compatible, lr_milestones
 from oss_net.training.validation import dense_validation, sampled_validation
 
-SETTINGS_NAME = "settings.json"
+HYPERPARAMETERS_NAME = "hyperparameters.json"
 BEST_NAME = "best_model.pt"
 FINAL_NAME = "final_model.pt"
 SUMMARY_NAME = "summary.json"
@@ -77,6 +77,8 @@ class Run:
     recorder: Recorder
     gather: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None
     segmentation_target: Callable[..., torch.Tensor]
+    train_cases: list  # CaseFiles of the training split ([] when only validating)
+    val_cases: list  # CaseFiles of the validation split ([] without --test)
 
 
 def train(settings: TrainSettings) -> Path:
@@ -86,6 +88,8 @@ def train(settings: TrainSettings) -> Path:
         raise SettingsError("nothing to do: pass --train and/or --test")
     if settings.dataset_path is None:
         raise SettingsError("--dataset_path is required (the dataset root folder)")
+    if not settings.train and settings.load_model is None and settings.resume is None:
+        raise SettingsError("--test without --train evaluates a model: pass --load_model (or --resume)")
     context = setup_process(settings.cpu)
     try:
         run = _build_run(settings, context)
@@ -135,6 +139,11 @@ def _build_run(settings: TrainSettings, context: ProcessContext) -> Run:
     from oss_net.data import gather_patches, segmentation_target
     from oss_net.models import build_model, parameter_groups
 
+    # Find the data first, so a wrong path fails before anything is written.
+    train_cases = _discover(settings, "train") if settings.train else []
+    val_cases = _discover(settings, "val") if settings.test else []
+    if settings.test and not val_cases:
+        raise TrainingError(f"{settings.dataset_path}: no validation cases found (needed by --test)")
     resume_state = None
     if settings.resume is not None:
         resume_path = ckpt.find_checkpoint(settings.resume)
@@ -160,14 +169,14 @@ def _build_run(settings: TrainSettings, context: ProcessContext) -> Run:
     if context.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         ckpt.remove_stale_temporaries(run_dir)
-        atomic_save_json(_hyperparameters(settings, config, context), run_dir / SETTINGS_NAME)
+        atomic_save_json(_hyperparameters(settings, config, context), run_dir / HYPERPARAMETERS_NAME)
     recorder = Recorder(run_dir, enabled=context.is_main, resume_iteration=position.iteration if resume_state else None)
     return Run(
         settings=settings, context=context, run_dir=run_dir, config=config, model=model,
         network=wrap_model(model, context), optimizer=optimizer, scheduler=scheduler, scaler=scaler,
         position=position, recorder=recorder,
         gather=partial(gather_patches, large=config.large_patches) if config.patches else None,
-        segmentation_target=segmentation_target,
+        segmentation_target=segmentation_target, train_cases=train_cases, val_cases=val_cases,
     )
 
 
@@ -238,9 +247,8 @@ def _training_data(run: Run) -> tuple[Any, ResumableSampler, Callable[[int], Dat
     from oss_net.data import OSSNetDataset, collate_samples
 
     settings, context = run.settings, run.context
-    cases = _discover(settings, "train")
     dataset = OSSNetDataset(
-        cases, run.config, samples=settings.training_samples, border_balance=settings.border_balance,
+        run.train_cases, run.config, samples=settings.training_samples, border_balance=settings.border_balance,
         augment=settings.augment, cache_dir=settings.cache_dir, seed=settings.seed,
     )
     sampler = ResumableSampler(len(dataset), settings.batch_size, settings.seed, context.rank, context.world_size)
@@ -276,22 +284,16 @@ def _set_data_epoch(dataset: Any, epoch: int) -> None:
     dataset.set_epoch(epoch)
 
 
-def _validation_samples(run: Run) -> list[dict]:
+def _validation_dataset(run: Run) -> Any:
+    """Fixed validation points: the dataset stays at epoch 0 with its own seed, so every
+    validation sees the same points."""
     from oss_net.data import OSSNetDataset
 
     settings = run.settings
-    dataset = OSSNetDataset(
-        _discover(settings, "val"), run.config, samples=settings.val_samples,
-        border_balance=settings.val_border_balance, augment=False, cache_dir=settings.cache_dir,
-        seed=derive_seed(settings.seed, 1),
+    return OSSNetDataset(
+        run.val_cases, run.config, samples=settings.val_samples, border_balance=settings.val_border_balance,
+        augment=False, cache_dir=settings.cache_dir, seed=derive_seed(settings.seed, 1),
     )
-    return [dataset[index] for index in range(len(dataset))]
-
-
-def _validation_cases(run: Run) -> list:
-    from oss_net.data import load_case
-
-    return [load_case(case, run.config, cache_dir=run.settings.cache_dir) for case in _discover(run.settings, "val")]
 
 
 # ---------------------------------------------------------------------------------------------- loop
@@ -363,10 +365,10 @@ def _train_loop(run: Run) -> None:
     dataset, sampler, loader_for = _training_data(run)
     autocast = _autocast(settings, context.device)
     validation = _Validator(run) if settings.test and context.is_main else None
-    run.network.train()
     stop = position.iteration >= (settings.max_iterations or math.inf)
     while position.epoch < settings.epochs and not stop:
         epoch = position.epoch
+        run.network.train()
         sampler.set_epoch(epoch, start_batch=position.batch)
         _set_data_epoch(dataset, epoch)
         progress = tqdm(
@@ -415,7 +417,7 @@ def _end_epoch(run: Run, validation: _Validator | None) -> None:
     run.recorder.log(position.iteration, epoch, _pau_summary(run.model))
     last = epoch + 1 == settings.epochs
     if validation is not None and ((epoch + 1) % settings.val_every == 0 or last):
-        metrics = validation(epoch)
+        metrics = validation()
         run.recorder.log(position.iteration, epoch, metrics)
         position.history.append({"epoch": epoch + 1, "iteration": position.iteration, **metrics})
         score = metrics.get("val/dense_dice", metrics["val/dice"])
@@ -434,30 +436,30 @@ def _end_epoch(run: Run, validation: _Validator | None) -> None:
 
 
 class _Validator:
-    """Validation data loaded once (rank 0), evaluated every `--val_every` epochs."""
+    """Validation on rank 0. Cases are loaded one at a time at every validation (45 full-size
+    BraTS volumes would not fit in memory at once); `--cache_dir` makes the reloads cheap."""
 
     def __init__(self, run: Run) -> None:
         self.run = run
-        self.samples = _validation_samples(run)
-        self.cases = _validation_cases(run) if run.settings.dense_validation else []
+        self.dataset = _validation_dataset(run)
         self.autocast = _autocast(run.settings, run.context.device)
 
-    def __call__(self, epoch: int) -> dict[str, float]:
+    def __call__(self) -> dict[str, float]:
+        from oss_net.data import load_case
+
         run = self.run
-        if not self.samples:
-            raise TrainingError(f"{run.settings.dataset_path}: no validation cases found (needed by --test)")
-        metrics = sampled_validation(run.model, self.samples, run.context.device, self.autocast, run.gather)
-        if self.cases:
-            metrics.update(dense_validation(run.model, self.cases, run.context.device, run.settings.amp))
+        samples = (self.dataset[index] for index in range(len(self.dataset)))
+        metrics = sampled_validation(run.model, samples, run.context.device, self.autocast, run.gather)
+        if run.settings.dense_validation:
+            cases = (load_case(files, run.config, cache_dir=run.settings.cache_dir, with_border=False) for files in run.val_cases)
+            metrics.update(dense_validation(run.model, cases, run.settings.amp))
         return metrics
 
 
 def _evaluate_only(run: Run) -> None:
     """--test without --train: validate the given weights once and write metrics.json."""
-    if run.settings.load_model is None and run.settings.resume is None:
-        raise SettingsError("--test without --train evaluates a model: pass --load_model (or --resume)")
     if not run.context.is_main:
         return
-    metrics = _Validator(run)(run.position.epoch)
+    metrics = _Validator(run)()
     atomic_save_json(metrics, run.run_dir / "metrics.json")
     tqdm.write(", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))

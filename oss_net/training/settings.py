@@ -17,15 +17,20 @@ DATASET_ALIASES = {"brats": "brats", "bra_ts": "brats", "brats2020": "brats", "l
 AMP_MODES = ("off", "bf16", "fp16")
 
 # Size presets. "paper" is reference §1.3/§5 (BraTS batch 8, LiTS batch 4, 2^14 points, 50 epochs,
-# validation every 5 epochs on 2^17 uniform (BraTS) or 2^14 border-weighted (LiTS) points).
-# "demo" is sized for a few minutes of CPU training on the 64×64×40 synthetic set of `make demo`.
+# lr 3e-4, validation every 5 epochs on 2^17 uniform (BraTS) or 2^14 border-weighted (LiTS) points).
+# "demo" is sized for `make demo`: the 64×64×40 demo configuration on ~18 synthetic training cases
+# reaches a sampled validation Dice of ~0.95 in 10 epochs (90 steps, about a minute on 2 idle cores).
+# It needs a larger lr (2e-3) and border-weighted points: with uniform points the ~2.5% foreground
+# is learnt far more slowly (Dice 0.46 after 10 epochs with the same lr).
+_PAPER = {"epochs": 50, "training_samples": 2**14, "val_every": 5, "lr": 3e-4}
+_DEMO = {"epochs": 10, "batch_size": 2, "training_samples": 2**10, "val_every": 2, "lr": 2e-3}
 PAPER_PRESET = {
-    "brats": {"epochs": 50, "batch_size": 8, "training_samples": 2**14, "val_samples": 2**17, "val_border_balance": 0.0, "val_every": 5},
-    "lits": {"epochs": 50, "batch_size": 4, "training_samples": 2**14, "val_samples": 2**14, "val_border_balance": 0.4, "val_every": 5},
+    "brats": {**_PAPER, "batch_size": 8, "val_samples": 2**17, "val_border_balance": 0.0},
+    "lits": {**_PAPER, "batch_size": 4, "val_samples": 2**14, "val_border_balance": 0.4},
 }
 DEMO_PRESET = {
-    "brats": {"epochs": 8, "batch_size": 2, "training_samples": 2**12, "val_samples": 2**13, "val_border_balance": 0.0, "val_every": 2},
-    "lits": {"epochs": 8, "batch_size": 2, "training_samples": 2**12, "val_samples": 2**12, "val_border_balance": 0.4, "val_every": 2},
+    "brats": {**_DEMO, "val_samples": 2**13, "val_border_balance": 0.0},
+    "lits": {**_DEMO, "val_samples": 2**12, "val_border_balance": 0.4},
 }
 # Fields that define what is trained; a resumed run must agree with its checkpoint on all of them.
 RUN_DEFINING_FIELDS = (

@@ -9,7 +9,7 @@ label on the model grid, which is what the reported numbers should have been (re
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from typing import Callable, Sequence
+from typing import Callable, Iterable
 
 import torch
 from torch import nn
@@ -33,7 +33,7 @@ def point_scores(prediction: torch.Tensor, label: torch.Tensor) -> tuple[float, 
 @torch.no_grad()
 def sampled_validation(
     model: nn.Module,
-    samples: Sequence[dict],
+    samples: Iterable[dict],
     device: torch.device,
     autocast: Callable[[], AbstractContextManager],
     gather_patches: Callable[..., torch.Tensor] | None,
@@ -69,27 +69,19 @@ def sampled_validation(
     return {"val/loss": sum(losses) / count, "val/dice": sum(dices) / count, "val/iou": sum(ious) / count}
 
 
-def dense_validation(model: nn.Module, cases: Sequence, device: torch.device, amp: str) -> dict[str, float]:
-    """Mean full-volume Dice/IoU over validation cases, predicted by the inference module.
-
-    The one place training talks to `oss_net.inference`; returns {} when that module is missing so
-    a training run never depends on it.
-    """
-    try:
-        from oss_net.inference import Predictor
-    except ImportError:
-        return {}
+def dense_validation(model: nn.Module, cases: Iterable, amp: str) -> dict[str, float]:
+    """Mean full-volume Dice/IoU over loaded validation cases, predicted by `oss_net.inference.Predictor`
+    (coarse-to-fine, its default mode) and compared with the label on the model grid."""
+    from oss_net.inference import Predictor
     from oss_net.metrics import dice, iou
 
-    predictor = Predictor(model, amp=amp)
-    was_training = model.training
-    model.eval()
+    was_training = model.training  # Predictor switches the model to eval mode
     dices, ious = [], []
     try:
+        predictor = Predictor(model, amp=amp)
         for case in cases:
-            prediction = predictor.predict_case(case)
-            mask = prediction.mask_model_grid
-            label = case.label > 0
+            mask = predictor.predict_case(case).mask_model_grid  # [*volume_shape] bool
+            label = torch.from_numpy(case.label > 0)
             dices.append(dice(mask, label))
             ious.append(iou(mask, label))
     finally:

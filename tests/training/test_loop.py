@@ -8,13 +8,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from oss_net.data import gather_patches, segmentation_target
+from oss_net.data import discover, gather_patches, load_case, segmentation_target
 from oss_net.models import CONFIG_NAMES, build_model, demo_config, load_model, save_model
 from oss_net.training import main, train
-from oss_net.training.checkpoint import ResumeError
 from oss_net.training.distributed import ProcessContext
 from oss_net.training.loop import TrainingError, _build_run, _step
 from oss_net.training.settings import SettingsError
+from oss_net.training.validation import dense_validation, sampled_validation
 from pade_activation_unit import PAU
 
 CPU = ProcessContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
@@ -62,7 +62,7 @@ def test_aux_loss_exactly_for_configs_with_the_head(name):
     assert all(p.grad is not None for p in model.parameters())
 
 
-def test_short_run_writes_every_output(tiny_settings, synthetic_brats_root, tmp_path):
+def test_short_run_writes_every_output(tiny_settings, synthetic_brats_root, tmp_path, capsys):
     run_dir = train(tiny_settings(test=True, epochs=1, val_every=1, dense_validation=True, checkpoint_every=2))
     rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
     names = {row["name"] for row in rows}
@@ -72,18 +72,18 @@ def test_short_run_writes_every_output(tiny_settings, synthetic_brats_root, tmp_
     assert [int(r["iteration"]) for r in rows if r["name"] == "train/loss"] == [1, 2, 3]
     assert (run_dir / "progress.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
-    assert (run_dir / "settings.json").is_file()
+    assert json.loads((run_dir / "hyperparameters.json").read_text())["settings"]["training_samples"] == 64
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["ckpt_000000002.pt", "ckpt_000000003.pt"]
     for name in ("best_model.pt", "final_model.pt"):
         assert load_model(run_dir / name).config == demo_config("C", "brats")
 
-    with pytest.raises(ResumeError, match="best_model.pt: a model file without optimiser state cannot be resumed"):
-        main(["--resume", str(run_dir / "best_model.pt")])
-    with pytest.raises(SettingsError, match="cannot resume with different settings .network_config: checkpoint 'full', now 'A'"):
-        main(["--resume", str(run_dir), "--network_config", "A"])
-    evaluation = main(["--test", "--demo", "--cpu", "--load_model", str(run_dir / "best_model.pt"), "--val_samples", "128",
-                       "--dataset_path", str(synthetic_brats_root), "--output_dir", str(tmp_path / "evaluation"),
-                       "--no_dense_validation"])
+    assert main(["--resume", str(run_dir / "best_model.pt")]) == 2
+    assert "best_model.pt: a model file without optimiser state cannot be resumed" in capsys.readouterr().err
+    assert main(["--resume", str(run_dir), "--network_config", "A"]) == 2
+    assert "cannot resume with different settings (network_config: checkpoint 'full', now 'A')" in capsys.readouterr().err
+    evaluation = tmp_path / "evaluation"
+    assert main(["--test", "--demo", "--cpu", "--load_model", str(run_dir / "best_model.pt"), "--val_samples", "128",
+                 "--dataset_path", str(synthetic_brats_root), "--output_dir", str(evaluation), "--no_dense_validation"]) == 0
     metrics = json.loads((evaluation / "metrics.json").read_text())
     assert set(metrics) == {"val/dice", "val/iou", "val/loss"} and 0.0 <= metrics["val/dice"] <= 1.0
 
@@ -106,3 +106,33 @@ def test_usage_errors(tiny_settings):
         train(tiny_settings(train=False))
     with pytest.raises(TrainingError, match="3 training cases cannot fill one batch of 4"):
         train(tiny_settings(batch_size=4))
+
+
+def test_validation_leaves_the_model_in_training_mode(synthetic_brats_root):
+    """Regression: the Predictor switches to eval mode; training must not continue in it."""
+    config = demo_config("C", "brats")
+    model = build_model(config).train()
+    cases = [load_case(files, config) for files in discover("brats", synthetic_brats_root, "val")]
+    metrics = dense_validation(model, cases, "off")
+    assert model.training and all(module.training for module in model.modules())
+    assert set(metrics) == {"val/dense_dice", "val/dense_iou"} and 0.0 <= metrics["val/dense_dice"] <= 1.0
+    sample = {"volume": torch.from_numpy(cases[0].image), "coords": torch.zeros(4, 3), "labels": torch.zeros(4, 1)}
+    sampled = sampled_validation(model, [sample], torch.device("cpu"), lambda: torch.autocast("cpu", enabled=False),
+                                 lambda v, c: gather_patches(v, c, large=config.large_patches))
+    assert model.training and set(sampled) == {"val/loss", "val/dice", "val/iou"}
+
+
+def test_batches_do_not_depend_on_the_number_of_workers(tiny_settings):
+    """Each sample's points come from (seed, epoch, index), so workers change nothing."""
+    from oss_net.training.loop import _training_data
+
+    batches = []
+    for workers in (0, 1):
+        run = _build_run(tiny_settings(num_workers=workers, training_samples=16), CPU)
+        dataset, sampler, loader_for = _training_data(run)
+        sampler.set_epoch(1, start_batch=1)
+        dataset.set_epoch(1)
+        batches.append([(b["case_id"], b["coords"]) for b in loader_for(1)])
+        run.recorder.close()
+    assert len(batches[0]) == 2  # 3 batches per epoch, started at the second
+    assert all(a[0] == b[0] and torch.equal(a[1], b[1]) for a, b in zip(*batches))

@@ -57,7 +57,7 @@ def test_sigkill_then_resume_is_bitwise_identical(tiny_settings, synthetic_brats
     assert process.returncode == -signal.SIGKILL
     assert not (killed / "final_model.pt").exists()
 
-    main(["--resume", str(killed), "--max_iterations", str(STOP)])
+    assert main(["--resume", str(killed), "--max_iterations", str(STOP)]) == 0
     expected, resumed = _weights(reference / "final_model.pt"), _weights(killed / "final_model.pt")
     assert expected.keys() == resumed.keys()
     assert [k for k in expected if not torch.equal(expected[k], resumed[k])] == []

@@ -41,7 +41,6 @@ def _value(argv: list[str], flag: str) -> str:
     return argv[argv.index(flag) + 1]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("dataset", ["bra_ts", "lits"])
 def test_every_script_has_paper_settings_and_trains_one_iteration(dataset, synthetic_brats_root, synthetic_lits_root, tmp_path):
     root = str(synthetic_brats_root if dataset == "bra_ts" else synthetic_lits_root)
@@ -57,8 +56,8 @@ def test_every_script_has_paper_settings_and_trains_one_iteration(dataset, synth
         assert ("--uniform_sampling" in argv) == (dataset == "bra_ts")
         assert _value(argv, "--dataset_path") == root
         assert get_config(_value(argv, "--network_config"), _value(argv, "--dataset")).name == canonical
-        run_dir = main(argv[1:])
-        assert run_dir == output and (output / "final_model.pt").is_file()
+        assert main(argv[1:]) == 0
+        assert (output / "final_model.pt").is_file()
         assert (output / "checkpoints" / "ckpt_000000001.pt").is_file()
 
 
