@@ -129,7 +129,7 @@ def run(size: str = "cpu", smoke: bool = False, checkpoint: str | None = None) -
         f"{result['points_ratio_standard_vs_prior']:.2f}x fewer points; prior decodes "
         f"{100 * result['prior_voxel_fraction']:.2f}% of the voxels; {result['speedup_prior_vs_dense']:.1f}x faster than dense"
     )
-    write_result("infer" if not smoke else "infer_smoke", result)
+    write_result("infer", result)
     return result
 
 
