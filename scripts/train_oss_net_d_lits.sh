@@ -1,21 +1,8 @@
 #!/usr/bin/env bash
-# Paper Table 1, OSS-Net D (--network_config full2) on LiTS: batch 4, 2^14 points, half from the border band, 50 epochs,
-# validation every 5 epochs (reference §1.3). Runs from any directory.
+# Paper Table 1, OSS-Net D (--network_config full2) on LiTS, with the paper's settings (scripts/table1.sh).
 #   scripts/train_oss_net_d_lits.sh DATASET_ROOT [extra train_oss_net.py flags, e.g. --cuda_devices 0 --amp bf16]
 #   LITS_ROOT=/data/root scripts/train_oss_net_d_lits.sh
-# Extra flags come last, so they override the paper settings. For several GPUs launch
-# train_oss_net.py through torchrun with the same flags.
+# For several GPUs, launch train_oss_net.py through torchrun with the same flags.
 set -euo pipefail
-repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-if [[ $# -gt 0 && "$1" != -* ]]; then
-    dataset_path="$1"
-    shift
-else
-    dataset_path="${LITS_ROOT:-}"
-fi
-if [[ -z "${dataset_path}" ]]; then
-    echo "usage: $0 DATASET_ROOT [flags...]  (or set LITS_ROOT)" >&2
-    exit 2
-fi
-exec "${PYTHON:-python}" "${repo_root}/train_oss_net.py" --train --test --epochs 50 --batch_size 4 \
-    --training_samples 16384 --network_config full2 --dataset LiTS --dataset_path "${dataset_path}" "$@"
+source "$(dirname "${BASH_SOURCE[0]}")/table1.sh"
+run_table1 full2 lits "$@"

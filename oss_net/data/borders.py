@@ -114,3 +114,25 @@ def _shifted(x: torch.Tensor, axis: int, step: int) -> torch.Tensor:
     if step > 0:
         return torch.cat([x.narrow(axis, 1, n - 1), x.narrow(axis, n - 1, 1)], dim=axis)
     return torch.cat([x.narrow(axis, 0, 1), x.narrow(axis, 0, n - 1)], dim=axis)
+
+
+ROOT_HELP = {
+    "brats": "folder holding MICCAI_BraTS2020_TrainingData/ (and TestData/ if used)",
+    "lits": "folder holding volume-N.nii + segmentation-N.nii (or TrainingData/{input,segmentation}/)",
+}
+
+
+def border_cli(dataset: str, description: str, argv: list[str] | None = None) -> int:
+    """The command line of generate_borders_bra_ts_2020.py / generate_borders_lits.py: argparse, then generate_borders."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("root", help=ROOT_HELP[dataset])
+    parser.add_argument("--output", default=None, help="write the maps into this folder instead of the case folders")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="torch device for the computation; the result is identical (default: cuda if present)")
+    parser.add_argument("--overwrite", action="store_true", help="recompute maps that already exist")
+    args = parser.parse_args(argv)
+    written = generate_borders(dataset, args.root, args.output, args.device, args.overwrite)
+    print(f"wrote {len(written)} border map(s)")
+    return 0

@@ -13,7 +13,15 @@ from .config import (
 from .oss_net import Encoding, ModelInputError, OSSNet
 from .parameters import count_parameters, count_pau_modules, parameter_groups
 from .registry import build_model, register_model
-from .unet import UNET_NAMES, UNetConfig, build_unet, get_unet_config, segmentation_loss
+from .unet import (
+    UNET_NAMES,
+    UNetConfig,
+    build_unet,
+    canonical_network_name,
+    get_unet_config,
+    is_unet_name,
+    segmentation_loss,
+)
 
 __all__ = [
     "CONFIG_NAMES",
@@ -30,12 +38,14 @@ __all__ = [
     "build_model",
     "build_unet",
     "canonical_name",
+    "canonical_network_name",
     "checkpoint_payload",
     "count_parameters",
     "count_pau_modules",
     "demo_config",
     "get_config",
     "get_unet_config",
+    "is_unet_name",
     "load_model",
     "model_from_payload",
     "parameter_groups",

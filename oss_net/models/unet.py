@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import DATASETS, ConfigError, canonical_dataset
+from .config import DATASETS, ConfigError, canonical_dataset, canonical_name
 from .oss_net import ModelInputError
 from .registry import register_model
 
@@ -192,6 +192,18 @@ def get_unet_config(name: str, dataset: str, **overrides: Any) -> UNetConfig:
     if key == "unet3d" and dataset == "lits" and not {"input_shape", "volume_shape"} & set(overrides):
         values["input_shape"] = LITS_UNET3D_INPUT_SHAPE
     return UNetConfig(name=key, dataset=dataset, **{**values, **overrides})
+
+
+def is_unet_name(name: str) -> bool:
+    """Whether `name` ("unet3d", "UNet-2D", ...) names a U-Net baseline rather than an OSS-Net configuration."""
+    return isinstance(name, str) and name.strip().lower().replace("-", "").replace("_", "") in UNET_NAMES
+
+
+def canonical_network_name(name: str) -> str:
+    """The one spelling of any network name, OSS-Net ("C" -> "full") or U-Net ("UNet3D" -> "unet3d")."""
+    if is_unet_name(name):
+        return name.strip().lower().replace("-", "").replace("_", "")
+    return canonical_name(name)
 
 
 def _activation(config: UNetConfig) -> nn.Module:

@@ -26,9 +26,9 @@ RESUME_OVERRIDABLE = (
 
 def _network_config_names() -> str:
     try:
-        from oss_net.models import CONFIG_NAMES
+        from oss_net.models import CONFIG_NAMES, UNET_NAMES
 
-        return ", ".join(("O-Net", "A", "B", "C", "D", *CONFIG_NAMES))
+        return ", ".join(("O-Net", "A", "B", "C", "D", *CONFIG_NAMES, *UNET_NAMES))
     except ImportError:
         return "O-Net, A, B, C, D or an original config name"
 
@@ -93,9 +93,9 @@ def settings_from_args(arguments: argparse.Namespace) -> TrainSettings:
     if "dataset" in fixed:
         fixed["dataset"] = normalise_dataset(fixed["dataset"])
     if "network_config" in fixed:
-        from oss_net.models import canonical_name
+        from oss_net.models import canonical_network_name
 
-        fixed["network_config"] = canonical_name(fixed["network_config"])
+        fixed["network_config"] = canonical_network_name(fixed["network_config"])
     # Flags that define the run are checked later (train), so a conflicting one fails with a clear error.
     return TrainSettings.from_dict({**saved, **changed, **fixed})
 

@@ -75,6 +75,7 @@ class Run:
     scaler: torch.amp.GradScaler
     position: Position
     recorder: Recorder
+    dense: bool  # a U-Net baseline: whole-volume loss, no points, patches or auxiliary loss
     gather: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None
     segmentation_target: Callable[..., torch.Tensor]
     train_cases: list  # CaseFiles of the training split ([] when only validating)
@@ -113,9 +114,19 @@ def _default_run_dir(settings: TrainSettings, config_name: str) -> Path:
     return Path("runs") / f"{stamp}_{config_name}_{settings.dataset}"
 
 
-def _model_config(settings: TrainSettings) -> Any:
-    from oss_net.models import demo_config, get_config
+# The --demo U-Nets: the demo OSS-Net grid and three narrow levels, so a CPU step takes about a second.
+DEMO_UNET_OVERRIDES: dict[str, Any] = {"channels": (8, 16, 32), "strides": (2, 2)}
 
+
+def _model_config(settings: TrainSettings) -> Any:
+    """The network configuration: OSS-Net (get_config / demo_config) or a U-Net baseline (get_unet_config)."""
+    from oss_net.models import demo_config, get_config, get_unet_config, is_unet_name
+
+    if is_unet_name(settings.network_config):
+        overrides = {}
+        if settings.demo:
+            overrides = {**DEMO_UNET_OVERRIDES, "volume_shape": demo_config("C", settings.dataset).volume_shape}
+        return get_unet_config(settings.network_config, settings.dataset, **overrides)
     if settings.demo:
         return demo_config(settings.network_config, settings.dataset)
     return get_config(settings.network_config, settings.dataset)
@@ -137,7 +148,7 @@ def _load_initial_weights(model: nn.Module, path: str) -> None:
 
 def _build_run(settings: TrainSettings, context: ProcessContext) -> Run:
     from oss_net.data import gather_patches, segmentation_target
-    from oss_net.models import build_model, parameter_groups
+    from oss_net.models import build_model, is_unet_name, parameter_groups
 
     # Find the data first, so a wrong path fails before anything is written.
     train_cases = _discover(settings, "train") if settings.train else []
@@ -171,11 +182,12 @@ def _build_run(settings: TrainSettings, context: ProcessContext) -> Run:
         ckpt.remove_stale_temporaries(run_dir)
         atomic_save_json(_hyperparameters(settings, config, context), run_dir / HYPERPARAMETERS_NAME)
     recorder = Recorder(run_dir, enabled=context.is_main, resume_iteration=position.iteration if resume_state else None)
+    dense = is_unet_name(config.name)
     return Run(
         settings=settings, context=context, run_dir=run_dir, config=config, model=model,
         network=wrap_model(model, context), optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-        position=position, recorder=recorder,
-        gather=partial(gather_patches, large=config.large_patches) if config.patches else None,
+        position=position, recorder=recorder, dense=dense,
+        gather=partial(gather_patches, large=config.large_patches) if not dense and config.patches else None,
         segmentation_target=segmentation_target, train_cases=train_cases, val_cases=val_cases,
     )
 
@@ -307,8 +319,13 @@ def _autocast(settings: TrainSettings, device: torch.device) -> Callable[[], con
 
 
 def _step(run: Run, batch: dict, autocast: Callable[[], contextlib.AbstractContextManager]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Forward and loss of one batch (no backward): (total, occupancy BCE, aux BCE or None)."""
+    """Forward and loss of one batch (no backward): (total, occupancy BCE, aux BCE or None).
+
+    A U-Net's loss is its dense segmentation loss, returned as both total and "occupancy" loss.
+    """
     device = run.context.device
+    if run.dense:
+        return _dense_step(run, batch, autocast)
     volume = batch["volume"].to(device, non_blocking=True)  # [B, C, D, H, W]
     coords = batch["coords"].to(device, non_blocking=True)  # [B, S, 3]
     labels = batch["labels"].to(device, non_blocking=True)  # [B, S, 1]
@@ -320,6 +337,21 @@ def _step(run: Run, batch: dict, autocast: Callable[[], contextlib.AbstractConte
         label = batch["label"].to(device, non_blocking=True)  # [B, D, H, W]
         target = run.segmentation_target(label, run.config.encoder_output_shape)  # [B, 1, *out]
     return training_loss(occupancy, labels, segmentation, target, run.settings.segmentation_loss_factor)
+
+
+def _dense_step(run: Run, batch: dict, autocast: Callable[[], contextlib.AbstractContextManager]) -> tuple[torch.Tensor, torch.Tensor, None]:
+    """A U-Net step on the whole volumes; its random slices (2D) follow (seed, iteration), so a resumed run draws the same."""
+    from oss_net.models import segmentation_loss
+
+    device = run.context.device
+    volume = batch["volume"].to(device, non_blocking=True)  # [B, C, D, H, W]
+    label = batch["label"].to(device, non_blocking=True)  # [B, D, H, W]
+    generator = torch.Generator().manual_seed(derive_seed(run.settings.seed, run.position.iteration))
+    inputs, target = run.model.training_pair(volume, label, generator)  # [B, C, *S], [B, 1, *S]
+    with autocast():
+        logits = run.network(inputs)  # [B, 1, *S]
+    loss = segmentation_loss(logits.float(), target, run.config.dice_weight)
+    return loss, loss, None
 
 
 def _pau_summary(model: nn.Module) -> dict[str, float]:
@@ -420,7 +452,7 @@ def _end_epoch(run: Run, validation: _Validator | None) -> None:
         metrics = validation()
         run.recorder.log(position.iteration, epoch, metrics)
         position.history.append({"epoch": epoch + 1, "iteration": position.iteration, **metrics})
-        score = metrics.get("val/dense_dice", metrics["val/dice"])
+        score = metrics["val/dense_dice"] if "val/dense_dice" in metrics else metrics["val/dice"]
         if score > position.best_metric:
             position.best_metric = score
             from oss_net.models import checkpoint_payload
@@ -441,16 +473,19 @@ class _Validator:
 
     def __init__(self, run: Run) -> None:
         self.run = run
-        self.dataset = _validation_dataset(run)
+        self.dataset = None if run.dense else _validation_dataset(run)
         self.autocast = _autocast(run.settings, run.context.device)
 
     def __call__(self) -> dict[str, float]:
+        """Sampled-point metrics for OSS-Net; a U-Net has no decoder to sample, so it gets the dense Dice always."""
         from oss_net.data import load_case
 
         run = self.run
-        samples = (self.dataset[index] for index in range(len(self.dataset)))
-        metrics = sampled_validation(run.model, samples, run.context.device, self.autocast, run.gather)
-        if run.settings.dense_validation:
+        metrics: dict[str, float] = {}
+        if self.dataset is not None:
+            samples = (self.dataset[index] for index in range(len(self.dataset)))
+            metrics = sampled_validation(run.model, samples, run.context.device, self.autocast, run.gather)
+        if run.settings.dense_validation or run.dense:
             cases = (load_case(files, run.config, cache_dir=run.settings.cache_dir, with_border=False) for files in run.val_cases)
             metrics.update(dense_validation(run.model, cases, run.settings.amp))
         return metrics

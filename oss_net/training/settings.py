@@ -134,12 +134,12 @@ def resolve_settings(values: Mapping[str, Any]) -> TrainSettings:
     0.5 as the original, unless `border_balance` is given explicitly. Table-1 names become the
     original configuration names (C → full), so a run and its resumption compare equal.
     """
-    from oss_net.models import canonical_name
+    from oss_net.models import canonical_network_name
 
     values = {key: value for key, value in values.items() if value is not None}
     dataset = normalise_dataset(values.get("dataset", "brats"))
     if "network_config" in values:
-        values["network_config"] = canonical_name(values["network_config"])  # "C" and "full" are one run
+        values["network_config"] = canonical_network_name(values["network_config"])  # "C" and "full" are one run
     preset = (DEMO_PRESET if values.get("demo", False) else PAPER_PRESET)[dataset]
     resolved = {**preset, **values, "dataset": dataset}
     if "border_balance" not in values:
