@@ -3,11 +3,12 @@
     from oss_net.inference import Predictor, refine_occupancy, run_inference, InferenceSettings
 """
 from .cli import build_parser, main
-from .predictor import InferenceError, Prediction, Predictor
+from .predictor import DensePredictor, InferenceError, Prediction, Predictor, make_predictor
 from .refine import RefineStats, refine_occupancy, seed_from_segmentation
 from .runner import InferenceSettings, run_inference, write_summary
 
 __all__ = [
+    "DensePredictor",
     "InferenceError",
     "InferenceSettings",
     "Prediction",
@@ -15,6 +16,7 @@ __all__ = [
     "RefineStats",
     "build_parser",
     "main",
+    "make_predictor",
     "refine_occupancy",
     "run_inference",
     "seed_from_segmentation",

@@ -9,6 +9,9 @@ segmentation says so (reference §8.2); "both" runs the two, logs their disagree
 keeps the prior grid (as the original did); "auto" is "prior" when the configuration has the
 segmentation head and "standard" (logged) otherwise. Asking for "prior" or "both" on a
 configuration without the head is an error instead of the original's crash (reference §12.2).
+
+The U-Net baselines have no decoder to query: `make_predictor` (the one place that tells them apart)
+gives them a `DensePredictor`, which returns the same `Prediction` with mode "dense".
 """
 from __future__ import annotations
 
@@ -41,9 +44,9 @@ class Prediction:
     """The result for one volume.
 
     occupancy: [*volume_shape] float32 probabilities on the model grid (CPU), the grid of `mode`.
-    mode: the mode that produced `occupancy` ("standard" or "prior").
+    mode: the mode that produced `occupancy` ("standard", "prior", or "dense" for a U-Net).
     seconds: wall-clock seconds of encoding plus refinement of that grid.
-    points_evaluated: decoder queries of that grid.
+    points_evaluated: decoder queries of that grid (every voxel for a U-Net).
     runs: per mode run, {"seconds", "points_evaluated", "stages": [...]}.
     disagreement: voxels where standard and prior differ (mode "both" only).
     threshold: probability above which a voxel is foreground.
@@ -202,6 +205,68 @@ class Predictor:
     def predict_case(self, case: Any) -> Prediction:
         """`predict` on a loaded `oss_net.data.Case` (its `image` is already on the model grid)."""
         return self.predict(case.image)
+
+
+class DensePredictor:
+    """A U-Net baseline's whole-volume prediction, as a `Predictor` look-alike for the shared writers.
+
+    Args:
+        model: a U-Net (`predict_volume`, `config`). It is put in eval mode and moved to `device`.
+        amp: "off", "bf16" or "fp16": autocast dtype of the forward pass.
+        device: where the model runs (default: where its parameters are).
+        threshold: probability above which a voxel is foreground.
+    """
+
+    mode = "dense"
+
+    def __init__(self, model: nn.Module, amp: str = "off", device: torch.device | str | None = None, threshold: float = 0.5) -> None:
+        if amp not in AMP_MODES:
+            raise InferenceError(f"unknown amp {amp!r}; expected one of {', '.join(AMP_MODES)}")
+        self.config = model.config
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.model = model.to(self.device).eval()
+        self.amp = amp
+        self.threshold = float(threshold)
+
+    _autocast = Predictor._autocast
+    _synchronize = Predictor._synchronize
+
+    def predict(self, image: Any) -> Prediction:
+        """Probabilities of one volume `image [C, *volume_shape]` (numpy or torch) on the model grid."""
+        volume = torch.as_tensor(image, dtype=torch.float32).to(self.device)[None]  # [1, C, D, H, W]
+        with torch.inference_mode():
+            self._synchronize()
+            start = time.perf_counter()
+            with self._autocast():
+                probabilities = self.model.predict_volume(volume)[0, 0].float()  # [*volume_shape]
+            self._synchronize()
+            seconds = time.perf_counter() - start
+        voxels = probabilities.numel()
+        logger.info("dense inference: %.3f s, %d voxels", seconds, voxels)
+        return Prediction(
+            occupancy=probabilities.cpu(), mode=self.mode, seconds=seconds, points_evaluated=voxels,
+            runs={self.mode: {"seconds": seconds, "points_evaluated": voxels}}, threshold=self.threshold,
+        )
+
+    def predict_case(self, case: Any) -> Prediction:
+        """`predict` on a loaded `oss_net.data.Case`."""
+        return self.predict(case.image)
+
+
+def is_dense_model(model: nn.Module) -> bool:
+    """A model without a point decoder (the U-Net baselines) predicts the whole grid at once."""
+    return not hasattr(model, "decode")
+
+
+def make_predictor(model: nn.Module, **options: Any) -> Predictor | DensePredictor:
+    """The predictor for `model` with `Predictor`'s options; a U-Net ignores mode, stages, chunk_size and
+    recheck_boundary (logged when one was set)."""
+    if not is_dense_model(model):
+        return Predictor(model, **options)
+    ignored = sorted(k for k in options if k not in ("amp", "device", "threshold"))
+    if ignored:
+        logger.info("%s predicts densely: %s do not apply and are ignored", model.config.name, ", ".join(ignored))
+    return DensePredictor(model, **{k: v for k, v in options.items() if k not in ignored})
 
 
 def _run_record(stats: RefineStats, seconds: float) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import torch
 from oss_net.io import atomic_save_json, atomic_write
 
 from . import outputs
-from .predictor import AMP_MODES, MODES, InferenceError, Prediction, Predictor
+from .predictor import AMP_MODES, MODES, DensePredictor, InferenceError, Prediction, Predictor, make_predictor
 
 logger = logging.getLogger(__name__)
 
@@ -93,13 +93,13 @@ def select_device(settings: InferenceSettings) -> torch.device:
 
 def load_checked_model(settings: InferenceSettings, device: torch.device) -> torch.nn.Module:
     """The checkpoint's model; `network_config` / `dataset`, when given, must match what it holds."""
-    from oss_net.models import ConfigError, load_model
-    from oss_net.models.config import canonical_dataset, canonical_name
+    from oss_net.models import ConfigError, canonical_network_name, load_model
+    from oss_net.models.config import canonical_dataset
 
     model = load_model(settings.load_model, map_location=device)
     config = model.config
     try:
-        expected_name = canonical_name(settings.network_config) if settings.network_config else config.name
+        expected_name = canonical_network_name(settings.network_config) if settings.network_config else config.name
         expected_dataset = canonical_dataset(settings.dataset) if settings.dataset else config.dataset
     except ConfigError as error:
         raise InferenceError(str(error)) from None
@@ -139,7 +139,7 @@ def run_inference(settings: InferenceSettings) -> Path:
     device = select_device(settings)
     model = load_checked_model(settings, device)
     config = model.config
-    predictor = Predictor(
+    predictor = make_predictor(
         model, mode=settings.mode, stages=settings.stages, chunk_size=settings.chunk_size, amp=settings.amp,
         device=device, threshold=settings.threshold, recheck_boundary=settings.recheck_boundary,
     )
@@ -162,7 +162,7 @@ def run_inference(settings: InferenceSettings) -> Path:
     return output_dir
 
 
-def process_case(files: Any, predictor: Predictor, settings: InferenceSettings, output_dir: Path) -> dict[str, Any]:
+def process_case(files: Any, predictor: Predictor | DensePredictor, settings: InferenceSettings, output_dir: Path) -> dict[str, Any]:
     """Load, predict and write one case; its folder appears only once every file is written."""
     from oss_net.data import load_case
 
@@ -180,7 +180,7 @@ def process_case(files: Any, predictor: Predictor, settings: InferenceSettings, 
 
 
 def write_case(
-    folder: Path, files: Any, case: Any, prediction: Prediction, predictor: Predictor, settings: InferenceSettings
+    folder: Path, files: Any, case: Any, prediction: Prediction, predictor: Predictor | DensePredictor, settings: InferenceSettings
 ) -> dict[str, Any]:
     """Every output file of one case into `folder`; returns its metrics record."""
     from oss_net.io import atomic_save_torch
@@ -232,7 +232,7 @@ def case_metrics(files: Any, mask_input: np.ndarray, meta: Any, tolerance_mm: fl
 
 def write_meshes(
     folder: Path, case_id: str, occupancy: np.ndarray, label_model: np.ndarray | None, meta: Any, case: Any,
-    predictor: Predictor, settings: InferenceSettings,
+    predictor: Predictor | DensePredictor, settings: InferenceSettings,
 ) -> None:
     """Prediction and label meshes, extracted on the model grid, vertices in mm (or voxel indices)."""
     from oss_net.meshing import extract_mesh, save_mesh
@@ -241,7 +241,9 @@ def write_meshes(
     options = {"face_budget": settings.face_budget}
     meshes = {"prediction": extract_mesh(occupancy, affine, level=settings.threshold,
                                          min_component_voxels=settings.min_component_voxels, **options)}
-    if settings.refine_mesh and len(meshes["prediction"].faces):
+    if settings.refine_mesh and isinstance(predictor, DensePredictor):
+        logger.info("%s: mesh refinement needs a point decoder; the U-Net mesh is kept as extracted", case_id)
+    elif settings.refine_mesh and len(meshes["prediction"].faces):
         meshes["prediction"] = refine_prediction_mesh(meshes["prediction"], affine, case, predictor)
     if label_model is not None:
         # the label mesh keeps every component, as the original's

@@ -75,7 +75,6 @@ class Run:
     scaler: torch.amp.GradScaler
     position: Position
     recorder: Recorder
-    dense: bool  # a U-Net baseline: whole-volume loss, no points, patches or auxiliary loss
     gather: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None
     segmentation_target: Callable[..., torch.Tensor]
     train_cases: list  # CaseFiles of the training split ([] when only validating)
@@ -132,6 +131,13 @@ def _model_config(settings: TrainSettings) -> Any:
     return get_config(settings.network_config, settings.dataset)
 
 
+def _is_dense(config: Any) -> bool:
+    """A U-Net baseline: a whole-volume loss and dense validation, no points, patches or auxiliary loss."""
+    from oss_net.models import UNetConfig
+
+    return isinstance(config, UNetConfig)
+
+
 def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
@@ -148,7 +154,7 @@ def _load_initial_weights(model: nn.Module, path: str) -> None:
 
 def _build_run(settings: TrainSettings, context: ProcessContext) -> Run:
     from oss_net.data import gather_patches, segmentation_target
-    from oss_net.models import build_model, is_unet_name, parameter_groups
+    from oss_net.models import build_model, parameter_groups
 
     # Find the data first, so a wrong path fails before anything is written.
     train_cases = _discover(settings, "train") if settings.train else []
@@ -182,12 +188,11 @@ def _build_run(settings: TrainSettings, context: ProcessContext) -> Run:
         ckpt.remove_stale_temporaries(run_dir)
         atomic_save_json(_hyperparameters(settings, config, context), run_dir / HYPERPARAMETERS_NAME)
     recorder = Recorder(run_dir, enabled=context.is_main, resume_iteration=position.iteration if resume_state else None)
-    dense = is_unet_name(config.name)
     return Run(
         settings=settings, context=context, run_dir=run_dir, config=config, model=model,
         network=wrap_model(model, context), optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-        position=position, recorder=recorder, dense=dense,
-        gather=partial(gather_patches, large=config.large_patches) if not dense and config.patches else None,
+        position=position, recorder=recorder,
+        gather=partial(gather_patches, large=config.large_patches) if not _is_dense(config) and config.patches else None,
         segmentation_target=segmentation_target, train_cases=train_cases, val_cases=val_cases,
     )
 
@@ -324,7 +329,7 @@ def _step(run: Run, batch: dict, autocast: Callable[[], contextlib.AbstractConte
     A U-Net's loss is its dense segmentation loss, returned as both total and "occupancy" loss.
     """
     device = run.context.device
-    if run.dense:
+    if _is_dense(run.config):
         return _dense_step(run, batch, autocast)
     volume = batch["volume"].to(device, non_blocking=True)  # [B, C, D, H, W]
     coords = batch["coords"].to(device, non_blocking=True)  # [B, S, 3]
@@ -473,7 +478,8 @@ class _Validator:
 
     def __init__(self, run: Run) -> None:
         self.run = run
-        self.dataset = None if run.dense else _validation_dataset(run)
+        self.dense = _is_dense(run.config)
+        self.dataset = None if self.dense else _validation_dataset(run)
         self.autocast = _autocast(run.settings, run.context.device)
 
     def __call__(self) -> dict[str, float]:
@@ -485,7 +491,7 @@ class _Validator:
         if self.dataset is not None:
             samples = (self.dataset[index] for index in range(len(self.dataset)))
             metrics = sampled_validation(run.model, samples, run.context.device, self.autocast, run.gather)
-        if run.settings.dense_validation or run.dense:
+        if run.settings.dense_validation or self.dense:
             cases = (load_case(files, run.config, cache_dir=run.settings.cache_dir, with_border=False) for files in run.val_cases)
             metrics.update(dense_validation(run.model, cases, run.settings.amp))
         return metrics

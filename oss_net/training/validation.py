@@ -70,15 +70,15 @@ def sampled_validation(
 
 
 def dense_validation(model: nn.Module, cases: Iterable, amp: str) -> dict[str, float]:
-    """Mean full-volume Dice/IoU over loaded validation cases, predicted by `oss_net.inference.Predictor`
-    (coarse-to-fine, its default mode) and compared with the label on the model grid."""
-    from oss_net.inference import Predictor
+    """Mean full-volume Dice/IoU over loaded validation cases, predicted by `oss_net.inference.make_predictor`
+    (OSS-Net coarse-to-fine in its default mode, a U-Net densely) and compared with the label on the model grid."""
+    from oss_net.inference import make_predictor
     from oss_net.metrics import dice, iou
 
     was_training = model.training  # Predictor switches the model to eval mode
     dices, ious = [], []
     try:
-        predictor = Predictor(model, amp=amp)
+        predictor = make_predictor(model, amp=amp)
         for case in cases:
             mask = predictor.predict_case(case).mask_model_grid  # [*volume_shape] bool
             label = torch.from_numpy(case.label > 0)
