@@ -64,3 +64,12 @@ def lits_checkpoint(tmp_path) -> Path:
     path = tmp_path / "model_lits.pt"
     save_model(path, intensity_model("C", "lits", volume_shape=(32, 32, 32)))
     return path
+
+
+@pytest.fixture(scope="module")
+def brats_case(synthetic_brats_root):
+    """The first validation case of the synthetic BraTS set, loaded on the demo grid."""
+    from oss_net.data import discover, load_case
+
+    files = discover("brats", synthetic_brats_root, "val")[0]
+    return load_case(files, intensity_model("C").config, with_border=False)

@@ -6,17 +6,10 @@ import logging
 import pytest
 import torch
 
-from oss_net.data import discover, load_case
 from oss_net.inference import InferenceError, Predictor
 from oss_net.metrics import dice
 
 from .conftest import intensity_model
-
-
-@pytest.fixture(scope="module")
-def brats_case(synthetic_brats_root):
-    files = discover("brats", synthetic_brats_root, "val")[0]
-    return load_case(files, intensity_model("C").config, with_border=False)
 
 
 def test_both_modes_agree_and_prior_decodes_fewer_points(brats_case, caplog):
