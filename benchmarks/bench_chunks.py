@@ -23,14 +23,13 @@ of the whole prediction.
 """
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import torch
 from torch import nn
 
 from benchmarks.bench_memory import build, inference_peak_bytes, parameter_bytes
-from benchmarks.common import RESULTS_DIR, format_table, time_call, write_result
+from benchmarks.common import RESULTS_DIR, bench_main, format_table, time_call, write_result
 from oss_net.inference import Predictor
 from oss_net.models import build_model, demo_config, get_config
 
@@ -183,12 +182,7 @@ def _plot(rows: list[dict[str, Any]], memory_rows: list[dict[str, Any]], path: s
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=("cpu", "gpu"), default="cpu")
-    parser.add_argument("--smoke", action="store_true", help="a 16x16x12 grid, one chunk size")
-    args = parser.parse_args(argv)
-    run(args.size, args.smoke)
-    return 0
+    return bench_main(run, __doc__, "a 16x16x12 grid, one chunk size", argv)
 
 
 if __name__ == "__main__":

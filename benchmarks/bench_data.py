@@ -10,7 +10,6 @@ per point on the CPU (then average-pool the large windows).
 """
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from benchmarks.common import format_table, time_call, write_result
+from benchmarks.common import bench_main, format_table, time_call, write_result
 from oss_net.data import OSSNetDataset, discover, gather_patches, generate_borders
 from oss_net.data.synthetic import write_synthetic_dataset
 from oss_net.models import demo_config
@@ -87,12 +86,7 @@ def run(size: str = "cpu", smoke: bool = False) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", choices=("cpu", "gpu"), default="cpu", help="gpu gathers on CUDA when present")
-    parser.add_argument("--smoke", action="store_true", help="tiny volumes, a few seconds")
-    args = parser.parse_args(argv)
-    run(args.size, args.smoke)
-    return 0
+    return bench_main(run, __doc__, "tiny volumes, a few seconds", argv)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ the target is >= 6x (paper 5.6x with totals).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -39,7 +38,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from benchmarks.common import RESULTS_DIR, format_table, write_result
+from benchmarks.common import RESULTS_DIR, bench_main, format_table, write_result
 from oss_net.models import build_model, get_config
 from oss_net.models.memory import saved_tensor_bytes
 from oss_net.models.unet import build_unet, get_unet_config, segmentation_loss
@@ -388,12 +387,7 @@ def run(size: str = "cpu", smoke: bool = False) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=("cpu", "gpu"), default="cpu", help="cpu: device-free counts; gpu: CUDA peaks")
-    parser.add_argument("--smoke", action="store_true", help="C and the 3D U-Net on BraTS only")
-    args = parser.parse_args(argv)
-    run(args.size, args.smoke)
-    return 0
+    return bench_main(run, __doc__, "C and the 3D U-Net on BraTS only", argv)
 
 
 if __name__ == "__main__":

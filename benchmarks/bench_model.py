@@ -25,14 +25,13 @@ the Table-1 rows, with both ratios to O-Net.
 """
 from __future__ import annotations
 
-import argparse
 from typing import Callable
 
 import torch
 from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.common import format_table, write_result
+from benchmarks.common import bench_main, format_table, write_result
 from oss_net.models import CONFIG_NAMES, Encoding, OSSNet, build_model, count_parameters, get_config
 from oss_net.models.config import OSSNetConfig
 from oss_net.models.memory import saved_tensor_bytes
@@ -199,12 +198,7 @@ def run(size: str = "cpu", smoke: bool = False) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=("cpu", "gpu"), default="cpu", help="accepted for the runner; figures are device-free")
-    parser.add_argument("--smoke", action="store_true", help="O-Net and C only, fewer points, fused PAU only (seconds)")
-    args = parser.parse_args(argv)
-    run(args.size, args.smoke)
-    return 0
+    return bench_main(run, __doc__, "O-Net and C only, fewer points, fused PAU only (seconds)", argv)
 
 
 if __name__ == "__main__":

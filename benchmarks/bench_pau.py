@@ -13,12 +13,11 @@ forward and forward+backward, as achieved GB/s against the device's copy bandwid
 """
 from __future__ import annotations
 
-import argparse
 from typing import Callable
 
 import torch
 
-from benchmarks.common import format_table, time_call, write_result
+from benchmarks.common import bench_main, format_table, time_call, write_result
 from pade_activation_unit import PAU, active_backend, pau, pau_reference
 from pade_activation_unit._backend import backend_state
 
@@ -120,12 +119,7 @@ def run(size: str = "cpu", smoke: bool = False) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=("cpu", "gpu"), default="cpu")
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds")
-    args = parser.parse_args(argv)
-    run(args.size, args.smoke)
-    return 0
+    return bench_main(run, __doc__, "tiny sizes, a few seconds", argv)
 
 
 if __name__ == "__main__":

@@ -49,3 +49,15 @@ def write_result(name: str, result: dict) -> Path:
     path = RESULTS_DIR / f"{name}.json"
     atomic_save_json(result, path)
     return path
+
+
+def bench_main(run: Callable[[str, bool], dict], description: str, smoke_help: str, argv: Sequence[str] | None = None) -> int:
+    """The command line every benchmark shares: `--size {cpu,gpu}` and `--smoke`, then one call of run."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", choices=("cpu", "gpu"), default="cpu", help="problem sizes (default: cpu)")
+    parser.add_argument("--smoke", action="store_true", help=smoke_help)
+    args = parser.parse_args(argv)
+    run(args.size, args.smoke)
+    return 0
