@@ -72,6 +72,18 @@ class SyntheticOccupancy(nn.Module):
         return inside[..., None].to(probabilities.dtype) + 0 * probabilities
 
 
+def oracle_model_and_volume(size: str, smoke: bool, device: torch.device) -> tuple[nn.Module, torch.Tensor]:
+    """An untrained C wrapped in SyntheticOccupancy at the benchmark's grid, and a random volume [C, *S]."""
+    if size == "gpu":
+        config = get_config("C", "brats")
+    elif smoke:
+        config = demo_config("C", "brats", volume_shape=(16, 16, 12), encoder_channels=((4, 8),), decoder_width=16)
+    else:
+        config = demo_config("C", "brats")
+    model = SyntheticOccupancy(build_model(config)).to(device)
+    return model, torch.randn(config.in_channels, *config.volume_shape)
+
+
 def _measure(model: nn.Module, volume: torch.Tensor, mode: str, chunk: int, device: torch.device, repeats: int) -> dict[str, Any]:
     """Median seconds of Predictor.predict, its decoder queries and (GPU) its peak memory."""
     predictor = Predictor(model, mode=mode, chunk_size=chunk, device=device)
@@ -94,14 +106,8 @@ def run(size: str = "cpu", smoke: bool = False) -> dict:
         raise RuntimeError("size='gpu' needs a CUDA device; use size='cpu'")
     torch.manual_seed(0)
     device = torch.device("cuda" if size == "gpu" else "cpu")
-    if size == "gpu":
-        config = get_config("C", "brats")
-    elif smoke:
-        config = demo_config("C", "brats", volume_shape=(16, 16, 12), encoder_channels=((4, 8),), decoder_width=16)
-    else:
-        config = demo_config("C", "brats")
-    model = SyntheticOccupancy(build_model(config)).to(device)
-    volume = torch.randn(config.in_channels, *config.volume_shape)
+    model, volume = oracle_model_and_volume(size, smoke, device)
+    config = model.config
     chunks = SMOKE_CHUNK_SIZES if smoke else CPU_TIMED_CHUNK_SIZES if size == "cpu" else CHUNK_SIZES
     repeats = 1 if smoke or size == "cpu" else 3
     if not smoke:

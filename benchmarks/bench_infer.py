@@ -22,10 +22,10 @@ from typing import Any
 
 import torch
 
-from benchmarks.bench_chunks import SyntheticOccupancy
+from benchmarks.bench_chunks import oracle_model_and_volume
 from benchmarks.common import format_table, time_call, write_result
 from oss_net.inference import Predictor
-from oss_net.models import build_model, demo_config, get_config, load_model
+from oss_net.models import load_model
 
 MODES: dict[str, dict[str, Any]] = {
     "dense": {"mode": "standard", "stages": (1,)},
@@ -40,14 +40,8 @@ def _model_and_volume(size: str, smoke: bool, checkpoint: str | None, device: to
     if checkpoint is not None:
         model = load_model(checkpoint, map_location=device)
         return model, _synthetic_case(model.config), f"checkpoint {checkpoint}"
-    if size == "gpu":
-        config = get_config("C", "brats")
-    elif smoke:
-        config = demo_config("C", "brats", volume_shape=(16, 16, 12), encoder_channels=((4, 8),), decoder_width=16)
-    else:
-        config = demo_config("C", "brats")
-    model = SyntheticOccupancy(build_model(config)).to(device)
-    return model, torch.randn(config.in_channels, *config.volume_shape), f"untrained {config.name} + ellipsoid answers"
+    model, volume = oracle_model_and_volume(size, smoke, device)
+    return model, volume, f"untrained {model.config.name} + ellipsoid answers"
 
 
 def _synthetic_case(config: Any) -> torch.Tensor:
