@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from benchmarks.bench_memory import build, inference_peak_bytes, parameter_bytes
-from benchmarks.common import RESULTS_DIR, bench_main, format_table, time_call, write_result
+from benchmarks.common import RESULTS_DIR, bench_main, benchmark_device, format_table, time_call, write_result
 from oss_net.inference import Predictor
 from oss_net.models import build_model, demo_config, get_config
 
@@ -100,12 +100,8 @@ def _measure(model: nn.Module, volume: torch.Tensor, mode: str, chunk: int, devi
 
 def run(size: str = "cpu", smoke: bool = False) -> dict:
     """Seconds (and memory) per chunk size for standard and prior refinement; the speedup of prior."""
-    if size not in ("cpu", "gpu"):
-        raise ValueError(f"size must be 'cpu' or 'gpu', got {size!r}")
-    if size == "gpu" and not torch.cuda.is_available():
-        raise RuntimeError("size='gpu' needs a CUDA device; use size='cpu'")
+    device = benchmark_device(size)
     torch.manual_seed(0)
-    device = torch.device("cuda" if size == "gpu" else "cpu")
     model, volume = oracle_model_and_volume(size, smoke, device)
     config = model.config
     chunks = SMOKE_CHUNK_SIZES if smoke else CPU_TIMED_CHUNK_SIZES if size == "cpu" else CHUNK_SIZES

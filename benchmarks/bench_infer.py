@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from benchmarks.bench_chunks import oracle_model_and_volume
-from benchmarks.common import format_table, time_call, write_result
+from benchmarks.common import benchmark_device, format_table, time_call, write_result
 from oss_net.inference import Predictor
 from oss_net.models import load_model
 
@@ -80,12 +80,8 @@ def _measure(model: Any, volume: torch.Tensor, name: str, device: torch.device, 
 
 def run(size: str = "cpu", smoke: bool = False, checkpoint: str | None = None) -> dict:
     """Seconds and decoder queries of dense, standard and prior inference; prior's speed-ups."""
-    if size not in ("cpu", "gpu"):
-        raise ValueError(f"size must be 'cpu' or 'gpu', got {size!r}")
-    if size == "gpu" and not torch.cuda.is_available():
-        raise RuntimeError("size='gpu' needs a CUDA device; use size='cpu'")
+    device = benchmark_device(size)
     torch.manual_seed(0)
-    device = torch.device("cuda" if size == "gpu" else "cpu")
     model, volume, description = _model_and_volume(size, smoke, checkpoint, device)
     repeats = 1 if smoke or size == "cpu" else 5
     amps = ("off", "bf16") if size == "gpu" else ("off",)

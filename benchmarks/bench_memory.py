@@ -38,7 +38,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from benchmarks.common import RESULTS_DIR, bench_main, format_table, write_result
+from benchmarks.common import RESULTS_DIR, bench_main, benchmark_device, format_table, write_result
 from oss_net.models import build_model, get_config
 from oss_net.models.memory import saved_tensor_bytes
 from oss_net.models.unet import build_unet, get_unet_config, segmentation_loss
@@ -344,10 +344,7 @@ def _plot(rows: list[dict[str, Any]], path: str, title: str) -> None:
 
 def run(size: str = "cpu", smoke: bool = False) -> dict:
     """Table 2 at the paper's sizes; smoke = C and the 3D U-Net on BraTS only (seconds)."""
-    if size not in ("cpu", "gpu"):
-        raise ValueError(f"size must be 'cpu' or 'gpu', got {size!r}")
-    if size == "gpu" and not torch.cuda.is_available():
-        raise RuntimeError("size='gpu' needs a CUDA device; use size='cpu' for the device-free counts")
+    benchmark_device(size)
     models = ("C", "unet3d") if smoke else MODELS
     datasets = ("brats",) if smoke else DATASETS
     row_fn = gpu_row if size == "gpu" else cpu_row

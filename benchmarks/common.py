@@ -61,3 +61,14 @@ def bench_main(run: Callable[[str, bool], dict], description: str, smoke_help: s
     args = parser.parse_args(argv)
     run(args.size, args.smoke)
     return 0
+
+
+def benchmark_device(size: str) -> "torch.device":
+    """The device for a benchmark size: "cpu" runs here, "gpu" needs CUDA; anything else is an error."""
+    import torch
+
+    if size not in ("cpu", "gpu"):
+        raise ValueError(f"size must be 'cpu' or 'gpu', got {size!r}")
+    if size == "gpu" and not torch.cuda.is_available():
+        raise RuntimeError("size='gpu' needs a CUDA device; use size='cpu'")
+    return torch.device("cuda" if size == "gpu" else "cpu")

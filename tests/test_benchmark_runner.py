@@ -42,3 +42,16 @@ def test_a_failing_benchmark_is_recorded_and_the_others_still_run(results_dir, m
     results = runner.run_all("cpu", smoke=True, names=("model", "pau"))
     assert results["model"]["status"] == "failed: no such device"
     assert results["pau"]["status"] == "ok"
+
+
+def test_benchmark_device_rejects_unknown_sizes_and_missing_gpus():
+    import torch
+
+    from benchmarks.common import benchmark_device
+
+    assert benchmark_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="size must be 'cpu' or 'gpu', got 'tpu'"):
+        benchmark_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="needs a CUDA device"):
+            benchmark_device("gpu")
