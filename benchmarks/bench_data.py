@@ -4,7 +4,8 @@
     python -m benchmarks.bench_data --smoke    # tiny, a few seconds
 
 A "training sample" is what one step needs per volume: the dataset item (read or memory-map,
-z-score/pad, border band, 2^14 points and their labels) plus the 7³ + 14³→7³ patches. The naive
+z-score/pad, border band, 2^14 points and their labels) plus the 7³ + 14³→7³ patches. Both paths must
+give the same item (`items_agree`) and both gathers the same patches (`gathers_agree`). The naive
 gather is the original's method: zero-pad, `unfold` into a [C, D, H, W, k, k, k] view and index it
 per point on the CPU (then average-pool the large windows).
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from benchmarks.common import bench_main, format_table, time_call, write_result
+from benchmarks.common import bench_main, benchmark_device, format_table, time_call, write_result
 from oss_net.data import OSSNetDataset, discover, gather_patches, generate_borders
 from oss_net.data.synthetic import write_synthetic_dataset
 from oss_net.models import demo_config
@@ -39,7 +40,7 @@ def naive_unfold_gather(volume: torch.Tensor, coords: torch.Tensor) -> torch.Ten
 
 def run(size: str = "cpu", smoke: bool = False) -> dict:
     shape, grid, samples = ((60, 60, 38), (64, 64, 40), 2**10) if smoke else ((240, 240, 155), (256, 256, 160), 2**14)
-    device = torch.device("cuda" if size == "gpu" and torch.cuda.is_available() else "cpu")
+    device = benchmark_device(size)
     config = demo_config("D", "brats", volume_shape=grid)
     repeats = 1 if smoke else 3
     with tempfile.TemporaryDirectory() as folder:
@@ -56,6 +57,8 @@ def run(size: str = "cpu", smoke: bool = False) -> dict:
         item_nifti = time_call(lambda: from_nifti[0], repeats=repeats, warmup=0)
         item_cache = time_call(lambda: cached[0], repeats=repeats, warmup=0)
         item = cached[0]
+        items_agree = all(torch.equal(value, item[key]) if isinstance(value, torch.Tensor) else value == item[key]
+                          for key, value in from_nifti[0].items())
         volume, coords = item["volume"], item["coords"]
         on_device = volume[None].to(device), coords[None].to(device)
         device_seconds = time_call(lambda: gather_patches(*on_device, large=True), repeats=repeats, synchronize=sync)
@@ -75,12 +78,13 @@ def run(size: str = "cpu", smoke: bool = False) -> dict:
         "points": samples, "threads": torch.get_num_threads(), "rows": rows, "cache_build_seconds": build_seconds,
         "nifti_over_cache": (item_nifti + device_seconds) / (item_cache + device_seconds),
         "item_nifti_over_cache": item_nifti / item_cache, "naive_over_device_gather": naive_seconds / device_seconds,
-        "gathers_agree": bool(same),
+        "gathers_agree": bool(same), "items_agree": bool(items_agree),
     }
     print(format_table(rows))
     print(f"NIfTI / cache: item {result['item_nifti_over_cache']:.2f}×, sample {result['nifti_over_cache']:.2f}×   "
           f"naive / device gather: "
-          f"{result['naive_over_device_gather']:.2f}×   (cache build {build_seconds:.2f} s, gathers agree: {same})")
+          f"{result['naive_over_device_gather']:.2f}×   (cache build {build_seconds:.2f} s, items agree: {items_agree}, "
+          f"gathers agree: {same})")
     result["json"] = str(write_result("data", result))
     return result
 

@@ -3,22 +3,25 @@
     python -m benchmarks.bench_memory            # CPU: device-free counts at the paper's sizes (~1 min)
     python -m benchmarks.bench_memory --size gpu # torch.cuda.max_memory_allocated at the paper's sizes
 
-The paper's claim (reference §13.2): OSS-Net C trains in 2.59 GB where the 3D residual U-Net needs
-14.41 GB (5.6x). Both are checkable here without a GPU:
+The paper's claim (docs/reference.md §13.2; figures in `benchmarks.paper`): OSS-Net C trains in 2.59 GiB
+where the 3D residual U-Net needs 14.41 GiB (5.6x). Every figure here is in GiB (2^30 bytes).
+Both are checkable here without a GPU:
 
-- Training activations: the bytes autograd saves for backward during one forward + loss
-  (`oss_net.models.memory.saved_tensor_bytes`), on the *meta* device at the real sizes, so nothing is
-  computed or allocated and no scaling is needed. Every PAU counts as the fused kernel (saves its input
-  only). One volume per step (activations scale linearly with the batch); OSS-Net decodes 2^14 points per
-  volume; the 3D U-Net sees the whole volume at its network grid (BraTS 256x256x160, LiTS 224^3 as the
-  paper); the 2D U-Net one slice at native resolution (the paper's figure is per slice).
+- Training activations: the bytes autograd saves for backward during the forward + loss of the project's
+  one training step (`oss_net.training.step.step_losses`, counted by `oss_net.models.memory.saved_tensor_bytes`),
+  on the *meta* device at the real sizes, so nothing is computed or allocated and no scaling is needed. Every
+  PAU counts as the fused kernel (saves its input only). One volume per step (activations scale linearly with
+  the batch); OSS-Net decodes 2^14 points per volume; the 3D U-Net sees the whole volume at its network grid
+  (BraTS 256x256x160, LiTS 224^3 as the paper); the 2D U-Net one slice at native resolution (the paper's
+  figure is per slice).
 - Parameter state: weights + gradients + two Adam moments = 4x the parameter bytes, a separate column.
 - Inference: the peak of the bytes held by live tensors (inputs, patches, activations; weights added)
   during encode + decode of 2^14 or 2^17 points in one chunk, again on the meta device: a dispatch mode
   counts each storage when an op creates it and releases it when its last tensor dies.
-- Cross-check (size="cpu", not smoke): a subprocess runs one real training step of C and of the 3D U-Net
-  at 1/64 of the BraTS size (grid /4 per axis, 2^14/64 points) and reports its peak-RSS growth, next to the
-  device-free count for the same step.
+- GPU (size="gpu"): torch.cuda.max_memory_allocated of one `train_step` with Adam, and of the inference calls.
+- Cross-check (size="cpu", not smoke): a subprocess runs one real `train_step` (SGD: no optimiser state) of
+  C and of the 3D U-Net at 1/64 of the BraTS size (grid /4 per axis, 2^14/64 points) and reports its
+  peak-RSS growth, next to the device-free count for the same step.
 
 The figure to check: `ratio_unet3d_over_C` = 3D U-Net / C training activations at the same (BraTS) grid;
 the target is >= 6x (paper 5.6x with totals).
@@ -33,46 +36,33 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from benchmarks.common import RESULTS_DIR, bench_main, benchmark_device, format_table, write_result
-from oss_net.models import build_model, get_config
+from benchmarks.common import RESULTS_DIR, bench_main, benchmark_device, format_table, to_gib, write_result
+from benchmarks.paper import TABLE2_DATASETS, UNET3D_LITS_NATIVE_TRAIN_GIB, table2_gib
+from oss_net.models import build_model, get_config, is_dense
 from oss_net.models.memory import saved_tensor_bytes
-from oss_net.models.unet import build_unet, get_unet_config, segmentation_loss
+from oss_net.models.unet import build_unet, get_unet_config
+from oss_net.training.step import step_losses, train_step
 from pade_activation_unit import PAU
 
 OSS_MODELS: tuple[str, ...] = ("O-Net", "A", "B", "C", "D")
 UNET_MODELS: tuple[str, ...] = ("unet3d", "unet2d")
 MODELS: tuple[str, ...] = OSS_MODELS + UNET_MODELS
-DATASETS: tuple[str, ...] = ("brats", "lits")
 TRAIN_POINTS = 2**14
 INFERENCE_POINTS: tuple[int, ...] = (2**14, 2**17)
-# Paper Table 2 in GB (reference §13.2): (train 2^14, inference 2^14, inference 2^17).
-PAPER_GB: dict[tuple[str, str], tuple[float, float, float]] = {
-    ("unet3d", "brats"): (14.41, 3.57, 3.57),
-    ("unet2d", "brats"): (1.16, 0.46, 0.46),
-    ("O-Net", "brats"): (2.35, 0.29, 1.93),
-    ("A", "brats"): (2.58, 0.39, 2.73),
-    ("B", "brats"): (2.76, 0.48, 3.45),
-    ("C", "brats"): (2.59, 0.39, 2.73),
-    ("D", "brats"): (2.76, 0.48, 3.46),
-    ("unet3d", "lits"): (14.41, 3.57, 3.57),
-    ("unet2d", "lits"): (4.29, 1.20, 1.20),
-    ("O-Net", "lits"): (5.07, 1.47, 1.99),
-    ("A", "lits"): (5.18, 1.50, 2.35),
-    ("B", "lits"): (5.21, 1.53, 2.53),
-    ("C", "lits"): (5.19, 1.51, 2.35),
-    ("D", "lits"): (5.22, 1.53, 2.53),
-}
-GB = 2**30
 
 
 def build(name: str, dataset: str, device: torch.device | str, **overrides: Any) -> nn.Module:
-    """The model `name` (Table-1 name or unet3d/unet2d) at `dataset` size, built directly on `device`."""
+    """The model `name` (Table-1 name or unet3d/unet2d) at `dataset` size, built directly on `device`.
+
+    The 2D U-Net trains on one slice per step unless overridden: the paper's 2D figure is per slice.
+    """
     with torch.device(device):
+        if name == "unet2d":
+            overrides = {"training_slices": 1, **overrides}
         if name in UNET_MODELS:
             return build_unet(get_unet_config(name, dataset, **overrides))
         return build_model(get_config(name, dataset, **overrides))
@@ -87,27 +77,28 @@ def unet_input_shape(model: nn.Module) -> tuple[int, int, int]:
     return tuple(shape)
 
 
-def training_step(model: nn.Module, points: int, device: torch.device | str) -> Callable[[], torch.Tensor]:
-    """A closure running one forward + loss of `model` on random inputs of its real size; returns the loss."""
+def training_batch(model: nn.Module, points: int, device: torch.device | str) -> dict[str, torch.Tensor]:
+    """One random batch of `model`'s real size, as the data pipeline gives it (`collate_samples` keys).
+
+    One volume [1, C, *volume_shape] with its label [1, *volume_shape] and, for OSS-Net, `points` points
+    [1, N, 3] with their labels [1, N, 1]. On the meta device shapes only.
+    """
     config = model.config
-    if config.name in UNET_MODELS:
-        shape = unet_input_shape(model)
-        volume = torch.randn(1, config.in_channels, *shape, device=device)
-        target = torch.randint(0, 2, (1, 1, *shape), device=device).float()
-        return lambda: segmentation_loss(model(volume), target, config.dice_weight)
-    volume = torch.randn(1, config.in_channels, *config.volume_shape, device=device)
-    coords = torch.rand(1, points, 3, device=device) * (torch.tensor(config.volume_shape, device=device) - 1)
-    labels = torch.randint(0, 2, (1, points, 1), device=device).float()
-    patches = torch.randn(1, points, config.patch_channels, 7, 7, 7, device=device) if config.patches else None
+    batch = {
+        "volume": torch.randn(1, config.in_channels, *config.volume_shape, device=device),
+        "label": torch.randint(0, 2, (1, *config.volume_shape), dtype=torch.uint8, device=device),
+    }
+    if not is_dense(model):
+        batch["coords"] = torch.rand(1, points, 3, device=device) * (torch.tensor(config.volume_shape, device=device) - 1)
+        batch["labels"] = torch.randint(0, 2, (1, points, 1), device=device).float()
+    return batch
 
-    def step() -> torch.Tensor:
-        logits, segmentation = model(volume, coords, patches, logits=True)
-        loss = F.binary_cross_entropy_with_logits(logits, labels)
-        if segmentation is not None:
-            loss = loss + 0.1 * F.binary_cross_entropy(segmentation, torch.ones_like(segmentation))
-        return loss
 
-    return step
+def training_forward(model: nn.Module, points: int, device: torch.device | str) -> Callable[[], torch.Tensor]:
+    """A closure running the forward + loss of the one training step (`oss_net.training.step`) on a random
+    batch of the real size; returns the loss that `train_step` back-propagates."""
+    batch = training_batch(model, points, device)
+    return lambda: step_losses(model, batch).total
 
 
 def inference_call(model: nn.Module, points: int, device: torch.device | str) -> Callable[[], torch.Tensor]:
@@ -141,10 +132,10 @@ def pau_modules(model: nn.Module) -> list[nn.Module]:
 
 
 def training_activation_bytes(model: nn.Module, points: int = TRAIN_POINTS, device: torch.device | str = "meta") -> int:
-    """Bytes saved for backward by one training forward (PAUs counted as the fused kernel)."""
+    """Bytes saved for backward by the forward + loss of one training step (PAUs counted as the fused kernel)."""
     model.train()
-    step = training_step(model, points, device)
-    return saved_tensor_bytes(step, exclude=list(model.parameters()), opaque_modules=pau_modules(model))
+    forward = training_forward(model, points, device)
+    return saved_tensor_bytes(forward, exclude=list(model.parameters()), opaque_modules=pau_modules(model))
 
 
 class PeakLiveBytes(TorchDispatchMode):
@@ -226,14 +217,13 @@ def cpu_row(name: str, dataset: str) -> dict[str, Any]:
         "model": name,
         "dataset": dataset,
         "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
-        "train_act_GB": activations / GB,
-        "param_state_GB": 4 * params / GB,
-        "train_total_GB": (activations + 4 * params) / GB,
+        "train_act_GiB": to_gib(activations),
+        "param_state_GiB": to_gib(4 * params),
+        "train_total_GiB": to_gib(activations + 4 * params),
     }
     for points in INFERENCE_POINTS:
-        row[f"infer_2^{points.bit_length() - 1}_GB"] = (inference_peak_bytes(model, points) + params) / GB
-    paper = PAPER_GB[(name, dataset)]
-    row.update({"paper_train_GB": paper[0], "paper_infer_2^14_GB": paper[1], "paper_infer_2^17_GB": paper[2]})
+        row[f"infer_2^{points.bit_length() - 1}_GiB"] = to_gib(inference_peak_bytes(model, points) + params)
+    row.update(table2_gib(name, dataset))
     return row
 
 
@@ -244,20 +234,19 @@ def gpu_row(name: str, dataset: str) -> dict[str, Any]:
     model = build(name, dataset, device)
     try:
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-        step = training_step(model.train(), TRAIN_POINTS, device)
+        batch = training_batch(model.train(), TRAIN_POINTS, device)
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-        step().backward()
-        optimizer.step()
+        train_step(model, batch, optimizer)
         torch.cuda.synchronize()
-        row["train_GB"] = torch.cuda.max_memory_allocated() / GB
+        row["train_GiB"] = to_gib(torch.cuda.max_memory_allocated())
         optimizer.zero_grad(set_to_none=True)
-        del optimizer, step
+        del optimizer, batch
     except torch.cuda.OutOfMemoryError:
-        row["train_GB"] = "OOM"
+        row["train_GiB"] = "OOM"
     torch.cuda.empty_cache()
     for points in INFERENCE_POINTS:
-        key = f"infer_2^{points.bit_length() - 1}_GB"
+        key = f"infer_2^{points.bit_length() - 1}_GiB"
         try:
             model.eval()
             call = inference_call(model, points, device)
@@ -266,29 +255,31 @@ def gpu_row(name: str, dataset: str) -> dict[str, Any]:
             with torch.inference_mode():
                 call()
             torch.cuda.synchronize()
-            row[key] = torch.cuda.max_memory_allocated() / GB
+            row[key] = to_gib(torch.cuda.max_memory_allocated())
         except torch.cuda.OutOfMemoryError:
             row[key] = "OOM"
         torch.cuda.empty_cache()
-    paper = PAPER_GB[(name, dataset)]
-    row.update({"paper_train_GB": paper[0], "paper_infer_2^14_GB": paper[1], "paper_infer_2^17_GB": paper[2]})
+    row.update(table2_gib(name, dataset))
     return row
 
 
-# One real CPU training step in a fresh process: its peak-RSS growth against the device-free count.
+# One real CPU training step in a fresh process: its peak-RSS growth against the device-free count. SGD
+# keeps no state, so the peak is the step's activations and gradients, as counted.
 _RSS_PROBE = """
 import json, resource, sys, torch
-from benchmarks.bench_memory import build, training_step
+from benchmarks.bench_memory import build, training_batch
+from oss_net.training.step import train_step
 name, dataset, shape, points = sys.argv[1], sys.argv[2], tuple(json.loads(sys.argv[3])), int(sys.argv[4])
 torch.manual_seed(0)
 overrides = {"volume_shape": shape} if name not in ("unet3d", "unet2d") else {"volume_shape": shape, "input_shape": shape}
 model = build(name, dataset, "cpu", **overrides).train()
-step = training_step(model, points, "cpu")
+batch = training_batch(model, points, "cpu")
+optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
 with open("/proc/self/status") as status:
     before = next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))
-step().backward()
+train_step(model, batch, optimizer)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-from pade_activation_unit._backend import backend_for
+from pade_activation_unit import backend_for
 print(json.dumps({"rss_growth_bytes": (peak - before) * 1024, "pau_backend": backend_for(torch.empty(1))}))
 """
 
@@ -305,12 +296,12 @@ def rss_cross_check(name: str, dataset: str, shape: tuple[int, int, int], points
     )
     probe = json.loads(completed.stdout.strip().splitlines()[-1])
     if probe["pau_backend"] == "reference":  # the pure-PyTorch PAU saves its intermediates: count them as they are
-        activations = saved_tensor_bytes(training_step(model.train(), points, "meta"), exclude=list(model.parameters()))
+        activations = saved_tensor_bytes(training_forward(model.train(), points, "meta"), exclude=list(model.parameters()))
     else:
         activations = training_activation_bytes(model, points)
     return {"model": name, "dataset": dataset, "grid": "x".join(map(str, shape)), "points": points,
-            "pau_backend": probe["pau_backend"], "counted_act_plus_grad_MB": (activations + parameter_bytes(model)) / 2**20,
-            "rss_growth_MB": probe["rss_growth_bytes"] / 2**20}
+            "pau_backend": probe["pau_backend"], "counted_act_plus_grad_GiB": to_gib(activations + parameter_bytes(model)),
+            "rss_growth_GiB": to_gib(probe["rss_growth_bytes"])}
 
 
 def _plot(rows: list[dict[str, Any]], path: str, title: str) -> None:
@@ -322,7 +313,7 @@ def _plot(rows: list[dict[str, Any]], path: str, title: str) -> None:
 
     from oss_net.io import atomic_write
 
-    keys = [k for k in ("train_total_GB", "train_GB", "infer_2^14_GB", "infer_2^17_GB") if any(k in r for r in rows)]
+    keys = [k for k in ("train_total_GiB", "train_GiB", "infer_2^14_GiB", "infer_2^17_GiB") if any(k in r for r in rows)]
     datasets = sorted({r["dataset"] for r in rows})
     figure, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4), squeeze=False)
     for axis, dataset in zip(axes[0], datasets):
@@ -330,10 +321,10 @@ def _plot(rows: list[dict[str, Any]], path: str, title: str) -> None:
         width = 0.8 / len(keys)
         for k, key in enumerate(keys):
             values = [r[key] if isinstance(r.get(key), float) else 0.0 for r in subset]
-            axis.bar([i + k * width for i in range(len(subset))], values, width, label=key.replace("_GB", ""))
+            axis.bar([i + k * width for i in range(len(subset))], values, width, label=key.replace("_GiB", ""))
         axis.set_xticks([i + 0.4 - width / 2 for i in range(len(subset))], [r["model"] for r in subset])
         axis.set_yscale("log")
-        axis.set_ylabel("GB")
+        axis.set_ylabel("GiB")
         axis.set_title(f"{title}: {dataset}")
         axis.legend(fontsize=7)
     figure.tight_layout()
@@ -346,10 +337,10 @@ def run(size: str = "cpu", smoke: bool = False) -> dict:
     """Table 2 at the paper's sizes; smoke = C and the 3D U-Net on BraTS only (seconds)."""
     benchmark_device(size)
     models = ("C", "unet3d") if smoke else MODELS
-    datasets = ("brats",) if smoke else DATASETS
+    datasets = ("brats",) if smoke else TABLE2_DATASETS
     row_fn = gpu_row if size == "gpu" else cpu_row
     rows = [row_fn(name, dataset) for dataset in datasets for name in models]
-    key = "train_GB" if size == "gpu" else "train_act_GB"
+    key = "train_GiB" if size == "gpu" else "train_act_GiB"
     by_name = {(r["model"], r["dataset"]): r for r in rows}
     ratios = {}
     for dataset in datasets:
@@ -367,11 +358,12 @@ def run(size: str = "cpu", smoke: bool = False) -> dict:
     }
     if size == "cpu" and not smoke:
         native = build("unet3d", "lits", "meta", input_shape=(512, 512, 512))
-        result["unet3d_lits_native_512_train_act_GB"] = training_activation_bytes(native) / GB
-        print(f"3D U-Net at native LiTS 512^3: {result['unet3d_lits_native_512_train_act_GB']:.1f} GB of activations (paper: > 110 GB)")
+        result["unet3d_lits_native_512_train_act_GiB"] = to_gib(training_activation_bytes(native))
+        print(f"3D U-Net at native LiTS 512^3: {result['unet3d_lits_native_512_train_act_GiB']:.1f} GiB of activations "
+              f"(paper: > {UNET3D_LITS_NATIVE_TRAIN_GIB:g} GiB)")
         result["rss_cross_check"] = [rss_cross_check(name, "brats", (64, 64, 40), TRAIN_POINTS // 64) for name in ("C", "unet3d")]
-    print(format_table(rows, ["model", "dataset", "params_M", key, "param_state_GB", "train_total_GB",
-                              "infer_2^14_GB", "infer_2^17_GB", "paper_train_GB", "paper_infer_2^17_GB"]))
+    print(format_table(rows, ["model", "dataset", "params_M", key, "param_state_GiB", "train_total_GiB",
+                              "infer_2^14_GiB", "infer_2^17_GiB", "paper_train_GiB", "paper_infer_2^17_GiB"]))
     print(f"3D U-Net / C ({key}): " + ", ".join(f"{d} {r:.2f}x" if r else f"{d} n/a" for d, r in ratios.items()))
     if "rss_cross_check" in result:
         print(format_table(result["rss_cross_check"]))

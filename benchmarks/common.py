@@ -1,4 +1,7 @@
-"""Small shared helpers for the benchmark scripts: timing, tables and JSON output."""
+"""Small shared helpers for the benchmark scripts: timing, tables, JSON output and the one memory unit.
+
+Every memory figure is in GiB (2^30 bytes) and says so in its column or key name ("..._GiB").
+"""
 from __future__ import annotations
 
 import statistics
@@ -7,6 +10,12 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+GIB = 2**30
+
+
+def to_gib(nbytes: float) -> float:
+    """Bytes as GiB (2^30 bytes), the one memory unit of every benchmark."""
+    return nbytes / GIB
 
 
 def time_call(fn: Callable[[], object], repeats: int = 5, warmup: int = 1, synchronize: Callable[[], None] | None = None) -> float:

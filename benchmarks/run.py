@@ -5,7 +5,8 @@
     python -m benchmarks.run --smoke         # seconds: what the test suite runs
 
 Each benchmark module has `run(size, smoke) -> dict` and writes benchmarks/results/<name>.json itself; this
-runner adds benchmarks/results/summary.md with every table and the wall time of each benchmark.
+runner adds benchmarks/results/summary.md with every table and the wall time of each benchmark. Memory
+figures are in GiB (`benchmarks.common.to_gib`); the paper's figures come from `benchmarks.paper`.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def write_summary(results: dict[str, dict], size: str) -> None:
     from oss_net.io import atomic_write
 
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    lines = [f"# Benchmark results (size={size})", ""]
+    lines = [f"# Benchmark results (size={size})", "", "Memory in GiB (2^30 bytes).", ""]
     lines.append(format_table([{"benchmark": n, "status": r["status"], "seconds": r["seconds"]} for n, r in results.items()]))
     for name, record in results.items():
         rows = record["result"].get("rows") if isinstance(record["result"], dict) else None

@@ -1,4 +1,4 @@
-"""The memory measures behind the Table-2 benchmark, and both benchmarks' smoke modes."""
+"""benchmarks/bench_memory.py: the memory measures behind the Table-2 benchmark, and its smoke mode."""
 from __future__ import annotations
 
 import json
@@ -7,17 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-import benchmarks.bench_chunks as bench_chunks
 import benchmarks.bench_memory as bench_memory
-import benchmarks.common as common
-from oss_net.models.memory import saved_tensor_bytes
+from benchmarks.common import to_gib
 
-
-def test_saved_bytes_of_a_linear_layer_is_its_input():
-    """Linear(5, 7) on x [3, 5] keeps x for the weight gradient: 3 * 5 * 4 bytes (weights excluded)."""
-    layer = nn.Linear(5, 7)
-    x = torch.randn(3, 5)
-    assert saved_tensor_bytes(lambda: layer(x).sum(), exclude=list(layer.parameters())) == 3 * 5 * 4
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def test_unet_training_activations_grow_linearly_with_the_grid():
@@ -41,29 +34,22 @@ def test_peak_live_bytes_hand_count():
     assert tracker.live == 0
 
 
-@pytest.fixture
-def results_dir(tmp_path, monkeypatch):
-    """Benchmarks write into a temporary folder, so a test never overwrites real results."""
-    for module in (common, bench_memory, bench_chunks):
-        monkeypatch.setattr(module, "RESULTS_DIR", tmp_path)
-    return tmp_path
-
-
-def test_memory_smoke_writes_json_and_meets_the_target(results_dir):
+def test_memory_smoke_writes_json_in_gib_and_meets_the_target(results_dir):
+    """Every memory column says GiB; the training total is activations + 4x the parameter bytes (weights,
+    gradients, two Adam moments); the paper's columns are Table 2's; the 3D U-Net / C ratio is at least 6."""
     result = bench_memory.run(size="cpu", smoke=True)
     written = json.loads((results_dir / "memory.json").read_text())
     assert (results_dir / "memory.png").stat().st_size > 0
     assert {row["model"] for row in written["rows"]} == {"C", "unet3d"}
-    ratio = result["ratio_unet3d_over_C_train_act_GB"]["brats"]
-    assert written["ratio_unet3d_over_C_train_act_GB"]["brats"] == pytest.approx(ratio)
+    ratio = result["ratio_unet3d_over_C_train_act_GiB"]["brats"]
+    assert written["ratio_unet3d_over_C_train_act_GiB"]["brats"] == pytest.approx(ratio)
     assert ratio >= 6.0
-
-
-def test_chunks_smoke_writes_json_and_prior_refines_the_same_object(results_dir):
-    bench_chunks.run(size="cpu", smoke=True)
-    written = json.loads((results_dir / "chunks.json").read_text())
-    assert (results_dir / "chunks.png").stat().st_size > 0
-    row = written["rows"][0]
-    assert row["prior_points"] <= row["standard_points"]
-    assert row["prior_foreground"] == row["standard_foreground"] > 0
-    assert written["memory_rows"][0]["decode_memory_GB"] > 0
+    rows = {row["model"]: row for row in written["rows"]}
+    assert set(rows["C"]) - {"model", "dataset", "params_M"} == {
+        "train_act_GiB", "param_state_GiB", "train_total_GiB", "infer_2^14_GiB", "infer_2^17_GiB",
+        "paper_train_GiB", "paper_infer_2^14_GiB", "paper_infer_2^17_GiB"}
+    c = rows["C"]
+    weights = bench_memory.parameter_bytes(bench_memory.build("C", "brats", "meta"))
+    assert c["param_state_GiB"] == pytest.approx(to_gib(4 * weights))
+    assert c["train_total_GiB"] == pytest.approx(c["train_act_GiB"] + c["param_state_GiB"])
+    assert (c["paper_train_GiB"], rows["unet3d"]["paper_train_GiB"]) == (2.59, 14.41)

@@ -6,20 +6,7 @@ import json
 
 import pytest
 
-import benchmarks.common
 import benchmarks.run as runner
-
-
-@pytest.fixture
-def results_dir(tmp_path, monkeypatch):
-    """Send every benchmark's output to a temporary folder, not benchmarks/results/."""
-    monkeypatch.setattr(benchmarks.common, "RESULTS_DIR", tmp_path)
-    monkeypatch.setattr(runner, "RESULTS_DIR", tmp_path)
-    for name in runner.BENCHMARKS:
-        module = importlib.import_module(f"benchmarks.bench_{name}")
-        if hasattr(module, "RESULTS_DIR"):
-            monkeypatch.setattr(module, "RESULTS_DIR", tmp_path)
-    return tmp_path
 
 
 @pytest.mark.slow
@@ -44,14 +31,15 @@ def test_a_failing_benchmark_is_recorded_and_the_others_still_run(results_dir, m
     assert results["pau"]["status"] == "ok"
 
 
-def test_benchmark_device_rejects_unknown_sizes_and_missing_gpus():
-    import torch
-
-    from benchmarks.common import benchmark_device
-
-    assert benchmark_device("cpu") == torch.device("cpu")
-    with pytest.raises(ValueError, match="size must be 'cpu' or 'gpu', got 'tpu'"):
-        benchmark_device("tpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="needs a CUDA device"):
-            benchmark_device("gpu")
+def test_summary_has_the_unit_a_table_per_benchmark_and_json_for_results_without_rows(results_dir):
+    results = {
+        "memory": {"status": "ok", "seconds": 1.5, "result": {"rows": [{"model": "C", "train_act_GiB": 1.25}]}},
+        "pau": {"status": "failed: no such device", "seconds": 0.25, "result": {}},
+    }
+    runner.write_summary(results, "cpu")
+    lines = (results_dir / "summary.md").read_text().splitlines()
+    assert lines[:3] == ["# Benchmark results (size=cpu)", "", "Memory in GiB (2^30 bytes)."]
+    assert "| memory | ok | 1.5 |" in lines and "| pau | failed: no such device | 0.25 |" in lines
+    memory = lines.index("## memory")
+    assert lines[memory + 2: memory + 5] == ["| model | train_act_GiB |", "|---|---|", "| C | 1.25 |"]
+    assert lines[lines.index("## pau") + 2: lines.index("## pau") + 5] == ["```", "{}", "```"]
