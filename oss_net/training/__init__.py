@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from oss_net.training.cli import build_parser, main, settings_from_args
-from oss_net.training.settings import SettingsError, TrainSettings, lr_milestones, resolve_settings
+from oss_net.training.settings import SettingsError, TrainSettings, learning_rate, lr_milestones, resolve_settings
+from oss_net.training.step import StepLosses, step_losses, train_step
 
 
 def train(settings: TrainSettings):  # -> Path; imported lazily so `--help` stays fast
@@ -21,5 +22,5 @@ def demo_settings(dataset_path: str, output_dir: str, **overrides) -> TrainSetti
                              "dataset_path": str(dataset_path), "output_dir": str(output_dir), **overrides})
 
 
-__all__ = ["SettingsError", "TrainSettings", "build_parser", "demo_settings", "lr_milestones", "main",
-           "resolve_settings", "settings_from_args", "train"]
+__all__ = ["SettingsError", "StepLosses", "TrainSettings", "build_parser", "demo_settings", "learning_rate", "lr_milestones",
+           "main", "resolve_settings", "settings_from_args", "step_losses", "train", "train_step"]

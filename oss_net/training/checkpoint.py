@@ -1,9 +1,10 @@
 """Training checkpoints: atomic, self-describing, loadable with `torch.load(weights_only=True)`.
 
 A checkpoint is `oss_net.models.checkpoint_payload(model)` (format_version, config, model) plus a
-"training" entry with the optimiser, scheduler, grad scaler, counters, the settings and every RNG
-state. numpy's and Python's RNG states are converted to tensors and plain lists so the safe
-unpickler accepts them. Periodic checkpoints are `checkpoints/ckpt_<iteration>.pt`, the last K kept;
+"training" entry with the optimiser, grad scaler, counters, the settings and every RNG state (the
+learning rate is a pure function of the epoch, so there is no scheduler state; the "scheduler" entry of
+checkpoints written by earlier versions is ignored, and they resume as before). numpy's and Python's
+RNG states are converted to tensors and plain lists so the safe unpickler accepts them. Periodic checkpoints are `checkpoints/ckpt_<iteration>.pt`, the last K kept;
 a file is only ever visible under its final name once fully written (oss_net.io.atomic_save_torch),
 so a run killed mid-write leaves the previous checkpoint as the newest loadable one.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import random
 import re
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -133,18 +133,3 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         cuda_states = state["cuda"]
         for index in range(min(len(cuda_states), torch.cuda.device_count())):
             torch.cuda.set_rng_state(cuda_states[index], index)
-
-
-def scheduler_state(scheduler: torch.optim.lr_scheduler.LRScheduler) -> dict[str, Any]:
-    """The scheduler's state with MultiStepLR's Counter turned into a plain dict (weights_only-safe)."""
-    state = dict(scheduler.state_dict())
-    if isinstance(state.get("milestones"), Counter):
-        state["milestones"] = {int(k): int(v) for k, v in state["milestones"].items()}
-    return state
-
-
-def load_scheduler_state(scheduler: torch.optim.lr_scheduler.LRScheduler, state: dict[str, Any]) -> None:
-    state = dict(state)
-    if isinstance(state.get("milestones"), dict):
-        state["milestones"] = Counter(state["milestones"])
-    scheduler.load_state_dict(state)

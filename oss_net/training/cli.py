@@ -15,7 +15,9 @@ import argparse
 import sys
 from typing import Any, Sequence
 
-from oss_net.training.settings import AMP_MODES, TrainSettings, normalise_dataset, resolve_settings
+from oss_net.data.layout import canonical_dataset
+from oss_net.precision import AMP_MODES
+from oss_net.training.settings import TrainSettings, resolve_settings
 
 # Flags that may differ between a run and its resumption; everything else comes from the checkpoint.
 RESUME_OVERRIDABLE = (
@@ -35,8 +37,7 @@ def _network_config_names() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """Every flag defaults to None so that presets and resumed runs can tell what was given."""
-    parser = argparse.ArgumentParser(
-        prog="train_oss_net.py",
+    parser = argparse.ArgumentParser(  # no prog: `oss-net-train` and `train_oss_net.py` each name themselves
         description="Train (and validate) OSS-Net on BraTS 2020 or LiTS.",
     )
     original = parser.add_argument_group("original flags")
@@ -91,7 +92,7 @@ def settings_from_args(arguments: argparse.Namespace) -> TrainSettings:
     changed = {key: value for key, value in given.items() if key in RESUME_OVERRIDABLE or key == "resume"}
     fixed = {key: value for key, value in given.items() if key not in changed}
     if "dataset" in fixed:
-        fixed["dataset"] = normalise_dataset(fixed["dataset"])
+        fixed["dataset"] = canonical_dataset(fixed["dataset"])
     if "network_config" in fixed:
         from oss_net.models import canonical_network_name
 
@@ -104,10 +105,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line and run `train`; 0 on success, 2 with one line on stderr for a user error."""
     from oss_net.io import OSSNetError
     from oss_net.training.loop import train
+    from pade_activation_unit import PAUError
 
     try:
         run_dir = train(settings_from_args(build_parser().parse_args(argv)))
-    except OSSNetError as error:
+    except (OSSNetError, PAUError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"run folder: {run_dir}")

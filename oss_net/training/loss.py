@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 PROBABILITY_CLAMP = 1e-6  # the original clamps probabilities to [1e-6, 1 − 1e-6] before the log
+SEGMENTATION_LOSS_FACTOR = 0.1  # weight of the auxiliary segmentation BCE (docs/reference.md §5)
 
 
 def clamped_bce(probabilities: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from oss_net.data.layout import DATASETS, canonical_dataset
 from oss_net.io import OSSNetError
-
-DATASET_ALIASES = {"brats": "brats", "bra_ts": "brats", "brats2020": "brats", "lits": "lits"}
-AMP_MODES = ("off", "bf16", "fp16")
+from oss_net.precision import AMP_MODES
+from oss_net.training.loss import SEGMENTATION_LOSS_FACTOR
 
 # Size presets. "paper" is reference §1.3/§5 (BraTS batch 8, LiTS batch 4, 2^14 points, 50 epochs,
 # lr 3e-4, validation every 5 epochs on 2^17 uniform (BraTS) or 2^14 border-weighted (LiTS) points).
@@ -55,7 +56,7 @@ class TrainSettings:
     batch_size: int = 8  # per process; under torchrun the global batch is batch_size × world size
     training_samples: int = 2**14  # points sampled per volume and iteration
     load_model: str | None = None  # initial weights (a model file or a training checkpoint)
-    segmentation_loss_factor: float = 0.1  # weight of the low-res segmentation BCE
+    segmentation_loss_factor: float = SEGMENTATION_LOSS_FACTOR  # weight of the low-res segmentation BCE
     network_config: str = "full"  # Table-1 name (O-Net, A, B, C, D) or an original config name
     dataset: str = "brats"  # "brats" | "lits"
     dataset_path: str | None = None
@@ -81,8 +82,8 @@ class TrainSettings:
 
     def __post_init__(self) -> None:
         problems = []
-        if self.dataset not in ("brats", "lits"):
-            problems.append(f"dataset {self.dataset!r} is not one of brats, lits")
+        if self.dataset not in DATASETS:
+            problems.append(f"dataset {self.dataset!r} is not one of {', '.join(DATASETS)}")
         if self.amp not in AMP_MODES:
             problems.append(f"amp {self.amp!r} is not one of {', '.join(AMP_MODES)}")
         for name in ("epochs", "batch_size", "training_samples", "val_every", "val_samples", "checkpoint_every", "keep_last"):
@@ -118,14 +119,6 @@ class TrainSettings:
         return dataclasses.replace(self, **changes)
 
 
-def normalise_dataset(name: str) -> str:
-    """Accept the original spellings (BraTS, bra_ts, LITS) for the two datasets."""
-    key = name.strip().lower().replace("-", "_")
-    if key not in DATASET_ALIASES:
-        raise SettingsError(f"unknown dataset {name!r}; use one of: brats, lits")
-    return DATASET_ALIASES[key]
-
-
 def resolve_settings(values: Mapping[str, Any]) -> TrainSettings:
     """Fill the preset-dependent fields left as None and build `TrainSettings`.
 
@@ -137,7 +130,7 @@ def resolve_settings(values: Mapping[str, Any]) -> TrainSettings:
     from oss_net.models import canonical_network_name
 
     values = {key: value for key, value in values.items() if value is not None}
-    dataset = normalise_dataset(values.get("dataset", "brats"))
+    dataset = canonical_dataset(values.get("dataset", "brats"))
     if "network_config" in values:
         values["network_config"] = canonical_network_name(values["network_config"])  # "C" and "full" are one run
     preset = (DEMO_PRESET if values.get("demo", False) else PAPER_PRESET)[dataset]
@@ -149,9 +142,26 @@ def resolve_settings(values: Mapping[str, Any]) -> TrainSettings:
     return TrainSettings.from_dict(resolved)
 
 
+LR_DECAY = 0.1  # the learning rate's factor at each milestone (docs/reference.md §5)
+
+
 def lr_milestones(epochs: int) -> list[int]:
-    """MultiStepLR milestones at 40% and 60% of the epochs ([20, 30] for 50), rounded half up."""
+    """The epochs from which the learning rate decays: 40% and 60% of the run ([20, 30] for 50), rounded half up."""
     return [max(1, math.floor(fraction * epochs + 0.5)) for fraction in (0.4, 0.6)]
+
+
+def learning_rate(base_lr: float, epoch: int, epochs: int) -> float:
+    """The learning rate of a group during (0-based) `epoch` of an `epochs`-long run: a pure step decay.
+
+    base_lr until the first milestone, then ×0.1, and ×0.1 again from the second. The factors are applied
+    milestone by milestone (coinciding ones at once, as 0.1**count), so the values equal those of
+    torch's MultiStepLR(gamma=0.1) stepped once per epoch, which earlier versions of the loop used.
+    """
+    lr = base_lr
+    for milestone, count in sorted(Counter(lr_milestones(epochs)).items()):
+        if epoch >= milestone:
+            lr = lr * LR_DECAY**count
+    return lr
 
 
 def check_resume_compatible(current: TrainSettings, saved: Mapping[str, Any], source: str) -> None:

@@ -8,22 +8,22 @@ label on the model grid, which is what the reported numbers should have been (re
 """
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
-from typing import Callable, Iterable
+from typing import Iterable
 
 import torch
 from torch import nn
 
+from oss_net.inference.defaults import CHUNK_SIZE, THRESHOLD
+from oss_net.precision import autocast
 from oss_net.training.loss import clamped_bce
 
 EPSILON = 1e-10  # the original's denominator guard
-VALIDATION_CHUNK = 2**14  # points decoded at a time, as the original's max_coordinates
 
 
 def point_scores(prediction: torch.Tensor, label: torch.Tensor) -> tuple[float, float]:
     """(Dice, IoU) of one volume's points: prediction probabilities [N], label [N] in {0, 1}."""
-    predicted = prediction > 0.5
-    truth = label > 0.5
+    predicted = prediction > THRESHOLD
+    truth = label > 0.5  # labels are 0 or 1
     intersection = (predicted & truth).sum().item()
     union = (predicted | truth).sum().item()
     dice = 2.0 * intersection / (predicted.sum().item() + truth.sum().item() + EPSILON)
@@ -35,14 +35,16 @@ def sampled_validation(
     model: nn.Module,
     samples: Iterable[dict],
     device: torch.device,
-    autocast: Callable[[], AbstractContextManager],
-    gather_patches: Callable[..., torch.Tensor] | None,
+    amp: str,
 ) -> dict[str, float]:
     """Mean BCE, Dice and IoU over validation volumes at their sampled points (model in eval mode).
 
-    samples: dataset items {"volume" [C, *grid], "coords" [S, 3], "labels" [S, 1]};
-    gather_patches: `oss_net.data.gather_patches` bound to the configuration, or None without patches.
+    samples: dataset items {"volume" [C, *grid], "coords" [S, 3], "labels" [S, 1]}; amp: an
+    `oss_net.precision.AMP_MODES` mode.
     """
+    from oss_net.data import gather_patches
+
+    config = model.config
     was_training = model.training
     model.eval()
     losses, dices, ious = [], [], []
@@ -52,11 +54,11 @@ def sampled_validation(
             coords = sample["coords"].unsqueeze(0).to(device)  # [1, S, 3]
             labels = sample["labels"].reshape(-1).to(device)  # [S]
             chunks = []
-            with autocast():
+            with autocast(amp, device):
                 encoding = model.encode(volume)
-                for start in range(0, coords.shape[1], VALIDATION_CHUNK):
-                    chunk = coords[:, start:start + VALIDATION_CHUNK]  # [1, n, 3]
-                    patches = gather_patches(volume, chunk) if gather_patches is not None else None
+                for start in range(0, coords.shape[1], CHUNK_SIZE):  # as many points at a time as inference
+                    chunk = coords[:, start:start + CHUNK_SIZE]  # [1, n, 3]
+                    patches = gather_patches(volume, chunk, large=config.large_patches) if config.patches else None
                     chunks.append(model.decode(chunk, encoding, patches).float().reshape(-1))
             prediction = torch.cat(chunks)  # [S]
             losses.append(clamped_bce(prediction, labels).item())

@@ -60,13 +60,13 @@ def test_state_dict_round_trip_is_bit_exact_and_weights_only_safe():
         assert torch.equal(reference.state[a]["slow"], resumed.state[b]["slow"])
 
 
-def test_scheduler_reaches_the_inner_optimizer_after_loading():
+def test_a_learning_rate_set_after_loading_reaches_the_inner_optimizer():
+    """The loop sets each group's lr before every step; after a resume that must still reach RAdam."""
     model = _model()
     optimizer = build_optimizer([{"params": model.parameters(), "lr": 1.0}])
     optimizer.load_state_dict(optimizer.state_dict())
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[1], gamma=0.1)
-    optimizer.step()
-    scheduler.step()
+    for group in optimizer.param_groups:
+        group["lr"] = 0.1
     assert optimizer.optimizer.param_groups[0]["lr"] == pytest.approx(0.1)
 
 

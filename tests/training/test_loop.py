@@ -1,18 +1,17 @@
-"""The training loop: optimiser groups, schedule, losses, outputs and the non-finite loss error."""
+"""The training loop: optimiser groups, schedule, outputs, data order and the non-finite loss error."""
 from __future__ import annotations
 
 import csv
 import json
-from types import SimpleNamespace
 
 import pytest
 import torch
 
-from oss_net.data import discover, gather_patches, load_case, segmentation_target
-from oss_net.models import CONFIG_NAMES, build_model, demo_config, load_model, save_model
-from oss_net.training import main, train
+from oss_net.data import discover, load_case
+from oss_net.models import build_model, demo_config, load_model, save_model
+from oss_net.training import learning_rate, main, train
 from oss_net.training.distributed import ProcessContext
-from oss_net.training.loop import TrainingError, _build_run, _step
+from oss_net.training.loop import TrainingData, TrainingError, build_run, fit
 from oss_net.training.settings import SettingsError
 from oss_net.training.validation import dense_validation, sampled_validation
 from pade_activation_unit import PAU
@@ -20,46 +19,19 @@ from pade_activation_unit import PAU
 CPU = ProcessContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
 
 
-def test_pau_group_and_lr_milestones(tiny_settings):
-    run = _build_run(tiny_settings(epochs=50, lr=3e-4, pau_lr=1e-2), CPU)
+def test_pau_group_and_both_groups_follow_the_schedule(tiny_settings):
+    """3 iterations per epoch; with 2 epochs both milestones fall on epoch 1, so iteration 4 runs at lr × 0.1²."""
+    run = build_run(tiny_settings(epochs=2, max_iterations=4, lr=3e-4, pau_lr=1e-2), CPU)
     groups = {group["name"]: group for group in run.optimizer.param_groups}
     pau_params = {id(p) for m in run.model.modules() if isinstance(m, PAU) for p in m.parameters()}
     assert {id(p) for p in groups["pau"]["params"]} == pau_params
     assert (groups["pau"]["lr"], groups["pau"]["weight_decay"]) == (1e-2, 0.0)
     assert groups["default"]["lr"] == 3e-4
-    lrs = []
-    for _ in range(31):
-        lrs.append(groups["default"]["lr"])
-        run.optimizer.step()  # no gradients: a no-op that keeps the scheduler's call-order check quiet
-        run.scheduler.step()
-    assert lrs[19] == pytest.approx(3e-4) and lrs[20] == pytest.approx(3e-5) and lrs[30] == pytest.approx(3e-6)
-    assert groups["pau"]["lr"] == pytest.approx(1e-4)  # both groups decay together
+    fit(run)
     run.recorder.close()
-
-
-def _tiny_batch(config, points: int = 16) -> dict:
-    generator = torch.Generator().manual_seed(0)
-    label = (torch.rand(1, *config.volume_shape, generator=generator) > 0.7).to(torch.uint8)
-    coords = torch.randint(0, min(config.volume_shape), (1, points, 3), generator=generator).float()
-    return {"volume": torch.randn(1, config.in_channels, *config.volume_shape, generator=generator), "label": label,
-            "coords": coords, "labels": torch.rand(1, points, 1, generator=generator).round(), "case_id": ["x"]}
-
-
-@pytest.mark.parametrize("name", CONFIG_NAMES)
-def test_aux_loss_exactly_for_configs_with_the_head(name):
-    config = demo_config(name, "brats", volume_shape=(16, 16, 16), encoder_channels=((4, 8), (8, 16)), decoder_width=16)
-    model = build_model(config)
-    fake_run = SimpleNamespace(
-        context=CPU, network=model, config=config, segmentation_target=segmentation_target,
-        settings=SimpleNamespace(segmentation_loss_factor=0.1),
-        gather=(lambda v, c: gather_patches(v, c, large=config.large_patches)) if config.patches else None,
-    )
-    total, occupancy, auxiliary = _step(fake_run, _tiny_batch(config), lambda: torch.autocast("cpu", enabled=False))
-    assert (auxiliary is not None) == config.segmentation_head
-    expected = occupancy + 0.1 * auxiliary if auxiliary is not None else occupancy
-    assert torch.equal(total, expected)
-    total.backward()  # every parameter the loss reaches gets a gradient
-    assert all(p.grad is not None for p in model.parameters())
+    logged = [float(r["value"]) for r in csv.DictReader(open(run.run_dir / "metrics.csv")) if r["name"] == "train/lr"]
+    assert logged == [3e-4] * 3 + [learning_rate(3e-4, 1, 2)] and logged[-1] == pytest.approx(3e-6)
+    assert groups["pau"]["lr"] == learning_rate(1e-2, 1, 2) == pytest.approx(1e-4)  # both groups decay together
 
 
 def test_short_run_writes_every_output(tiny_settings, synthetic_brats_root, tmp_path, capsys):
@@ -117,22 +89,16 @@ def test_validation_leaves_the_model_in_training_mode(synthetic_brats_root):
     assert model.training and all(module.training for module in model.modules())
     assert set(metrics) == {"val/dense_dice", "val/dense_iou"} and 0.0 <= metrics["val/dense_dice"] <= 1.0
     sample = {"volume": torch.from_numpy(cases[0].image), "coords": torch.zeros(4, 3), "labels": torch.zeros(4, 1)}
-    sampled = sampled_validation(model, [sample], torch.device("cpu"), lambda: torch.autocast("cpu", enabled=False),
-                                 lambda v, c: gather_patches(v, c, large=config.large_patches))
+    sampled = sampled_validation(model, [sample], torch.device("cpu"), "off")
     assert model.training and set(sampled) == {"val/loss", "val/dice", "val/iou"}
 
 
 def test_batches_do_not_depend_on_the_number_of_workers(tiny_settings):
     """Each sample's points come from (seed, epoch, index), so workers change nothing."""
-    from oss_net.training.loop import _training_data
-
     batches = []
     for workers in (0, 1):
-        run = _build_run(tiny_settings(num_workers=workers, training_samples=16), CPU)
-        dataset, sampler, loader_for = _training_data(run)
-        sampler.set_epoch(1, start_batch=1)
-        dataset.set_epoch(1)
-        batches.append([(b["case_id"], b["coords"]) for b in loader_for(1)])
+        run = build_run(tiny_settings(num_workers=workers, training_samples=16), CPU)
+        batches.append([(b["case_id"], b["coords"]) for b in TrainingData(run).batches(1, start_batch=1)])
         run.recorder.close()
     assert len(batches[0]) == 2  # 3 batches per epoch, started at the second
     assert all(a[0] == b[0] and torch.equal(a[1], b[1]) for a, b in zip(*batches))

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
+from oss_net.data import DatasetError
 from oss_net.io import OSSNetError
 from oss_net.models import get_config
 from oss_net.training import build_parser, settings_from_args
-from oss_net.training.settings import SettingsError, lr_milestones, resolve_settings
+from oss_net.training.settings import SettingsError, learning_rate, lr_milestones, resolve_settings
 
 
 def parse(*argv: str):
@@ -64,7 +66,7 @@ def test_paper_aliases_accepted(alias, canonical):
     assert get_config(settings.network_config, settings.dataset).name == canonical
 
 
-@pytest.mark.parametrize("spelling", ["BraTS", "bra_ts", "brats", "LiTS", "LITS"])
+@pytest.mark.parametrize("spelling", ["BraTS", "bra_ts", "bra-ts", "BraTS2020", "brats", "LiTS", "LITS"])
 def test_dataset_spellings(spelling):
     assert parse("--dataset", spelling).dataset in ("brats", "lits")
 
@@ -72,7 +74,7 @@ def test_dataset_spellings(spelling):
 def test_bad_values_raise_one_clear_error():
     with pytest.raises(SettingsError, match="batch_size must be at least 1.*border_balance must lie in"):
         resolve_settings({"batch_size": 0, "border_balance": 2.0})
-    with pytest.raises(SettingsError, match="unknown dataset 'kits'"):
+    with pytest.raises(DatasetError, match="unknown dataset 'kits'"):
         parse("--dataset", "kits")
     with pytest.raises(OSSNetError, match="unknown configuration 'Z'"):
         parse("--network_config", "Z")
@@ -82,6 +84,28 @@ def test_lr_milestones_are_40_and_60_percent():
     assert lr_milestones(50) == [20, 30]
     assert lr_milestones(10) == [4, 6]
     assert lr_milestones(5) == [2, 3]
+    assert lr_milestones(1) == [1, 1]
+
+
+def test_learning_rate_decays_tenfold_at_each_milestone():
+    lrs = [learning_rate(3e-4, epoch, 50) for epoch in range(50)]
+    assert lrs[:20] == [3e-4] * 20
+    assert lrs[20] == pytest.approx(3e-5) and lrs[29] == lrs[20]
+    assert lrs[30] == pytest.approx(3e-6) and lrs[49] == lrs[30]
+    assert learning_rate(1e-2, 30, 50) == pytest.approx(1e-4)
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 3, 5, 10, 50])
+@pytest.mark.parametrize("base_lr", [3e-4, 2e-3, 1e-2, 0.7])
+def test_learning_rate_equals_the_former_multisteplr_exactly(epochs, base_lr):
+    """Runs made with torch's MultiStepLR(gamma 0.1, stepped per epoch) see the very same floats."""
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([weight], lr=base_lr)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=lr_milestones(epochs), gamma=0.1)
+    for epoch in range(epochs + 2):
+        assert learning_rate(base_lr, epoch, epochs) == optimizer.param_groups[0]["lr"], epoch
+        optimizer.step()
+        scheduler.step()
 
 
 def test_settings_round_trip_through_dict():
