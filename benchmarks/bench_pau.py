@@ -4,22 +4,27 @@
     python -m benchmarks.bench_pau --smoke    # seconds
 
 CPU: forward+backward of [2^22] float32 through autograd (upstream gradient given), for the CPU kernel,
-the eager reference and torch.compile of the reference; the ratios are kernel / the others. The memory
-traffic floor is 20 bytes per element (forward reads x and writes y; backward reads x and the
-gradient and writes grad_x): about 84 MB, ~8 ms at 10 GB/s.
+the eager reference and torch.compile of the reference, with torch's thread count (section "cpu") and
+with one thread (section "cpu 1 thread": how much the second thread buys). The implementations are timed
+in interleaved rounds (each round runs each once), so a burst of load from other jobs on a shared machine
+hits all of them alike; each row gives the median ("ms") and the fastest round ("min ms"), and "x kernel"
+is the row's median over the kernel's median (how many times faster the kernel is). The memory traffic
+floor is 20 bytes per element (forward reads x and writes y; backward reads x and the gradient and writes
+grad_x): about 84 MB, ~8 ms at 10 GB/s.
 GPU (only with a CUDA device and the built CUDA kernel): the decoder's shape [8*2^14, 512] float32,
 forward and forward+backward, as achieved GB/s against the device's copy bandwidth (measured with
 `clone`) and its nominal DRAM peak where known, and against torch.compile(reference).
 """
 from __future__ import annotations
 
+import statistics
+import time
 from typing import Callable
 
 import torch
 
 from benchmarks.common import bench_main, format_table, time_call, write_result
-from pade_activation_unit import PAU, active_backend, pau, pau_reference
-from pade_activation_unit._backend import backend_state
+from pade_activation_unit import PAU, active_backend, backend_state, pau, pau_reference
 
 BYTES_FORWARD = 8  # per float32 element: read x, write y
 BYTES_FORWARD_BACKWARD = 20  # plus read x and grad_out, write grad_x
@@ -47,6 +52,32 @@ def implementations(device: str, smoke: bool) -> dict[str, Callable]:
     return candidates
 
 
+def interleaved_seconds(steps: dict[str, Callable[[], object]], rounds: int, warmup: int) -> dict[str, list[float]]:
+    """Wall-clock seconds of each step over `rounds` rounds that run every step once, after `warmup` rounds."""
+    samples: dict[str, list[float]] = {name: [] for name in steps}
+    for round_index in range(warmup + rounds):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            if round_index >= warmup:
+                samples[name].append(time.perf_counter() - start)
+    return samples
+
+
+def cpu_rows(section: str, elements: int, samples: dict[str, list[float]]) -> list[dict]:
+    """One row per implementation: median and fastest round, bandwidth at the traffic floor, kernel speed-up."""
+    medians = {name: statistics.median(seconds) for name, seconds in samples.items()}
+    rows = []
+    for name, seconds in samples.items():
+        row = {"section": section, "implementation": name, "shape": f"[{elements}]", "pass": "fwd+bwd",
+               "ms": medians[name] * 1e3, "min ms": min(seconds) * 1e3,
+               "GB/s": BYTES_FORWARD_BACKWARD * elements / medians[name] / 1e9}
+        if "cpu-kernel" in medians:
+            row["x kernel"] = medians[name] / medians["cpu-kernel"]
+        rows.append(row)
+    return rows
+
+
 def cpu_section(smoke: bool) -> tuple[list[dict], dict]:
     elements = 2**14 if smoke else 2**22
     generator = torch.Generator().manual_seed(0)
@@ -54,17 +85,31 @@ def cpu_section(smoke: bool) -> tuple[list[dict], dict]:
     grad = torch.randn(elements, generator=generator)
     module = PAU()
     a, b = module.numerator.detach(), module.denominator.detach()
+    steps = {
+        name: forward_backward(function, x, a, b, grad)
+        for name, function in implementations("cpu", smoke).items()
+        if name != "cpu-kernel" or backend_state().cpu_kernel
+    }
+    threads = torch.get_num_threads()
     rows = []
-    for name, function in implementations("cpu", smoke).items():
-        if name == "cpu-kernel" and not backend_state().cpu_kernel:
-            continue
-        seconds = time_call(forward_backward(function, x, a, b, grad), repeats=3 if smoke else 10, warmup=2)
-        rows.append({"section": "cpu", "implementation": name, "shape": f"[{elements}]", "pass": "fwd+bwd",
-                     "ms": seconds * 1e3, "GB/s": BYTES_FORWARD_BACKWARD * elements / seconds / 1e9})
-    times = {row["implementation"]: row["ms"] for row in rows}
-    ratios = {}
-    if "cpu-kernel" in times:
-        ratios = {f"kernel_vs_{name.split()[0]}": times[name] / times["cpu-kernel"] for name in times if name != "cpu-kernel"}
+    for section, section_threads in (("cpu", threads), ("cpu 1 thread", 1)):
+        torch.set_num_threads(section_threads)
+        try:
+            samples = interleaved_seconds(steps, rounds=3 if smoke else 15, warmup=2)
+        finally:
+            torch.set_num_threads(threads)
+        rows += cpu_rows(section, elements, samples)
+    times = {(row["section"], row["implementation"]): row for row in rows}
+    ratios: dict[str, float] = {}
+    if ("cpu", "cpu-kernel") in times:
+        for (section, name), row in times.items():
+            if name == "cpu-kernel":
+                continue
+            suffix = "" if section == "cpu" else "_1_thread"
+            kernel = times[(section, "cpu-kernel")]
+            ratios[f"kernel_vs_{name.split()[0]}{suffix}"] = row["ms"] / kernel["ms"]
+            ratios[f"kernel_vs_{name.split()[0]}{suffix}_min"] = row["min ms"] / kernel["min ms"]
+        ratios["kernel_threads_speedup"] = times[("cpu 1 thread", "cpu-kernel")]["ms"] / times[("cpu", "cpu-kernel")]["ms"]
     return rows, ratios
 
 
@@ -111,7 +156,7 @@ def run(size: str = "cpu", smoke: bool = False) -> dict:
     else:
         result["gpu"] = "skipped: no CUDA device or CUDA kernel not built"
     result["rows"] = rows
-    print(format_table(rows))
+    print(format_table(rows, list(dict.fromkeys(key for row in rows for key in row))))
     for section in ("cpu", "gpu"):
         print(f"{section}: {result[section]}")
     write_result("pau", result)

@@ -3,7 +3,8 @@
     from pade_activation_unit import PAU, pau, pau_reference, active_backend
 
 The public names load lazily (PEP 562), so `python -m pade_activation_unit.build` runs without importing
-torch; the first of them used loads the compiled kernels, picks the backend and logs it in one line.
+torch. Nothing is loaded at import: the first PAU call (or `active_backend()`) loads the compiled kernels
+(`loader.load_libraries`), picks the backend and logs it in one line (`backend`).
 """
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ _EXPORTS = {
     "PAU": "module",
     "pau": "functional",
     "pau_reference": "reference",
-    "active_backend": "_backend",
+    "active_backend": "backend",
+    "backend_for": "backend",
+    "backend_state": "backend",
     "PAUError": "reference",
 }
 

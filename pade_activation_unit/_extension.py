@@ -1,6 +1,6 @@
 """Where the compiled PAU libraries live and which build matches this checkout, without importing torch.
 
-Both `python -m pade_activation_unit.build` and the import-time loader use this module: the build writes
+Both `python -m pade_activation_unit.build` and `loader.load_libraries` use this module: the build writes
 `_build/<key>/manifest.json` next to the libraries, the loader loads the libraries of the manifest whose
 key matches. The key hashes every C++/CUDA source, the build recipe (build.py, which holds the flags),
 the torch version and torch's CUDA version, and the machine architecture: editing a kernel, changing a

@@ -241,7 +241,9 @@ def _build_locked(key: str, torch_version: ext.TorchVersion, jobs: int, reuse_ob
             object_job(f"{ext.CUDA_KERNELS} ({arch_list})", [str(toolkit.nvcc), *nvcc_flags], ext.CSRC_DIR / ext.CUDA_KERNELS),
             object_job(ext.CUDA_GLUE, [cxx, "-O2", *common, f"-I{toolkit.root / 'include'}"], ext.CSRC_DIR / ext.CUDA_GLUE),
         ]
-    cpu_jobs = [object_job(ext.CPU_GLUE, [cxx, "-O2", *common], ext.CSRC_DIR / ext.CPU_GLUE)]
+    # -fopenmp: at::parallel_for is a header template that runs serially unless compiled with OpenMP (torch's
+    # backend); the library then shares the libgomp torch has loaded, and torch.set_num_threads applies.
+    cpu_jobs = [object_job(ext.CPU_GLUE, [cxx, "-O2", "-fopenmp", *common], ext.CSRC_DIR / ext.CPU_GLUE)]
     for isa in isas:
         flags = ["-O3", "-ffp-contract=fast", f"-DPAU_CPU_ISA={isa}", *CPU_ISAS[isa]]
         cpu_jobs.append(object_job(f"{ext.CPU_KERNELS} [{isa}]", [cxx, *flags, *common], ext.CSRC_DIR / ext.CPU_KERNELS))
@@ -263,7 +265,7 @@ def _build_locked(key: str, torch_version: ext.TorchVersion, jobs: int, reuse_ob
         command = [cxx, "-shared", *(str(job.output) for job in objects), f"-L{torch_lib}", f"-Wl,-rpath,{torch_lib}"]
         run_job(Job(library, [*command, *libraries, "-o", str(output)], output), reuse=False)
 
-    link(ext.CPU_LIBRARY, cpu_jobs, ["-lc10", "-ltorch_cpu"])
+    link(ext.CPU_LIBRARY, cpu_jobs, ["-lc10", "-ltorch_cpu", "-fopenmp"])
     if toolkit is not None:
         link(ext.CUDA_LIBRARY, cuda_jobs, ["-lc10", "-lc10_cuda", "-ltorch_cpu", f"-L{toolkit.root / 'lib64'}", "-lcudart"])
     manifest = {

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from ._backend import backend_for
+from .backend import backend_for
+from .ops import VERSION_CODES, forward
 from .reference import check_pau_arguments, pau_reference
 
 
@@ -18,13 +19,11 @@ def pau(
 
     Args:
         version: "A" (safe, per-term absolute values), "B" (absolute value of the sum) or "N" (unsafe).
-        backend: None picks by device (see `_backend`); "reference", "cpu-kernel" or "cuda-kernel" forces one.
+        backend: None picks by device (see `backend`); "reference", "cpu-kernel" or "cuda-kernel" forces one.
 
     Returns a tensor of x's shape and dtype (contiguous when a kernel ran). Differentiable twice.
     """
     check_pau_arguments(x, numerator, denominator, version)
     if backend_for(x, backend) == "reference":
         return pau_reference(x, numerator, denominator, version)
-    from .ops import VERSION_CODES, forward
-
     return forward(x, numerator, denominator, VERSION_CODES[version])

@@ -18,13 +18,15 @@ def initial_coefficients(init: str, numerator_degree: int, denominator_degree: i
     "leaky_relu" is the (5, 4) fit of the reference sheet; other degrees pad it with zeros or truncate
     it, which only approximates leaky ReLU (truncation can change the shape a lot), so fit your own
     coefficients when another degree pair matters.
-    "identity" gives F(x) = x.
+    "identity" gives F(x) = x, which needs numerator degree >= 1 (a constant numerator cannot be x).
     """
     if init not in INITS:
         raise PAUError(f"PAU init must be one of {INITS}, got {init!r}")
     if init == "identity":
+        if numerator_degree < 1:
+            raise PAUError(f"PAU init 'identity' (F(x) = x) needs numerator_degree >= 1, got {numerator_degree}")
         numerator = [0.0] * (numerator_degree + 1)
-        numerator[1 if numerator_degree >= 1 else 0] = 1.0
+        numerator[1] = 1.0
         return numerator, [0.0] * denominator_degree
     base_num, base_den = LEAKY_RELU_5_4
     numerator = list(base_num[: numerator_degree + 1]) + [0.0] * max(0, numerator_degree + 1 - len(base_num))

@@ -1,6 +1,8 @@
 """Python side of the `pau::forward` / `pau::backward` ops: typed wrappers, fake kernels and autograd.
 
-`register()` runs once `_backend` has loaded libpau_cpu.so (which defines the schemas). `forward`'s autograd
+Laid out like PyTorch's custom C++/CUDA operator tutorial: the C++ libraries define the schemas and kernels,
+this module the Python side. `register()` runs once, from `loader.load_libraries` right after libpau_cpu.so
+(which defines the schemas) is loaded; nothing here loads anything. `forward`'s autograd
 calls the `backward` op (the same kernels), and `backward` has an autograd rule of its own, so second
 derivatives (mesh refinement, gradgradcheck) work through the kernels too: the double backward is
 computed through the differentiable reference formula, which is exact but runs at reference speed and is
@@ -102,7 +104,3 @@ def register() -> None:
     torch.library.register_autograd("pau::forward", _forward_backward, setup_context=_forward_setup)
     torch.library.register_autograd("pau::backward", _backward_backward, setup_context=_backward_setup)
     _registered = True
-
-
-# Importing this module on its own must still load the libraries (which calls register()).
-from . import _backend  # noqa: E402,F401

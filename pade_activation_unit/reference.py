@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import torch
 
-from oss_net.io import OSSNetError
-
 VERSIONS = ("A", "B", "N")
 MAX_DEGREE = 8
 
 
-class PAUError(OSSNetError, ValueError):
-    """A bad PAU argument, or a backend that cannot run here."""
+class PAUError(ValueError):
+    """A bad PAU argument, or a backend that cannot run here. Standalone (the package imports nothing from
+    oss_net); applications that treat it as a user error catch it next to their own errors."""
 
 
 def check_pau_arguments(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor, version: str) -> None:

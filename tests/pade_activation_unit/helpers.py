@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pade_activation_unit._backend import backend_state
+from pade_activation_unit.backend import backend_state
 
 DEGREES = [(5, 4), (3, 3), (8, 8)]
 VERSIONS = ["A", "B", "N"]

@@ -56,24 +56,38 @@ def test_float32_kernel_equals_reference(version: str, degrees: tuple[int, int])
         torch.testing.assert_close(value, expected, rtol=1e-5, atol=1e-5 * scale, msg=lambda m: f"{name}: {m}")
 
 
-def test_backward_is_bitwise_deterministic_across_runs_and_thread_counts() -> None:
-    module = PAU()
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize(("degrees", "version"), [((5, 4), "A"), ((3, 3), "B"), ((8, 8), "N")], ids=str)
+def test_backward_is_bitwise_deterministic_across_runs_and_thread_counts(
+    degrees: tuple[int, int], version: str, dtype: torch.dtype
+) -> None:
+    """Chunks of 2^14 claimed by any thread in any order: the coefficient gradients keep their bits."""
+    a, b = random_coefficients(*degrees, seed=4, dtype=torch.float32)
+    b = b.abs() if version == "N" else b
     generator = torch.Generator().manual_seed(0)
-    x = torch.randn(300_000, generator=generator) * 3  # 19 chunks of 2^14
-    grad = torch.randn(x.shape, generator=generator)
+    x = (torch.randn(300_001, generator=generator) * 3).to(dtype)  # 19 chunks of 2^14, the last one ragged
+    x = x.abs() if version == "N" else x
+    grad = torch.randn(x.shape, generator=generator).to(dtype)
     threads = torch.get_num_threads()
 
     def run() -> tuple[torch.Tensor, ...]:
-        return torch.ops.pau.backward(grad, x, module.numerator.detach(), module.denominator.detach(), 0)
+        return torch.ops.pau.backward(grad, x, a, b, VERSION_CODES[version])
 
     try:
-        first, second = run(), run()
+        torch.set_num_threads(2)
+        runs = [run() for _ in range(3)]
         torch.set_num_threads(1)
-        single = run()
+        runs.append(run())
     finally:
         torch.set_num_threads(threads)
-    for a, b, c in zip(first, second, single):
-        assert torch.equal(a, b) and torch.equal(a, c)
+    for first, *others in zip(*runs):
+        assert all(torch.equal(first, other) for other in others)
+    # Partial sums are per chunk of 2^14: a first chunk gives the same bits alone or followed by a chunk
+    # that adds exactly zero.
+    head, tail = slice(0, 2**14), torch.zeros(5, dtype=dtype)
+    alone = torch.ops.pau.backward(grad[head], x[head], a, b, VERSION_CODES[version])
+    followed = torch.ops.pau.backward(torch.cat([grad[head], tail]), torch.cat([x[head], tail]), a, b, VERSION_CODES[version])
+    assert torch.equal(alone[1], followed[1]) and torch.equal(alone[2], followed[2])
 
 
 def test_non_contiguous_input() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from oss_net.io import OSSNetError
 from pade_activation_unit import PAU, PAUError, pau, pau_reference
 from tests.pade_activation_unit.helpers import random_coefficients
 
@@ -92,7 +91,7 @@ def test_wrong_coefficient_shape_is_a_clear_error(numerator_shape, denominator_s
 
 def test_other_bad_arguments() -> None:
     a, b = torch.zeros(6), torch.zeros(4)
-    with pytest.raises(OSSNetError, match="PAU version must be one of"):
+    with pytest.raises(ValueError, match="PAU version must be one of"):
         pau(torch.randn(3), a, b, version="C")
     with pytest.raises(PAUError, match="PAU input must be float32, float64, float16 or bfloat16, got torch.int64"):
         pau(torch.arange(3), a, b)
@@ -108,3 +107,15 @@ def test_module_parameters_and_identity_init() -> None:
     assert module.numerator.shape == (4,) and module.denominator.shape == (2,)
     x = torch.linspace(-2, 2, 9)
     torch.testing.assert_close(module(x), x)
+
+
+def test_identity_init_needs_a_numerator_of_degree_one() -> None:
+    with pytest.raises(PAUError, match=r"PAU init 'identity' \(F\(x\) = x\) needs numerator_degree >= 1, got 0"):
+        PAU(0, 2, init="identity")
+    module = PAU(1, 1, init="identity").double()
+    x = torch.tensor([-3.0, 0.0, 0.5, 7.0], dtype=torch.float64)
+    assert torch.equal(module(x), x)
+
+
+def test_pau_error_is_a_value_error_of_its_own() -> None:
+    assert PAUError.__mro__ == (PAUError, ValueError, Exception, BaseException, object)

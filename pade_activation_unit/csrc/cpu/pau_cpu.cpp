@@ -1,7 +1,8 @@
 // The op schemas of namespace `pau` and their CPU implementation (the CUDA one lives in ../cuda/pau_cuda.cpp).
 //
-// Work is split into fixed chunks of kCpuChunk elements (independent of the thread count) and spread over
-// at::parallel_for; each chunk writes its coefficient-gradient partial sums, which are then added in chunk
+// Work is split into fixed chunks of kCpuChunk elements (independent of the thread count) that torch's
+// intra-op threads claim one by one; each chunk writes its own coefficient-gradient partial sums, which are
+// then added in chunk order, so the gradients have the same bits for any thread count and any claiming
 // order. The kernels come in one build per instruction set; the best one this CPU runs is picked once.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -11,6 +12,8 @@
 #include <ATen/ops/zeros_like.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <atomic>
 #include <string>
 #include <vector>
 
@@ -52,6 +55,19 @@ ChunkParams chunk_params(const at::Tensor& numerator, const at::Tensor& denomina
 
 int64_t chunk_count(int64_t numel) { return (numel + kCpuChunk - 1) / kCpuChunk; }
 
+// Calls body(chunk) once for every chunk in [0, chunks) on torch's intra-op threads (at::parallel_for, so
+// torch.set_num_threads applies). Threads claim chunks from a shared counter rather than taking fixed
+// halves: on a busy machine a preempted thread then holds up one chunk, not half of the work. The result
+// of a chunk depends on its index only, never on which thread ran it.
+template <typename Body>
+void for_each_chunk(int64_t chunks, const Body& body) {
+  std::atomic<int64_t> next{0};
+  const int64_t workers = std::min<int64_t>(at::get_num_threads(), chunks);
+  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
+    for (int64_t chunk = next.fetch_add(1); chunk < chunks; chunk = next.fetch_add(1)) body(chunk);
+  });
+}
+
 at::Tensor forward_cpu(const at::Tensor& x_in, const at::Tensor& numerator, const at::Tensor& denominator,
                        int64_t version) {
   check_arguments(x_in, numerator, denominator, version);
@@ -65,12 +81,10 @@ at::Tensor forward_cpu(const at::Tensor& x_in, const at::Tensor& numerator, cons
   const auto* x_bytes = static_cast<const char*>(x.const_data_ptr());
   auto* y_bytes = static_cast<char*>(y.data_ptr());
   const auto& kernels = cpu_kernels();
-  at::parallel_for(0, chunk_count(numel), 1, [&](int64_t begin, int64_t end) {
-    for (int64_t chunk = begin; chunk < end; ++chunk) {
-      const int64_t start = chunk * kCpuChunk;
-      const int64_t count = std::min(kCpuChunk, numel - start);
-      kernels.forward(dtype, x_bytes + start * element_size, y_bytes + start * element_size, count, params);
-    }
+  for_each_chunk(chunk_count(numel), [&](int64_t chunk) {
+    const int64_t start = chunk * kCpuChunk;
+    const int64_t count = std::min(kCpuChunk, numel - start);
+    kernels.forward(dtype, x_bytes + start * element_size, y_bytes + start * element_size, count, params);
   });
   return y;
 }
@@ -117,14 +131,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cpu(const at::Tensor& gr
   const int64_t chunks = chunk_count(numel);
   std::vector<double> partials(static_cast<size_t>(chunks * kSlots));
   const auto& kernels = cpu_kernels();
-  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t chunk = begin; chunk < end; ++chunk) {
-      const int64_t start = chunk * kCpuChunk;
-      const int64_t count = std::min(kCpuChunk, numel - start);
-      const int64_t offset = start * element_size;
-      kernels.backward(dtype, g_bytes + offset, x_bytes + offset, gx_bytes + offset, count, params,
-                       partials.data() + chunk * kSlots);
-    }
+  for_each_chunk(chunks, [&](int64_t chunk) {
+    const int64_t start = chunk * kCpuChunk;
+    const int64_t count = std::min(kCpuChunk, numel - start);
+    const int64_t offset = start * element_size;
+    kernels.backward(dtype, g_bytes + offset, x_bytes + offset, gx_bytes + offset, count, params,
+                     partials.data() + chunk * kSlots);
   });
   auto [grad_a, grad_b] = coefficient_gradients(partials, chunks, params, numerator, denominator);
   return {grad_x, grad_a, grad_b};

@@ -3,8 +3,9 @@
 //
 // Each chunk is processed in tiles of kTile elements. The per-element loops over a tile have no
 // reductions and no calls, so -O3 vectorises them without -ffast-math (which would break NaN handling).
-// Coefficient gradients are accumulated per tile lane (acc[term][lane]) in the compute type and folded
-// into double at the end of the chunk, lane by lane in a fixed order.
+// Coefficient gradients are accumulated in kLanes lanes per term (acc[term][lane]) in the compute type,
+// folded into double lanes after each tile and summed over lanes in a fixed order at the end of the chunk:
+// the bits depend on the chunk's data only.
 #include <algorithm>
 #include <type_traits>
 
@@ -20,7 +21,7 @@
 namespace pau::PAU_CPU_ISA {
 namespace {
 
-constexpr int64_t kTile = 256;
+constexpr int64_t kTile = 512;
 
 template <typename T, int MaxM, int MaxN, int V>
 Coefficients<T, MaxM, MaxN> coefficients_from(const ChunkParams& params) {
@@ -38,16 +39,34 @@ void forward_tile(const T* __restrict__ x, T* __restrict__ y, int64_t len, const
   for (int64_t i = 0; i < len; ++i) y[i] = R::forward(x[i], c);
 }
 
+// Lanes of the coefficient-gradient accumulators: element i of a tile adds to lane i % kLanes. The lane
+// loop has a fixed trip count the compiler turns into whole vectors, and the accumulators' addresses do not
+// move with the element, so they stay in registers across the tile instead of being loaded and stored per
+// element.
+constexpr int kLanes = 8;
+
 template <typename T, int MaxM, int MaxN, bool Exact, int V>
 void backward_tile(const T* __restrict__ g, const T* __restrict__ x, T* __restrict__ gx, int64_t len,
-                   const Coefficients<T, MaxM, MaxN>& coeffs, T (&acc)[MaxM + 1 + MaxN][kTile]) {
+                   const Coefficients<T, MaxM, MaxN>& coeffs, double (&sums)[MaxM + 1 + MaxN][kLanes]) {
   using R = Rational<T, MaxM, MaxN, Exact, V>;
   const Coefficients<T, MaxM, MaxN> c = coeffs;
-  for (int64_t i = 0; i < len; ++i) {
+  T acc[R::kTerms][kLanes] = {};
+  const int64_t whole = len - len % kLanes;
+  for (int64_t base = 0; base < whole; base += kLanes) {
+    for (int lane = 0; lane < kLanes; ++lane) {
+      T terms[R::kTerms];
+      gx[base + lane] = R::backward(x[base + lane], g[base + lane], c, terms);
+      PAU_UNROLL
+      for (int k = 0; k < R::kTerms; ++k) acc[k][lane] += terms[k];
+    }
+  }
+  for (int lane = 0; lane < len - whole; ++lane) {
     T terms[R::kTerms];
-    gx[i] = R::backward(x[i], g[i], c, terms);
-    PAU_UNROLL
-    for (int k = 0; k < R::kTerms; ++k) acc[k][i] += terms[k];
+    gx[whole + lane] = R::backward(x[whole + lane], g[whole + lane], c, terms);
+    for (int k = 0; k < R::kTerms; ++k) acc[k][lane] += terms[k];
+  }
+  for (int k = 0; k < R::kTerms; ++k) {
+    for (int lane = 0; lane < kLanes; ++lane) sums[k][lane] += static_cast<double>(acc[k][lane]);
   }
 }
 
@@ -83,25 +102,25 @@ template <typename S, typename T, int MaxM, int MaxN, bool Exact, int V>
 void backward_chunk_impl(const S* g, const S* x, S* gx, int64_t count, const ChunkParams& params, double* partial) {
   using R = Rational<T, MaxM, MaxN, Exact, V>;
   const auto c = coefficients_from<T, MaxM, MaxN, V>(params);
-  T acc[R::kTerms][kTile] = {};
+  double sums[R::kTerms][kLanes] = {};
   for (int64_t start = 0; start < count; start += kTile) {
     const int64_t len = std::min(kTile, count - start);
     if constexpr (std::is_same_v<S, T>) {
-      backward_tile<T, MaxM, MaxN, Exact, V>(g + start, x + start, gx + start, len, c, acc);
+      backward_tile<T, MaxM, MaxN, Exact, V>(g + start, x + start, gx + start, len, c, sums);
     } else {
       T gs[kTile];
       T xs[kTile];
       T gxs[kTile];
       to_compute(g + start, gs, len);
       to_compute(x + start, xs, len);
-      backward_tile<T, MaxM, MaxN, Exact, V>(gs, xs, gxs, len, c, acc);
+      backward_tile<T, MaxM, MaxN, Exact, V>(gs, xs, gxs, len, c, sums);
       to_storage(gxs, gx + start, len);
     }
   }
   std::fill(partial, partial + kSlots, 0.0);
   for (int k = 0; k < R::kTerms; ++k) {
     double sum = 0.0;
-    for (int64_t lane = 0; lane < kTile; ++lane) sum += static_cast<double>(acc[k][lane]);
+    for (int lane = 0; lane < kLanes; ++lane) sum += sums[k][lane];
     partial[R::slot_of_term(k)] = sum;
   }
 }
