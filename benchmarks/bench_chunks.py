@@ -3,15 +3,15 @@
     python -m benchmarks.bench_chunks            # CPU: demo-size C (64x64x40), chunks 2^9..2^14 (minutes)
     python -m benchmarks.bench_chunks --size gpu # BraTS-size C (256x256x160) on a GPU
 
-The paper (reference §13.4) halves OSS-Net C's inference time by seeding the coarse stage with the
-encoder's low-resolution segmentation ("prior") instead of evaluating the whole stride-4 lattice
-("standard"): ~5.4 s -> ~2.6 s at chunks of 2^14 points, ~2x at every chunk size.
+The paper (docs/reference.md §13.4) halves OSS-Net C's inference time by seeding the coarse stage with
+the encoder's low-resolution segmentation ("prior") instead of evaluating the whole stride-4 lattice
+("standard"), about 2x at every chunk size (`benchmarks.paper.FIG6_SECONDS`).
 
-What is timed: `oss_net.inference.Predictor.predict` (encode + coarse-to-fine refinement, patches
-gathered per chunk) with the real model's decoder doing the work. The model is untrained, so its own
-answers would make the number of points refined arbitrary. `SyntheticOccupancy` therefore keeps every
-computation of the real model but replaces its answers by an ellipsoid "tumour" (radii 0.2 of the grid,
-~3% of the volume): decode returns the ellipsoid's occupancy at the queried points, and the encoder's
+What is timed: `oss_net.inference.Predictor.predict` (encode, then coarse-to-fine refinement with the
+patches of every chunk gathered from the case's padded volume) with the real model's decoder doing
+the work. The model is untrained, so its own answers would make the number of points refined
+arbitrary. `SyntheticOccupancy` therefore keeps every computation of the real model but replaces its
+answers by an ellipsoid "tumour" (radii 0.2 of the grid, ~3% of the volume): decode returns the ellipsoid's occupancy at the queried points, and the encoder's
 segmentation is the ellipsoid adaptive-max-pooled to the low-resolution grid (what the auxiliary loss
 trains the head to predict). So both modes refine the same object and the point counts are those of a
 well-trained model on that object.
@@ -29,7 +29,8 @@ import torch
 from torch import nn
 
 from benchmarks.bench_memory import build, inference_peak_bytes, parameter_bytes
-from benchmarks.common import RESULTS_DIR, bench_main, benchmark_device, format_table, time_call, write_result
+from benchmarks.common import RESULTS_DIR, bench_main, benchmark_device, format_table, time_call, to_gib, write_result
+from benchmarks.paper import FIG6_SECONDS
 from oss_net.inference import Predictor
 from oss_net.models import build_model, demo_config, get_config
 
@@ -39,7 +40,6 @@ CPU_TIMED_CHUNK_SIZES: tuple[int, ...] = tuple(2**k for k in range(9, 15))
 SMOKE_CHUNK_SIZES: tuple[int, ...] = (2**10,)
 MODES: tuple[str, ...] = ("standard", "prior")
 ELLIPSOID_RADIUS = 0.2  # radii as a fraction of each grid size
-GB = 2**30
 
 
 def ellipsoid(shape: tuple[int, int, int], device: torch.device | str = "cpu") -> torch.Tensor:
@@ -72,14 +72,19 @@ class SyntheticOccupancy(nn.Module):
         return inside[..., None].to(probabilities.dtype) + 0 * probabilities
 
 
+def oracle_config(size: str, smoke: bool) -> Any:
+    """Configuration C at the benchmark's grid: BraTS-size for "gpu" and "cpu-brats", demo-size for "cpu";
+    for smoke runs a tiny encoder and decoder on a 16x16x12 grid (20x20x16 for "cpu-brats", which reads
+    a NIfTI case of at least 16 voxels per axis)."""
+    if smoke:
+        grid = (20, 20, 16) if size == "cpu-brats" else (16, 16, 12)
+        return demo_config("C", "brats", volume_shape=grid, encoder_channels=((4, 8),), decoder_width=16)
+    return get_config("C", "brats") if size in ("gpu", "cpu-brats") else demo_config("C", "brats")
+
+
 def oracle_model_and_volume(size: str, smoke: bool, device: torch.device) -> tuple[nn.Module, torch.Tensor]:
     """An untrained C wrapped in SyntheticOccupancy at the benchmark's grid, and a random volume [C, *S]."""
-    if size == "gpu":
-        config = get_config("C", "brats")
-    elif smoke:
-        config = demo_config("C", "brats", volume_shape=(16, 16, 12), encoder_channels=((4, 8),), decoder_width=16)
-    else:
-        config = demo_config("C", "brats")
+    config = oracle_config(size, smoke)
     model = SyntheticOccupancy(build_model(config)).to(device)
     return model, torch.randn(config.in_channels, *config.volume_shape)
 
@@ -93,7 +98,7 @@ def _measure(model: nn.Module, volume: torch.Tensor, mode: str, chunk: int, devi
     prediction = predictor.predict(volume)
     record: dict[str, Any] = {"points": prediction.points_evaluated, "foreground": int(prediction.mask_model_grid.sum())}
     if device.type == "cuda":
-        record["memory_GB"] = torch.cuda.max_memory_allocated(device) / GB
+        record["memory_GiB"] = to_gib(torch.cuda.max_memory_allocated(device))
     record["seconds"] = time_call(lambda: predictor.predict(volume), repeats=repeats, warmup=0, synchronize=synchronize)
     return record
 
@@ -123,7 +128,7 @@ def run(size: str = "cpu", smoke: bool = False) -> dict:
         memory_model = build("C", "brats", "meta")
         for chunk in SMOKE_CHUNK_SIZES if smoke else CHUNK_SIZES:
             peak = inference_peak_bytes(memory_model, chunk) + parameter_bytes(memory_model)
-            memory_rows.append({"chunk": chunk, "decode_memory_GB": peak / GB})
+            memory_rows.append({"chunk": chunk, "decode_memory_GiB": to_gib(peak)})
 
     result: dict[str, Any] = {
         "size": size,
@@ -135,7 +140,7 @@ def run(size: str = "cpu", smoke: bool = False) -> dict:
         "rows": rows,
         "memory_rows": memory_rows,
         "median_speedup": sorted(r["speedup"] for r in rows)[len(rows) // 2],
-        "paper": "C: ~5.4 s standard vs ~2.6 s prior at 2^14 (about 2x at every chunk size)",
+        "paper": "C: ~{:g} s standard vs ~{:g} s prior at 2^14 (about 2x at every chunk size)".format(*FIG6_SECONDS[2**14]),
     }
     print(format_table(rows))
     if memory_rows:
@@ -167,14 +172,14 @@ def _plot(rows: list[dict[str, Any]], memory_rows: list[dict[str, Any]], path: s
     left.set_xscale("log", base=2)
     left.legend()
     if memory_rows:
-        right.plot([r["chunk"] for r in memory_rows], [r["decode_memory_GB"] for r in memory_rows], marker="o", color="tab:green")
+        right.plot([r["chunk"] for r in memory_rows], [r["decode_memory_GiB"] for r in memory_rows], marker="o", color="tab:green")
         right.set(title="one decode call, BraTS-size C (device-free)")
     else:
         for mode in MODES:
-            right.plot(chunks, [r[f"{mode}_memory_GB"] for r in rows], marker="o", label=mode)
+            right.plot(chunks, [r[f"{mode}_memory_GiB"] for r in rows], marker="o", label=mode)
         right.set(title="torch.cuda.max_memory_allocated")
         right.legend()
-    right.set(xlabel="max points per chunk", ylabel="GB")
+    right.set(xlabel="max points per chunk", ylabel="GiB")
     right.set_xscale("log", base=2)
     right.set_yscale("log")
     figure.tight_layout()

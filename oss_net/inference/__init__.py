@@ -1,23 +1,24 @@
-"""Inference: one coarse-to-fine refinement loop, a Predictor, and per-case files with metrics.
+"""Inference: a refinement lattice and its one loop, a Predictor, and per-case files with metrics.
 
-    from oss_net.inference import Predictor, refine_occupancy, run_inference, InferenceSettings
+    from oss_net.inference import Predictor, OccupancyLattice, refine_lattice, run_inference, InferenceSettings
 """
 from .cli import build_parser, main
 from .predictor import DensePredictor, InferenceError, Prediction, Predictor, make_predictor
-from .refine import RefineStats, refine_occupancy, seed_from_segmentation
+from .refine import OccupancyLattice, RefineStats, refine_lattice, seed_from_segmentation
 from .runner import InferenceSettings, run_inference, write_summary
 
 __all__ = [
     "DensePredictor",
     "InferenceError",
     "InferenceSettings",
+    "OccupancyLattice",
     "Prediction",
     "Predictor",
     "RefineStats",
     "build_parser",
     "main",
     "make_predictor",
-    "refine_occupancy",
+    "refine_lattice",
     "run_inference",
     "seed_from_segmentation",
     "write_summary",

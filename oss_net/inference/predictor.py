@@ -15,7 +15,6 @@ gives them a `DensePredictor`, which returns the same `Prediction` with mode "de
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -24,15 +23,17 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from oss_net.data import gather_patches
+from oss_net.data import PatchSource
 from oss_net.io import OSSNetError
+from oss_net.models import Encoding, is_dense
+from oss_net.precision import AMP_MODES, autocast
 
-from .refine import RefineStats, check_stages, refine_occupancy, seed_from_segmentation
+from .defaults import CHUNK_SIZE, MODE, STAGES, THRESHOLD
+from .refine import OccupancyLattice, RefineStats, check_stages, refine_lattice, seed_from_segmentation
 
 logger = logging.getLogger(__name__)
 
 MODES = ("auto", "standard", "prior", "both")
-AMP_MODES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class InferenceError(OSSNetError):
@@ -43,11 +44,12 @@ class InferenceError(OSSNetError):
 class Prediction:
     """The result for one volume.
 
-    occupancy: [*volume_shape] float32 probabilities on the model grid (CPU), the grid of `mode`.
+    occupancy: [*volume_shape] float32 probabilities on the model grid (CPU), the grid of `mode`;
+        [K, *volume_shape] for a model of K > 1 classes.
     mode: the mode that produced `occupancy` ("standard", "prior", or "dense" for a U-Net).
     seconds: wall-clock seconds of encoding plus refinement of that grid.
     points_evaluated: decoder queries of that grid (every voxel for a U-Net).
-    runs: per mode run, {"seconds", "points_evaluated", "stages": [...]}.
+    runs: per mode run, {"seconds", "encode_seconds", "refine_seconds", "points_evaluated", "stages": [...]}.
     disagreement: voxels where standard and prior differ (mode "both" only).
     threshold: probability above which a voxel is foreground.
     """
@@ -58,7 +60,7 @@ class Prediction:
     points_evaluated: int
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     disagreement: int | None = None
-    threshold: float = 0.5
+    threshold: float = THRESHOLD
 
     @property
     def mask_model_grid(self) -> torch.Tensor:
@@ -77,18 +79,18 @@ class Predictor:
         amp: "off", "bf16" or "fp16": autocast dtype of encoder and decoder.
         device: where the model runs (default: where its parameters are).
         threshold: occupancy probability above which a voxel is foreground.
-        recheck_boundary: widen the refinement window (see `refine_occupancy`).
+        recheck_boundary: widen the refinement window (see `OccupancyLattice`).
     """
 
     def __init__(
         self,
         model: nn.Module,
-        mode: str = "auto",
-        stages: Sequence[int] = (4, 2, 1),
-        chunk_size: int = 2**14,
+        mode: str = MODE,
+        stages: Sequence[int] = STAGES,
+        chunk_size: int = CHUNK_SIZE,
         amp: str = "off",
         device: torch.device | str | None = None,
-        threshold: float = 0.5,
+        threshold: float = THRESHOLD,
         recheck_boundary: bool = False,
     ) -> None:
         if mode not in MODES:
@@ -120,62 +122,23 @@ class Predictor:
         self.threshold = float(threshold)
         self.recheck_boundary = bool(recheck_boundary)
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        dtype = AMP_MODES[self.amp]
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
-
-    def _synchronize(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
-    def _decode_fn(self, volume: torch.Tensor, encoding: Any):
-        """coords [N, 3] long -> probabilities [N]: patches gathered on the device per chunk."""
-        config = self.config
-
-        def decode(coords: torch.Tensor) -> torch.Tensor:
-            points = coords.to(self.device)[None]  # [1, N, 3]
-            patches = gather_patches(volume, points, large=config.large_patches) if config.patches else None
-            with self._autocast():
-                probabilities = self.model.decode(points, encoding, patches)  # [1, N, classes]
-            return probabilities[0, :, 0].float()
-
-        return decode
-
     def predict(self, image: Any) -> Prediction:
         """Occupancy of one volume `image [C, *volume_shape]` (numpy or torch) on the model grid."""
         volume = torch.as_tensor(image, dtype=torch.float32).to(self.device)[None]  # [1, C, D, H, W]
-        shape = tuple(self.config.volume_shape)
         modes = ("standard", "prior") if self.mode == "both" else (self.mode,)
         grids: dict[str, torch.Tensor] = {}
         runs: dict[str, dict[str, Any]] = {}
         with torch.inference_mode():
             for mode in modes:
-                self._synchronize()
-                start = time.perf_counter()
-                with self._autocast():
-                    encoding = self.model.encode(volume)
-                seed = None
-                if mode == "prior":
-                    seed = seed_from_segmentation(encoding.segmentation[0, 0].float(), shape, self.stages[0])
-                grid, stats = refine_occupancy(
-                    self._decode_fn(volume, encoding), shape, self.stages, seed_mask=seed,
-                    threshold=self.threshold, chunk_size=self.chunk_size,
-                    recheck_boundary=self.recheck_boundary, device=self.device,
-                )
-                self._synchronize()
-                seconds = time.perf_counter() - start
-                grids[mode] = grid
-                runs[mode] = _run_record(stats, seconds)
-                logger.info("%s inference: %.3f s, %d points evaluated", mode, seconds, stats.points_evaluated)
+                grids[mode], runs[mode] = self._run(volume, mode)
         kept = modes[-1]
         disagreement = None
         if len(modes) == 2:
             disagreement = int(((grids["standard"] > self.threshold) != (grids["prior"] > self.threshold)).sum())
             logger.info("standard and prior disagree in %d voxels", disagreement)
+        grid = grids[kept]  # [K, *volume_shape]
         return Prediction(
-            occupancy=grids[kept].float().cpu(),
+            occupancy=(grid[0] if len(grid) == 1 else grid).float().cpu(),
             mode=kept,
             seconds=runs[kept]["seconds"],
             points_evaluated=runs[kept]["points_evaluated"],
@@ -184,23 +147,59 @@ class Predictor:
             threshold=self.threshold,
         )
 
+    def _run(self, volume: torch.Tensor, mode: str) -> tuple[torch.Tensor, dict[str, Any]]:
+        """One mode on `volume [1, C, *S]`: encode, pad the patch source once, refine. (grid [K, *S], run record)"""
+        _synchronize(self.device)
+        start = time.perf_counter()
+        with autocast(self.amp, self.device):
+            encoding = self.model.encode(volume)
+        source = self._patch_source(volume)
+        seed = None
+        if mode == "prior":
+            seed = seed_from_segmentation(encoding.segmentation[0].float(), self.config.volume_shape, self.stages[0])
+        lattice = OccupancyLattice(
+            self.config.volume_shape, self.stages, seed=seed, threshold=self.threshold,
+            classes=self.config.number_of_classes, recheck_boundary=self.recheck_boundary, device=self.device,
+        )
+        _synchronize(self.device)
+        encode_seconds = time.perf_counter() - start
+        stats = refine_lattice(lattice, self._decoder(source, encoding, self.amp), self.chunk_size)
+        grid = lattice.to_dense()
+        _synchronize(self.device)
+        seconds = time.perf_counter() - start
+        logger.info("%s inference: %.3f s, %d points evaluated", mode, seconds, stats.points_evaluated)
+        return grid, _run_record(stats, seconds, encode_seconds)
+
+    def _patch_source(self, volume: torch.Tensor) -> PatchSource | None:
+        """The case's padded (and pooled) volume [1, C, *S] to gather every chunk's patches from; None without patches."""
+        if not self.config.patches:
+            return None
+        return PatchSource(volume, large=self.config.large_patches, pooling=self.config.large_patch_pooling)
+
+    def _decoder(self, source: PatchSource | None, encoding: Encoding, amp: str) -> Callable[[torch.Tensor], torch.Tensor]:
+        """points [N, 3] (model-grid voxel coordinates, any dtype, may require grad) -> probabilities [N, K],
+        with the patches of the nearest voxels gathered on the device from the case's source."""
+
+        def decode(points: torch.Tensor) -> torch.Tensor:
+            query = points.to(self.device)[None]  # [1, N, 3]
+            patches = source.gather(query.detach()) if source is not None else None
+            with autocast(amp, self.device):
+                return self.model.decode(query, encoding, patches)[0].float()  # [N, K]
+
+        return decode
+
     def point_decoder(self, image: Any) -> Callable[[torch.Tensor], torch.Tensor]:
         """A differentiable decoder of one volume for mesh refinement: points [N, 3] float → probabilities [N].
 
         Points are model-grid voxel coordinates and may require grad; the latents are computed once
-        without grad, and the patches come from the nearest voxel (no gradient flows through them).
+        without grad, the patches come from the nearest voxel (no gradient flows through them), and the
+        decoder runs in float32 whatever `amp` says.
         """
         volume = torch.as_tensor(image, dtype=torch.float32).to(self.device)[None]  # [1, C, D, H, W]
         with torch.no_grad():
             encoding = self.model.encode(volume)
-        config = self.config
-
-        def decode(points: torch.Tensor) -> torch.Tensor:
-            query = points.to(device=self.device, dtype=torch.float32)[None]  # [1, N, 3]
-            patches = gather_patches(volume, query.detach(), large=config.large_patches) if config.patches else None
-            return self.model.decode(query, encoding, patches)[0, :, 0]
-
-        return decode
+        decode = self._decoder(self._patch_source(volume), encoding, amp="off")
+        return lambda points: decode(points.float())[:, 0]
 
     def predict_case(self, case: Any) -> Prediction:
         """`predict` on a loaded `oss_net.data.Case` (its `image` is already on the model grid)."""
@@ -219,7 +218,7 @@ class DensePredictor:
 
     mode = "dense"
 
-    def __init__(self, model: nn.Module, amp: str = "off", device: torch.device | str | None = None, threshold: float = 0.5) -> None:
+    def __init__(self, model: nn.Module, amp: str = "off", device: torch.device | str | None = None, threshold: float = THRESHOLD) -> None:
         if amp not in AMP_MODES:
             raise InferenceError(f"unknown amp {amp!r}; expected one of {', '.join(AMP_MODES)}")
         self.config = model.config
@@ -228,18 +227,15 @@ class DensePredictor:
         self.amp = amp
         self.threshold = float(threshold)
 
-    _autocast = Predictor._autocast
-    _synchronize = Predictor._synchronize
-
     def predict(self, image: Any) -> Prediction:
         """Probabilities of one volume `image [C, *volume_shape]` (numpy or torch) on the model grid."""
         volume = torch.as_tensor(image, dtype=torch.float32).to(self.device)[None]  # [1, C, D, H, W]
         with torch.inference_mode():
-            self._synchronize()
+            _synchronize(self.device)
             start = time.perf_counter()
-            with self._autocast():
+            with autocast(self.amp, self.device):
                 probabilities = self.model.predict_volume(volume)[0, 0].float()  # [*volume_shape]
-            self._synchronize()
+            _synchronize(self.device)
             seconds = time.perf_counter() - start
         voxels = probabilities.numel()
         logger.info("dense inference: %.3f s, %d voxels", seconds, voxels)
@@ -253,15 +249,10 @@ class DensePredictor:
         return self.predict(case.image)
 
 
-def is_dense_model(model: nn.Module) -> bool:
-    """A model without a point decoder (the U-Net baselines) predicts the whole grid at once."""
-    return not hasattr(model, "decode")
-
-
 def make_predictor(model: nn.Module, **options: Any) -> Predictor | DensePredictor:
     """The predictor for `model` with `Predictor`'s options; a U-Net ignores mode, stages, chunk_size and
     recheck_boundary (logged when one was set)."""
-    if not is_dense_model(model):
+    if not is_dense(model):
         return Predictor(model, **options)
     ignored = sorted(k for k in options if k not in ("amp", "device", "threshold"))
     if ignored:
@@ -269,8 +260,16 @@ def make_predictor(model: nn.Module, **options: Any) -> Predictor | DensePredict
     return DensePredictor(model, **{k: v for k, v in options.items() if k not in ignored})
 
 
-def _run_record(stats: RefineStats, seconds: float) -> dict[str, Any]:
+def _run_record(stats: RefineStats, seconds: float, encode_seconds: float) -> dict[str, Any]:
+    """{"seconds" (end to end), "encode_seconds" (encoder + patch source), "refine_seconds", "points_evaluated", "stages"}."""
     record = stats.to_dict()
     record["refine_seconds"] = record.pop("seconds")
     record["seconds"] = seconds
+    record["encode_seconds"] = encode_seconds
     return record
+
+
+def _synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so wall-clock times are the work's."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -1,29 +1,35 @@
-"""The single coarse-to-fine occupancy refinement loop (standard and prior-seeded inference).
+"""Coarse-to-fine occupancy refinement: a lattice object and the one loop that drives it.
+
+    lattice = OccupancyLattice(shape, stages, seed=seed)   # seed: the prior mode's first-stage mask
+    stats = refine_lattice(lattice, decode_fn)             # while not done: query -> decode -> update
+    grid = lattice.to_dense()                              # [K, D, H, W] probabilities
 
 The original ran two near-identical copies of a MISE-like loop, dilated with a kernel of 3^stage (only
 sensible for strides 4, 2, 1), re-evaluated known negatives and could never use a coarse stage for
-anything but finding positives (reference §8, §12 items 1–4, 16). Here one loop serves both modes; the
-modes differ only in which points of the first lattice are evaluated.
+anything but finding positives (docs/reference.md §8, §12 items 1–4, 16). Here one object holds the
+lattice state (like im2mesh's MISE: `query`, `update`, `to_dense`) and one loop serves both modes;
+the modes differ only in which points of the first lattice are evaluated.
 
 The rule, stage by stage (strides s_0 > s_1 > ... , each dividing the one before):
 
 - A *lattice* of stride s holds the indices 0, s, 2s, ... along each axis plus the last index, so the
   far faces of the volume are always covered and every lattice contains the coarser ones.
-- Stage 0 evaluates the stride-s_0 lattice: all of it (standard) or only where `seed_mask` is set
+- Stage 0 evaluates the stride-s_0 lattice: all of it (standard) or only where `seed` is set
   (prior). Unevaluated seed points count as negative with probability 0.
-- Stage k (stride s, previous stride p): every stride-s point first *inherits* the value of the
+- Stage k (stride s, previous stride p): every stride-s point first *inherits* the values of the
   nearest point of the previous lattice (ties go to the lower index). A point is a *candidate* when
-  it has not been evaluated yet and the previous-lattice points within Chebyshev distance r of it do
-  not all share one label (`prob > threshold`), with r = p, or r = 2p when `recheck_boundary` is set.
-  "Zeros near positives" (the original's rule) is the half of this where the inherited label is 0;
-  the other half re-checks inherited positives next to the boundary, so nothing outside the object
-  stays positive only because its coarse neighbour was inside. Only candidates are decoded; every
-  evaluated value is kept, so no point is decoded twice.
+  it has not been evaluated yet and, for any class, the previous-lattice points within Chebyshev
+  distance r of it do not all share one label (`prob > threshold`), with r = p, or r = 2p when
+  `recheck_boundary` is set. "Zeros near positives" (the original's rule) is the half of this where
+  the inherited label is 0; the other half re-checks inherited positives next to the boundary, so
+  nothing outside the object stays positive only because its coarse neighbour was inside. Only
+  candidates are decoded (all K classes at once); every evaluated value is kept, so no point is
+  decoded twice.
 - When the last stride is above 1, the remaining voxels inherit from the nearest last-lattice point.
 
 For an object that the first lattice resolves (convex, or any shape whose features are wider than
-the coarse spacing) the result equals the dense thresholded grid, while only a shell around the
-boundary is evaluated at full resolution.
+the coarse spacing) the result equals the dense thresholded grid, per class, while only a shell
+around the boundary is evaluated at full resolution.
 """
 from __future__ import annotations
 
@@ -33,7 +39,9 @@ from typing import Callable, Sequence
 
 import torch
 
-DecodeFn = Callable[[torch.Tensor], torch.Tensor]  # coords [N, 3] long -> probabilities [N]
+from .defaults import CHUNK_SIZE, STAGES, THRESHOLD
+
+DecodeFn = Callable[[torch.Tensor], torch.Tensor]  # coords [N, 3] long -> probabilities [N, K] (or [N] when K = 1)
 
 
 @dataclass
@@ -72,7 +80,7 @@ def check_stages(stages: Sequence[int]) -> tuple[int, ...]:
     """Validate a stride schedule: positive, strictly decreasing, each stride dividing the previous one."""
     schedule = tuple(int(s) for s in stages)
     if not schedule:
-        raise ValueError("`stages` must name at least one stride, e.g. (4, 2, 1)")
+        raise ValueError(f"`stages` must name at least one stride, e.g. {STAGES}")
     if any(s < 1 for s in schedule):
         raise ValueError(f"`stages` must be positive strides, got {schedule}")
     for coarse, fine in zip(schedule, schedule[1:]):
@@ -97,17 +105,181 @@ def lattice_shape(shape: Sequence[int], stride: int) -> tuple[int, int, int]:
     return sizes[0], sizes[1], sizes[2]
 
 
-def seed_from_segmentation(segmentation: torch.Tensor, shape: Sequence[int], stride: int, threshold: float = 0.5) -> torch.Tensor:
+def seed_from_segmentation(
+    segmentation: torch.Tensor, shape: Sequence[int], stride: int, threshold: float = THRESHOLD
+) -> torch.Tensor:
     """The prior seed: the encoder's low-res probabilities, trilinearly upsampled (align_corners=True)
-    to the stride lattice and thresholded, as the original's optimised inference did (reference §8.2).
+    to the stride lattice and thresholded, as the original's optimised inference did (docs/reference.md
+    §8.2); with K classes a lattice point is seeded when any class is above the threshold.
 
-    segmentation: [d, h, w] or [1, 1, d, h, w] probabilities. Returns bool [*lattice_shape(shape, stride)].
+    segmentation: [d, h, w], [K, d, h, w] or [1, K, d, h, w] probabilities. Returns bool [*lattice_shape(shape, stride)].
     """
-    low_res = segmentation.reshape(1, 1, *segmentation.shape[-3:]).float()
+    low_res = segmentation.reshape(1, -1, *segmentation.shape[-3:]).float()  # [1, K, d, h, w]
     upsampled = torch.nn.functional.interpolate(
         low_res, size=lattice_shape(shape, stride), mode="trilinear", align_corners=True
     )
-    return upsampled[0, 0] > threshold
+    return (upsampled[0] > threshold).any(dim=0)
+
+
+class OccupancyLattice:
+    """The state of one coarse-to-fine refinement: the current lattice, its values, and what is known.
+
+    Drive it with `refine_lattice(lattice, decode_fn)`, or by hand: `query()` gives the points of the current
+    stage to decode, `update(values)` stores their values and moves to the next stage, and after the
+    last stage (`done`) `to_dense()` gives the full grid.
+
+    Args:
+        shape: (D, H, W) of the model grid.
+        stages: strides, coarse to fine, each dividing the previous one; (1,) is dense evaluation.
+        seed: bool [*lattice_shape(shape, stages[0])]; when given, stage 0 decodes only there (prior mode).
+        threshold: a class is positive at a point when its probability exceeds it.
+        classes: K, the probabilities per point.
+        recheck_boundary: widen the candidate window to two previous strides (more points, safer on
+            thin structures).
+        device: where the state lives and the coordinates are created (default: the seed's, else CPU).
+    """
+
+    def __init__(
+        self,
+        shape: Sequence[int],
+        stages: Sequence[int] = STAGES,
+        seed: torch.Tensor | None = None,
+        threshold: float = THRESHOLD,
+        classes: int = 1,
+        recheck_boundary: bool = False,
+        device: torch.device | str | None = None,
+    ) -> None:
+        self.stages = check_stages(stages)
+        if len(shape) != 3 or any(int(n) < 1 for n in shape):
+            raise ValueError(f"`shape` must be three positive sizes, got {tuple(shape)}")
+        if classes < 1:
+            raise ValueError(f"`classes` must be positive, got {classes}")
+        self.shape = tuple(int(n) for n in shape)
+        if seed is not None and tuple(seed.shape) != lattice_shape(self.shape, self.stages[0]):
+            raise ValueError(
+                f"`seed` has shape {tuple(seed.shape)}, expected the stride-{self.stages[0]} lattice "
+                f"shape {lattice_shape(self.shape, self.stages[0])}"
+            )
+        self.device = torch.device(device) if device is not None else seed.device if seed is not None else torch.device("cpu")
+        self.seed = seed
+        self.threshold = float(threshold)
+        self.classes = int(classes)
+        self.recheck_boundary = bool(recheck_boundary)
+        self.stage = 0
+        self.axes: list[torch.Tensor] = []  # the current lattice's indices per axis, 3 × [n_a]
+        self.values = torch.zeros(0)  # [K, n0, n1, n2] float32 probabilities, evaluated or inherited
+        self.evaluated = torch.zeros(0, dtype=torch.bool)  # [n0, n1, n2]
+        self.pending: torch.Tensor | None = None  # flat lattice indices [N] handed out by query()
+
+    @property
+    def done(self) -> bool:
+        """True after the last stage's update: only `to_dense` is left."""
+        return self.stage == len(self.stages)
+
+    @property
+    def stride(self) -> int:
+        """The stride of the current stage."""
+        return self.stages[self.stage]
+
+    @property
+    def lattice_points(self) -> int:
+        """Points of the current lattice (valid after `query`)."""
+        return self.evaluated.numel()
+
+    def query(self) -> torch.Tensor:
+        """The points of the current stage to decode: voxel coordinates [N, 3] long on `device` (N may be 0)."""
+        if self.done:
+            raise RuntimeError("the refinement is finished: read the grid with to_dense()")
+        if self.pending is None:
+            candidates = self._first_stage() if self.stage == 0 else self._next_stage()  # [n0, n1, n2] bool
+            self.pending = candidates.reshape(-1).nonzero().squeeze(1)
+        index = _unravel(self.pending, self.evaluated.shape)  # [N, 3] lattice positions
+        return torch.stack([self.axes[a][index[:, a]] for a in range(3)], dim=1)
+
+    def update(self, values: torch.Tensor) -> None:
+        """Store the probabilities [N, K] (or [N] when K = 1) of the points `query` gave; next stage."""
+        if self.pending is None:
+            raise RuntimeError("update() must follow query(): it stores the values of the queried points")
+        expected = (len(self.pending), self.classes)
+        values = values[:, None] if values.dim() == 1 else values
+        if tuple(values.shape) != expected:
+            raise ValueError(f"values must be [{expected[0]}, {expected[1]}] (points, classes), got {list(values.shape)}")
+        self.values.view(self.classes, -1)[:, self.pending] = values.to(self.values).t()
+        self.evaluated.view(-1)[self.pending] = True
+        self.pending = None
+        self.stage += 1
+
+    def to_dense(self) -> torch.Tensor:
+        """The grid [K, D, H, W] float32: evaluated values, inherited ones elsewhere."""
+        if not self.done:
+            raise RuntimeError(f"the refinement is at stage {self.stage} of {len(self.stages)}: finish it before to_dense()")
+        if self.stages[-1] == 1:
+            return self.values
+        full = [torch.arange(n, device=self.device) for n in self.shape]
+        return _take(self.values, [_nearest(full[a], self.axes[a]) for a in range(3)])
+
+    def _first_stage(self) -> torch.Tensor:
+        """Set up the coarsest lattice with nothing known; candidates: all of it, or the seed. [n0, n1, n2]"""
+        self.axes = [lattice_indices(n, self.stride, self.device) for n in self.shape]
+        sizes = tuple(len(a) for a in self.axes)
+        self.values = torch.zeros(self.classes, *sizes, dtype=torch.float32, device=self.device)
+        self.evaluated = torch.zeros(sizes, dtype=torch.bool, device=self.device)
+        if self.seed is None:
+            return torch.ones_like(self.evaluated)
+        return self.seed.to(device=self.device, dtype=torch.bool)
+
+    def _next_stage(self) -> torch.Tensor:
+        """Carry the previous lattice onto the finer one; candidates: unevaluated points whose
+        neighbourhood disagrees for any class. [n0, n1, n2]"""
+        coarse_axes = self.axes
+        radius = self.stages[self.stage - 1] * (2 if self.recheck_boundary else 1)
+        axes = [lattice_indices(n, self.stride, self.device) for n in self.shape]
+        nearest = [_nearest(axes[a], coarse_axes[a]) for a in range(3)]
+        on_coarse = [coarse_axes[a][nearest[a]] == axes[a] for a in range(3)]
+        labels = self.values > self.threshold  # [K, m0, m1, m2] on the previous lattice
+        self.values = _take(self.values, nearest)
+        self.evaluated = _take(self.evaluated, nearest)
+        self.evaluated &= on_coarse[0][:, None, None] & on_coarse[1][None, :, None] & on_coarse[2][None, None, :]
+        self.axes = axes
+
+        windows = [_window(axes[a], coarse_axes[a], radius) for a in range(3)]
+        undecided = _mixed_boxes(labels, [w[0] for w in windows], [w[1] for w in windows])  # [K, n0, n1, n2]
+        undecided = undecided[0] if self.classes == 1 else undecided.any(dim=0)
+        return undecided & ~self.evaluated
+
+
+def refine_lattice(lattice: OccupancyLattice, decode_fn: DecodeFn, chunk_size: int = CHUNK_SIZE) -> RefineStats:
+    """Drive `lattice` to the end: each stage decodes what `query` asks, in chunks, then `update`s.
+
+    decode_fn maps integer voxel coordinates [N, 3] (long, on the lattice's device) to probabilities
+    [N, K] (or [N] for one class). Returns the cost per stage; the grid is `lattice.to_dense()`.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"`chunk_size` must be positive, got {chunk_size}")
+    stats = RefineStats()
+    while not lattice.done:
+        start = time.perf_counter()
+        coords = lattice.query()  # [N, 3]
+        stride, points = lattice.stride, lattice.lattice_points
+        lattice.update(_evaluate(decode_fn, coords, chunk_size, lattice.classes))
+        if coords.is_cuda:
+            torch.cuda.synchronize(coords.device)
+        stats.stages.append(StageStats(stride, points, len(coords), time.perf_counter() - start))
+    return stats
+
+
+def _evaluate(decode_fn: DecodeFn, coords: torch.Tensor, chunk_size: int, classes: int) -> torch.Tensor:
+    """decode_fn over coords [N, 3] in chunks of at most chunk_size points. [N, K] float32"""
+    if len(coords) == 0:
+        return torch.zeros(0, classes, dtype=torch.float32, device=coords.device)
+    return torch.cat([decode_fn(chunk).reshape(len(chunk), -1).float() for chunk in coords.split(chunk_size)])
+
+
+def _unravel(flat: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """Flat C-order indices [N] of a grid of `shape` -> [N, 3] indices."""
+    k = flat % shape[2]
+    rest = flat // shape[2]
+    return torch.stack([rest // shape[1], rest % shape[1], k], dim=1)
 
 
 def _nearest(fine: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
@@ -126,139 +298,37 @@ def _window(fine: torch.Tensor, coarse: torch.Tensor, radius: int) -> tuple[torc
 
 
 def _take(grid: torch.Tensor, index: Sequence[torch.Tensor]) -> torch.Tensor:
-    """grid[i0][:, i1][:, :, i2]: the outer-product gather of one index vector per axis.
+    """grid[..., i0, :, :][..., i1, :][..., i2]: the outer-product gather of the last three axes of `grid [..., n0, n1, n2]`.
 
     The innermost axis goes first, while the tensor is still the small coarse one; the last gather,
-    along axis 0, copies whole contiguous slabs (gathering along the last axis of a large tensor is slow).
+    along the outermost spatial axis, copies whole contiguous slabs (gathering along the last axis of
+    a large tensor is slow).
     """
-    out = _select(grid, 2, index[2])
-    out = _select(out, 1, index[1])
-    return _select(out, 0, index[0])
+    out = _select(grid, -1, index[2])
+    out = _select(out, -2, index[1])
+    return _select(out, -3, index[0])
 
 
 def _select(tensor: torch.Tensor, axis: int, index: torch.Tensor) -> torch.Tensor:
-    """tensor.index_select(axis, index) by advanced indexing, which is several times faster on CPU for outer axes."""
-    return tensor[(slice(None),) * axis + (index,)]
+    """tensor.index_select(axis, index) for a negative `axis`, by advanced indexing (several times faster
+    on the CPU for outer axes)."""
+    return tensor[(Ellipsis, index) + (slice(None),) * (-1 - axis)]
 
 
-def _box_counts(labels: torch.Tensor, lo: Sequence[torch.Tensor], hi: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Number of True labels in the box [lo, hi) around every fine point. [n0, n1, n2] int32
+def _mixed_boxes(labels: torch.Tensor, lo: Sequence[torch.Tensor], hi: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Whether the box [lo, hi) of `labels [..., m0, m1, m2]` around every fine point holds both labels. [..., n0, n1, n2] bool
 
-    A box sum is separable: a 1D window sum (prefix sum, then hi − lo) along each axis in turn,
-    innermost first, so the large fine-resolution tensors only appear in the last, slab-wise step.
+    Each coarse point becomes two bits (1: positive, 2: negative), OR-ed over the window along each axis
+    in turn; a box is mixed when both bits are set. Windows are a few points wide (two or three per
+    axis for strides that halve), so the OR is that many gathers, the last index repeated to fill
+    the narrower windows. Innermost axis first, so the large fine-resolution tensors only appear in
+    the last, slab-wise step, and in bytes.
     """
-    counts = labels.to(torch.int32)
-    for axis in (2, 1, 0):
-        prefix = torch.nn.functional.pad(counts.cumsum(axis, dtype=torch.int32), _front_pad(axis))
-        counts = _select(prefix, axis, hi[axis]) - _select(prefix, axis, lo[axis])
-    return counts
-
-
-def _front_pad(axis: int) -> tuple[int, ...]:
-    """F.pad spec for one zero slab in front of `axis` of a 3D tensor (F.pad lists the last axis first)."""
-    spec = [0, 0, 0, 0, 0, 0]
-    spec[2 * (2 - axis)] = 1
-    return tuple(spec)
-
-
-def _evaluate(decode_fn: DecodeFn, coords: torch.Tensor, chunk_size: int) -> torch.Tensor:
-    """decode_fn over coords [N, 3] in chunks of at most chunk_size points. [N] float32"""
-    if len(coords) == 0:
-        return coords.new_zeros(0, dtype=torch.float32)
-    return torch.cat([decode_fn(chunk).reshape(-1).float() for chunk in coords.split(chunk_size)])
-
-
-def refine_occupancy(
-    decode_fn: DecodeFn,
-    shape: Sequence[int],
-    stages: Sequence[int] = (4, 2, 1),
-    seed_mask: torch.Tensor | None = None,
-    threshold: float = 0.5,
-    chunk_size: int = 2**14,
-    recheck_boundary: bool = False,
-    device: torch.device | str | None = None,
-) -> tuple[torch.Tensor, RefineStats]:
-    """Coarse-to-fine occupancy of a volume of `shape`, decoding only where the answer can change.
-
-    Args:
-        decode_fn: maps integer voxel coordinates [N, 3] (long, on `device`) to probabilities [N].
-        shape: (D, H, W) of the model grid.
-        stages: strides, coarse to fine, each dividing the previous one; (1,) is dense evaluation.
-        seed_mask: bool [*lattice_shape(shape, stages[0])]; when given, stage 0 decodes only there (prior mode).
-        threshold: a point is positive when its probability exceeds it.
-        chunk_size: most points handed to decode_fn at once.
-        recheck_boundary: widen the candidate window to two previous strides (more points, safer on
-            thin structures).
-        device: where the grid lives and the coordinates are created (default: the seed's, else CPU).
-
-    Returns:
-        (grid [D, H, W] float32 probabilities, evaluated or inherited; RefineStats).
-    """
-    schedule = check_stages(stages)
-    if len(shape) != 3 or any(int(n) < 1 for n in shape):
-        raise ValueError(f"`shape` must be three positive sizes, got {tuple(shape)}")
-    if chunk_size < 1:
-        raise ValueError(f"`chunk_size` must be positive, got {chunk_size}")
-    shape = tuple(int(n) for n in shape)
-    if device is None:
-        device = seed_mask.device if seed_mask is not None else torch.device("cpu")
-    if seed_mask is not None and tuple(seed_mask.shape) != lattice_shape(shape, schedule[0]):
-        raise ValueError(
-            f"`seed_mask` has shape {tuple(seed_mask.shape)}, expected the stride-{schedule[0]} lattice "
-            f"shape {lattice_shape(shape, schedule[0])}"
-        )
-
-    stats = RefineStats()
-    values = evaluated = coarse_axes = None
-    for stage, stride in enumerate(schedule):
-        start = time.perf_counter()
-        axes = [lattice_indices(n, stride, device) for n in shape]
-        if stage == 0:
-            values = torch.zeros(tuple(len(a) for a in axes), dtype=torch.float32, device=device)  # [n0, n1, n2]
-            evaluated = torch.zeros_like(values, dtype=torch.bool)
-            candidates = torch.ones_like(evaluated) if seed_mask is None else seed_mask.to(device=device, dtype=torch.bool)
-        else:
-            values, evaluated, candidates = _inherit_and_select(
-                values, evaluated, coarse_axes, axes, threshold, radius=schedule[stage - 1] * (2 if recheck_boundary else 1)
-            )
-        where = candidates.nonzero(as_tuple=True)  # 3 × [N]
-        coords = torch.stack([axes[a][where[a]] for a in range(3)], dim=1)  # [N, 3] long
-        values[where] = _evaluate(decode_fn, coords, chunk_size).to(device)
-        evaluated[where] = True
-        coarse_axes = axes
-        if values.is_cuda:
-            torch.cuda.synchronize(values.device)
-        stats.stages.append(StageStats(stride, values.numel(), len(coords), time.perf_counter() - start))
-
-    if schedule[-1] > 1:
-        full = [torch.arange(n, device=device) for n in shape]
-        values = _take(values, [_nearest(full[a], coarse_axes[a]) for a in range(3)])
-    return values, stats
-
-
-def _inherit_and_select(
-    coarse_values: torch.Tensor,
-    coarse_evaluated: torch.Tensor,
-    coarse_axes: Sequence[torch.Tensor],
-    axes: Sequence[torch.Tensor],
-    threshold: float,
-    radius: int,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Carry the previous lattice onto the finer one and pick the points whose neighbourhood disagrees.
-
-    Returns (values [n0, n1, n2] inherited, evaluated [n0, n1, n2], candidates [n0, n1, n2]).
-    """
-    nearest = [_nearest(axes[a], coarse_axes[a]) for a in range(3)]
-    on_coarse = [coarse_axes[a][nearest[a]] == axes[a] for a in range(3)]
-    values = _take(coarse_values, nearest)
-    evaluated = _take(coarse_evaluated, nearest)
-    evaluated &= on_coarse[0][:, None, None] & on_coarse[1][None, :, None] & on_coarse[2][None, None, :]
-
-    windows = [_window(axes[a], coarse_axes[a], radius) for a in range(3)]
-    lo = [w[0] for w in windows]
-    hi = [w[1] for w in windows]
-    positives = _box_counts(coarse_values > threshold, lo, hi)
-    extent = [(hi[a] - lo[a]).to(torch.int32) for a in range(3)]  # coarse points in each window, per axis
-    sizes = extent[0][:, None, None] * extent[1][None, :, None] * extent[2][None, None, :]
-    candidates = (positives > 0) & (positives < sizes) & ~evaluated
-    return values, evaluated, candidates
+    bits = torch.where(labels, 1, 2).to(torch.uint8)
+    for axis in (-1, -2, -3):
+        first, stop = lo[3 + axis], hi[3 + axis]
+        combined = _select(bits, axis, first)
+        for step in range(1, int((stop - first).max())):
+            combined |= _select(bits, axis, torch.minimum(first + step, stop - 1))
+        bits = combined
+    return bits == 3

@@ -1,11 +1,10 @@
-"""Point sampling, point labels, device patch gathering and the low-resolution target."""
+"""Point sampling, point labels and the low-resolution target (patch gathering: test_patches.py)."""
 from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from oss_net.data.sampling import gather_patches, labels_at, sample_coordinates, segmentation_target
+from oss_net.data.sampling import labels_at, sample_coordinates, segmentation_target
 
 SHAPE = (12, 10, 8)
 
@@ -70,43 +69,6 @@ def test_labels_at_nearest_voxel():
     assert labels_at(label, coords).squeeze(1).tolist() == [1.0, 1.0, 0.0, 0.0]
     batched = labels_at(label.expand(2, *SHAPE), coords.expand(2, 4, 3))
     assert batched.shape == (2, 4, 1)
-
-
-def _naive_patches(volume, coords, large):
-    """Per point: slice the zero-padded volume on the CPU."""
-    padded = F.pad(volume, [7] * 6)
-    out = []
-    for b in range(volume.shape[0]):
-        rows = []
-        for point in torch.round(coords[b]).long().tolist():
-            i, j, k = (p + 7 for p in point)
-            small = padded[b, :, i - 3:i + 4, j - 3:j + 4, k - 3:k + 4]
-            if large:
-                block = padded[b, :, i - 7:i + 7, j - 7:j + 7, k - 7:k + 7]
-                small = torch.cat([small, F.avg_pool3d(block[None], 2)[0]])
-            rows.append(small)
-        out.append(torch.stack(rows))
-    return torch.stack(out)
-
-
-@pytest.mark.parametrize("large", [False, True])
-def test_gather_patches_equals_a_naive_gather(large):
-    generator = _generator(3)
-    volume = torch.randn(2, 3, *SHAPE, generator=generator, dtype=torch.float64)
-    coords = torch.stack([sample_coordinates(SHAPE, None, 50, 0.0, generator, continuous=True) for _ in range(2)])
-    coords[0, 0] = torch.tensor([0.0, 0.0, 0.0])  # corners: mostly outside
-    coords[1, 0] = torch.tensor([s - 1.0 for s in SHAPE])
-    patches = gather_patches(volume, coords.double(), large=large)
-    assert patches.shape == (2, 50, 6 if large else 3, 7, 7, 7) and patches.dtype == torch.float64
-    assert torch.allclose(patches, _naive_patches(volume, coords, large), atol=1e-12)
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_gather_patches_on_gpu_equals_cpu():
-    volume = torch.randn(1, 2, *SHAPE)
-    coords = sample_coordinates(SHAPE, None, 200, 0.0, _generator())[None]
-    gpu = gather_patches(volume.cuda(), coords.cuda(), large=True)
-    assert gpu.device.type == "cuda" and torch.allclose(gpu.cpu(), gather_patches(volume, coords, large=True))
 
 
 def test_segmentation_target_is_any_foreground_per_cell():

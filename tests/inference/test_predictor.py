@@ -64,3 +64,31 @@ def test_point_decoder_is_differentiable(brats_case):
     probabilities = decode(points)
     assert probabilities.shape == (2,)
     assert probabilities.requires_grad
+
+
+@pytest.mark.parametrize("name", ["C", "D"])  # small patches; large patches (with the skip encoder)
+def test_patches_from_the_case_source_equal_gathering_per_chunk(name):
+    """The predictor pads (and pools) the volume once per case; the grid is bit for bit the one of
+    re-gathering every chunk's patches from the volume, as inference did before."""
+    from oss_net.data import gather_patches
+    from oss_net.inference.refine import OccupancyLattice, refine_lattice
+    from oss_net.models import build_model, demo_config
+
+    torch.manual_seed(0)
+    config = demo_config(name, "brats", volume_shape=(20, 18, 16), encoder_channels=((4, 8),), decoder_width=16)
+    model = build_model(config).eval()
+    volume = torch.randn(1, config.in_channels, *config.volume_shape)
+    prediction = Predictor(model, mode="standard", chunk_size=500).predict(volume[0])
+
+    with torch.inference_mode():
+        encoding = model.encode(volume)
+
+        def decode(coords):  # [N, 3] -> [N, 1], patches re-gathered from the whole volume for this chunk
+            patches = gather_patches(volume, coords[None], large=config.large_patches)
+            return model.decode(coords[None], encoding, patches)[0]
+
+        lattice = OccupancyLattice(config.volume_shape)
+        stats = refine_lattice(lattice, decode, chunk_size=500)
+    assert config.large_patches == (name == "D")
+    assert prediction.points_evaluated == stats.points_evaluated
+    assert torch.equal(prediction.occupancy, lattice.to_dense()[0])

@@ -1,18 +1,27 @@
-"""The coarse-to-fine loop on analytic shapes, where the dense answer is known exactly."""
+"""The coarse-to-fine lattice and its loop on analytic shapes, where the dense answer is known exactly."""
 from __future__ import annotations
 
 import pytest
 import torch
 
+from oss_net.inference.defaults import CHUNK_SIZE
 from oss_net.inference.refine import (
+    OccupancyLattice,
     check_stages,
     lattice_indices,
     lattice_shape,
-    refine_occupancy,
+    refine_lattice,
     seed_from_segmentation,
 )
 
 SHAPE = (48, 44, 31)
+
+
+def refine_grid(decode, shape=SHAPE, chunk_size=CHUNK_SIZE, **options):
+    """(grid [D, H, W] of one class, RefineStats): the lattice driven by the one loop."""
+    lattice = OccupancyLattice(shape, **options)
+    stats = refine_lattice(lattice, decode, chunk_size)
+    return lattice.to_dense()[0], stats
 
 
 def sphere(centre: tuple[float, float, float], radius: float):
@@ -30,7 +39,7 @@ def sphere(centre: tuple[float, float, float], radius: float):
 
 def dense(decode) -> torch.Tensor:
     grid = torch.stack(torch.meshgrid(*[torch.arange(n) for n in SHAPE], indexing="ij"), dim=-1)
-    return decode(grid.reshape(-1, 3)).reshape(SHAPE)
+    return decode(grid.reshape(-1, 3)).reshape(*SHAPE, -1).squeeze(-1)  # [*SHAPE] or [*SHAPE, K]
 
 
 @pytest.mark.parametrize("stages", [(4, 2, 1), (8, 4, 2, 1), (2, 1), (6, 3, 1)])
@@ -38,7 +47,7 @@ def test_convex_object_matches_dense_grid(stages):
     decode, calls = sphere((22.3, 20.8, 15.1), 10.5)
     truth = dense(decode) > 0.5
     calls.clear()
-    grid, stats = refine_occupancy(decode, SHAPE, stages=stages)
+    grid, stats = refine_grid(decode, SHAPE, stages=stages)
     assert grid.shape == SHAPE and grid.dtype == torch.float32
     assert torch.equal(grid > 0.5, truth)
     # nothing is decoded twice, and the stats count exactly what was decoded
@@ -50,7 +59,7 @@ def test_convex_object_matches_dense_grid(stages):
 
 def test_evaluated_voxels_keep_their_probability():
     decode, calls = sphere((20.0, 21.0, 14.0), 9.0)
-    grid, _ = refine_occupancy(decode, SHAPE)
+    grid, _ = refine_grid(decode, SHAPE)
     asked = torch.cat(calls)
     expected = decode(asked)
     assert torch.allclose(grid[asked[:, 0], asked[:, 1], asked[:, 2]], expected)
@@ -58,13 +67,13 @@ def test_evaluated_voxels_keep_their_probability():
 
 def test_prior_agrees_with_standard_and_decodes_fewer_points():
     decode, _ = sphere((24.0, 20.0, 14.0), 8.0)
-    standard, standard_stats = refine_occupancy(decode, SHAPE, stages=(4, 2, 1))
+    standard, standard_stats = refine_grid(decode, SHAPE, stages=(4, 2, 1))
     # a coarse "encoder segmentation" over 4 × 4 × 3 cells that covers the ball with one cell to spare
     low_res = torch.zeros(4, 4, 3)
     low_res[1:3, 1:3, 0:3] = 0.9
     seed = seed_from_segmentation(low_res, SHAPE, stride=4)
     assert seed.shape == lattice_shape(SHAPE, 4) and 0 < seed.sum() < seed.numel()
-    prior, prior_stats = refine_occupancy(decode, SHAPE, stages=(4, 2, 1), seed_mask=seed)
+    prior, prior_stats = refine_grid(decode, SHAPE, stages=(4, 2, 1), seed=seed)
     assert torch.equal(prior > 0.5, standard > 0.5)
     assert prior_stats.stages[0].points_evaluated == int(seed.sum())
     assert prior_stats.points_evaluated < standard_stats.points_evaluated
@@ -73,16 +82,16 @@ def test_prior_agrees_with_standard_and_decodes_fewer_points():
 def test_empty_seed_finds_nothing_and_decodes_nothing():
     decode, calls = sphere((24.0, 20.0, 14.0), 8.0)
     seed = torch.zeros(lattice_shape(SHAPE, 4), dtype=torch.bool)
-    grid, stats = refine_occupancy(decode, SHAPE, seed_mask=seed)
+    grid, stats = refine_grid(decode, SHAPE, seed=seed)
     assert stats.points_evaluated == 0 and not calls
     assert not (grid > 0.5).any()
 
 
 def test_chunking_does_not_change_the_result():
     decode, calls = sphere((21.0, 23.0, 16.0), 9.7)
-    big, _ = refine_occupancy(decode, SHAPE, chunk_size=2**20)
+    big, _ = refine_grid(decode, SHAPE, chunk_size=2**20)
     calls.clear()
-    small, stats = refine_occupancy(decode, SHAPE, chunk_size=97)
+    small, stats = refine_grid(decode, SHAPE, chunk_size=97)
     # the same points are decoded either way; values differ only by float reduction order
     assert torch.equal(big > 0.5, small > 0.5)
     assert torch.allclose(big, small, rtol=1e-5, atol=1e-7)
@@ -93,7 +102,7 @@ def test_chunking_does_not_change_the_result():
 def test_object_touching_the_far_faces_is_resolved():
     # the lattice always holds the last index, so a ball centred on the far corner is still exact
     decode, _ = sphere((SHAPE[0] - 1.0, SHAPE[1] - 1.0, SHAPE[2] - 1.0), 12.2)
-    grid, _ = refine_occupancy(decode, SHAPE, stages=(8, 4, 2, 1))
+    grid, _ = refine_grid(decode, SHAPE, stages=(8, 4, 2, 1))
     assert torch.equal(grid > 0.5, dense(decode) > 0.5)
 
 
@@ -105,16 +114,16 @@ def test_two_separate_balls_and_recheck_boundary():
         return (a | b).float()
 
     truth = dense(decode) > 0.5
-    grid, stats = refine_occupancy(decode, SHAPE)
-    wide, wide_stats = refine_occupancy(decode, SHAPE, recheck_boundary=True)
+    grid, stats = refine_grid(decode, SHAPE)
+    wide, wide_stats = refine_grid(decode, SHAPE, recheck_boundary=True)
     assert torch.equal(grid > 0.5, truth) and torch.equal(wide > 0.5, truth)
     assert wide_stats.points_evaluated > stats.points_evaluated
 
 
 def test_coarser_final_stride_inherits_from_the_nearest_lattice_point():
     decode, _ = sphere((22.0, 20.0, 15.0), 10.0)
-    grid, stats = refine_occupancy(decode, SHAPE, stages=(4, 2))
-    last = refine_occupancy(decode, SHAPE, stages=(4, 2, 1))[0]
+    grid, stats = refine_grid(decode, SHAPE, stages=(4, 2))
+    last = refine_grid(decode, SHAPE, stages=(4, 2, 1))[0]
     assert stats.stages[-1].stride == 2
     # on the stride-2 lattice both schedules hold the same values; off it, a voxel copies a neighbour
     lattice = [lattice_indices(n, 2) for n in SHAPE]
@@ -141,5 +150,80 @@ def test_bad_stages(stages, message):
 
 def test_seed_of_wrong_shape_is_rejected():
     decode, _ = sphere((10.0, 10.0, 10.0), 3.0)
-    with pytest.raises(ValueError, match=r"expected the stride-4 lattice shape \(13, 12, 9\)"):
-        refine_occupancy(decode, SHAPE, seed_mask=torch.ones(12, 11, 8, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"`seed` has shape \(12, 11, 8\), expected the stride-4 lattice shape \(13, 12, 9\)"):
+        refine_grid(decode, SHAPE, seed=torch.ones(12, 11, 8, dtype=torch.bool))
+
+
+def three_regions(centre=(22.0, 20.0, 15.0)):
+    """decode_fn of K = 3 nested soft balls (like BraTS WT ⊃ TC ⊃ ET) plus a separate ball in class 2 only."""
+    centre_t = torch.tensor(centre)
+    radii = torch.tensor([11.5, 7.3, 3.6])
+    calls: list[torch.Tensor] = []
+
+    def decode(coords: torch.Tensor) -> torch.Tensor:  # [N, 3] long -> [N, 3]
+        calls.append(coords.clone())
+        x = coords.float()
+        nested = torch.sigmoid(2.0 * (radii - (x - centre_t).norm(dim=1, keepdim=True)))  # [N, 3]
+        apart = torch.sigmoid(2.0 * (4.4 - (x - torch.tensor([40.0, 36.0, 24.0])).norm(dim=1)))
+        return torch.stack([nested[:, 0], torch.maximum(nested[:, 1], apart), nested[:, 2]], dim=1)
+
+    return decode, calls
+
+
+@pytest.mark.parametrize("prior", [False, True])
+def test_three_classes_match_the_dense_grid_per_class(prior):
+    decode, calls = three_regions()
+    truth = dense(decode).permute(3, 0, 1, 2) > 0.5  # [3, *SHAPE]
+    assert all(0 < truth[k].sum() < truth[k].numel() for k in range(3))
+    calls.clear()
+    seed = None
+    if prior:  # a coarse K-channel "encoder segmentation": every class present in a cell marks it
+        low_res = torch.nn.functional.adaptive_max_pool3d(truth.float()[None], (6, 6, 4))[0]
+        seed = seed_from_segmentation(low_res, SHAPE, stride=4)
+    lattice = OccupancyLattice(SHAPE, seed=seed, classes=3)
+    stats = refine_lattice(lattice, decode, chunk_size=1000)
+    grid = lattice.to_dense()
+    assert grid.shape == (3, *SHAPE) and torch.equal(grid > 0.5, truth)
+    asked = torch.cat(calls)
+    assert len(torch.unique(asked, dim=0)) == len(asked) == stats.points_evaluated < 0.5 * truth[0].numel()
+    # every decoded voxel keeps all three of its probabilities
+    assert torch.allclose(grid[:, asked[:, 0], asked[:, 1], asked[:, 2]], decode(asked).t())
+
+
+def test_a_class_undecided_alone_is_refined():
+    """Class 2's separate ball lies where classes 0 and 1 are all negative: it is still resolved exactly."""
+    decode, _ = three_regions()
+    lattice = OccupancyLattice(SHAPE, classes=3)
+    refine_lattice(lattice, decode)
+    one_class = OccupancyLattice(SHAPE)
+    refine_lattice(one_class, lambda coords: decode(coords)[:, 1])
+    assert torch.equal(lattice.to_dense()[1] > 0.5, dense(decode)[..., 1] > 0.5)
+    assert torch.equal(one_class.to_dense()[0] > 0.5, dense(decode)[..., 1] > 0.5)
+
+
+def test_seed_of_several_classes_is_any_class_above_threshold():
+    low_res = torch.zeros(2, 4, 4, 3)
+    low_res[0, 0, 0, 0] = 0.9
+    low_res[1, 3, 3, 2] = 0.9
+    seed = seed_from_segmentation(low_res, SHAPE, stride=4)
+    assert seed[0, 0, 0] and seed[-1, -1, -1]
+    assert torch.equal(seed, seed_from_segmentation(low_res[0], SHAPE, 4) | seed_from_segmentation(low_res[1], SHAPE, 4))
+
+
+def test_lattice_walks_query_update_to_dense():
+    lattice = OccupancyLattice((9, 5, 5), stages=(4, 1))
+    with pytest.raises(RuntimeError, match="update\\(\\) must follow query\\(\\)"):
+        lattice.update(torch.zeros(0))
+    coords = lattice.query()
+    assert lattice.stride == 4 and coords.tolist()[:3] == [[0, 0, 0], [0, 0, 4], [0, 4, 0]]
+    assert len(coords) == lattice.lattice_points == 3 * 2 * 2
+    with pytest.raises(ValueError, match=r"values must be \[12, 1\] \(points, classes\), got \[12, 2\]"):
+        lattice.update(torch.zeros(12, 2))
+    with pytest.raises(RuntimeError, match="at stage 0 of 2: finish it"):
+        lattice.to_dense()
+    lattice.update(torch.zeros(12))  # all negative: nothing is undecided at stride 1
+    assert len(lattice.query()) == 0
+    lattice.update(torch.zeros(0))
+    assert lattice.done and torch.equal(lattice.to_dense(), torch.zeros(1, 9, 5, 5))
+    with pytest.raises(RuntimeError, match="finished"):
+        lattice.query()

@@ -1,0 +1,105 @@
+"""Image patches around query points: the 7³ neighbourhood the decoder sees (and, for the large-patch
+configurations B and D, the 14³ neighbourhood average-pooled 2× to 7³, or max-pooled as the original's
+inference did: `pooling="max"`).
+
+    source = PatchSource(volume, large=True)        # pad (and box-average) the volume once per case
+    patches = source.gather(coords)                 # then gather any number of chunks from it
+
+Patches are gathered on the volume's own device by flat index arithmetic, with no unfolded view
+(docs/reference.md §12 item 24). Training gathers one batch per step (`gather_patches`); inference
+decodes a case in many chunks, so it keeps one `PatchSource` per case instead of re-padding per chunk.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from oss_net.data.sampling import nearest_voxel
+
+PATCH_SIZE = 7  # every patch the decoder sees is 7³ voxels: small c−3..c+3, or large pooled to 7³
+LARGE_PATCH_SIZE = 2 * PATCH_SIZE  # the large patch c−7..c+6 before its 2× average pooling
+GATHER_ELEMENTS = 1 << 24  # values gathered per step (64 MiB of float32), to bound temporaries
+# How the 14³ large patch becomes 7³: "avg" (the original's training) or "max" (the original's inference).
+LARGE_PATCH_POOLINGS = ("avg", "max")
+
+
+class PatchSource:
+    """A volume zero-padded once (plus its 2³ box average or maximum for large patches), ready to gather patches.
+
+    The volume is kept channels-last, so one voxel's channels sit together, and read through a view
+    whose row r is the run of 7 voxels r, r+s, ..., r+6s along the last axis (s = 1 for the small patch,
+    2 for the large one): a patch is 49 such rows, one index each, instead of 343 single values per
+    channel. The large patch of a centre c is read at stride 2 from the box average of the padded
+    volume: box[p] = mean(padded[p..p+1]) per axis, so box[c + 2m] is the pooled cell m of the 14³
+    block (likewise for the maximum), and zeros outside the grid count, as the original's zero padding did.
+
+    Args:
+        volume: `[B, C, D, H, W]` model-grid volume; padding and gathering happen on its device.
+        large: also gather the pooled large patches, stacked after the small channels.
+        pooling: "avg" or "max" (box maximum instead of mean) for the large patches.
+    """
+
+    def __init__(self, volume: torch.Tensor, large: bool = False, pooling: str = "avg") -> None:
+        if volume.dim() != 5:
+            raise ValueError(f"volume must be [B, C, D, H, W], got {list(volume.shape)}")
+        if pooling not in LARGE_PATCH_POOLINGS:
+            raise ValueError(f"large-patch pooling must be one of {LARGE_PATCH_POOLINGS}, got {pooling!r}")
+        self.batch, self.channels, *shape = volume.shape
+        self.shape = tuple(shape)
+        margin = LARGE_PATCH_SIZE // 2
+        padded = F.pad(volume, [margin] * 6)  # [B, C, D+14, H+14, W+14]
+        half = PATCH_SIZE // 2
+        # each part: runs [B, R, 7, C], its grid shape, and the flat offsets [49] of a patch's runs from its centre
+        self.parts = [_part(padded, margin - half, 1)]  # c−3..c+3 sit at padded c+margin−3..c+margin+3
+        if large:
+            pool = F.avg_pool3d if pooling == "avg" else F.max_pool3d
+            box = pool(padded, kernel_size=2, stride=1)  # [B, C, D+13, H+13, W+13]
+            self.parts.append(_part(box, 0, 2))  # box[c+2m] pools c−7+2m..c−6+2m per axis
+
+    @property
+    def patch_channels(self) -> int:
+        """C_p of the gathered patches: C, or 2·C with large patches."""
+        return self.channels * len(self.parts)
+
+    def gather(self, coords: torch.Tensor) -> torch.Tensor:
+        """Patches `[B, N, C_p, 7, 7, 7]` around the nearest voxel of each of `coords [B, N, 3]` (float or int)."""
+        runs = self.parts[0][0]
+        centres = nearest_voxel(coords.to(runs.device), self.shape)  # [B, N, 3]
+        count = centres.shape[1]
+        out = runs.new_empty(self.batch, count, self.patch_channels, PATCH_SIZE**3)
+        step = max(1, GATHER_ELEMENTS // (self.patch_channels * PATCH_SIZE**3))
+        for b in range(self.batch):
+            for start in range(0, count, step):
+                points = centres[b, start:start + step]  # [n, 3]
+                for part, (runs, grid, offsets) in enumerate(self.parts):
+                    base = (points[:, 0] * grid[1] + points[:, 1]) * grid[2] + points[:, 2]  # [n]
+                    values = runs[b].index_select(0, (base[:, None] + offsets).reshape(-1))  # [n·49, 7, C]
+                    values = values.reshape(len(points), PATCH_SIZE**3, self.channels).transpose(1, 2)
+                    out[b, start:start + step, part * self.channels:(part + 1) * self.channels] = values
+        return out.reshape(self.batch, count, self.patch_channels, PATCH_SIZE, PATCH_SIZE, PATCH_SIZE)
+
+
+def gather_patches(volume: torch.Tensor, coords: torch.Tensor, large: bool = False, pooling: str = "avg") -> torch.Tensor:
+    """Patches `[B, N, C·(1|2), 7, 7, 7]` of `volume [B, C, D, H, W]` around `coords [B, N, 3]`, zero outside.
+
+    One-shot form of `PatchSource(volume, large, pooling).gather(coords)`, for a batch gathered once (training).
+    """
+    return PatchSource(volume, large, pooling).gather(coords)
+
+
+def _part(grid: torch.Tensor, first: int, step: int) -> tuple[torch.Tensor, tuple[int, ...], torch.Tensor]:
+    """The runs view of `grid [B, C, *S]` for patches at positions first, first+step, ..., first+6·step
+    from a centre's index along each axis: (runs [B, R, 7, C], S, flat offsets [49] of the patch's runs).
+
+    runs[b, r, m] is voxel r + m·step (flat index) of the channels-last grid, a strided view, no copy.
+    """
+    batch, channels, *shape = grid.shape
+    table = grid.permute(0, 2, 3, 4, 1).contiguous()  # [B, *S, C]
+    length = math.prod(shape)
+    span = (PATCH_SIZE - 1) * step
+    runs = table.as_strided((batch, length - span, PATCH_SIZE, channels), (length * channels, channels, step * channels, 1))
+    position = torch.arange(first, first + PATCH_SIZE * step, step)
+    offsets = (position[:, None] * shape[1] + position[None, :]) * shape[2] + first  # each run starts at x = first
+    return runs, tuple(shape), offsets.reshape(-1).to(grid.device)
