@@ -1,0 +1,109 @@
+"""Reading a case's channels, whether each sits in its own 3-D file or all share one 4-D file.
+
+`CaseFiles.images` always holds one entry per channel, in channel order. nnU-Net, BraTS, LiTS and
+FLARE21 store one 3-D file per channel. The Medical Segmentation Decathlon stores every channel of
+a case in one 4-D file (last axis = channel); `CaseFiles` then repeats that file's path once per
+channel, and the k-th occurrence of a path is channel k of the file. `len(case.images)` is thus
+always the channel count, and code that reads through this module handles every layout.
+"""
+from __future__ import annotations
+
+import zlib
+from collections import Counter
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from oss_net.data.errors import DatasetError
+from oss_net.data.layout import CaseFiles
+from oss_net.data.nifti import Volume, check_same_grid, read_header, read_image
+
+Grid = tuple[tuple[int, ...], np.ndarray, Path]  # (spatial shape, 4×4 affine, file): what check_same_grid compares
+
+
+def channel_slots(case: CaseFiles) -> list[tuple[Path, int | None]]:
+    """Per channel: (file, index along the file's last axis), or (file, None) for a file holding one 3-D channel."""
+    counts = Counter(case.images)
+    seen: Counter[Path] = Counter()
+    slots: list[tuple[Path, int | None]] = []
+    for path in case.images:
+        slots.append((path, seen[path] if counts[path] > 1 else None))
+        seen[path] += 1
+    return slots
+
+
+def read_channels(case: CaseFiles) -> list[Volume]:
+    """Every channel of `case` as a 3-D float32 `Volume`, in channel order (each 4-D file is read once).
+
+    A channel taken from a 4-D file keeps the file's affine; its header is the file's header made
+    3-D, so an output written with it is a plain 3-D NIfTI on the same grid.
+    """
+    files = {path: read_file_channels(path, count) for path, count in Counter(case.images).items()}
+    return [files[path][0 if index is None else index] for path, index in channel_slots(case)]
+
+
+def read_file_channels(path: Path, channels: int = 1) -> list[Volume]:
+    """The `channels` channels of one file: a 3-D file for 1 (read_image), else a 4-D file, channels last."""
+    return [read_image(path)] if channels == 1 else _read_4d(path, channels)
+
+
+def file_grid(path: Path, channels: int = 1) -> Grid:
+    """The grid of an image file from its header only; a file of `channels` > 1 channels must be 4-D, them last."""
+    if channels == 1:
+        shape, affine, _ = read_header(path)
+        return shape, affine, path
+    image = _open_4d(path, channels)
+    return tuple(int(s) for s in image.shape[:3]), np.asarray(image.affine, dtype=np.float64), path
+
+
+def check_case_grids(case: CaseFiles) -> None:
+    """Raise DatasetError naming the file when a channel or the label differs in shape or affine (headers only)."""
+    counts = Counter(case.images)
+    grids = [file_grid(path, counts[path]) for path in dict.fromkeys(case.images)]
+    if case.label is not None:
+        shape, affine, _ = read_header(case.label)
+        grids.append((shape, affine, case.label))
+    for grid in grids[1:]:
+        check_same_grid(grids[0], grid)
+
+
+def read_label_values(path: Path, allowed: frozenset[int]) -> Volume:
+    """A label volume whose voxels must be integers of `allowed` (a dataset.json's values); uint8 when they fit."""
+    volume = read_image(path)
+    values = np.unique(volume.array)
+    if not np.array_equal(values, np.round(values)):
+        raise DatasetError(f"{path}: label contains non-integer values (allowed: {sorted(allowed)})")
+    unexpected = sorted(int(v) for v in values if int(v) not in allowed)
+    if unexpected:
+        raise DatasetError(f"{path}: label values {unexpected} outside {sorted(allowed)}")
+    dtype = np.uint8 if max(allowed) < 256 else np.int32
+    return Volume(volume.array.astype(dtype), volume.affine, volume.header, path)
+
+
+def _read_4d(path: Path, channels: int) -> list[Volume]:
+    image = _open_4d(path, channels)
+    try:
+        data = np.asarray(image.dataobj, dtype=np.float32)
+    except (EOFError, OSError, ValueError, zlib.error) as error:
+        raise DatasetError(f"{path}: truncated or corrupt voxel data ({type(error).__name__}: {error})") from error
+    if not np.isfinite(data).all():
+        raise DatasetError(f"{path}: image contains {int(data.size - np.isfinite(data).sum())} NaN or Inf voxel(s)")
+    header = image.header.copy()
+    header.set_data_shape(image.shape[:3])
+    affine = np.asarray(image.affine, dtype=np.float64)
+    return [Volume(np.ascontiguousarray(data[..., c]), affine, header.binaryblock, path) for c in range(channels)]
+
+
+def _open_4d(path: Path, channels: int) -> nib.Nifti1Image:
+    """The file's image (header read, voxels not yet), which must be 4-D with `channels` channels last."""
+    if not path.is_file():
+        raise DatasetError(f"{path}: file not found")
+    try:
+        image = nib.load(str(path))
+    except Exception as error:  # nibabel raises many types for a damaged header
+        raise DatasetError(f"{path}: not a readable NIfTI file ({type(error).__name__}: {error})") from error
+    if len(image.shape) != 4 or image.shape[3] != channels:
+        raise DatasetError(f"{path}: expected a 4-D image with {channels} channels on its last axis, "
+                           f"got shape {tuple(image.shape)}")
+    return image
