@@ -5,19 +5,24 @@
     oss-net-infer --load_model best.pt --dataset_path LiTS/volume-3.nii --dataset lits --no_mesh
 
 The configuration is read from the checkpoint; `--network_config` / `--dataset` are optional checks.
+`--flat` adds `<output_dir>/<case>.nii.gz` masks, ready for `oss-net-evaluate <output_dir> <labels>`.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import logging
-import sys
 from pathlib import Path
 from typing import Sequence
 
+from oss_net.cli_errors import run_command
+from oss_net.data.layout import DATASETS, SPLITS, canonical_dataset
 from oss_net.io import OSSNetError
+from oss_net.meshing.save import MESH_FORMATS, MESH_SPACES
+from oss_net.precision import AMP_MODES
 
-from .predictor import AMP_MODES, MODES
-from .runner import MESH_FORMATS, SPLITS, InferenceSettings, run_inference
+from .predictor import MODES
+from .runner import InferenceSettings, run_inference, summary_table
 
 
 def _stages(text: str) -> tuple[int, ...]:
@@ -27,41 +32,72 @@ def _stages(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"--stages takes integers such as '4,2,1', got {text!r}") from None
 
 
+def _dataset(text: str) -> str:
+    try:
+        return canonical_dataset(text)
+    except OSSNetError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="oss-net-infer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    """Groups in reading order: required, the original's flags, prediction, outputs, meshes, run control.
+
+    The program name is left to argparse, so `oss-net-infer` and `inference_oss_net.py` each name themselves.
+    """
+    defaults = InferenceSettings  # the dataclass defaults are the one home of every default shown here
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     add_help=False)
+    required = parser.add_argument_group("required")
+    required.add_argument("--load_model", required=True, help="model file or training checkpoint")
+    required.add_argument("--dataset_path", required=True,
+                          help="dataset root (with --split), or one case: a BraTS case folder or a LiTS volume file")
     original = parser.add_argument_group("original flags")
     original.add_argument("--cuda_devices", default=None, help="sets CUDA_VISIBLE_DEVICES, e.g. '0' (default: leave as is)")
     original.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is present")
-    original.add_argument("--load_model", required=True, help="model file or training checkpoint")
     original.add_argument("--network_config", default=None,
                           help="expected configuration (Table-1 or original name); default: the checkpoint's")
-    original.add_argument("--dataset", default=None, help="brats or lits; default: the checkpoint's")
-    original.add_argument("--dataset_path", required=True,
-                          help="dataset root (with --split), or one case: a BraTS case folder or a LiTS volume file")
-    parser.add_argument("--output_dir", default="inference_output", help="default: %(default)s")
-    parser.add_argument("--split", default="val", choices=SPLITS, help="split of a dataset root (default: %(default)s)")
-    parser.add_argument("--mode", default="auto", choices=MODES,
-                        help="auto = prior with a segmentation head, else standard; both = run and compare the two")
-    parser.add_argument("--stages", type=_stages, default=(4, 2, 1),
-                        help="refinement strides, coarse to fine, each dividing the previous (default: 4,2,1)")
-    parser.add_argument("--chunk_size", type=int, default=2**14, help="points decoded at once (default: %(default)s)")
-    parser.add_argument("--amp", default="off", choices=tuple(AMP_MODES), help="autocast dtype (default: off)")
-    parser.add_argument("--continue", dest="resume", action="store_true", help="skip cases whose outputs are complete")
-    parser.add_argument("--no_mesh", action="store_true", help="write no meshes")
-    parser.add_argument("--mesh_format", nargs="+", default=list(MESH_FORMATS), choices=MESH_FORMATS,
-                        help="mesh file formats (default: obj ply)")
-    parser.add_argument("--voxel_coordinates", action="store_true",
+    original.add_argument("--dataset", default=None, type=_dataset, choices=DATASETS,
+                          help="expected dataset; default: the checkpoint's")
+    predict = parser.add_argument_group("prediction")
+    predict.add_argument("--split", default=defaults.split, choices=SPLITS, help="split of a dataset root (default: %(default)s)")
+    predict.add_argument("--mode", default=defaults.mode, choices=MODES,
+                         help="auto = prior with a segmentation head, else standard; both = run and compare the two")
+    predict.add_argument("--stages", type=_stages, default=defaults.stages,
+                         help="refinement strides, coarse to fine, each dividing the previous (default: 4,2,1)")
+    predict.add_argument("--threshold", type=float, default=defaults.threshold,
+                         help="occupancy above which a voxel is foreground (default: %(default)s)")
+    predict.add_argument("--recheck_boundary", action="store_true",
+                         help="widen the refinement window to two coarse strides (safer on thin structures)")
+    predict.add_argument("--chunk_size", type=int, default=defaults.chunk_size, help="points decoded at once (default: %(default)s)")
+    predict.add_argument("--amp", default=defaults.amp, choices=tuple(AMP_MODES), help="autocast dtype (default: %(default)s)")
+    files = parser.add_argument_group("outputs")
+    files.add_argument("--output_dir", default=defaults.output_dir, help="default: %(default)s")
+    files.add_argument("--flat", action="store_true",
+                       help="also write <output_dir>/<case>.nii.gz (for oss-net-evaluate and nnU-Net's evaluation)")
+    files.add_argument("--save_probabilities", action="store_true", help="also write the probability NIfTI")
+    files.add_argument("--no_overlay", action="store_true", help="write no overlay PNG")
+    files.add_argument("--tolerance_mm", type=float, default=defaults.tolerance_mm,
+                       help="NSD tolerance in mm (default: %(default)s)")
+    meshes = parser.add_argument_group("meshes")
+    meshes.add_argument("--no_mesh", action="store_true", help="write no meshes")
+    meshes.add_argument("--mesh_format", nargs="+", default=list(defaults.mesh_format), choices=MESH_FORMATS,
+                        help="mesh file formats (default: %(default)s)")
+    meshes.add_argument("--mesh_space", default=defaults.mesh_space, choices=MESH_SPACES,
+                        help="world frame of the vertices, named in each file (default: %(default)s, as 3D Slicer reads)")
+    meshes.add_argument("--voxel_coordinates", action="store_true",
                         help="mesh vertices in model-grid voxel indices (the original's frame) instead of scanner mm")
-    parser.add_argument("--refine_mesh", action="store_true", help="refine prediction mesh vertices through the decoder")
-    parser.add_argument("--save_probabilities", action="store_true", help="also write the probability NIfTI")
-    parser.add_argument("--no_overlay", action="store_true", help="write no overlay PNG")
-    parser.add_argument("--recheck_boundary", action="store_true",
-                        help="widen the refinement window to two coarse strides (safer on thin structures)")
-    parser.add_argument("--face_budget", type=int, default=10_000, help="most faces per mesh (default: %(default)s)")
-    parser.add_argument("--cache_dir", default=None, help="cache of pre-processed cases")
-    parser.add_argument("--verbose", action="store_true", help="debug logging")
+    meshes.add_argument("--mesh_edge_mm", type=float, default=defaults.mesh_edge_mm,
+                        help="target edge length; sizes each mesh's face budget from its area (default: %(default)s)")
+    meshes.add_argument("--face_budget", type=int, default=defaults.face_budget,
+                        help="at most this many faces per mesh unless keeping it closed needs more (default: none)")
+    meshes.add_argument("--min_component_voxels", type=int, default=defaults.min_component_voxels,
+                        help="smaller connected components are left out of the mesh (default: %(default)s)")
+    meshes.add_argument("--refine_mesh", action="store_true", help="refine prediction mesh vertices through the decoder")
+    run = parser.add_argument_group("run control")
+    run.add_argument("--continue", dest="resume", action="store_true", help="skip cases whose outputs are complete")
+    run.add_argument("--cache_dir", default=None, help="cache of pre-processed cases")
+    run.add_argument("--verbose", action="store_true", help="debug logging, and the traceback of an error")
+    run.add_argument("-h", "--help", action="help", help="show this help and exit")
     return parser
 
 
@@ -82,24 +118,32 @@ def settings_from_args(arguments: argparse.Namespace) -> InferenceSettings:
         resume=arguments.resume,
         no_mesh=arguments.no_mesh,
         mesh_format=tuple(dict.fromkeys(arguments.mesh_format)),
+        mesh_space=arguments.mesh_space,
         voxel_coordinates=arguments.voxel_coordinates,
         refine_mesh=arguments.refine_mesh,
         save_probabilities=arguments.save_probabilities,
         overlay=not arguments.no_overlay,
+        threshold=arguments.threshold,
         recheck_boundary=arguments.recheck_boundary,
+        mesh_edge_mm=arguments.mesh_edge_mm,
         face_budget=arguments.face_budget,
+        min_component_voxels=arguments.min_component_voxels,
+        tolerance_mm=arguments.tolerance_mm,
+        flat=arguments.flat,
         cache_dir=arguments.cache_dir,
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run inference; a user error prints one line and exits with status 2."""
-    arguments = build_parser().parse_args(argv)
+    """Run inference; an error prints one line (oss_net.cli_errors): status 2 for bad input, 1 for a bug."""
+    parser = build_parser()
+    arguments = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if arguments.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
+
+    def work() -> None:
         output_dir = run_inference(settings_from_args(arguments))
-    except OSSNetError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"results in {Path(output_dir).resolve()} (summary.csv, summary.json)")
-    return 0
+        rows = json.loads((Path(output_dir) / "summary.json").read_text())
+        print(summary_table(rows))
+        print(f"results in {Path(output_dir).resolve()} (summary.csv, summary.json)")
+
+    return run_command(work, prog=parser.prog, verbose=arguments.verbose)

@@ -9,13 +9,18 @@ Files of a case `<id>` (in `<output_dir>/<id>/`):
 
 | file                           | grid / frame                                         |
 |--------------------------------|------------------------------------------------------|
-| `<id>_occupancy.pt`            | float32 probabilities on the model grid (as the original) |
+| `<id>_occupancy.nii.gz`        | float32 probabilities on the model grid, with the model grid's own affine |
 | `<id>_mask.nii.gz`             | uint8 mask on the input grid, input affine and header |
 | `<id>_probability.nii.gz`      | float32 probabilities on the input grid (`--save_probabilities`) |
-| `<id>_prediction.{obj,ply}`    | prediction mesh in scanner mm (voxel indices with `--voxel_coordinates`) |
-| `<id>_label.{obj,ply}`         | label mesh, same frame                               |
+| `<id>_prediction.{obj,ply,stl}` | prediction mesh in scanner mm, LPS (or RAS), `SPACE=` in the header; voxel indices with `--voxel_coordinates` |
+| `<id>_label.{obj,ply,stl}`     | label mesh, same frame                               |
 | `<id>_overlay.png`             | mid-slices of image, label and prediction           |
 | `metrics.json`                 | dice, iou, hd95_mm, nsd, seconds, points_evaluated, ... |
+
+With `--flat`, `<output_dir>/<id>.nii.gz` is a copy of the mask, nnU-Net's naming. The occupancy
+grid (BraTS: the padded grid; LiTS: the resampled cube) opens aligned with the image in any NIfTI
+viewer: its affine is `model_grid_affine`, the input affine with the pad offset or the resampling
+folded in.
 """
 from __future__ import annotations
 
@@ -28,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from oss_net.io import OSSNetError, atomic_save_json, atomic_save_nifti
+from oss_net.io import OSSNetError, atomic_save_json, atomic_save_nifti, atomic_write
 
 METRICS_FILE = "metrics.json"
 
@@ -107,8 +112,25 @@ def nifti_header(meta: Any) -> Any:
 
 
 def save_input_grid_nifti(array: np.ndarray, meta: Any, path: Path) -> None:
-    """A model-grid array saved on the input grid with the input affine and header."""
+    """An input-grid array (a model-grid one taken back by `meta.to_input_grid`) with the input affine and header."""
     atomic_save_nifti(array, meta.affine, path, header=nifti_header(meta))
+
+
+def save_model_grid_nifti(array: np.ndarray, meta: Any, path: Path) -> None:
+    """A model-grid array `[*volume_shape]` with the model grid's affine, so it overlays the input image."""
+    atomic_save_nifti(array, model_grid_affine(meta), path, header=nifti_header(meta))
+
+
+def flat_mask_path(output_dir: Path, case_id: str) -> Path:
+    return output_dir / f"{case_id}.nii.gz"
+
+
+def write_flat_mask(output_dir: Path, case_id: str) -> Path:
+    """Copy `<case>/<case>_mask.nii.gz` to `<output_dir>/<case>.nii.gz` (atomically), nnU-Net's flat naming."""
+    target = flat_mask_path(output_dir, case_id)
+    with atomic_write(target, "wb") as handle:
+        handle.write((case_folder(output_dir, case_id) / f"{case_id}_mask.nii.gz").read_bytes())
+    return target
 
 
 def json_ready(record: dict[str, Any]) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 Every check that can fail on user input (checkpoint, configuration, case files, output folder) runs
 before the first file is written, so a bad call leaves nothing behind. Cases are then processed one
-by one; each is published as a complete folder (see `outputs`), and `summary.csv` / `summary.json`
-are rewritten from the finished cases at the end.
+by one under a progress bar; each is published as a complete folder (see `outputs`), and
+`summary.csv` / `summary.json` are rewritten from the finished cases at the end, whose table
+`summary_table` prints.
 """
 from __future__ import annotations
 
@@ -18,17 +19,22 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
+from oss_net.data.layout import SPLITS
 from oss_net.io import atomic_save_json, atomic_write
+from oss_net.meshing.extract import MESH_EDGE_MM, MIN_COMPONENT_VOXELS
+from oss_net.meshing.save import MESH_FORMATS, MESH_SPACES
+from oss_net.precision import AMP_MODES
 
 from . import outputs
-from .predictor import AMP_MODES, MODES, DensePredictor, InferenceError, Prediction, Predictor, make_predictor
+from .defaults import CHUNK_SIZE, MODE, STAGES, THRESHOLD
+from .predictor import MODES, DensePredictor, InferenceError, Prediction, Predictor, make_predictor
 
 logger = logging.getLogger(__name__)
 
-MESH_FORMATS = ("obj", "ply")
 SUMMARY_COLUMNS = ("case", "dice", "iou", "hd95_mm", "nsd", "seconds", "points_evaluated", "mode", "disagreement")
-SPLITS = ("train", "val", "all", "test")
+TABLE_COLUMNS = ("dice", "iou", "hd95_mm", "nsd", "seconds")  # what the closing table shows per case
 
 
 @dataclass(frozen=True)
@@ -41,24 +47,27 @@ class InferenceSettings:
     network_config: str | None = None  # must agree with the checkpoint when given
     dataset: str | None = None  # must agree with the checkpoint when given
     split: str = "val"  # split of a dataset root
-    mode: str = "auto"  # auto | standard | prior | both
-    stages: tuple[int, ...] = (4, 2, 1)
-    chunk_size: int = 2**14
+    mode: str = MODE  # auto | standard | prior | both
+    stages: tuple[int, ...] = STAGES
+    chunk_size: int = CHUNK_SIZE
     amp: str = "off"
     cpu: bool = False
     cuda_devices: str | None = None  # sets CUDA_VISIBLE_DEVICES before CUDA starts
     resume: bool = False  # --continue: skip cases whose folder is complete
     no_mesh: bool = False
-    mesh_format: tuple[str, ...] = MESH_FORMATS
+    mesh_format: tuple[str, ...] = ("obj", "ply")
+    mesh_space: str = "LPS"  # LPS (3D Slicer, ITK) or RAS (nibabel), named in each mesh's header
     voxel_coordinates: bool = False  # meshes in model-grid voxel indices (the original's frame)
     refine_mesh: bool = False  # gradient refinement of the prediction mesh through the decoder
     save_probabilities: bool = False
     overlay: bool = True
-    threshold: float = 0.5
+    threshold: float = THRESHOLD
     recheck_boundary: bool = False
-    face_budget: int = 10_000
-    min_component_voxels: int = 12**3
+    mesh_edge_mm: float | None = MESH_EDGE_MM  # target mesh edge length: sizes the face budget from the surface
+    face_budget: int | None = None  # an upper limit on that budget
+    min_component_voxels: int = MIN_COMPONENT_VOXELS
     tolerance_mm: float = 1.0  # NSD tolerance
+    flat: bool = False  # also <output_dir>/<case>.nii.gz, for oss-net-evaluate and nnU-Net's evaluation
     cache_dir: str | None = None
 
     def __post_init__(self) -> None:
@@ -76,6 +85,16 @@ class InferenceSettings:
             problems.append(f"chunk_size must be >= 1, got {self.chunk_size}")
         if not 0.0 < self.threshold < 1.0:
             problems.append(f"threshold must lie in (0, 1), got {self.threshold}")
+        if self.mesh_space not in MESH_SPACES:
+            problems.append(f"mesh_space {self.mesh_space!r} is not one of {', '.join(MESH_SPACES)}")
+        if self.mesh_edge_mm is not None and not (math.isfinite(self.mesh_edge_mm) and self.mesh_edge_mm > 0):
+            problems.append(f"mesh_edge_mm must be a number > 0, got {self.mesh_edge_mm}")
+        if self.face_budget is not None and self.face_budget < 4:
+            problems.append(f"face_budget must be at least 4, got {self.face_budget}")
+        if self.min_component_voxels < 0:
+            problems.append(f"min_component_voxels must be >= 0, got {self.min_component_voxels}")
+        if not (math.isfinite(self.tolerance_mm) and self.tolerance_mm >= 0):
+            problems.append(f"tolerance_mm must be a number >= 0, got {self.tolerance_mm}")
         if problems:
             raise InferenceError("invalid inference settings: " + "; ".join(problems))
 
@@ -93,15 +112,15 @@ def select_device(settings: InferenceSettings) -> torch.device:
 
 def load_checked_model(settings: InferenceSettings, device: torch.device) -> torch.nn.Module:
     """The checkpoint's model; `network_config` / `dataset`, when given, must match what it holds."""
+    from oss_net.data import DatasetError, canonical_dataset
     from oss_net.models import ConfigError, canonical_network_name, load_model
-    from oss_net.models.config import canonical_dataset
 
     model = load_model(settings.load_model, map_location=device)
     config = model.config
     try:
         expected_name = canonical_network_name(settings.network_config) if settings.network_config else config.name
         expected_dataset = canonical_dataset(settings.dataset) if settings.dataset else config.dataset
-    except ConfigError as error:
+    except (ConfigError, DatasetError) as error:
         raise InferenceError(str(error)) from None
     if (expected_name, expected_dataset) != (config.name, config.dataset):
         raise InferenceError(
@@ -149,15 +168,18 @@ def run_inference(settings: InferenceSettings) -> Path:
     atomic_save_json({**settings.to_dict(), "resolved_mode": predictor.mode, "device": str(device),
                       "config": config.to_dict()}, output_dir / "inference_settings.json")
 
-    for index, files in enumerate(cases, start=1):
+    progress = tqdm(cases, desc="inference", unit="case", disable=None)
+    for index, files in enumerate(progress, start=1):
+        progress.set_postfix_str(files.case_id)
         if settings.resume and outputs.is_finished(output_dir, files.case_id):
             logger.info("[%d/%d] %s: finished before, skipped (--continue)", index, len(cases), files.case_id)
-            continue
-        record = process_case(files, predictor, settings, output_dir)
-        logger.info(
-            "[%d/%d] %s: dice %.4f, %s mode, %.2f s, %d points evaluated", index, len(cases), files.case_id,
-            record.get("dice", float("nan")), record["mode"], record["seconds"], record["points_evaluated"],
-        )
+        else:
+            record = process_case(files, predictor, settings, output_dir)
+            scores = f"dice {record['dice']:.4f}" if "dice" in record else "no label, no metrics"
+            logger.info("[%d/%d] %s: %s, %s mode, %.2f s, %d points evaluated", index, len(cases), files.case_id,
+                        scores, record["mode"], record["seconds"], record["points_evaluated"])
+        if settings.flat:
+            outputs.write_flat_mask(output_dir, files.case_id)
     write_summary(output_dir, [c.case_id for c in cases])
     return output_dir
 
@@ -166,8 +188,14 @@ def process_case(files: Any, predictor: Predictor | DensePredictor, settings: In
     """Load, predict and write one case; its folder appears only once every file is written."""
     from oss_net.data import load_case
 
+    steps = tqdm(total=3, desc=files.case_id, unit="step", leave=False, disable=None)
+    steps.set_postfix_str("loading")
     case = load_case(files, predictor.config, cache_dir=settings.cache_dir, with_border=False)
+    steps.update()
+    steps.set_postfix_str("predicting")
     prediction = predictor.predict_case(case)
+    steps.update()
+    steps.set_postfix_str("writing")
     staging = outputs.staging_folder(output_dir, files.case_id)
     try:
         record = write_case(staging, files, case, prediction, predictor, settings)
@@ -176,6 +204,8 @@ def process_case(files: Any, predictor: Predictor | DensePredictor, settings: In
     except BaseException:
         outputs.discard(staging)
         raise
+    finally:
+        steps.close()
     return record
 
 
@@ -183,13 +213,11 @@ def write_case(
     folder: Path, files: Any, case: Any, prediction: Prediction, predictor: Predictor | DensePredictor, settings: InferenceSettings
 ) -> dict[str, Any]:
     """Every output file of one case into `folder`; returns its metrics record."""
-    from oss_net.io import atomic_save_torch
-
     case_id = files.case_id
     meta = case.meta
     occupancy = prediction.occupancy.numpy()  # [*volume_shape] float32, model grid
     mask_model = occupancy > settings.threshold
-    atomic_save_torch(prediction.occupancy, folder / f"{case_id}_occupancy.pt")
+    outputs.save_model_grid_nifti(occupancy.astype(np.float32), meta, folder / f"{case_id}_occupancy.nii.gz")
     mask_input = np.asarray(meta.to_input_grid(mask_model.astype(np.uint8), order=0), dtype=np.uint8)
     outputs.save_input_grid_nifti(mask_input, meta, folder / f"{case_id}_mask.nii.gz")
     if settings.save_probabilities:
@@ -238,7 +266,7 @@ def write_meshes(
     from oss_net.meshing import extract_mesh, save_mesh
 
     affine = None if settings.voxel_coordinates else outputs.model_grid_affine(meta)
-    options = {"face_budget": settings.face_budget}
+    options = {"face_budget": settings.face_budget, "edge_mm": settings.mesh_edge_mm}
     meshes = {"prediction": extract_mesh(occupancy, affine, level=settings.threshold,
                                          min_component_voxels=settings.min_component_voxels, **options)}
     if settings.refine_mesh and isinstance(predictor, DensePredictor):
@@ -248,9 +276,10 @@ def write_meshes(
     if label_model is not None:
         # the label mesh keeps every component, as the original's
         meshes["label"] = extract_mesh(label_model.astype(np.float32), affine, level=0.5, min_component_voxels=0, **options)
+    space = None if settings.voxel_coordinates else settings.mesh_space
     for name, mesh in meshes.items():
         for file_type in settings.mesh_format:
-            save_mesh(mesh, folder / f"{case_id}_{name}.{file_type}")
+            save_mesh(mesh, folder / f"{case_id}_{name}.{file_type}", space=space)
 
 
 def refine_prediction_mesh(mesh: Any, affine: np.ndarray | None, case: Any, predictor: Predictor) -> Any:
@@ -307,6 +336,18 @@ def write_summary(output_dir: Path, case_ids: Sequence[str]) -> list[dict[str, A
     with atomic_write(output_dir / "summary.csv", "w") as handle:
         handle.write(buffer.getvalue())
     return rows
+
+
+def summary_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The summary rows as an aligned text table; a case without a label shows "-" for its metrics."""
+    def cell(row: dict[str, Any], key: str) -> str:
+        value = row.get(key)
+        return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4g}"
+
+    width = max([len(str(row["case"])) for row in rows] + [4])
+    lines = [f"{'case':<{width}}" + "".join(f"{key:>10}" for key in TABLE_COLUMNS)]
+    lines += [f"{row['case']:<{width}}" + "".join(f"{cell(row, key):>10}" for key in TABLE_COLUMNS) for row in rows]
+    return "\n".join(lines)
 
 
 def _csv_cell(value: Any) -> Any:

@@ -2,8 +2,8 @@
 
 The steps, in order, each one comment in `extract_mesh`: binarise and drop small components →
 zero-pad one voxel (closed surfaces at the grid border) → marching cubes at `level` → undo the pad →
-voxel indices to mm through the affine → quadric decimation to a face budget → clean-up and
-outward normals. The original stored its meshes in padded voxel indices; `affine=None` keeps that
+voxel indices to mm through the affine → quadric decimation to a face budget sized from the
+surface area (a target edge length) → clean-up and outward normals. The original stored its meshes in padded voxel indices; `affine=None` keeps that
 frame (without the pad offset) for comparison.
 """
 from __future__ import annotations
@@ -17,10 +17,13 @@ import trimesh
 from scipy import ndimage
 from skimage.measure import marching_cubes
 
-from oss_net.meshing.decimate import clean, decimate
+from oss_net.meshing.decimate import clean, decimate, face_budget_for_edge
 from oss_net.meshing.errors import MeshingError
 
 logger = logging.getLogger(__name__)
+
+MESH_EDGE_MM = 2.0  # target edge length of a written mesh: ~1.7 mm² per face
+MIN_COMPONENT_VOXELS = 12**3  # the original's smallest kept component
 
 
 def _as_grid(probabilities: Any) -> np.ndarray:
@@ -47,6 +50,16 @@ def _as_affine(affine: Any) -> np.ndarray | None:
     return matrix
 
 
+def _check_options(level: float, edge_mm: float | None, face_budget: int | None) -> None:
+    """A MeshingError for a level the zero pad would not be outside of, or a bad budget."""
+    if not (math.isfinite(level) and level > 0):
+        raise MeshingError(f"level must be a finite number > 0 (the zero pad must be outside), got {level}")
+    if face_budget is not None and face_budget < 4:
+        raise MeshingError(f"face_budget must be at least 4 (a closed surface), got {face_budget}")
+    if edge_mm is not None and not (math.isfinite(edge_mm) and edge_mm > 0):
+        raise MeshingError(f"edge_mm must be a finite number > 0, got {edge_mm}")
+
+
 def remove_small_components(mask: np.ndarray, min_voxels: int) -> np.ndarray:
     """Boolean [D, H, W]: `mask` without its connected components of fewer than `min_voxels` voxels.
 
@@ -67,8 +80,9 @@ def extract_mesh(
     probabilities: Any,
     affine: Any | None,
     level: float = 0.5,
-    min_component_voxels: int = 12**3,
-    face_budget: int = 10_000,
+    min_component_voxels: int = MIN_COMPONENT_VOXELS,
+    edge_mm: float | None = MESH_EDGE_MM,
+    face_budget: int | None = None,
 ) -> trimesh.Trimesh:
     """Triangle mesh of the `level` isosurface of a probability grid, in scanner mm.
 
@@ -78,22 +92,20 @@ def extract_mesh(
         affine: 4×4 voxel-index → scanner-mm matrix (NIfTI convention, index (i, j, k) in array
             order), or None for vertices in voxel indices (the original's frame, without its pad).
         level: isosurface value; voxels above it are inside. Must be > 0 (the zero pad is outside).
-        min_component_voxels: 6-connected components of `probabilities > level` with fewer voxels
-            are removed before meshing (default 12³ = 1728, as the original).
-        face_budget: at most this many faces; larger meshes are quadric-decimated.
+        min_component_voxels: smaller 6-connected components of `probabilities > level` are dropped.
+        edge_mm: target edge length (mm; voxels without affine): the face budget is the number of
+            equilateral triangles of that edge covering the surface (`face_budget_for_edge`).
+        face_budget: an upper limit on that budget. Either may be None; both None: no decimation.
 
     Returns a `trimesh.Trimesh` with consistent winding and outward normals, watertight whenever the
-    input grid gives a closed surface (always, thanks to the pad) and decimation keeps it so. An
-    empty grid (nothing above `level` after component removal) gives an **empty mesh** (0 vertices,
-    0 faces; `mesh.is_empty` is True) and an info log, so a case without a prediction does not stop
-    a whole inference run.
+    input grid gives a closed surface (always, thanks to the pad; `decimate` exceeds the budget
+    rather than open it). An empty grid (nothing above `level` after component removal) gives an
+    **empty mesh** (0 vertices, 0 faces; `mesh.is_empty` is True) and an info log, so a case
+    without a prediction does not stop a whole inference run.
     """
     grid = _as_grid(probabilities)
     matrix = _as_affine(affine)
-    if not (math.isfinite(level) and level > 0):
-        raise MeshingError(f"level must be a finite number > 0 (the zero pad must be outside), got {level}")
-    if face_budget < 4:
-        raise MeshingError(f"face_budget must be at least 4 (a closed surface), got {face_budget}")
+    _check_options(level, edge_mm, face_budget)
 
     # Binarise at the level and zero every voxel of a too-small component, so no surface forms there.
     inside = grid > level
@@ -118,7 +130,9 @@ def extract_mesh(
     mesh = clean(trimesh.Trimesh(vertices=vertices, faces=np.ascontiguousarray(faces), process=False))
 
     # Decimate in mm, so the quadric error is a physical distance even on anisotropic grids.
-    mesh = decimate(mesh, face_budget)
+    budgets = [b for b in (face_budget_for_edge(mesh.area, edge_mm) if edge_mm else None, face_budget) if b is not None]
+    if budgets:
+        mesh = decimate(mesh, min(budgets))
     # A safety net after decimation: consistent winding, outward per body when it is closed.
     trimesh.repair.fix_normals(mesh, multibody=True)
     return mesh

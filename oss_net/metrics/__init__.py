@@ -9,16 +9,33 @@ Pure functions on boolean masks (numpy or torch) plus the spacing in mm per arra
 | exactly one empty   | 0    | 0   | NaN (+ a warning)    | 0   |
 
 `summarise` leaves NaNs out of the means and reports how many there were (`hd95_undefined`).
+NSD comes in two definitions (`NSD_DEFINITIONS`): surface voxels counted (`nsd`, the default) or
+area-weighted surfels as Google DeepMind's `surface-distance` package (`nsd_surfel`).
 """
 from __future__ import annotations
 
-from oss_net.metrics.evaluate import METRIC_KEYS, brats_regions, evaluate_brats, evaluate_case, summarise
-from oss_net.metrics.masks import MetricError, UndefinedMetricWarning, as_mask, spacing_from_affine
+from oss_net.data.grid import spacing_from_affine  # re-exported: metrics take spacings, read off affines
+from oss_net.metrics.evaluate import (
+    BRATS_REGIONS,
+    METRIC_KEYS,
+    NSD_DEFINITIONS,
+    VOLUME_KEYS,
+    brats_regions,
+    evaluate_brats,
+    evaluate_case,
+    summarise,
+    volumes_ml,
+)
+from oss_net.metrics.masks import MetricError, UndefinedMetricWarning, as_mask
 from oss_net.metrics.overlap import dice, iou
 from oss_net.metrics.surface import hd95, nsd, surface_distances, surface_voxels
+from oss_net.metrics.surfels import nsd_surfel, surfel_area_table, surfel_distances
 
 __all__ = [
+    "BRATS_REGIONS",
     "METRIC_KEYS",
+    "NSD_DEFINITIONS",
+    "VOLUME_KEYS",
     "MetricError",
     "UndefinedMetricWarning",
     "as_mask",
@@ -29,8 +46,12 @@ __all__ = [
     "hd95",
     "iou",
     "nsd",
+    "nsd_surfel",
     "spacing_from_affine",
     "summarise",
     "surface_distances",
     "surface_voxels",
+    "surfel_area_table",
+    "surfel_distances",
+    "volumes_ml",
 ]

@@ -1,7 +1,7 @@
 """Per-case evaluation, BraTS tumour regions and the summary over cases.
 
-`evaluate_case` is what inference writes per case: Dice, IoU, HD95 (mm) and NSD at native
-resolution, with the surface distances computed once for both surface metrics.
+`evaluate_case` is what inference and `oss-net-evaluate` write per case: Dice, IoU, HD95 (mm) and
+NSD at native resolution, with the surface distances computed once for both surface metrics.
 """
 from __future__ import annotations
 
@@ -11,37 +11,57 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from oss_net.metrics.masks import as_mask, as_pair
+from oss_net.metrics.masks import MetricError, as_mask, as_pair, check_spacing
 from oss_net.metrics.overlap import dice, iou
 from oss_net.metrics.surface import check_tolerance, hd95_from_distances, nsd_from_distances, surface_distances
+from oss_net.metrics.surfels import nsd_surfel
 
 METRIC_KEYS = ("dice", "iou", "hd95_mm", "nsd")
+VOLUME_KEYS = ("pred_volume_ml", "target_volume_ml", "volume_difference_ml")
+# "voxel": surface voxels counted (MONAI's use_subvoxels=False); "surfel": area-weighted cell surfels
+# (Google DeepMind's surface-distance package, MONAI's use_subvoxels=True).
+NSD_DEFINITIONS = ("voxel", "surfel")
 
 # BraTS 2020 labels: 1 necrotic / non-enhancing core, 2 oedema, 4 enhancing tumour.
 BRATS_REGIONS = {"WT": (1, 2, 4), "TC": (1, 4), "ET": (4,)}
 
 
 def evaluate_case(
-    pred: Any, target: Any, spacing: Sequence[float] | np.ndarray, tolerance_mm: float = 1.0
+    pred: Any, target: Any, spacing: Sequence[float] | np.ndarray, tolerance_mm: float = 1.0,
+    nsd_definition: str = "voxel",
 ) -> dict[str, float]:
     """Dice, IoU, HD95 (mm) and NSD (at `tolerance_mm`) of one case as plain floats.
 
     Args:
         pred, target: masks [D, H, W] on the same grid (numpy or torch; non-bool > 0.5).
         spacing: mm per voxel along each array axis, e.g. `spacing_from_affine(affine)`.
+        nsd_definition: "voxel" (surface voxels counted, `nsd`) or "surfel" (area-weighted,
+            `nsd_surfel`); HD95 always uses the surface voxels.
 
     Returns `{"dice", "iou", "hd95_mm", "nsd"}`; the empty-mask conventions of `dice`, `hd95` and
     `nsd` apply (`hd95_mm` is NaN, with a warning, when exactly one mask is empty).
     """
     check_tolerance(tolerance_mm)
+    if nsd_definition not in NSD_DEFINITIONS:
+        raise MetricError(f"nsd_definition must be one of {', '.join(NSD_DEFINITIONS)}, got {nsd_definition!r}")
     pred_mask, target_mask = as_pair(pred, target)
     distances = surface_distances(pred_mask, target_mask, spacing)
     return {
         "dice": dice(pred_mask, target_mask),
         "iou": iou(pred_mask, target_mask),
         "hd95_mm": hd95_from_distances(distances, context="evaluate_case"),
-        "nsd": nsd_from_distances(distances, tolerance_mm),
+        "nsd": (nsd_from_distances(distances, tolerance_mm) if nsd_definition == "voxel"
+                else nsd_surfel(pred_mask, target_mask, spacing, tolerance_mm)),
     }
+
+
+def volumes_ml(pred: Any, target: Any, spacing: Sequence[float] | np.ndarray) -> dict[str, float]:
+    """Volumes of both masks in millilitres (1 ml = 1000 mm³) and their difference, pred − target."""
+    pred_mask, target_mask = as_pair(pred, target)
+    voxel_ml = float(np.prod(check_spacing(spacing, pred_mask.ndim))) / 1000.0
+    pred_ml = np.count_nonzero(pred_mask) * voxel_ml
+    target_ml = np.count_nonzero(target_mask) * voxel_ml
+    return {"pred_volume_ml": pred_ml, "target_volume_ml": target_ml, "volume_difference_ml": pred_ml - target_ml}
 
 
 def brats_regions(label: Any) -> dict[str, np.ndarray]:

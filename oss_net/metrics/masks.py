@@ -1,7 +1,8 @@
-"""Input handling shared by the metrics: masks from numpy/torch, spacing from an affine, checks.
+"""Input handling shared by the metrics: masks from numpy/torch, checks of masks and spacings.
 
 Every metric works on a pair of boolean masks on the same grid plus the voxel spacing in millimetres
-per array axis (the NIfTI (i, j, k) order). Conversion lives here so each metric is a few lines.
+per array axis (the NIfTI (i, j, k) order; `oss_net.data.grid.spacing_from_affine` reads it off an
+affine). Conversion lives here so each metric is a few lines.
 """
 from __future__ import annotations
 
@@ -55,21 +56,6 @@ def check_spacing(spacing: Sequence[float] | np.ndarray, ndim: int) -> np.ndarra
     if not all(math.isfinite(v) and v > 0 for v in values):
         raise MetricError(f"spacing must be positive and finite (mm per voxel), got {list(values)}")
     return values
-
-
-def spacing_from_affine(affine: Any) -> tuple[float, float, float]:
-    """Voxel spacing in mm per array axis (i, j, k): the column norms of the affine's 3×3 part.
-
-    Column c of the 3×3 block is the step in scanner millimetres for one voxel along array axis c,
-    so its norm is that axis' spacing whatever the rotation or flip.
-    """
-    matrix = np.asarray(affine.detach().cpu() if hasattr(affine, "detach") else affine, dtype=np.float64)
-    if matrix.shape not in ((4, 4), (3, 4), (3, 3)):
-        raise MetricError(f"affine must be 4×4 (or its 3×4 / 3×3 part), got shape {matrix.shape}")
-    norms = np.linalg.norm(matrix[:3, :3], axis=0)
-    if not np.all(norms > 0):
-        raise MetricError(f"affine is singular: an axis has zero length ({list(norms)})")
-    return float(norms[0]), float(norms[1]), float(norms[2])
 
 
 def warn_undefined(message: str) -> None:

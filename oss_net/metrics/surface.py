@@ -12,8 +12,8 @@ mask and the nearest surface voxel of the other, from `scipy.ndimage.distance_tr
 over the same voxel centres. Each surface voxel counts once, whatever its area; MONAI's
 `use_subvoxels=True` instead weights each boundary element by its marching-cubes area (the Google
 DeepMind `surface-distance` definition), which changes NSD by several points (about 5 on random
-blobs at spacing (0.8, 1.0, 2.5)). We keep the voxel count: it needs no lookup table, and it is
-the definition HD95 uses too.
+blobs at spacing (0.8, 1.0, 2.5)). The voxel count is the default: it needs no area table, and it
+is the definition HD95 uses too; `surfels.nsd_surfel` gives the area-weighted one.
 
 Both metrics crop to the bounding box of the union of the masks first; this changes no value
 (everything outside is background) and keeps native-resolution BraTS volumes fast.

@@ -11,12 +11,13 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
 import trimesh
 
-from oss_net.data import discover, discover_case_folder, load_case
+from oss_net.data import DATASETS, discover, discover_case_folder, load_case
 from oss_net.inference import InferenceSettings, run_inference
-from oss_net.inference.cli import main
+from oss_net.evaluate import evaluate_folders
+from oss_net.inference.cli import build_parser, main
+from oss_net.inference.runner import summary_table
 from oss_net.inference.outputs import model_grid_affine
 from oss_net.metrics import dice
 from oss_net.models import demo_config
@@ -46,10 +47,17 @@ def test_brats_case_files_on_the_input_grid(brats_checkpoint, synthetic_brats_ro
     assert np.array_equal(predicted, np.asarray(probability.dataobj) > 0.5)
 
     # the occupancy grid stays on the model grid; the mask is that grid with the padding undone
-    occupancy = torch.load(folder / f"{files.case_id}_occupancy.pt")
+    occupancy_image = nib.load(str(folder / f"{files.case_id}_occupancy.nii.gz"))
+    occupancy = np.asarray(occupancy_image.dataobj)
     case = load_case(files, demo_config("C"), with_border=False)
-    assert tuple(occupancy.shape) == case.meta.volume_shape
-    assert np.array_equal(case.meta.to_input_grid((occupancy > 0.5).numpy(), order=0), predicted)
+    assert tuple(occupancy.shape) == case.meta.volume_shape and occupancy.dtype == np.float32
+    assert np.array_equal(case.meta.to_input_grid(occupancy > 0.5, order=0), predicted)
+    # ... and it opens aligned: its own affine takes each of its voxels to the input voxel it came from
+    np.testing.assert_allclose(occupancy_image.affine, model_grid_affine(case.meta), atol=1e-4)
+    input_voxels = np.argwhere(predicted)
+    model_voxels = trimesh.transform_points(input_voxels, np.linalg.inv(occupancy_image.affine) @ flair.affine)
+    assert np.abs(model_voxels - np.rint(model_voxels)).max() < 1e-3
+    assert (occupancy[tuple(np.rint(model_voxels).astype(int).T)] > 0.5).all()
 
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["dice"] == pytest.approx(dice(predicted, label)) and metrics["dice"] > 0.99
@@ -57,11 +65,14 @@ def test_brats_case_files_on_the_input_grid(brats_checkpoint, synthetic_brats_ro
     assert metrics["prior_points_evaluated"] < metrics["standard_points_evaluated"]
     assert (folder / f"{files.case_id}_overlay.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    # meshes in scanner mm: the prediction surface maps back inside the model grid, and lies on the label's
+    # meshes in scanner mm, LPS by default: the prediction surface maps back inside the model grid, and lies on the label's
     prediction = trimesh.load(folder / f"{files.case_id}_prediction.ply")
     label_mesh = trimesh.load(folder / f"{files.case_id}_label.obj")
-    assert prediction.is_watertight and len(prediction.faces) <= 10_000
-    voxels = trimesh.transform_points(prediction.vertices, np.linalg.inv(model_grid_affine(case.meta)))
+    assert (folder / f"{files.case_id}_label.obj").read_text().startswith("# SPACE=LPS\n")
+    assert b"comment SPACE=LPS" in (folder / f"{files.case_id}_prediction.ply").read_bytes()[:200]
+    assert prediction.is_watertight and len(prediction.faces) <= 10_000 and prediction.volume > 0
+    lps_to_ras = np.diag([-1.0, -1.0, 1.0, 1.0])
+    voxels = trimesh.transform_points(prediction.vertices, np.linalg.inv(model_grid_affine(case.meta)) @ lps_to_ras)
     assert (voxels > -1).all() and (voxels < np.array(case.meta.volume_shape)).all()
     assert np.allclose(prediction.bounds, label_mesh.bounds, atol=1.0 * max(case.meta.spacing))
 
@@ -85,10 +96,16 @@ def test_lits_single_case_file_resampled_back(lits_checkpoint, synthetic_lits_ro
     assert mask.shape == source.shape and np.allclose(mask.affine, source.affine)
     assert not list((out / case_id).glob("*.obj"))
     # LiTS is resampled to the 32³ model grid: the mask is the occupancy resampled back (nearest)
-    occupancy = torch.load(out / case_id / f"{case_id}_occupancy.pt")
+    occupancy_image = nib.load(str(out / case_id / f"{case_id}_occupancy.nii.gz"))
+    occupancy = np.asarray(occupancy_image.dataobj)
     case = load_case(discover_case_folder(volume, "lits"), demo_config("C", "lits", volume_shape=(32, 32, 32)), with_border=False)
     assert tuple(occupancy.shape) == (32, 32, 32) and case.meta.mode == "resample"
-    assert np.array_equal(np.asarray(mask.dataobj) > 0, case.meta.to_input_grid((occupancy > 0.5).numpy(), order=0))
+    assert np.array_equal(np.asarray(mask.dataobj) > 0, case.meta.to_input_grid(occupancy > 0.5, order=0))
+    # the resampled cube spans the same field of view: its corners' outer faces are the input's
+    np.testing.assert_allclose(occupancy_image.affine, model_grid_affine(case.meta), atol=1e-4)
+    corners = [trimesh.transform_points(np.array([[-0.5] * 3, np.asarray(shape) - 0.5]), image.affine)
+               for shape, image in ((occupancy.shape, occupancy_image), (source.shape, source))]
+    np.testing.assert_allclose(corners[0], corners[1], atol=1e-3)
     assert 0.0 <= json.loads((out / case_id / "metrics.json").read_text())["dice"] <= 1.0
 
 
@@ -189,3 +206,49 @@ def test_prior_on_a_model_without_segmentation_head(synthetic_brats_root, tmp_pa
     assert main(_cli(checkpoint, synthetic_brats_root, out, "--mode", "prior")) == 2
     assert "mode 'prior' needs the encoder's segmentation head" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_cli_flags_flat_masks_and_oss_net_evaluate_agree(brats_checkpoint, synthetic_brats_root, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(_cli(brats_checkpoint, synthetic_brats_root, out, "--flat", "--threshold", "0.4", "--tolerance_mm", "2",
+                     "--min_component_voxels", "1", "--mesh_space", "RAS", "--mesh_format", "stl", "--mesh_edge_mm", "3",
+                     "--no_overlay"))
+    assert code == 0
+    case_id = discover("brats", synthetic_brats_root, "val")[0].case_id
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[0].split() == ["case", "dice", "iou", "hd95_mm", "nsd", "seconds"]
+    assert any(line.startswith(case_id) for line in printed.splitlines())
+    saved = json.loads((out / "inference_settings.json").read_text())
+    assert (saved["threshold"], saved["tolerance_mm"], saved["min_component_voxels"]) == (0.4, 2.0, 1)
+    assert (saved["mesh_space"], saved["mesh_edge_mm"], saved["flat"]) == ("RAS", 3.0, True)
+    assert (out / case_id / f"{case_id}_prediction.stl").read_bytes().startswith(b"SPACE=RAS")
+    flat = out / f"{case_id}.nii.gz"
+    assert flat.read_bytes() == (out / case_id / f"{case_id}_mask.nii.gz").read_bytes()
+
+    # the flat masks go straight into oss-net-evaluate, which scores them as the run did
+    scores = evaluate_folders(out, synthetic_brats_root / "MICCAI_BraTS2020_TrainingData", tmp_path / "scores",
+                              tolerance_mm=2.0)
+    summary = {row["case"]: row for row in json.loads((out / "summary.json").read_text())}
+    assert [row["case"] for row in scores["per_case"]] == [case_id]
+    for key in ("dice", "iou", "hd95_mm", "nsd"):
+        assert scores["per_case"][0][key] == pytest.approx(summary[case_id][key], rel=1e-9)
+    assert len(scores["missing_predictions"]) == 3  # the training cases, listed
+
+
+def test_help_lists_required_flags_first_and_dataset_choices(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # one line per flag, whatever the terminal
+    usage = build_parser().format_usage()
+    assert usage.split()[2:6] == ["--load_model", "LOAD_MODEL", "--dataset_path", "DATASET_PATH"]
+    help_text = build_parser().format_help()
+    assert help_text.index("required:") < help_text.index("original flags:")
+    assert f"--dataset {{{','.join(DATASETS)}}}" in help_text and "--mesh_space {LPS,RAS}" in help_text
+    assert build_parser().parse_args(["--load_model", "m", "--dataset_path", "d", "--dataset", "BraTS"]).dataset == "brats"
+
+
+def test_summary_table_shows_no_metrics_for_unlabelled_cases():
+    rows = [{"case": "labelled", "dice": 0.91234, "iou": 0.8, "hd95_mm": float("nan"), "nsd": 0.7, "seconds": 1.5},
+            {"case": "unlabelled", "seconds": 2.0, "mode": "prior"}]
+    lines = summary_table(rows).splitlines()
+    assert lines[1].split() == ["labelled", "0.9123", "0.8", "-", "0.7", "1.5"]
+    assert lines[2].split() == ["unlabelled", "-", "-", "-", "-", "2"]
+    assert "nan" not in summary_table(rows)

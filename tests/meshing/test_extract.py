@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 import trimesh
+from scipy import ndimage
 
-from oss_net.meshing import MeshingError, close_defects, decimate, extract_mesh, remove_small_components
+from oss_net.meshing import MeshingError, close_defects, decimate, extract_mesh, face_budget_for_edge, remove_small_components
 
 SPACING = (0.9, 1.1, 2.0)
 ORIGIN = (-40.0, 25.0, 7.5)
@@ -36,7 +37,7 @@ def test_sphere_in_mm_is_watertight_and_within_one_voxel(
 def test_decimation_respects_budget_and_stays_closed(sphere_grid: SphereFn, make_affine: AffineFn) -> None:
     affine = make_affine((0.5, 0.5, 0.5), (0.0, 0.0, 0.0), rotate=False)
     grid, _ = sphere_grid((44, 44, 44), affine, RADIUS)
-    full = extract_mesh(grid, affine, min_component_voxels=10, face_budget=10**9)
+    full = extract_mesh(grid, affine, min_component_voxels=10, face_budget=None, edge_mm=None)
     mesh = extract_mesh(grid, affine, min_component_voxels=10, face_budget=600)
     assert len(full.faces) > 5000
     assert 300 < len(mesh.faces) <= 600
@@ -109,3 +110,45 @@ def test_decimate_leaves_small_meshes_alone() -> None:
     sphere = trimesh.creation.icosphere(subdivisions=1)
     assert decimate(sphere, 10_000) is sphere
     assert len(decimate(sphere, 40).faces) <= 40
+
+
+def test_budget_from_edge_length_counts_equilateral_triangles() -> None:
+    # a 10 × 10 mm square in triangles of 1 mm edge (√3/4 mm² each): ceil(100 / 0.4330) = 231
+    assert face_budget_for_edge(100.0, 1.0) == 231
+    assert face_budget_for_edge(100.0, 2.0) == 58  # four times fewer for twice the edge
+    with pytest.raises(MeshingError, match="edge length must be a finite number > 0"):
+        face_budget_for_edge(100.0, 0.0)
+
+
+def test_budget_follows_the_surface(sphere_grid: SphereFn, make_affine: AffineFn) -> None:
+    affine = make_affine((0.5, 0.5, 0.5), (0.0, 0.0, 0.0), rotate=False)
+    grid, _ = sphere_grid((44, 44, 44), affine, RADIUS)
+    coarse = extract_mesh(grid, affine, min_component_voxels=10, edge_mm=3.0)
+    fine = extract_mesh(grid, affine, min_component_voxels=10, edge_mm=1.5)
+    full = extract_mesh(grid, affine, min_component_voxels=10, edge_mm=None)
+    assert len(coarse.faces) <= face_budget_for_edge(full.area, 3.0) < len(full.faces)
+    assert len(fine.faces) == pytest.approx(4 * len(coarse.faces), rel=0.1)
+    assert coarse.is_watertight and fine.is_watertight
+    assert len(extract_mesh(grid, affine, min_component_voxels=10, edge_mm=1.5, face_budget=300).faces) <= 300
+
+
+def test_decimation_that_would_open_a_mesh_falls_back_to_more_faces() -> None:
+    # Many small bodies: no aggression level keeps 1,000 faces closed, so the budget grows.
+    noise = np.random.default_rng(1).normal(size=(40, 40, 24))
+    grid = (ndimage.gaussian_filter(noise, 1.5) > 0.05).astype(np.float32)
+    full = extract_mesh(grid, None, min_component_voxels=1, edge_mm=None)
+    mesh = extract_mesh(grid, None, min_component_voxels=1, edge_mm=None, face_budget=1_000)
+    assert full.is_watertight and full.body_count > 10
+    assert mesh.is_watertight and mesh.is_winding_consistent
+    assert 1_000 < len(mesh.faces) < len(full.faces)
+    assert mesh.volume == pytest.approx(full.volume, rel=0.1)
+
+
+def test_decimate_keeps_every_body_closed_when_the_budget_is_too_small() -> None:
+    icosahedra = trimesh.util.concatenate(
+        [trimesh.creation.icosphere(subdivisions=0).apply_translation((3.0 * i, 0.0, 0.0)) for i in range(20)]
+    )
+    assert icosahedra.is_watertight and len(icosahedra.faces) == 400
+    kept = decimate(icosahedra, 8)  # 20 closed bodies cannot be closed in 8 faces: each gets its share, at least 4
+    assert kept.is_watertight and kept.body_count == 20
+    assert 80 <= len(kept.faces) <= 400

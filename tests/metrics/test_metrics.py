@@ -19,7 +19,6 @@ from oss_net.metrics import (
     hd95,
     iou,
     nsd,
-    spacing_from_affine,
     summarise,
 )
 
@@ -100,18 +99,6 @@ def test_summarise_excludes_and_counts_nan() -> None:
     assert summary["cases"] == 3
     assert "case" not in summary and "cached" not in summary
     assert math.isnan(summarise([cases[1]])["hd95_mm"])
-
-
-def test_spacing_from_rotated_flipped_affine() -> None:
-    angle = 0.7
-    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, -1]])
-    affine = np.eye(4)
-    affine[:3, :3] = rotation @ np.diag(SPACING)
-    affine[:3, 3] = (10.0, -4.0, 3.0)
-    assert spacing_from_affine(affine) == pytest.approx(SPACING)
-    assert spacing_from_affine(torch.from_numpy(affine)) == pytest.approx(SPACING)
-    with pytest.raises(MetricError, match="singular"):
-        spacing_from_affine(np.diag([1.0, 0.0, 1.0, 1.0]))
 
 
 def test_bad_inputs_raise_clear_errors() -> None:

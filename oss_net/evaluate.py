@@ -1,0 +1,265 @@
+"""`oss-net-evaluate PRED_DIR LABEL_DIR`: score a folder of predictions against a folder of labels.
+
+    oss-net-evaluate inference_output labelsTr -o scores
+    oss-net-evaluate out/ data/MICCAI_BraTS2020_TrainingData --regions WT --nsd surfel
+    python -m oss_net.evaluate preds labels --labels 1 2 --tolerance_mm 2
+
+Files are paired by case id, nnU-Net style: `<case>.nii.gz` (or `.nii`) in either folder; a folder
+may instead hold one sub-folder per case, as `oss-net-infer` writes (`<case>/<case>_mask.nii.gz`)
+and BraTS ships its labels (`<case>/<case>_seg.nii.gz`). Each prediction must lie on its label's
+grid (same shape and affine). Scored per case and per structure: the foreground (default), each
+label value (`--labels`), or the BraTS regions WT/TC/ET (`--regions`); the metrics are those of
+`oss_net.metrics` (Dice, IoU, HD95 in mm, NSD at a tolerance, volumes in ml). Written to OUT:
+`summary.json`, `summary.csv` (per-case rows, then mean / median / undefined rows per structure) and
+one PNG of per-case box plots per metric. A label without a prediction is counted and listed.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import math
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from oss_net.io import OSSNetError, atomic_save_json, atomic_write
+from oss_net.metrics import (
+    BRATS_REGIONS,
+    METRIC_KEYS,
+    NSD_DEFINITIONS,
+    VOLUME_KEYS,
+    brats_regions,
+    evaluate_case,
+    spacing_from_affine,
+    volumes_ml,
+)
+
+SCORES = METRIC_KEYS + VOLUME_KEYS
+STATISTICS = ("mean", "median", "undefined")  # undefined: how many cases have NaN (e.g. HD95, one mask empty)
+CASE_FILE_SUFFIXES = ("_mask", "_seg", "_segm")  # inside a case folder: our prediction, BraTS labels
+AFFINE_TOLERANCE_MM = 1e-3
+
+
+class EvaluationError(OSSNetError):
+    """Folders that cannot be scored: nothing to pair, a prediction off its label's grid, a bad label."""
+
+
+def nifti_stem(path: Path) -> str | None:
+    """The name without `.nii` / `.nii.gz`, or None for another file."""
+    for suffix in (".nii.gz", ".nii"):
+        if path.name.lower().endswith(suffix):
+            return path.name[: -len(suffix)]
+    return None
+
+
+def case_files(folder: Path) -> dict[str, Path]:
+    """Case id → NIfTI file: `<case>.nii(.gz)` in `folder`, else `<case>/<case>{_mask,_seg,_segm}.nii(.gz)`."""
+    if not folder.is_dir():
+        raise EvaluationError(f"{folder}: not a folder")
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        stem = nifti_stem(path)
+        if path.is_file() and stem is not None:
+            found[stem] = path
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in found):
+        names = {f"{sub.name}{suffix}".lower() for suffix in CASE_FILE_SUFFIXES}
+        matches = [p for p in sorted(sub.iterdir()) if p.is_file() and (nifti_stem(p) or "").lower() in names]
+        if matches:
+            found[sub.name] = matches[0]
+    return found
+
+
+def load_pair(pred_path: Path, label_path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(prediction, label, affine) as integer arrays on one grid, or one error naming both files."""
+    import nibabel as nib
+
+    pred_image, label_image = nib.load(str(pred_path)), nib.load(str(label_path))
+    if pred_image.shape != label_image.shape:
+        raise EvaluationError(f"{pred_path} has shape {pred_image.shape} but its label {label_path} has "
+                              f"shape {label_image.shape}: a prediction must be on its label's grid")
+    if not np.allclose(pred_image.affine, label_image.affine, atol=AFFINE_TOLERANCE_MM):
+        raise EvaluationError(f"{pred_path} and its label {label_path} have different affines "
+                              f"({pred_image.affine.round(4).tolist()} vs {label_image.affine.round(4).tolist()}): "
+                              "a prediction must be on its label's grid")
+    pred = np.rint(np.asarray(pred_image.dataobj)).astype(np.int64)
+    label = np.rint(np.asarray(label_image.dataobj)).astype(np.int64)
+    return pred, label, np.asarray(label_image.affine)
+
+
+def structures(pred: np.ndarray, label: np.ndarray, pred_path: Path, labels: Sequence[int] | None,
+               regions: Sequence[str] | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Name → (prediction mask, label mask): the foreground, each label value, or BraTS regions.
+
+    A prediction holding only 0 and 1 is a binary whole-tumour mask: it has the region WT only.
+    """
+    if labels:
+        return {f"label_{value}": (pred == value, label == value) for value in labels}
+    if not regions:
+        return {"foreground": (pred > 0, label > 0)}
+    label_regions = brats_regions(label)
+    binary = not np.any((pred != 0) & (pred != 1))
+    pred_regions = {"WT": pred > 0} if binary else brats_regions(pred)
+    missing = [r for r in regions if r not in pred_regions]
+    if missing:
+        raise EvaluationError(f"{pred_path}: a binary prediction (0/1) is a whole-tumour mask; regions "
+                              f"{', '.join(missing)} need a BraTS label map (1, 2, 4)")
+    return {region: (pred_regions[region], label_regions[region]) for region in regions}
+
+
+def score_case(case: str, pred_path: Path, label_path: Path, labels: Sequence[int] | None,
+               regions: Sequence[str] | None, tolerance_mm: float, nsd_definition: str) -> list[dict[str, Any]]:
+    """One row per structure: case, structure, the metrics and the volumes."""
+    pred, label, affine = load_pair(pred_path, label_path)
+    spacing = spacing_from_affine(affine)
+    rows = []
+    for name, (pred_mask, label_mask) in structures(pred, label, pred_path, labels, regions).items():
+        row: dict[str, Any] = {"case": case, "structure": name}
+        row.update(evaluate_case(pred_mask, label_mask, spacing, tolerance_mm, nsd_definition=nsd_definition))
+        row.update(volumes_ml(pred_mask, label_mask, spacing))
+        rows.append(row)
+    return rows
+
+
+def statistics(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, float | int]]]:
+    """Structure → score → {mean, median (NaNs left out; NaN if all are), undefined (NaN count)}."""
+    result: dict[str, dict[str, dict[str, float | int]]] = {}
+    for name in dict.fromkeys(row["structure"] for row in rows):
+        result[name] = {}
+        for key in SCORES:
+            values = np.array([row[key] for row in rows if row["structure"] == name], dtype=np.float64)
+            finite = values[~np.isnan(values)]
+            result[name][key] = {
+                "mean": float(finite.mean()) if finite.size else math.nan,
+                "median": float(np.median(finite)) if finite.size else math.nan,
+                "undefined": int(np.isnan(values).sum()),
+            }
+    return result
+
+
+def evaluate_folders(pred_dir: str | Path, label_dir: str | Path, output_dir: str | Path,
+                     labels: Sequence[int] | None = None, regions: Sequence[str] | None = None,
+                     tolerance_mm: float = 1.0, nsd_definition: str = "voxel") -> dict[str, Any]:
+    """Score every labelled case that has a prediction; write summary.json / .csv and the box plots.
+
+    Returns the summary (as written to summary.json, NaN as null there).
+    """
+    from tqdm import tqdm
+
+    if labels and regions:
+        raise EvaluationError("give --labels or --regions, not both")
+    predictions, references = case_files(Path(pred_dir)), case_files(Path(label_dir))
+    paired = [case for case in references if case in predictions]
+    if not paired:
+        raise EvaluationError(f"no prediction in {pred_dir} matches a label in {label_dir} "
+                              f"({len(predictions)} predictions, {len(references)} labels, paired by file name)")
+    rows: list[dict[str, Any]] = []
+    for case in tqdm(paired, desc="evaluate", unit="case", disable=None):
+        rows.extend(score_case(case, predictions[case], references[case], labels, regions, tolerance_mm, nsd_definition))
+    summary = {
+        "cases": len(paired),
+        "missing_predictions": [case for case in references if case not in predictions],
+        "unlabelled_predictions": [case for case in predictions if case not in references],
+        "settings": {"pred_dir": str(pred_dir), "label_dir": str(label_dir), "labels": list(labels or []),
+                     "regions": list(regions or []), "tolerance_mm": tolerance_mm, "nsd": nsd_definition},
+        "statistics": statistics(rows),
+        "per_case": rows,
+    }
+    write_outputs(Path(output_dir), summary)
+    return summary
+
+
+def json_safe(value: Any) -> Any:
+    """NaN and infinities as None, recursively, so the JSON is standard."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [json_safe(item) for item in value]
+    return value
+
+
+def write_outputs(output_dir: Path, summary: dict[str, Any]) -> None:
+    """summary.json, summary.csv and `<score>.png` for every score."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    atomic_save_json(json_safe(summary), output_dir / "summary.json")
+    columns = ["case", "structure", *SCORES]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in summary["per_case"]:
+        writer.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()})
+    for name, scores in summary["statistics"].items():
+        for statistic in STATISTICS:
+            writer.writerow({"case": statistic, "structure": name,
+                             **{key: f"{scores[key][statistic]:.6g}" for key in SCORES}})
+    with atomic_write(output_dir / "summary.csv", "w") as handle:
+        handle.write(buffer.getvalue())
+    for key in SCORES:
+        boxplot_png(summary["per_case"], key, output_dir / f"{key}.png")
+
+
+def boxplot_png(rows: Sequence[dict[str, Any]], key: str, path: Path) -> None:
+    """Box plot of one score over the cases, one box per structure, each case drawn as a dot."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = list(dict.fromkeys(row["structure"] for row in rows))
+    values = [[row[key] for row in rows if row["structure"] == name and not math.isnan(row[key])] for name in names]
+    figure = Figure(figsize=(2.4 + 1.4 * len(names), 4.0), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot(1, 1, 1)
+    axes.boxplot(values, showfliers=False)
+    axes.set_xticks(range(1, len(names) + 1), names)
+    for position, column in enumerate(values, start=1):
+        axes.plot(np.full(len(column), position), column, "o", alpha=0.5, markersize=4)
+    axes.set_title(f"{key} per case ({sum(len(c) for c in values)} values)", fontsize=10)
+    figure.tight_layout()
+    with atomic_write(path, "wb") as handle:
+        figure.savefig(handle, format="png")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="oss-net-evaluate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("pred_dir", metavar="PRED_DIR", help="predictions: <case>.nii.gz or <case>/<case>_mask.nii.gz")
+    parser.add_argument("label_dir", metavar="LABEL_DIR", help="labels: <case>.nii.gz or <case>/<case>_seg.nii.gz")
+    parser.add_argument("-o", "--output_dir", default="evaluation", help="where the summary goes (default: %(default)s)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--labels", nargs="+", type=int, help="score each of these label values (default: foreground > 0)")
+    which.add_argument("--regions", nargs="+", choices=tuple(BRATS_REGIONS), help="score these BraTS regions")
+    parser.add_argument("--tolerance_mm", type=float, default=1.0, help="NSD tolerance in mm (default: %(default)s)")
+    parser.add_argument("--nsd", default="voxel", choices=NSD_DEFINITIONS,
+                        help="voxel: surface voxels counted; surfel: area-weighted (DeepMind surface-distance)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Evaluate, print the table of means; an error prints one line (oss_net.cli_errors): status 2 for bad input."""
+    from oss_net.cli_errors import add_verbose_flag, run_command
+
+    parser = build_parser()
+    add_verbose_flag(parser)
+    arguments = parser.parse_args(argv)
+    return run_command(lambda: evaluate_and_print(arguments), prog=parser.prog, verbose=arguments.verbose)
+
+
+def evaluate_and_print(arguments: argparse.Namespace) -> None:
+    """Score the folders named on the command line and print the table of means."""
+    summary = evaluate_folders(arguments.pred_dir, arguments.label_dir, arguments.output_dir, arguments.labels,
+                               arguments.regions, arguments.tolerance_mm, arguments.nsd)
+    print(f"{'mean of':<12}" + "".join(f"{key:>10}" for key in METRIC_KEYS) + f"{'undefined':>11}")
+    for name, scores in summary["statistics"].items():
+        undefined = sum(scores[key]["undefined"] for key in METRIC_KEYS)
+        print(f"{name:<12}" + "".join(f"{scores[key]['mean']:>10.4f}" for key in METRIC_KEYS) + f"{undefined:>11}")
+    missing = summary["missing_predictions"]
+    print(f"{summary['cases']} cases scored; {len(missing)} label(s) without a prediction"
+          + (f": {', '.join(missing)}" if missing else ""))
+    print(f"results in {Path(arguments.output_dir).resolve()} (summary.csv, summary.json, <metric>.png)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
