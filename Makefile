@@ -20,7 +20,7 @@ build: venv
 	$(PY) -m pade_activation_unit.build
 
 demo: build
-	$(PY) -m oss_net.demo --output-dir demo_output
+	$(PY) -m oss_net.demo --output_dir demo_output
 
 test: build
 	$(PY) -m pytest -q --timeout=900 tests

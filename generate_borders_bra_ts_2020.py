@@ -11,7 +11,6 @@ import sys
 from oss_net.data.borders import border_cli
 
 
-
 def main(argv: list[str] | None = None) -> int:
     return border_cli("brats", __doc__, argv)
 

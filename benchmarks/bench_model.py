@@ -20,8 +20,8 @@ Per configuration (BraTS, the paper's training setting: batch 8, 2^14 points per
   Two PAU accountings: "reference" is what the pure-PyTorch PAU saves (its Horner intermediates; every
   PAU is forced to the reference backend, the only one that runs on the meta device); "fused" counts each
   PAU as a kernel that saves only its input (what pade_activation_unit's compiled kernels keep).
-The paper's Table-2 training memory (whole GPU, parameters and optimizer state included) is shown for
-the Table-1 rows, with both ratios to O-Net.
+The paper's Table-2 training memory (whole GPU, parameters and optimizer state included; `benchmarks.paper`)
+is shown for the Table-1 rows, with both ratios to O-Net. Memory is in GiB (2^30 bytes).
 """
 from __future__ import annotations
 
@@ -31,7 +31,9 @@ import torch
 from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.common import bench_main, format_table, write_result
+from benchmarks.common import bench_main, format_table, to_gib, write_result
+from benchmarks.paper import TABLE2_GIB
+from oss_net.data.patches import PATCH_SIZE
 from oss_net.models import CONFIG_NAMES, Encoding, OSSNet, build_model, count_parameters, get_config
 from oss_net.models.config import OSSNetConfig
 from oss_net.models.memory import saved_tensor_bytes
@@ -40,10 +42,13 @@ from pade_activation_unit import PAU
 PAPER_BATCH = 8
 PAPER_POINTS = 2**14
 SEGMENTATION_LOSS_FACTOR = 0.1
-# Paper Table 2, BraTS training memory in GB (reference §13.2).
-PAPER_TRAIN_GB = {"vanilla_o_net_wide": 2.35, "A": 2.58, "B": 2.76, "full": 2.59, "full2": 2.76}
 TABLE1 = {"vanilla_o_net_wide": "O-Net", "A": "A", "B": "B", "full": "C", "full2": "D"}
-GB = 1e9
+
+
+def paper_train_gib(config_name: str) -> float | None:
+    """The paper's Table-2 BraTS training memory of a configuration (GiB), None for one not in Table 1."""
+    row = TABLE2_GIB.get((TABLE1.get(config_name, ""), "brats"))
+    return row[0] if row else None
 
 
 def _inputs(config: OSSNetConfig, batch: int, points: int, device: str | torch.device) -> dict[str, torch.Tensor | None]:
@@ -60,7 +65,7 @@ def _inputs(config: OSSNetConfig, batch: int, points: int, device: str | torch.d
         "volume": make(batch, config.in_channels, *config.volume_shape) if str(device) == "meta" else None,
         "coords": coords,
         "labels": make(batch, points, 1),
-        "patches": make(batch, points, config.patch_channels, 7, 7, 7) if config.patches else None,
+        "patches": make(batch, points, config.patch_channels, PATCH_SIZE, PATCH_SIZE, PATCH_SIZE) if config.patches else None,
         "segmentation_target": make(batch, 1, *config.encoder_output_shape) if config.segmentation_head else None,
     }
 
@@ -147,11 +152,11 @@ def measure(
         encoder = batch * _encoder_bytes(meta_model, fused)
         scaled = encoder + decoder
         meta = _full_step_bytes(meta_model, batch, points, fused)
-        row[f"activation_gb_{label}"] = scaled / GB
+        row[f"activation_GiB_{label}"] = to_gib(scaled)
         row[f"encoder_share_{label}"] = encoder / scaled
         row[f"decoder_bytes_per_point_{label}"] = per_point
         row[f"scaled_over_meta_{label}"] = scaled / meta
-        row[f"activation_gb_per_volume_{label}"] = scaled / batch / GB
+        row[f"activation_GiB_per_volume_{label}"] = to_gib(scaled / batch)
     return row
 
 
@@ -167,23 +172,23 @@ def run(size: str = "cpu", smoke: bool = False) -> dict:
     rows = [measure(name, measured_points, accountings) for name in names]
     reference = next(row for row in rows if row["config"] == "vanilla_o_net_wide")
     for row in rows:
-        row["fused_vs_onet"] = row["activation_gb_fused"] / reference["activation_gb_fused"]
-        paper = PAPER_TRAIN_GB.get(row["config"])
-        row["paper_train_gb"] = paper if paper is not None else ""
-        row["paper_vs_onet"] = paper / PAPER_TRAIN_GB["vanilla_o_net_wide"] if paper is not None else ""
+        row["fused_vs_onet"] = row["activation_GiB_fused"] / reference["activation_GiB_fused"]
+        paper = paper_train_gib(row["config"])
+        row["paper_train_GiB"] = paper if paper is not None else ""
+        row["paper_vs_onet"] = paper / paper_train_gib("vanilla_o_net_wide") if paper is not None else ""
     columns = [
         "config",
         "table1",
         "parameters",
         "decoder_mflops_per_point",
-        "activation_gb_reference",
-        "activation_gb_fused",
-        "activation_gb_per_volume_fused",
+        "activation_GiB_reference",
+        "activation_GiB_fused",
+        "activation_GiB_per_volume_fused",
         "encoder_share_fused",
         "scaled_over_meta_reference",
         "scaled_over_meta_fused",
         "fused_vs_onet",
-        "paper_train_gb",
+        "paper_train_GiB",
         "paper_vs_onet",
     ]
     print(f"BraTS training step, batch {PAPER_BATCH}, {PAPER_POINTS} points per volume (decoder measured at {measured_points} and {2 * measured_points} points, batch 1)")

@@ -1,12 +1,12 @@
 """`make demo`: the whole pipeline on the CPU in a few minutes, with nothing to download.
 
-    python -m oss_net.demo --output-dir demo_output
+    python -m oss_net.demo --output_dir demo_output
 
-1. writes a synthetic BraTS 2020 dataset (`oss_net.data.synthetic`) to `<output-dir>/data`;
+1. writes a synthetic BraTS 2020 dataset (`oss_net.data.synthetic`) to `<output_dir>/data`;
 2. trains the small demo configuration C on the CPU (`oss_net.training`, `--demo` preset) into
-   `<output-dir>/train`;
+   `<output_dir>/train`;
 3. runs inference on the validation cases in both modes (standard and prior, compared) into
-   `<output-dir>/inference`: masks and probabilities as NIfTI on the input grid, meshes in mm,
+   `<output_dir>/inference`: masks and probabilities as NIfTI on the input grid, meshes in mm,
    overlays, per-case metrics and `summary.csv` / `summary.json`;
 4. prints the Dice per case and where the files are.
 
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from oss_net.io import OSSNetError, atomic_save_json
+from pade_activation_unit import PAUError
 
 STATE_FILE = "demo_state.json"
 DEMO_SHAPE = (60, 60, 38)  # a 240×240×155 BraTS volume at 1/4 resolution, padded to the 64×64×40 model grid
@@ -34,15 +35,15 @@ MODEL_FILES = ("best_model.pt", "final_model.pt")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m oss_net.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output-dir", default="demo_output", help="everything goes here (default: %(default)s)")
+    parser.add_argument("--output_dir", default="demo_output", help="everything goes here (default: %(default)s)")
     parser.add_argument("--cases", type=int, default=20, help="synthetic cases (default: %(default)s; ~1/8 are validation)")
     parser.add_argument("--seed", type=int, default=0, help="dataset and training seed (default: %(default)s)")
     parser.add_argument("--config", default="C", help="network configuration (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the demo preset's)")
-    parser.add_argument("--max-iterations", type=int, default=None, help="stop training after this many steps")
-    parser.add_argument("--training-samples", type=int, default=None, help="points per volume and step (default: preset)")
+    parser.add_argument("--max_iterations", type=int, default=None, help="stop training after this many steps")
+    parser.add_argument("--training_samples", type=int, default=None, help="points per volume and step (default: preset)")
     parser.add_argument("--retrain", action="store_true", help="train again even when a matching model exists")
-    parser.add_argument("--no-mesh", action="store_true", help="skip the meshes")
+    parser.add_argument("--no_mesh", action="store_true", help="skip the meshes")
     return parser
 
 
@@ -55,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             epochs=arguments.epochs, max_iterations=arguments.max_iterations,
             training_samples=arguments.training_samples, retrain=arguments.retrain, mesh=not arguments.no_mesh,
         )
-    except OSSNetError as error:
+    except (OSSNetError, PAUError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(report(result))
@@ -76,7 +77,7 @@ def run_demo(
 ) -> dict[str, Any]:
     """Data → training → inference; returns {"summary": rows, "folders": {...}, "seconds": {...}}."""
     from oss_net.inference import InferenceSettings, run_inference
-    from oss_net.training import demo_settings, train
+    from oss_net.training import demo_settings
 
     if cases < 2:
         raise OSSNetError(f"--cases must be at least 2 (one training and one validation case), got {cases}")
@@ -100,16 +101,7 @@ def run_demo(
     overrides.update({k: v for k, v in (("epochs", epochs), ("max_iterations", max_iterations),
                                         ("training_samples", training_samples)) if v is not None})
     settings = demo_settings(str(data_dir), str(train_dir), **overrides)
-    model_path = _trained_model(train_dir)
-    if retrain or state.get("train") != settings.to_dict() or model_path is None:
-        if train_dir.exists():
-            shutil.rmtree(train_dir)  # a clean run folder: no checkpoint of an older run is mistaken for this one
-        train(settings)
-        model_path = _trained_model(train_dir)
-        if model_path is None:
-            raise OSSNetError(f"{train_dir}: training finished without writing {' or '.join(MODEL_FILES)}")
-        state["train"] = settings.to_dict()
-        atomic_save_json(state, state_path)
+    model_path = _train_unless_current(settings, train_dir, state, state_path, retrain)
     seconds["training"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -125,6 +117,24 @@ def run_demo(
         "folders": {"data": data_dir, "train": train_dir, "model": model_path, "inference": inference_dir},
         "seconds": seconds,
     }
+
+
+def _train_unless_current(settings: Any, train_dir: Path, state: dict[str, Any], state_path: Path, retrain: bool) -> Path:
+    """The trained model file; trains (into a clean `train_dir`) when asked, or when none matches `settings`."""
+    from oss_net.training import train
+
+    model_path = _trained_model(train_dir)
+    if not retrain and state.get("train") == settings.to_dict() and model_path is not None:
+        return model_path
+    if train_dir.exists():
+        shutil.rmtree(train_dir)  # a clean run folder: no checkpoint of an older run is mistaken for this one
+    train(settings)
+    model_path = _trained_model(train_dir)
+    if model_path is None:
+        raise OSSNetError(f"{train_dir}: training finished without writing {' or '.join(MODEL_FILES)}")
+    state["train"] = settings.to_dict()
+    atomic_save_json(state, state_path)
+    return model_path
 
 
 def _write_dataset(data_dir: Path, key: dict[str, Any]) -> None:

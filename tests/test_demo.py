@@ -27,8 +27,8 @@ def test_demo_pipeline_and_rerun(tmp_path, capsys):
     stamp = model.stat().st_mtime_ns
 
     # a second run with the same settings reuses the dataset and the trained model
-    assert main(["--output-dir", str(out), "--cases", "3", "--epochs", "1", "--max-iterations", "1",
-                 "--training-samples", "256", "--no-mesh"]) == 0
+    assert main(["--output_dir", str(out), "--cases", "3", "--epochs", "1", "--max_iterations", "1",
+                 "--training_samples", "256", "--no_mesh"]) == 0
     printed = capsys.readouterr().out
     assert model.stat().st_mtime_ns == stamp
     assert "OSS-Net demo: validation cases" in printed and str(out / "inference" / "summary.csv") in printed
@@ -37,5 +37,5 @@ def test_demo_pipeline_and_rerun(tmp_path, capsys):
 
 
 def test_demo_rejects_too_few_cases(tmp_path, capsys):
-    assert main(["--output-dir", str(tmp_path / "demo"), "--cases", "1"]) == 2
+    assert main(["--output_dir", str(tmp_path / "demo"), "--cases", "1"]) == 2
     assert "--cases must be at least 2" in capsys.readouterr().err

@@ -1,6 +1,6 @@
 """Check a whole dataset before training on it: every file of every case, all problems in one report.
 
-    python -m oss_net.data.check /data/BraTS2020 [--dataset brats]
+    python -m oss_net.data.check /data/BraTS2020 [--dataset brats|lits|nnunet|msd|flare]
 
 Like nnU-Net's dataset-integrity check, every case is read fully (shape, affine, NaN/Inf, label
 values, 2D/4D, corrupt files, stray or duplicate files) and every problem is listed in one table;
@@ -10,16 +10,22 @@ case trains with uniform instead of border-weighted sampling.
 from __future__ import annotations
 
 import argparse
+import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from oss_net.cli_errors import add_verbose_flag, run_command
 from oss_net.data.borders import read_border
 from oss_net.data.errors import DatasetError
-from oss_net.data.layout import CaseFiles, brats_case_folders, discover_lits, read_brats_case
-from oss_net.data.nifti import check_same_grid, read_image, read_label
+from oss_net.data.channels import read_file_channels, read_label_values
+from oss_net.data.dataset_info import DatasetInfo
+from oss_net.data.layout import DATASETS, CaseFiles, brats_case_folders, canonical_dataset, discover_lits, read_brats_case
+from oss_net.data.layouts import EXTERNAL_DATASETS, detect_dataset, scan_layout
+from oss_net.data.nifti import check_same_grid, read_label
 
 
 @dataclass
@@ -38,21 +44,9 @@ class CaseReport:
         return "FAIL" if self.errors else "WARN" if self.warnings else "ok"
 
 
-def detect_dataset(root: str | Path) -> str:
-    """"brats" or "lits" from the folder layout."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DatasetError(f"{root}: dataset folder not found")
-    if any(root.glob("MICCAI_BraTS2020_*")) or any(root.glob("*/*_flair.nii*")):
-        return "brats"
-    if (root / "TrainingData" / "input").is_dir() or any(root.rglob("volume-*.nii*")):
-        return "lits"
-    raise DatasetError(f"{root}: neither a BraTS 2020 nor a LiTS layout; pass --dataset")
-
-
 def check_dataset(root: str | Path, dataset: str | None = None) -> list[CaseReport]:
     """One report per case; discovery problems that concern no single case are reported under "*"."""
-    dataset = dataset or detect_dataset(root)
+    dataset = canonical_dataset(dataset) if dataset else detect_dataset(root)
     reports = []
     if dataset == "brats":
         for folder, labelled in brats_case_folders(root):
@@ -62,35 +56,39 @@ def check_dataset(root: str | Path, dataset: str | None = None) -> list[CaseRepo
                 reports.append(CaseReport(folder.name, errors=[str(error)]))
                 continue
             reports.append(check_case(case, dataset))
-    elif dataset == "lits":
+    elif dataset in EXTERNAL_DATASETS:
+        try:
+            scan = scan_layout(dataset, root, check_grids=False)  # check_case reads every file fully
+        except DatasetError as error:
+            return [CaseReport("*", errors=[str(error)])]
+        failed: dict[str, CaseReport] = {}
+        for problem in scan.problems:
+            failed.setdefault(problem.case_id, CaseReport(problem.case_id)).errors.append(problem.message)
+        reports = list(failed.values()) + [check_case(case, dataset, scan.info) for case in scan.training + scan.test]
+    else:
         try:
             cases = discover_lits(root, "all")
         except DatasetError as error:
             return [CaseReport("*", errors=[str(error)])]
         reports = [check_case(case, dataset) for case in cases]
-    else:
-        raise DatasetError(f"unknown dataset {dataset!r}; expected brats or lits")
     if not reports:
         reports.append(CaseReport("*", errors=[f"{root}: no cases found"]))
     return reports
 
 
-def verify_dataset(root: str | Path, dataset: str | None = None) -> list[CaseReport]:
-    """`check_dataset`, raising one DatasetError listing every failing case."""
-    reports = check_dataset(root, dataset)
-    failed = [f"{r.case_id}: {problem}" for r in reports for problem in r.errors]
-    if failed:
-        raise DatasetError(f"{root}: {len(failed)} problem(s)\n" + "\n".join(failed))
-    return reports
+def check_case(case: CaseFiles, dataset: str, info: DatasetInfo | None = None) -> CaseReport:
+    """Read every file of `case` and collect every problem instead of stopping at the first.
 
-
-def check_case(case: CaseFiles, dataset: str) -> CaseReport:
-    """Read every file of `case` and collect every problem instead of stopping at the first."""
+    `info` (nnunet, msd, flare) gives the label values its dataset.json allows.
+    """
     report = CaseReport(case.case_id)
     reference = None
-    for path in case.images:
+    for path, channels in Counter(case.images).items():  # a Decathlon 4-D file holds every channel of its case
         try:
-            volume = read_image(path)
+            with warnings.catch_warnings(record=True) as caught:  # e.g. a constant image: listed, not fatal
+                warnings.simplefilter("always", RuntimeWarning)
+                volume = read_file_channels(path, channels)[0]
+            report.warnings.extend(str(warning.message) for warning in caught)
             grid = (volume.array.shape, volume.affine, path)
             if reference is None:
                 reference = grid
@@ -102,7 +100,7 @@ def check_case(case: CaseFiles, dataset: str) -> CaseReport:
     if case.label is None:
         return report
     try:
-        label = read_label(case.label, dataset)
+        label = read_label(case.label, dataset) if info is None else read_label_values(case.label, info.label_values)
         if reference is not None:
             check_same_grid(reference, (label.array.shape, label.affine, case.label))
         present = np.flatnonzero(np.bincount(label.array.ravel()))
@@ -131,15 +129,20 @@ def format_reports(reports: Sequence[CaseReport]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Check every case of a BraTS 2020 or LiTS dataset.")
+    """Exit status 0: every case is usable; 1: some case failed (see the table); 2: the dataset cannot be read."""
+    parser = argparse.ArgumentParser(prog="python -m oss_net.data.check",
+                                     description="Check every case of a BraTS 2020, LiTS, nnU-Net, Decathlon or "
+                                                 "FLARE21 dataset.")
     parser.add_argument("root", type=Path, help="dataset folder")
-    parser.add_argument("--dataset", choices=("brats", "lits"), default=None, help="layout (default: detected)")
+    parser.add_argument("--dataset", choices=DATASETS, default=None, help="layout (default: detected)")
+    add_verbose_flag(parser)
     args = parser.parse_args(argv)
-    try:
-        reports = check_dataset(args.root, args.dataset)
-    except DatasetError as error:
-        print(f"error: {error}")
-        return 1
+    return run_command(lambda: print_check(args.root, args.dataset), prog=parser.prog, verbose=args.verbose)
+
+
+def print_check(root: Path, dataset: str | None) -> int:
+    """Print the table of `check_dataset`; 1 if any case failed, else 0."""
+    reports = check_dataset(root, dataset)
     print(format_reports(reports))
     return 1 if any(r.errors for r in reports) else 0
 

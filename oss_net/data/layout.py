@@ -30,17 +30,35 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from oss_net.data.errors import DatasetError
+from oss_net.data.splits import original_split
 
 BRATS_MODALITIES = ("flair", "t1", "t1ce", "t2")
 BRATS_TRAINING = "MICCAI_BraTS2020_TrainingData"
 BRATS_VALIDATION = "MICCAI_BraTS2020_ValidationData"
 BRATS_TEST_ORIGINAL = "MICCAI_BraTS2020_TestData"  # where the original expected its 45 validation cases
 # The original held out 45 of 369 BraTS and 20 of 131 LiTS training cases; the default split keeps these fractions.
-VALIDATION_FRACTION = {"brats": 45 / 369, "lits": 20 / 131}
-SPLITS = ("train", "val", "all", "test")
-DATASETS = ("brats", "lits")
+# nnU-Net, Decathlon and FLARE21 hold out one case in five, like one fold of nnU-Net's 5-fold cross-validation.
+VALIDATION_FRACTION = {"brats": 45 / 369, "lits": 20 / 131, "nnunet": 0.2, "msd": 0.2, "flare": 0.2}
+SPLITS = ("train", "val", "all", "test")  # "all" = train + val (labelled); "test" = unlabelled cases
+DATASETS = ("brats", "lits", "nnunet", "msd", "flare")
+PAPER_DATASETS = ("brats", "lits")  # the datasets the paper's configurations and the original's weights exist for
+BORDER_FOLDER = "bordersTr"  # nnunet/msd/flare border maps: <root>/bordersTr/<case>_border.nii.gz, outside labelsTr
+# Other spellings of the two datasets: the original's scripts and folders say BraTS, bra_ts, BraTS2020, LiTS.
+_DATASET_ALIASES = {"brats": "brats", "bra_ts": "brats", "brats2020": "brats", "lits": "lits", "nnunet": "nnunet",
+                    "nnu_net": "nnunet", "msd": "msd", "decathlon": "msd", "flare": "flare", "flare21": "flare"}
 _NIFTI = re.compile(r"^(?P<stem>.+?)\.nii(\.gz)?$", re.IGNORECASE)
 _NUMBER = re.compile(r"(\d+)(?!.*\d)")
+
+
+def canonical_dataset(name: str) -> str:
+    """The name in DATASETS for any accepted spelling (case, surrounding blanks and "-" for "_" do not matter).
+
+    The one dataset-name normaliser; raises DatasetError naming the valid datasets for anything else.
+    """
+    key = name.strip().lower().replace("-", "_") if isinstance(name, str) else None
+    if key not in _DATASET_ALIASES:
+        raise DatasetError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}")
+    return _DATASET_ALIASES[key]
 
 
 @dataclass(frozen=True)
@@ -54,13 +72,18 @@ class CaseFiles:
 
 
 def discover(dataset: str, root: str | Path, split: str = "train", split_file: str | Path | None = None,
-             border_dir: str | Path | None = None, seed: int = 0) -> list[CaseFiles]:
-    """The cases of `split` ("train", "val", "all" labelled cases, or "test": unlabelled) of a dataset."""
-    if dataset == "brats":
+             border_dir: str | Path | None = None, seed: int = 0, fold: int = 0) -> list[CaseFiles]:
+    """The cases of `split` ("train", "val", "all" labelled cases, or "test": unlabelled) of a dataset.
+
+    `fold` picks the fold of an nnU-Net splits_final.json (nnunet, msd, flare only).
+    """
+    if canonical_dataset(dataset) not in ("brats", "lits"):
+        from oss_net.data.layouts import discover_layout  # imported here: layouts builds on this module
+
+        return discover_layout(dataset, root, split, split_file, border_dir, seed, fold)
+    if canonical_dataset(dataset) == "brats":
         return discover_brats(root, split, split_file, border_dir, seed)
-    if dataset == "lits":
-        return discover_lits(root, split, split_file, border_dir, seed)
-    raise DatasetError(f"unknown dataset {dataset!r}; expected one of {DATASETS}")
+    return discover_lits(root, split, split_file, border_dir, seed)
 
 
 def discover_brats(root: str | Path, split: str = "train", split_file: str | Path | None = None,
@@ -68,9 +91,9 @@ def discover_brats(root: str | Path, split: str = "train", split_file: str | Pat
     """BraTS 2020 cases of one split, sorted by case id.
 
     The split comes from, in order: `split_file` (lines "<case_id> train|val"); the original's layout
-    with a ``MICCAI_BraTS2020_TestData`` folder holding the validation cases; otherwise a deterministic
-    seeded split holding out 45/369 of the cases (at least one). The original's 324/45 id list is not
-    available to us, so the default split is not the paper's. "test" is the unlabelled
+    with a ``MICCAI_BraTS2020_TestData`` folder holding the validation cases; the original's fixed
+    324/45 list (`oss_net.data.splits`) when every case it names is present; otherwise a deterministic
+    seeded split holding out 45/369 of the cases (at least one). "test" is the unlabelled
     ``MICCAI_BraTS2020_ValidationData`` folder.
     """
     root = _existing_folder(root)
@@ -106,17 +129,17 @@ def discover_lits(root: str | Path, split: str = "train", split_file: str | Path
 def discover_case_folder(path: str | Path, dataset: str, border_dir: str | Path | None = None) -> CaseFiles:
     """One case given by its folder (BraTS) or by its volume file (LiTS ``volume-N.nii``)."""
     path = Path(path)
-    if dataset == "brats":
+    if canonical_dataset(dataset) not in ("brats", "lits"):
+        raise DatasetError(f"{path}: a single case can be given for brats or lits only, not {dataset!r}")
+    if canonical_dataset(dataset) == "brats":
         return _brats_case(_existing_folder(path), labelled=None, border_dir=border_dir)
-    if dataset == "lits":
-        if not path.is_file():
-            raise DatasetError(f"{path}: expected a LiTS volume file (volume-N.nii)")
-        number = _case_number(path)
-        folders = [path.parent] + ([path.parent.parent / "segmentation"] if path.parent.name == "input" else [])
-        candidates = [folder / f"segmentation-{number}{suffix}" for folder in folders for suffix in (".nii", ".nii.gz")]
-        label = next((c for c in candidates if c.is_file()), None)
-        return CaseFiles(f"lits-{number}", (path,), label, _lits_border(label, number, border_dir))
-    raise DatasetError(f"unknown dataset {dataset!r}; expected one of {DATASETS}")
+    if not path.is_file():
+        raise DatasetError(f"{path}: expected a LiTS volume file (volume-N.nii)")
+    number = _case_number(path)
+    folders = [path.parent] + ([path.parent.parent / "segmentation"] if path.parent.name == "input" else [])
+    candidates = [folder / f"segmentation-{number}{suffix}" for folder in folders for suffix in (".nii", ".nii.gz")]
+    label = next((c for c in candidates if c.is_file()), None)
+    return CaseFiles(f"lits-{number}", (path,), label, _lits_border(label, number, border_dir))
 
 
 def border_file_name(case_id: str, dataset: str) -> str:
@@ -131,6 +154,8 @@ def default_border_path(case: CaseFiles, dataset: str) -> Path:
     if case.label is None:
         raise DatasetError(f"{case.case_id}: no label, so no border map")
     folder = case.label.parent
+    if dataset in ("nnunet", "msd", "flare"):
+        folder = folder.parent / BORDER_FOLDER
     if dataset == "lits" and folder.name == "segmentation":
         folder = folder.parent / "border"
     return folder / border_file_name(case.case_id, dataset)
@@ -319,13 +344,16 @@ def _select(cases: list[CaseFiles], split: str, split_file: str | Path | None, d
     if split == "all":
         return cases
     ids = [c.case_id for c in cases]
-    assignment = read_split_file(split_file, ids) if split_file is not None else default_split(ids, dataset, seed)
+    if split_file is not None:
+        assignment = read_split_file(split_file, ids)
+    else:
+        assignment = original_split(dataset, ids) or default_split(ids, dataset, seed)
     return [c for c in cases if assignment[c.case_id] == split]
 
 
 def _check_split(split: str) -> None:
     if split not in SPLITS:
-        raise DatasetError(f"unknown split {split!r}; expected one of {SPLITS}")
+        raise DatasetError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
 
 
 def _existing_folder(path: str | Path) -> Path:

@@ -2,10 +2,15 @@
 
 Each reader returns the array plus the nibabel affine and header, and raises one `DatasetError`
 naming the file for anything a real dataset can get wrong: a missing, truncated or corrupt file,
-a 2D or 4D image, NaN/Inf intensities, label values outside the dataset's set.
+a 2D or 4D image, an empty or degenerate grid (a zero-size axis, or a single voxel along an axis),
+NaN/Inf intensities, label values outside the dataset's set.
+
+A constant image (every voxel equal) is only a warning (RuntimeWarning): a blank modality does occur
+in real data, and the z-score turns it into zeros instead of dividing by zero; the dataset check lists it.
 """
 from __future__ import annotations
 
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,11 +19,15 @@ import nibabel as nib
 import numpy as np
 
 from oss_net.data.errors import DatasetError
+from oss_net.data.grid import spacing_from_affine
 
 # Label values each dataset may contain: BraTS (background, necrosis, oedema, enhancing), LiTS (liver, tumour).
 # "border" is the set of a stored border map.
 LABEL_VALUES: dict[str, frozenset[int]] = {
     "brats": frozenset({0, 1, 2, 4}), "lits": frozenset({0, 1, 2}), "border": frozenset({0, 1})}
+
+
+MIN_AXIS_VOXELS = 2  # fewer along any axis is a single slice or voxel, not a volume to segment in 3D
 
 
 @dataclass(frozen=True)
@@ -33,7 +42,7 @@ class Volume:
     @property
     def spacing(self) -> tuple[float, float, float]:
         """Voxel size in mm along each array axis (column norms of the affine)."""
-        return tuple(float(v) for v in np.linalg.norm(self.affine[:3, :3], axis=0))
+        return tuple(spacing_from_affine(self.affine).tolist())
 
 
 def read_header(path: Path) -> tuple[tuple[int, ...], np.ndarray, bytes]:
@@ -50,6 +59,9 @@ def read_image(path: Path) -> Volume:
     if not np.isfinite(array).all():
         bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
         raise DatasetError(f"{path}: image contains {bad} NaN or Inf voxel(s)")
+    if array.min() == array.max():
+        warnings.warn(f"{path}: constant image (every voxel is {array.flat[0]:g}); it carries no information",
+                      RuntimeWarning, stacklevel=2)
     return Volume(array, np.asarray(image.affine, dtype=np.float64), image.header.binaryblock, path)
 
 
@@ -98,7 +110,18 @@ def _spatial_shape(shape: tuple[int, ...], path: Path) -> tuple[int, int, int]:
         trimmed = trimmed[:-1]
     if len(trimmed) != 3:
         raise DatasetError(f"{path}: expected a 3D volume, got shape {tuple(shape)} ({len(shape)}D)")
+    check_spatial_shape(trimmed, path)
     return trimmed  # type: ignore[return-value]
+
+
+def check_spatial_shape(shape: tuple[int, ...], path: Path) -> None:
+    """Raise when a 3D grid is empty (a zero-size axis) or degenerate (one voxel along an axis: no 3D volume)."""
+    shape = tuple(int(s) for s in shape)
+    if 0 in shape:
+        raise DatasetError(f"{path}: empty volume, shape {shape} has a zero-size axis (re-export the file)")
+    if min(shape) < MIN_AXIS_VOXELS:
+        raise DatasetError(f"{path}: degenerate volume, shape {shape} has a single voxel along an axis "
+                           f"(a 3D volume needs at least {MIN_AXIS_VOXELS} along each)")
 
 
 def _voxels(image: nib.Nifti1Image, path: Path) -> np.ndarray:

@@ -9,6 +9,8 @@ affine (flipped axes, spacing ≠ 1, origin offset; LiTS anisotropic). Everythin
 the seed, and the gzip streams carry no timestamp, so a seed always gives identical bytes.
 
     python -m oss_net.data.synthetic --layout brats --cases 8 --shape 60 60 38 --seed 0 --out data/synth
+
+`--layout nnunet|msd|flare` writes the layouts of `oss_net.data.synthetic_layouts` instead.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 from oss_net.data.layout import BRATS_MODALITIES, BRATS_TRAINING
+from oss_net.data.synthetic_layouts import LAYOUT_SHAPES, write_layout_dataset
 from oss_net.io import atomic_save_nifti
 
 DEFAULT_SHAPE = {"brats": (60, 60, 38), "lits": (48, 48, 32)}  # BraTS: 240×240×155 / 4 (padded to the 64×64×40 demo grid)
@@ -40,6 +43,8 @@ def write_synthetic_dataset(layout: str, out: str | Path, cases: int = 4, shape:
     BraTS: ``out/MICCAI_BraTS2020_TrainingData/BraTS20_Training_NNN/..._{flair,t1,t1ce,t2,seg}.nii.gz``.
     LiTS: ``out/volume-N.nii`` and ``out/segmentation-N.nii``.
     """
+    if layout in LAYOUT_SHAPES:  # nnunet, msd, flare: returns the dataset folder (oss_net.data.synthetic_layouts)
+        return write_layout_dataset(layout, out, cases, shape, seed)
     if layout not in DEFAULT_SHAPE:
         raise ValueError(f"layout must be 'brats' or 'lits', got {layout!r}")
     shape = tuple(int(s) for s in (shape or DEFAULT_SHAPE[layout]))
@@ -141,11 +146,14 @@ def _blob(grid: np.ndarray, centre: np.ndarray, radii: np.ndarray, rng: np.rando
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Write synthetic BraTS 2020 / LiTS cases in their real layouts.")
-    parser.add_argument("--layout", choices=sorted(DEFAULT_SHAPE), required=True, help="dataset layout to write")
+    shapes = {**DEFAULT_SHAPE, **LAYOUT_SHAPES}
+    parser = argparse.ArgumentParser(description="Write synthetic BraTS 2020, LiTS, nnU-Net, Decathlon or FLARE21 "
+                                                 "cases in their real layouts.")
+    parser.add_argument("--layout", choices=sorted(shapes), required=True, help="dataset layout to write")
     parser.add_argument("--cases", type=int, default=8, help="number of cases (default 8)")
     parser.add_argument("--shape", type=int, nargs=3, metavar=("D", "H", "W"), default=None,
-                        help="volume shape (default BraTS 60 60 38, LiTS 48 48 32)")
+                        help="volume shape (default: " + ", ".join(
+                            f"{name} {' '.join(map(str, shape))}" for name, shape in shapes.items()) + ")")
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed writes identical files")
     parser.add_argument("--out", type=Path, required=True, help="output folder (created)")
     return parser

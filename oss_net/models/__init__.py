@@ -1,8 +1,7 @@
 """OSS-Net models: configurations, encoders, the implicit decoder, checkpoints and parameter groups."""
-from .checkpoint import CheckpointError, checkpoint_payload, load_model, model_from_payload, save_model
+from .checkpoint import CheckpointError, checkpoint_payload, load_model, model_from_payload, save_model, stored_split
 from .config import (
     CONFIG_NAMES,
-    DATASETS,
     TABLE1_ALIASES,
     ConfigError,
     OSSNetConfig,
@@ -10,9 +9,10 @@ from .config import (
     demo_config,
     get_config,
 )
+from .networks import DEMO_UNET_OVERRIDES, network_config
 from .oss_net import Encoding, ModelInputError, OSSNet
 from .parameters import count_parameters, count_pau_modules, parameter_groups
-from .registry import build_model, register_model
+from .registry import build_model, is_dense, register_model
 from .unet import (
     UNET_NAMES,
     UNetConfig,
@@ -25,7 +25,7 @@ from .unet import (
 
 __all__ = [
     "CONFIG_NAMES",
-    "DATASETS",
+    "DEMO_UNET_OVERRIDES",
     "TABLE1_ALIASES",
     "UNET_NAMES",
     "UNetConfig",
@@ -45,11 +45,14 @@ __all__ = [
     "demo_config",
     "get_config",
     "get_unet_config",
+    "is_dense",
     "is_unet_name",
     "load_model",
     "model_from_payload",
+    "network_config",
     "parameter_groups",
     "register_model",
     "save_model",
     "segmentation_loss",
+    "stored_split",
 ]

@@ -26,19 +26,49 @@ class CheckpointError(OSSNetError):
     """A file that is not a model checkpoint, of an unknown version, or of another configuration."""
 
 
-def checkpoint_payload(model: nn.Module) -> dict[str, Any]:
-    """{format_version, kind, config (plain dict), model (state dict)} of a registered model."""
-    return {
+def is_original_state_dict(payload: Any) -> bool:
+    """True for a bare state dict of the original code: its PAU coefficients are named `*.weight_numerator`."""
+    return (
+        isinstance(payload, dict)
+        and all(isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in payload.items())
+        and any(key.endswith(".weight_numerator") for key in payload)
+    )
+
+
+def checkpoint_payload(model: nn.Module, split: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """{format_version, kind, config (plain dict), model (state dict)} of a registered model.
+
+    split: the case ids of each split the model was trained and validated on ({"train": [...], "val": [...]}),
+    stored as "split" so inference's `--split` scores exactly those cases (`stored_split`).
+    """
+    payload = {
         "format_version": FORMAT_VERSION,
         "kind": model.kind,
         "config": model.config.to_dict(),
         "model": model.state_dict(),
     }
+    if split is not None:
+        payload["split"] = {name: [str(case_id) for case_id in ids] for name, ids in split.items()}
+    return payload
 
 
-def save_model(path: str | os.PathLike, model: nn.Module) -> None:
-    """Write the model's checkpoint payload to `path` atomically."""
-    atomic_save_torch(checkpoint_payload(model), path)
+def save_model(path: str | os.PathLike, model: nn.Module, split: dict[str, list[str]] | None = None) -> None:
+    """Write the model's checkpoint payload (with the training `split` when given) to `path` atomically."""
+    atomic_save_torch(checkpoint_payload(model, split), path)
+
+
+def stored_split(path: str | os.PathLike) -> dict[str, list[str]] | None:
+    """The case ids per split stored in a checkpoint by training, or None (files written before it was stored)."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # as load_model: every failure means "not a checkpoint"
+        raise CheckpointError(f"{path}: not a model checkpoint ({type(error).__name__}: {error})") from None
+    split = payload.get("split") if isinstance(payload, dict) else None
+    if split is None:
+        return None
+    if not isinstance(split, dict) or not all(isinstance(ids, list) for ids in split.values()):
+        raise CheckpointError(f"{path}: the stored split is not a mapping of case-id lists")
+    return {str(name): [str(case_id) for case_id in ids] for name, ids in split.items()}
 
 
 def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu", config: Any = None) -> nn.Module:
@@ -58,6 +88,12 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
 
 def model_from_payload(payload: Any, source: str | os.PathLike, config: Any = None) -> nn.Module:
     """Rebuild the model of a checkpoint payload; `source` names the file in every error."""
+    if is_original_state_dict(payload):
+        raise CheckpointError(
+            f"{source}: this is a bare state dict saved by the original OSS-Net code, not a checkpoint of this "
+            f"package; convert it first: python -m oss_net.models.convert_original {source} --network_config NAME "
+            "--dataset brats|lits --output OUT.pt"
+        )
     if not isinstance(payload, dict) or any(key not in payload for key in PAYLOAD_KEYS):
         found = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
         raise CheckpointError(f"{source}: not a model checkpoint (expected keys {list(PAYLOAD_KEYS)}, found {found})")
@@ -75,8 +111,19 @@ def model_from_payload(payload: Any, source: str | os.PathLike, config: Any = No
         raise CheckpointError(f"{source}: checkpoint is {_describe(stored)}, expected {_describe(config)}; {_config_difference(stored, config)}")
     model = kind.builder(stored)
     _check_state_dict(model, payload["model"], source, stored)
+    bad = non_finite_tensors(payload["model"])
+    if bad:  # such a model predicts nothing (NaN occupancy) without any other sign
+        shown = ", ".join(bad[:5]) + (f", ... ({len(bad)} in all)" if len(bad) > 5 else "")
+        raise CheckpointError(f"{source}: checkpoint holds NaN or Inf weights in {shown} "
+                              "(the training diverged; use an earlier checkpoint)")
     model.load_state_dict(payload["model"])
     return model
+
+
+def non_finite_tensors(state: dict[str, Any]) -> list[str]:
+    """Names of the floating-point tensors of a state dict holding NaN or Inf, in state-dict order."""
+    return [key for key, value in state.items()
+            if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all())]
 
 
 def _describe(config: Any) -> str:

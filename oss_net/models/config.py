@@ -16,9 +16,13 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from oss_net.compat import COMPAT_MODES, DEFAULT_COMPAT, model_fields
+from oss_net.data.errors import DatasetError
+from oss_net.data.fingerprint import Fingerprint
+from oss_net.data.layout import DATASETS, canonical_dataset
+from oss_net.data.patches import LARGE_PATCH_POOLINGS, PATCH_SIZE
 from oss_net.io import OSSNetError
 
-DATASETS: tuple[str, ...] = ("brats", "lits")
 CONFIG_NAMES: tuple[str, ...] = (
     "vanilla_o_net",
     "vanilla_o_net_wide",
@@ -37,7 +41,6 @@ CONFIG_NAMES: tuple[str, ...] = (
 TABLE1_ALIASES: dict[str, str] = {"O-Net": "vanilla_o_net_wide", "C": "full", "D": "full2"}
 ENCODERS: tuple[str, ...] = ("plain", "skip")
 CBN_NORMALIZATIONS: tuple[str, ...] = ("scalar", "per_feature")
-PATCH_SIZE = 7  # every patch (small, or large pooled 14^3 -> 7^3) is 7^3 voxels
 PATCH_FEATURES = PATCH_SIZE**3  # the patch mapping flattens its [1, 7, 7, 7] output: 343 features
 FOURIER_FEATURES = 16  # frequencies per coordinate embedding (cos and sin each)
 COORDINATE_WIDTH = 3
@@ -45,6 +48,16 @@ COORDINATE_WIDTH = 3
 
 class ConfigError(OSSNetError, ValueError):
     """An unknown configuration name, dataset or field, or an inconsistent combination of fields."""
+
+
+def check_config_fields(config_type: type, data: dict[str, Any], what: str) -> None:
+    """Raise ConfigError naming the unknown and missing fields when `data` cannot build `config_type`."""
+    fields = {f.name for f in dataclasses.fields(config_type)}
+    required = {f.name for f in dataclasses.fields(config_type) if f.default is dataclasses.MISSING}
+    unknown = sorted(set(data) - fields)
+    missing = sorted(required - set(data))
+    if unknown or missing:
+        raise ConfigError(f"{what} dict has unknown fields {unknown} and misses fields {missing}")
 
 
 @dataclass(frozen=True)
@@ -68,6 +81,13 @@ class OSSNetConfig:
         number_of_classes: decoder outputs; 1 = sigmoid occupancy, more = softmax over classes.
         cbn_normalization: "scalar" (one mean/var over all points and features, as the original's
             BatchNorm1d(1), reference §12.14) or "per_feature" (one per feature, as O-Net).
+        large_patch_pooling: how inference pools the 14^3 patch to 7^3: "avg" (default, as in training)
+            or "max" (the original's inference, reference §12.11; set by the converter of the authors'
+            weights). Training and validation always average, as the original did.
+        compat: "ours" or "paper", the mode the configuration was made for (`oss_net.compat`);
+            `get_config(..., compat="paper")` sets raw_coordinates and large_patch_pooling from it.
+        fingerprint: the training set's fingerprint (`oss_net.data.fingerprint`), which decides the
+            preprocessing of datasets other than BraTS and LiTS; None for those two.
     """
 
     name: str
@@ -85,11 +105,16 @@ class OSSNetConfig:
     decoder_blocks: int = 5
     number_of_classes: int = 1
     cbn_normalization: str = "scalar"
+    large_patch_pooling: str = "avg"
+    compat: str = DEFAULT_COMPAT
+    fingerprint: Fingerprint | None = None
 
     def __post_init__(self) -> None:
         # Lists (from JSON, checkpoints or overrides) become tuples so configs compare and hash by value.
         object.__setattr__(self, "encoder_channels", tuple(tuple(int(c) for c in pair) for pair in self.encoder_channels))
         object.__setattr__(self, "volume_shape", tuple(int(s) for s in self.volume_shape))
+        if isinstance(self.fingerprint, dict):
+            object.__setattr__(self, "fingerprint", Fingerprint.from_dict(self.fingerprint))
         self._validate()
 
     def _validate(self) -> None:
@@ -101,6 +126,10 @@ class OSSNetConfig:
             problems.append(f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
         if self.cbn_normalization not in CBN_NORMALIZATIONS:
             problems.append(f"cbn_normalization must be one of {CBN_NORMALIZATIONS}, got {self.cbn_normalization!r}")
+        if self.large_patch_pooling not in LARGE_PATCH_POOLINGS:
+            problems.append(f"large_patch_pooling must be one of {LARGE_PATCH_POOLINGS}, got {self.large_patch_pooling!r}")
+        if self.compat not in COMPAT_MODES:
+            problems.append(f"compat must be one of {COMPAT_MODES}, got {self.compat!r}")
         if len(self.volume_shape) != 3 or min(self.volume_shape, default=0) < 2:
             problems.append(f"volume_shape must be 3 sizes >= 2, got {self.volume_shape}")
         if not self.encoder_channels or any(len(pair) != 2 or min(pair) < 1 for pair in self.encoder_channels):
@@ -123,6 +152,8 @@ class OSSNetConfig:
         for field in ("in_channels", "decoder_width", "decoder_blocks", "number_of_classes"):
             if getattr(self, field) < 1:
                 problems.append(f"{field} must be >= 1, got {getattr(self, field)}")
+        if self.fingerprint is not None and self.fingerprint.num_channels != self.in_channels:
+            problems.append(f"the dataset fingerprint has {self.fingerprint.num_channels} channel(s) but in_channels is {self.in_channels}")
         if problems:
             raise ConfigError(f"configuration {self.name!r} ({self.dataset}): " + "; ".join(problems))
 
@@ -171,17 +202,13 @@ class OSSNetConfig:
         data = dataclasses.asdict(self)
         data["encoder_channels"] = [list(pair) for pair in self.encoder_channels]
         data["volume_shape"] = list(self.volume_shape)
+        data["fingerprint"] = None if self.fingerprint is None else self.fingerprint.to_dict()
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> OSSNetConfig:
         """Inverse of to_dict; unknown or missing fields raise ConfigError naming them."""
-        fields = {f.name for f in dataclasses.fields(cls)}
-        required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING}
-        unknown = sorted(set(data) - fields)
-        missing = sorted(required - set(data))
-        if unknown or missing:
-            raise ConfigError(f"configuration dict has unknown fields {unknown} and misses fields {missing}")
+        check_config_fields(cls, data, "configuration")
         return cls(**data)
 
 
@@ -220,7 +247,6 @@ _VARIANTS: dict[str, dict[str, Any]] = {
 }
 _LOOKUP: dict[str, str] = {name.lower(): name for name in CONFIG_NAMES}
 _LOOKUP.update({alias.lower(): target for alias, target in TABLE1_ALIASES.items()})
-_DATASET_LOOKUP: dict[str, str] = {"brats": "brats", "bra_ts": "brats", "brats2020": "brats", "lits": "lits"}
 
 
 def canonical_name(name: str) -> str:
@@ -232,26 +258,53 @@ def canonical_name(name: str) -> str:
         raise ConfigError(f"unknown configuration {name!r}; valid names: {valid}") from None
 
 
-def canonical_dataset(dataset: str) -> str:
-    """"brats" or "lits" for any capitalisation (BraTS, LiTS)."""
+def config_dataset(dataset: str) -> str:
+    """`oss_net.data.layout.canonical_dataset`, raising ConfigError: a bad dataset is a bad configuration here."""
     try:
-        return _DATASET_LOOKUP[dataset.strip().lower()]
-    except (KeyError, AttributeError):
-        raise ConfigError(f"unknown dataset {dataset!r}; valid datasets: {', '.join(DATASETS)}") from None
+        return canonical_dataset(dataset)
+    except DatasetError as error:
+        raise ConfigError(str(error)) from None
 
 
 def get_config(name: str, dataset: str, **overrides: Any) -> OSSNetConfig:
-    """The configuration `name` (original or Table-1 name) for `dataset`, with field overrides applied."""
+    """The configuration `name` (original or Table-1 name) for `dataset`, with field overrides applied.
+
+    An override `compat="paper"` first sets the fields of paper mode (`oss_net.compat.model_fields`);
+    other overrides apply after it.
+    """
     canonical = canonical_name(name)
-    dataset = canonical_dataset(dataset)
-    config = OSSNetConfig(name=canonical, dataset=dataset, **_DATASET_BASES[dataset], **_VARIANTS[canonical])
+    dataset = config_dataset(dataset)
+    config = OSSNetConfig(name=canonical, dataset=dataset, **dataset_base(dataset, overrides), **_VARIANTS[canonical])
     if not overrides:
         return config
+    if "compat" in overrides:
+        overrides = {**model_fields(overrides["compat"]), **overrides}
     fields = {f.name for f in dataclasses.fields(OSSNetConfig)}
     unknown = sorted(set(overrides) - fields)
     if unknown:
         raise ConfigError(f"unknown configuration fields {unknown}; valid fields: {', '.join(sorted(fields))}")
     return dataclasses.replace(config, **overrides)
+
+
+# Encoder output channels of a dataset without a paper configuration: the BraTS family (reference §1.2).
+NEW_DATASET_ENCODER_WIDTHS = (16, 32, 64, 128)
+
+
+def dataset_base(dataset: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """in_channels, encoder_channels and volume_shape of `dataset`.
+
+    BraTS and LiTS have the paper's. Any other dataset takes `in_channels` and `volume_shape` from
+    `overrides` (from its fingerprint: `oss_net.models.network_config`) and the BraTS encoder widths.
+    """
+    if dataset in _DATASET_BASES:
+        return _DATASET_BASES[dataset]
+    missing = [key for key in ("in_channels", "volume_shape") if key not in overrides]
+    if missing:
+        raise ConfigError(f"dataset {dataset!r} has no paper configuration: give {' and '.join(missing)} "
+                          "(network_config takes them from the dataset fingerprint)")
+    widths = (int(overrides["in_channels"]),) + NEW_DATASET_ENCODER_WIDTHS
+    return {"in_channels": widths[0], "encoder_channels": tuple(zip(widths, widths[1:])),
+            "volume_shape": tuple(overrides["volume_shape"])}
 
 
 DEMO_VOLUME_SHAPES: dict[str, tuple[int, int, int]] = {"brats": (64, 64, 40), "lits": (64, 64, 64)}
@@ -266,12 +319,14 @@ def demo_config(name: str = "C", dataset: str = "brats", **overrides: Any) -> OS
     (4,16),(16,32),(32,64), so the encoder output is 4x4x2 and the latent size 32. With all 4 blocks
     the output would floor to 2x2x1 (L = 4), which leaves the latents nearly nothing to carry.
     LiTS: 64^3 and blocks (1,8),(8,16),(16,32): output 4^3, L = 64. The decoder width is 128.
+    Other datasets: the grid and in_channels given in `overrides` and the first 3 encoder blocks.
     The skip encoder's heads then have 8+16+32 = 56 (BraTS) channels and the segmentation head 64 -> 1.
     """
-    dataset = canonical_dataset(dataset)
+    dataset = config_dataset(dataset)
+    base = dataset_base(dataset, overrides)
     demo = {
-        "volume_shape": DEMO_VOLUME_SHAPES[dataset],
-        "encoder_channels": _DATASET_BASES[dataset]["encoder_channels"][:DEMO_ENCODER_BLOCKS],
+        "volume_shape": DEMO_VOLUME_SHAPES.get(dataset, base["volume_shape"]),
+        "encoder_channels": base["encoder_channels"][:DEMO_ENCODER_BLOCKS],
         "decoder_width": DEMO_DECODER_WIDTH,
     }
     return get_config(name, dataset, **{**demo, **overrides})

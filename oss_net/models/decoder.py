@@ -15,7 +15,9 @@ from torch.nn import functional as F
 
 from pade_activation_unit import PAU
 
-from .config import FOURIER_FEATURES, PATCH_SIZE, OSSNetConfig
+from oss_net.data.patches import PATCH_SIZE
+
+from .config import FOURIER_FEATURES, OSSNetConfig
 
 FOURIER_SCALE = 4.0  # standard deviation of the random frequencies (reference §3.2)
 
@@ -136,8 +138,9 @@ class FourierFeatures(nn.Module):
 
     b is a buffer: saved in the state dict, never trained. The original applied it to raw voxel indices;
     with normalised coordinates (the default here) the frequencies cover the volume sensibly. The
-    projection runs in float32 even under autocast: |2 pi p b| reaches ~100 and half precision would
-    round the phase by a sizeable fraction of a period.
+    projection runs in at least float32 even under autocast: |2 pi p b| reaches ~100 and half precision
+    would round the phase by a sizeable fraction of a period (float64 inputs keep float64: with raw
+    indices the phase reaches ~10^4, where float32 rounds it by ~1e-3).
 
     Shape: [B, N, 3] -> [B, N, 35].
     """
@@ -152,8 +155,8 @@ class FourierFeatures(nn.Module):
             torch.autocast(device_type, enabled=False) if torch.amp.is_autocast_available(device_type) else contextlib.nullcontext()
         )
         with full_precision:
-            wide = points.float()
-            projected = 2 * math.pi * wide @ self.frequencies[0].float()  # [B, N, 16]
+            wide = points.to(torch.promote_types(points.dtype, torch.float32))  # float64 stays float64
+            projected = 2 * math.pi * wide @ self.frequencies[0].to(wide.dtype)  # [B, N, 16]
             features = torch.cat([torch.cos(projected), torch.sin(projected), wide], dim=-1)  # [B, N, 35]
         return features.to(points.dtype)
 

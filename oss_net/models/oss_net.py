@@ -12,9 +12,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from oss_net.data.patches import PATCH_SIZE
 from oss_net.io import OSSNetError
 
-from .config import PATCH_SIZE, OSSNetConfig
+from .config import OSSNetConfig
 from .decoder import OccupancyDecoder
 from .encoder import build_encoder
 from .registry import register_model
@@ -56,6 +57,20 @@ class OSSNet(nn.Module):
                 f"on the model grid, got {list(volume.shape)}"
             )
         small = F.interpolate(volume, size=self.config.encoder_input_shape, mode="trilinear", align_corners=False)
+        return self.encode_downscaled(small)
+
+    def encode_downscaled(self, small: torch.Tensor) -> Encoding:
+        """Encode a volume that is already downscaled: small [B, C, *encoder_input_shape] -> Encoding.
+
+        `encode` is this after its x0.5 trilinear downscale. Called directly, it lets a caller feed
+        exactly the encoder input of another implementation (the converter's exactness tests do).
+        """
+        expected = (self.config.in_channels, *self.config.encoder_input_shape)
+        if small.dim() != 5 or tuple(small.shape[1:]) != expected:
+            raise ModelInputError(
+                f"{self.config.name} ({self.config.dataset}) expects a downscaled volume [B, {', '.join(map(str, expected))}], "
+                f"got {list(small.shape)}"
+            )
         latents, segmentation = self.encoder(small)
         return Encoding(latents, segmentation)
 

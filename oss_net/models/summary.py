@@ -13,7 +13,9 @@ from typing import Any
 
 import torch
 
-from .config import CONFIG_NAMES, DATASETS, TABLE1_ALIASES, OSSNetConfig, get_config
+from oss_net.data.layout import PAPER_DATASETS
+
+from .config import CONFIG_NAMES, TABLE1_ALIASES, OSSNetConfig, get_config
 from .parameters import count_parameters, count_pau_modules
 from .registry import build_model
 
@@ -31,7 +33,7 @@ COLUMNS = (
 )
 
 
-def summarize(config: OSSNetConfig) -> dict[str, Any]:
+def summarise(config: OSSNetConfig) -> dict[str, Any]:
     """One row of the summary for `config`."""
     with torch.device("meta"):
         model = build_model(config)
@@ -54,7 +56,7 @@ def summarize(config: OSSNetConfig) -> dict[str, Any]:
 
 def summary_rows() -> list[dict[str, Any]]:
     """A row per configuration and dataset, in CONFIG_NAMES order, BraTS then LiTS."""
-    return [summarize(get_config(name, dataset)) for name in CONFIG_NAMES for dataset in DATASETS]
+    return [summarise(get_config(name, dataset)) for name in CONFIG_NAMES for dataset in PAPER_DATASETS]
 
 
 def format_rows(rows: list[dict[str, Any]]) -> str:

@@ -7,7 +7,8 @@ import nibabel as nib
 import pytest
 
 from oss_net.data import DatasetError, discover, discover_case_folder, load_case
-from oss_net.data.layout import BRATS_TRAINING, BRATS_VALIDATION, brats_file_role, default_split
+from oss_net.data.layout import (BRATS_TRAINING, BRATS_VALIDATION, DATASETS, SPLITS, brats_file_role, canonical_dataset,
+                                 default_split)
 
 
 def test_brats_default_split_is_deterministic_disjoint_and_complete(synthetic_brats_root):
@@ -19,6 +20,24 @@ def test_brats_default_split_is_deterministic_disjoint_and_complete(synthetic_br
     case = discover("brats", synthetic_brats_root, "all")[0]
     assert [p.name.split("_")[-1] for p in case.images] == ["flair.nii.gz", "t1.nii.gz", "t1ce.nii.gz", "t2.nii.gz"]
     assert case.label.name.endswith("_seg.nii.gz") and case.border is None
+
+
+@pytest.mark.parametrize(("spelling", "dataset"), [
+    ("brats", "brats"), ("BraTS", "brats"), ("bra_ts", "brats"), ("Bra-TS", "brats"), (" BraTS2020 ", "brats"),
+    ("lits", "lits"), ("LiTS", "lits"), ("LITS", "lits"),
+])
+def test_canonical_dataset_accepts_the_original_spellings(spelling, dataset):
+    assert canonical_dataset(spelling) == dataset
+
+
+def test_unknown_dataset_or_split_names_the_valid_ones(synthetic_brats_root):
+    assert DATASETS == ("brats", "lits", "nnunet", "msd", "flare") and SPLITS == ("train", "val", "all", "test")
+    for bad in ("kits", "brats 2020", None):
+        with pytest.raises(DatasetError, match=rf"unknown dataset {bad!r}; valid datasets: brats, lits, nnunet, msd, flare"):
+            canonical_dataset(bad)
+    assert discover("BraTS", synthetic_brats_root, "all") == discover("brats", synthetic_brats_root, "all")
+    with pytest.raises(DatasetError, match="unknown split 'validation'; expected one of train, val, all, test"):
+        discover("brats", synthetic_brats_root, "validation")
 
 
 def test_default_split_scales_the_original_fractions():

@@ -5,7 +5,8 @@ import dataclasses
 
 import pytest
 
-from oss_net.models import CONFIG_NAMES, DATASETS, ConfigError, OSSNetConfig, demo_config, get_config
+from oss_net.data.layout import PAPER_DATASETS
+from oss_net.models import CONFIG_NAMES, ConfigError, OSSNetConfig, demo_config, get_config
 
 # Decoder input width (BraTS, LiTS) of reference §1.2.
 DECODER_INPUT_WIDTHS = {
@@ -26,12 +27,12 @@ DECODER_INPUT_WIDTHS = {
 
 def test_every_name_has_a_config_for_both_datasets() -> None:
     assert set(DECODER_INPUT_WIDTHS) == set(CONFIG_NAMES)
-    assert DATASETS == ("brats", "lits")
+    assert PAPER_DATASETS == ("brats", "lits")
 
 
 @pytest.mark.parametrize("name", CONFIG_NAMES)
 def test_decoder_input_widths_match_the_reference(name: str) -> None:
-    brats, lits = (get_config(name, dataset) for dataset in DATASETS)
+    brats, lits = (get_config(name, dataset) for dataset in PAPER_DATASETS)
     assert (brats.decoder_input_width, lits.decoder_input_width) == DECODER_INPUT_WIDTHS[name]
 
 

@@ -16,6 +16,13 @@ def test_linear_saves_its_input_and_weight() -> None:
     assert saved_tensor_bytes(lambda: linear(x), exclude=linear.parameters()) == 5 * 8 * 4
 
 
+def test_saved_bytes_of_a_linear_layer_on_a_constant_input_is_that_input() -> None:
+    """Linear(5, 7) on x [3, 5] without grad keeps x for the weight gradient: 3 * 5 * 4 bytes (weights excluded)."""
+    layer = nn.Linear(5, 7)
+    x = torch.randn(3, 5)
+    assert saved_tensor_bytes(lambda: layer(x).sum(), exclude=list(layer.parameters())) == 3 * 5 * 4
+
+
 def test_shared_storage_is_counted_once() -> None:
     x = torch.randn(16, requires_grad=True)
     # x * x saves x twice (one storage); exp saves its output.

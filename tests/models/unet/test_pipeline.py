@@ -12,10 +12,9 @@ import torch
 
 from oss_net.data import discover
 from oss_net.inference import DensePredictor, InferenceSettings, Predictor, make_predictor, run_inference
-from oss_net.models import UNetConfig, build_model, demo_config, load_model
+from oss_net.models import DEMO_UNET_OVERRIDES, UNetConfig, build_model, demo_config, load_model, network_config
 from oss_net.training import demo_settings, train
 from oss_net.training.cli import main as train_main
-from oss_net.training.loop import DEMO_UNET_OVERRIDES, _model_config
 
 
 @pytest.mark.parametrize("name", ["unet3d", "unet2d"])
@@ -25,9 +24,10 @@ def test_unet_trains_then_infers_through_the_shared_pipeline(name, synthetic_bra
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["position"]["iteration"] == 2
     validation = summary["position"]["history"][-1]
-    assert set(validation) == {"epoch", "iteration", "val/dense_dice", "val/dense_iou"}  # no sampled points for a U-Net
-    assert 0.0 <= validation["val/dense_dice"] <= 1.0
-    assert summary["position"]["best_metric"] == pytest.approx(validation["val/dense_dice"])
+    # no sampled points for a U-Net
+    assert set(validation) == {"epoch", "iteration", "val/dense_dice_model_grid", "val/dense_iou_model_grid"}
+    assert 0.0 <= validation["val/dense_dice_model_grid"] <= 1.0
+    assert summary["position"]["best_metric"] == pytest.approx(validation["val/dense_dice_model_grid"])
     model = load_model(run_dir / "final_model.pt")
     assert isinstance(model.config, UNetConfig) and model.config.name == name
     assert model.config.volume_shape == demo_config("C", "brats").volume_shape
@@ -59,7 +59,7 @@ def test_unet_trains_then_infers_through_the_shared_pipeline(name, synthetic_bra
 
 
 def test_make_predictor_dispatches_on_the_decoder(brats_config):
-    unet = build_model(_model_config(demo_settings("unused", "unused", network_config="unet2d")))
+    unet = build_model(network_config("unet2d", "brats", demo=True))
     dense = make_predictor(unet, mode="prior", chunk_size=3, amp="off", threshold=0.3)
     assert isinstance(dense, DensePredictor) and dense.threshold == 0.3 and not dense.model.training
     image = torch.randn(4, *brats_config.volume_shape)  # [C, *volume_shape]
