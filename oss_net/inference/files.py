@@ -1,0 +1,302 @@
+"""`predict_files`: a checkpoint applied to scans given as files or folders, flat label maps out.
+
+    predict_files(["imagesTs"], "predictions", "best_model.pt")            # an nnU-Net imagesTs folder
+    predict_files(["a_flair.nii.gz", "a_t1.nii.gz", ...], "out", "best.pt")  # one case's channel files
+
+Inputs (`resolve_inputs`), each turned into cases with ids taken from the file names:
+- NIfTI files named `<case>_XXXX.nii(.gz)` (nnU-Net): grouped by `<case>`, channels ordered by XXXX;
+- other NIfTI files given together: the channels of one case, in the order given; its id is the first
+  file's stem. A 4-D file (Decathlon) holds as many channels as its last axis;
+- a folder of `<case>_XXXX` files (an nnU-Net imagesTs folder): its cases, as above;
+- a BraTS case folder (`<case>_{flair,t1,t1ce,t2}.nii.gz`): one case named after the folder;
+- another folder of NIfTI files: one case per file; a folder of case folders: each of them.
+Every case is checked against the checkpoint (channel count and, where known, channel names; all
+channels on one grid, from the headers) before anything is written, and every problem is reported in
+one error.
+
+Outputs, flat in the output folder (what nnU-Net's evaluation and MONAI pair with label files):
+`<case>.nii.gz` (uint8 label map on the input's grid, with its affine and header; the class index for
+a model of several classes), `<case>_probabilities.nii.gz` (float32, input grid; classes on the 4th
+axis) with `save_probabilities`, and `<case>_prediction.<format>` meshes with `mesh`. Each file is
+written atomically and the label map last, so `resume` (`--continue`) skips exactly the cases whose
+label map exists. Preprocessing, prediction and the writers are the inference runner's.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from oss_net.data.channels import check_case_grids
+from oss_net.data.dataset_info import BRATS_INFO, LITS_INFO
+from oss_net.data.errors import DatasetError
+from oss_net.data.layout import BRATS_MODALITIES, CaseFiles, brats_file_role, read_brats_case
+from oss_net.io import OSSNetError, prepare_output_folder
+
+from . import outputs
+from .predictor import InferenceError, Prediction
+from .runner import InferenceSettings, load_predictor, write_meshes
+
+logger = logging.getLogger(__name__)
+
+NNUNET_CHANNEL_FILE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})\.nii(\.gz)?$", re.IGNORECASE)
+NIFTI_FILE = re.compile(r"^(?P<stem>.+?)\.nii(\.gz)?$", re.IGNORECASE)
+PROBABILITIES_SUFFIX = "_probabilities.nii.gz"
+
+
+def predict_files(
+    inputs: Sequence[str | Path], output_dir: str | Path, checkpoint: str | Path, *, cpu: bool = False,
+    save_probabilities: bool = False, mesh: bool = False, resume: bool = False,
+) -> list[Path]:
+    """Predict every case of `inputs` with the model in `checkpoint`; returns the label map paths, one per case."""
+    settings = InferenceSettings(load_model=str(checkpoint), dataset_path=str(inputs[0]) if inputs else "",
+                                 output_dir=str(output_dir), cpu=cpu, save_probabilities=save_probabilities,
+                                 no_mesh=not mesh, overlay=False, resume=resume)
+    predictor = load_predictor(settings)
+    cases = resolve_inputs(inputs, predictor.config)
+    output = Path(output_dir)
+    check_outputs_leave_inputs_alone(cases, output)
+    prepare_output_folder(output)
+    progress = tqdm(cases, desc="predict", unit="case", disable=None)
+    for files in progress:
+        progress.set_postfix_str(files.case_id)
+        if resume and label_map_path(output, files.case_id).is_file():
+            logger.info("%s: label map exists, skipped (--continue)", files.case_id)
+            continue
+        predict_case_files(files, predictor, settings, output)
+    return [label_map_path(output, files.case_id) for files in cases]
+
+
+def predict_case_files(files: CaseFiles, predictor: Any, settings: InferenceSettings, output_dir: Path) -> Path:
+    """Load, predict and write one case; the label map is written last (it marks the case finished)."""
+    from oss_net.data import load_case
+
+    case = load_case(files, predictor.config, with_border=False)
+    prediction = predictor.predict_case(case)
+    meta = case.meta
+    occupancy = prediction.occupancy.numpy()  # [*volume_shape] or [K, *volume_shape] float32, model grid
+    if settings.save_probabilities:
+        probabilities = np.asarray(meta.to_input_grid(occupancy, order=1), dtype=np.float32)  # [K?, *input_shape]
+        channels_last = probabilities if probabilities.ndim == 3 else np.moveaxis(probabilities, 0, -1)
+        outputs.save_input_grid_nifti(channels_last, meta, output_dir / f"{files.case_id}{PROBABILITIES_SUFFIX}")
+    if not settings.no_mesh:
+        write_meshes(output_dir, files.case_id, foreground_probability(occupancy), None, meta, case, predictor, settings)
+    labels = np.asarray(meta.to_input_grid(label_map(prediction), order=0), dtype=np.uint8)  # [*input_shape]
+    path = label_map_path(output_dir, files.case_id)
+    outputs.save_input_grid_nifti(labels, meta, path)
+    if meta.resampled_to_fit:
+        logger.warning("%s: the scan is larger than the model grid and was resampled to fit (not cropped)", files.case_id)
+    return path
+
+
+def label_map(prediction: Prediction) -> np.ndarray:
+    """uint8 labels [*volume_shape] on the model grid: foreground above the threshold, or the likeliest class."""
+    occupancy = prediction.occupancy.numpy()
+    if occupancy.ndim == 3:
+        return (occupancy > prediction.threshold).astype(np.uint8)
+    return occupancy.argmax(axis=0).astype(np.uint8)
+
+
+def foreground_probability(occupancy: np.ndarray) -> np.ndarray:
+    """[*volume_shape] probability of foreground: the occupancy, or 1 − p(class 0) for several classes."""
+    return occupancy if occupancy.ndim == 3 else 1.0 - occupancy[0]
+
+
+def label_map_path(output_dir: Path, case_id: str) -> Path:
+    return output_dir / f"{case_id}.nii.gz"
+
+
+def check_outputs_leave_inputs_alone(cases: Sequence[CaseFiles], output_dir: Path) -> None:
+    """An output file may not be one of the input files (`-o` the input folder with a plain `<case>.nii.gz`)."""
+    inputs = {path.resolve() for files in cases for path in files.images}
+    clashes = [str(path) for files in cases
+               for path in (label_map_path(output_dir, files.case_id),
+                            output_dir / f"{files.case_id}{PROBABILITIES_SUFFIX}")
+               if path.resolve() in inputs]
+    if clashes:
+        raise InferenceError(f"{clashes[0]}: the output would overwrite an input file "
+                             f"({len(clashes)} such file(s)); choose another output folder with -o")
+
+
+# ---------------------------------------------------------------- inputs -> cases
+
+
+def resolve_inputs(inputs: Sequence[str | Path], config: Any) -> list[CaseFiles]:
+    """The cases of `inputs` (see the module docstring), each checked against `config`; one error for all problems."""
+    problems: list[str] = []
+    if not inputs:
+        raise InferenceError("no input given (-i FILE [FILE ...] or -i FOLDER)")
+    paths = [Path(p) for p in inputs]
+    cases: list[CaseFiles] = []
+    files = []
+    for path in paths:
+        if path.is_dir():
+            cases += folder_cases(path, config, problems)
+        elif path.is_file():
+            files.append(path)
+        else:
+            problems.append(f"{path}: no such file or folder")
+    cases += file_cases(files, config, problems)
+    problems += duplicate_problems(cases)
+    for case in cases:
+        problems += case_problems(case, config)
+    if problems:
+        raise InferenceError(f"{len(problems)} problem(s) with the input: " + "; ".join(problems))
+    return cases
+
+
+def file_cases(paths: Sequence[Path], config: Any, problems: list[str]) -> list[CaseFiles]:
+    """nnU-Net-named files grouped by case; any other files together are the channels of one case."""
+    not_nifti = [p for p in paths if NIFTI_FILE.match(p.name) is None]
+    problems += [f"{p}: not a NIfTI file (.nii or .nii.gz)" for p in not_nifti]
+    paths = [p for p in paths if p not in not_nifti]
+    if not paths:
+        return []
+    if all(NNUNET_CHANNEL_FILE.match(p.name) for p in paths):
+        return nnunet_cases(paths, config, problems)
+    return [CaseFiles(nifti_stem(paths[0]), channel_slots(paths, problems), None, None)]
+
+
+def folder_cases(folder: Path, config: Any, problems: list[str]) -> list[CaseFiles]:
+    """The cases of one folder: nnU-Net files, a BraTS case, one case per NIfTI file, or case subfolders."""
+    entries = [e for e in sorted(folder.iterdir()) if not e.name.startswith(".")]
+    niftis = [e for e in entries if e.is_file() and NIFTI_FILE.match(e.name)]
+    if not niftis:
+        subfolders = [e for e in entries if e.is_dir()]
+        if not subfolders:
+            problems.append(f"{folder}: no NIfTI files (.nii, .nii.gz) in this folder")
+        return [case for sub in subfolders for case in folder_cases(sub, config, problems)]
+    if all(NNUNET_CHANNEL_FILE.match(p.name) for p in niftis):
+        return nnunet_cases(niftis, config, problems)
+    if any(brats_file_role(p.name) in BRATS_MODALITIES for p in niftis):
+        return [case for case in [brats_case(folder, config, problems)] if case is not None]
+    odd = [p.name for p in niftis if NNUNET_CHANNEL_FILE.match(p.name)]
+    if odd:
+        problems.append(f"{folder}: mixes nnU-Net channel files ({odd[0]}, ...) with other NIfTI files; "
+                        "keep one kind per folder")
+        return []
+    return [CaseFiles(nifti_stem(p), channel_slots([p], problems), None, None) for p in niftis]
+
+
+def nnunet_cases(paths: Sequence[Path], config: Any, problems: list[str]) -> list[CaseFiles]:
+    """`<case>_XXXX` files grouped by case, channels ordered by XXXX, which must run 0000, 0001, ... without gaps."""
+    groups: dict[str, dict[int, Path]] = {}
+    for path in paths:
+        match = NNUNET_CHANNEL_FILE.match(path.name)
+        groups.setdefault(match.group("case"), {})[int(match.group("channel"))] = path
+    cases = []
+    names = expected_channel_names(config)
+    for case_id, channels in sorted(groups.items()):
+        missing = [i for i in range(max(channels) + 1) if i not in channels]
+        if missing:
+            what = ", ".join(f"{case_id}_{i:04d}" + (f" ({names[i]})" if names and i < len(names) else "") for i in missing)
+            problems.append(f"{channels[max(channels)]}: case {case_id} has no channel file {what}")
+            continue
+        cases.append(CaseFiles(case_id, channel_slots([channels[i] for i in sorted(channels)], problems), None, None))
+    return cases
+
+
+def brats_case(folder: Path, config: Any, problems: list[str]) -> CaseFiles | None:
+    """A BraTS case folder, its modalities in the checkpoint's channel order (flair, t1, t1ce, t2 for BraTS)."""
+    try:
+        found = read_brats_case(folder)
+    except DatasetError as error:
+        problems.append(str(error))
+        return None
+    by_role = dict(zip(BRATS_MODALITIES, found.images))
+    names = [name.casefold() for name in expected_channel_names(config) or BRATS_MODALITIES]
+    if not set(names) <= set(by_role):
+        problems.append(f"{folder}: a BraTS case folder holds {', '.join(BRATS_MODALITIES)}, but the checkpoint expects "
+                        f"channels {', '.join(expected_channel_names(config) or ())}; give its files with -i in that order")
+        return None
+    return CaseFiles(found.case_id, tuple(by_role[name] for name in names), None, None)
+
+
+def channel_slots(paths: Sequence[Path], problems: list[str]) -> tuple[Path, ...]:
+    """`CaseFiles.images` for these files: a 4-D file repeated once per channel (`oss_net.data.channels`)."""
+    seen = set()
+    images: list[Path] = []
+    for path in paths:
+        if path in seen:
+            problems.append(f"{path}: given twice")
+            continue
+        seen.add(path)
+        images += [path] * channels_in_file(path, problems)
+    return tuple(images)
+
+
+def channels_in_file(path: Path, problems: list[str]) -> int:
+    """Channels of one NIfTI file from its header: the last axis of a 4-D file, else 1 (0 when unreadable)."""
+    import nibabel as nib
+
+    try:
+        shape = nib.load(str(path)).shape
+    except Exception as error:  # nibabel raises many types for a damaged header
+        problems.append(f"{path}: not a readable NIfTI file ({type(error).__name__}: {error})")
+        return 0
+    return int(shape[3]) if len(shape) == 4 and shape[3] > 1 else 1
+
+
+def expected_channel_names(config: Any) -> tuple[str, ...] | None:
+    """The checkpoint's channel names in order: its fingerprint's, BraTS's and LiTS's own, else None."""
+    fingerprint = getattr(config, "fingerprint", None)
+    if fingerprint is not None:
+        return tuple(fingerprint.channel_names)
+    info = {"brats": BRATS_INFO, "lits": LITS_INFO}.get(str(config.dataset))
+    return info.channel_names if info is not None and info.num_channels == int(config.in_channels) else None
+
+
+def case_problems(case: CaseFiles, config: Any) -> list[str]:
+    """Channel count, channel names given in another order, and channels on different grids (headers only)."""
+    if not case.images:
+        return []
+    expected = int(config.in_channels)
+    names = expected_channel_names(config)
+    described = f"{expected} channel(s)" + (f" ({', '.join(names)})" if names else "")
+    if len(case.images) != expected:
+        given = ", ".join(str(p) for p in dict.fromkeys(case.images))
+        return [f"{given}: case {case.case_id} has {len(case.images)} channel(s) but the checkpoint expects {described}; "
+                f"give them in that order (-i a.nii.gz b.nii.gz ... or <case>_0000.nii.gz, <case>_0001.nii.gz, ...)"]
+    problems = misordered_channels(case, names) if names else []
+    try:
+        check_case_grids(case)
+    except OSSNetError as error:
+        problems.append(str(error))
+    return problems
+
+
+def misordered_channels(case: CaseFiles, names: Sequence[str]) -> list[str]:
+    """A file whose name ends in another channel's name (`..._t1.nii.gz` given as FLAIR) is given out of order."""
+    lookup = {name.casefold(): index for index, name in enumerate(names)}
+    problems = []
+    for index, path in enumerate(case.images):
+        stem = nifti_stem(path).casefold()
+        claimed = next((lookup[n] for n in sorted(lookup, key=len, reverse=True)
+                        if stem == n or stem.endswith(f"_{n}") or stem.endswith(f"-{n}")), None)
+        if claimed is not None and claimed != index and len(set(case.images)) == len(case.images):
+            problems.append(f"{path}: looks like channel {names[claimed]} but is given as channel {index + 1} "
+                            f"({names[index]}); the checkpoint expects the order {', '.join(names)}")
+    return problems
+
+
+def duplicate_problems(cases: Sequence[CaseFiles]) -> list[str]:
+    """Two inputs giving the same case id would write the same output file."""
+    first: dict[str, CaseFiles] = {}
+    problems = []
+    for case in cases:
+        if case.case_id in first:
+            problems.append(f"{case.images[0] if case.images else case.case_id}: case id {case.case_id!r} is also the id "
+                            f"of {first[case.case_id].images[0]}; both would write {case.case_id}.nii.gz")
+        first.setdefault(case.case_id, case)
+    return problems
+
+
+def nifti_stem(path: Path) -> str:
+    """The file name without `.nii` / `.nii.gz`."""
+    match = NIFTI_FILE.match(path.name)
+    return match.group("stem") if match else path.stem
+
