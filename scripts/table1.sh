@@ -1,6 +1,8 @@
 # Shared body of the ten Table-1 training scripts (sourced by them, not run on its own).
-# Paper settings (reference §1.3): 50 epochs, 2^14 points, validation every 5 epochs; BraTS batch 8 with
-# uniform sampling, LiTS batch 4 with half the points from the border band.
+# Paper settings (docs/reference.md §1.3): 50 epochs, 2^14 points, validation every 5 epochs; BraTS batch 8
+# with uniform sampling, LiTS batch 4 with half the points from the border band; and paper mode (--paper,
+# oss_net/compat.py): the original's split, raw coordinates, sampling, augmentation, global batch, best model
+# on the sampled IoU and max-pooled large patches at inference. Table them with `python -m oss_net.results`.
 
 # run_table1 CONFIG DATASET [DATASET_ROOT] [extra train_oss_net.py flags...]
 # DATASET is bra_ts or lits; DATASET_ROOT defaults to $BRATS_ROOT / $LITS_ROOT. Extra flags come last,
@@ -26,6 +28,6 @@ run_table1() {
         echo "usage: $0 DATASET_ROOT [flags...]  (or set ${env_name})" >&2
         exit 2
     fi
-    exec "${PYTHON:-python}" "${repo_root}/train_oss_net.py" --train --test --epochs 50 --training_samples 16384 \
+    exec "${PYTHON:-python}" "${repo_root}/train_oss_net.py" --train --test --paper --epochs 50 --training_samples 16384 \
         --network_config "${config}" "${settings[@]}" --dataset_path "${dataset_path}" "$@"
 }

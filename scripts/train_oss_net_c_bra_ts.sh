@@ -2,7 +2,7 @@
 # Paper Table 1, OSS-Net C (--network_config full) on BraTS 2020, with the paper's settings (scripts/table1.sh).
 #   scripts/train_oss_net_c_bra_ts.sh DATASET_ROOT [extra train_oss_net.py flags, e.g. --cuda_devices 0 --amp bf16]
 #   BRATS_ROOT=/data/root scripts/train_oss_net_c_bra_ts.sh
-# For several GPUs, launch train_oss_net.py through torchrun with the same flags.
+# For several GPUs, launch train_oss_net.py through torchrun with the same flags: --paper makes the batch global.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/table1.sh"
 run_table1 full bra_ts "$@"
