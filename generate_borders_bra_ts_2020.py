@@ -1,4 +1,4 @@
-"""Write the border map of every labelled BraTS 2020 case (border-weighted sampling, reference §7).
+"""Write the border map of every labelled BraTS 2020 case (border-weighted sampling, docs/reference.md §7).
 
     python generate_borders_bra_ts_2020.py /data/BraTS2020            # next to each case: <case>_border.nii.gz
     python generate_borders_bra_ts_2020.py /data/BraTS2020 --output /data/borders --device cuda

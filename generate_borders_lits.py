@@ -1,4 +1,4 @@
-"""Write the border map of every labelled LiTS case (border-weighted sampling, reference §7).
+"""Write the border map of every labelled LiTS case (border-weighted sampling, docs/reference.md §7).
 
     python generate_borders_lits.py "/data/LITS Challenge"      # next to each segmentation: border-N.nii.gz
     python generate_borders_lits.py "/data/LITS Challenge" --output /data/borders --device cuda

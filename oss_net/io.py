@@ -2,11 +2,14 @@
 
 Every output of the library goes through these helpers, so an interrupted run never leaves a
 half-written file under a final name: data goes to a temporary file in the same folder, is
-fsync'ed, then renamed over the target with os.replace (atomic on POSIX).
+fsync'ed, then renamed over the target with os.replace (atomic on POSIX). A failed write (disk
+full, permission denied, ...) removes the temporary file, keeps the previous file and raises one
+`WriteError` naming the target.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -16,6 +19,95 @@ from typing import IO, Any, Iterator
 
 class OSSNetError(Exception):
     """A user-facing error: bad input, a missing file, a checkpoint of another configuration."""
+
+
+class WriteError(OSSNetError, OSError):
+    """An output file could not be written (disk full, permission denied, ...); the previous file is intact.
+
+    Also an OSError (with the original `errno`), so code that handles OSErrors keeps working.
+    """
+
+    def __str__(self) -> str:  # the message as given, not OSError's "[Errno N] ..." form
+        return str(self.args[0]) if self.args else ""
+
+
+# What each common OSError means for a user, and what to do; "{path}" is the file or folder involved.
+OS_ERROR_TEXT = {
+    errno.ENOSPC: "no space left on device while writing {path} (free some space or write to another disk)",
+    errno.EDQUOT: "disk quota exceeded while writing {path} (free some space or write to another disk)",
+    errno.EACCES: "permission denied: {path} (check the folder's permissions)",
+    errno.EPERM: "operation not permitted: {path} (check the file's owner and permissions)",
+    errno.EROFS: "{path}: read-only file system (write to another folder)",
+    errno.ENOTDIR: "{path}: a parent is a file, not a folder (choose another path)",
+    errno.EISDIR: "{path}: is a folder, not a file (give a file name)",
+    errno.ENOENT: "{path}: no such file or folder (check the path)",
+    errno.EEXIST: "{path}: already exists",
+    errno.ENAMETOOLONG: "{path}: file name too long (choose a shorter path)",
+    errno.EMFILE: "too many open files while opening {path} (raise `ulimit -n`)",
+    errno.EIO: "input/output error on {path} (the disk or network file system failed; check it)",
+}
+
+
+def describe_os_error(error: OSError, path: str | os.PathLike | None = None) -> str:
+    """One line saying what went wrong with which file: `path`, else the file the error names."""
+    named = path if path is not None else error.filename if error.filename is not None else "a file"
+    text = OS_ERROR_TEXT.get(error.errno)  # type: ignore[arg-type]
+    if text is not None:
+        return text.format(path=named)
+    return f"{named}: {error.strerror or error}"
+
+
+def write_error(error: OSError, path: str | os.PathLike) -> WriteError:
+    """A `WriteError` for an OSError raised while writing `path` (same errno, message in words)."""
+    converted = WriteError(describe_os_error(error, path))
+    converted.errno = error.errno
+    converted.filename = str(path)
+    return converted
+
+
+def missing_folder_message(folder: str | os.PathLike) -> str:
+    """Why `folder` is not a usable output folder: it does not exist, or it or a parent is a file."""
+    folder = Path(folder)
+    for candidate in (folder, *folder.parents):
+        if candidate.exists() and not candidate.is_dir():
+            where = "it" if candidate == folder else f"its parent {candidate}"
+            return f"{folder}: output folder is not a folder, {where} is a file (choose another path)"
+    return f"{folder}: output folder does not exist (create it first)"
+
+
+def check_output_folder(folder: str | os.PathLike, role: str = "output folder") -> None:
+    """Raise one WriteError unless `folder` exists writable, or could be created: writes nothing.
+
+    Commands call this before any work, so a folder under a file, a read-only or a foreign folder fails
+    at once, naming the folder, the cause and what to do; `role` names the folder's use.
+    """
+    folder = Path(folder)
+    existing = next(p for p in (folder, *folder.parents) if p.exists() or p == p.parent)
+    if existing.exists() and not existing.is_dir():
+        raise WriteError(missing_folder_message(folder).replace("output folder", role))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        message = unwritable_folder_message(existing, role if existing == folder else f"parent of the {role}")
+        raise WriteError(message if existing == folder else f"{folder}: cannot create the {role}; {message}")
+
+
+def prepare_output_folder(folder: str | os.PathLike, role: str = "output folder") -> Path:
+    """`check_output_folder`, then create `folder` (and its parents) if needed; returns it."""
+    check_output_folder(folder, role)
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise WriteError(f"cannot create the {role}: {describe_os_error(error, error.filename or folder)}") from error
+    return Path(folder)
+
+
+def unwritable_folder_message(folder: str | os.PathLike, role: str = "output folder") -> str:
+    """"<folder>: <role> is not writable (<cause>; <what to do>)": a read-only file system or missing permission."""
+    try:
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    cause = "read-only file system; write to another folder" if read_only else "permission denied; check its permissions"
+    return f"{folder}: {role} is not writable ({cause})"
 
 
 def _current_umask() -> int:
@@ -30,29 +122,46 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     target = Path(path)
     folder = target.parent
     if not folder.is_dir():
-        raise OSSNetError(f"{folder}: output folder does not exist")
+        raise WriteError(missing_folder_message(folder))
     if not os.access(folder, os.W_OK):
-        raise OSSNetError(f"{folder}: output folder is not writable")
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-    os.chmod(temporary, 0o666 & ~_current_umask())  # mkstemp makes 0600; outputs get the usual permissions
+        raise WriteError(unwritable_folder_message(folder))
     try:
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    except OSError as error:
+        raise write_error(error, target) from error
+    try:
+        os.chmod(temporary, 0o666 & ~_current_umask())  # mkstemp makes 0600; outputs get the usual permissions
         with os.fdopen(descriptor, mode) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as error:
+        with contextlib.suppress(OSError):
             os.unlink(temporary)
+        if isinstance(error, OSError) and not isinstance(error, OSSNetError):
+            raise write_error(error, target) from error
         raise
 
 
 def atomic_save_torch(obj: Any, path: str | os.PathLike) -> None:
-    """torch.save through a temporary file."""
+    """torch.save through a temporary file.
+
+    torch's zip writer reports a failed write (usually a full disk) as a RuntimeError such as
+    "[enforce fail at inline_container.cc:672] unexpected pos ..."; it becomes a WriteError here.
+    """
     import torch
 
     with atomic_write(path, "wb") as handle:
-        torch.save(obj, handle)
+        try:
+            torch.save(obj, handle)
+        except RuntimeError as error:
+            if isinstance(error.__context__, OSError):  # the write's own error, e.g. ENOSPC
+                raise write_error(error.__context__, path) from error
+            if "inline_container" not in str(error):
+                raise
+            raise WriteError(f"no space left on device (or write failed) while writing {path} "
+                             f"(free some space or write to another disk)") from error
 
 
 def atomic_save_json(obj: Any, path: str | os.PathLike) -> None:

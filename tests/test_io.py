@@ -53,3 +53,158 @@ def test_written_files_follow_the_umask_not_mkstemp_private_mode(tmp_path):
     finally:
         os.umask(previous)
     assert (tmp_path / "public.json").stat().st_mode & 0o777 == 0o644
+
+
+class FullDiskFile:
+    """A file object whose writes fail with ENOSPC once `capacity` bytes are written (a full disk)."""
+
+    def __init__(self, handle, capacity: int) -> None:
+        self.handle, self.capacity, self.written = handle, capacity, 0
+
+    def write(self, data):
+        self.written += len(data)
+        if self.written > self.capacity:
+            import errno
+            import os
+
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return self.handle.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.handle, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.close()
+
+
+@pytest.fixture
+def full_disk(monkeypatch):
+    """Every atomic write gets a file that fails with ENOSPC after 64 bytes."""
+    import os
+
+    import oss_net.io
+
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(oss_net.io.os, "fdopen", lambda fd, mode: FullDiskFile(real_fdopen(fd, mode), 64))
+
+
+def test_disk_full_during_torch_save_keeps_the_previous_checkpoint(tmp_path, full_disk):
+    from oss_net.io import WriteError
+    from oss_net.models import build_model, demo_config, save_model
+
+    target = tmp_path / "best_model.pt"
+    previous = {"w": torch.arange(5)}
+    torch.save(previous, target)
+    model = build_model(demo_config("A", "lits", volume_shape=(32, 32, 32)))
+    with pytest.raises(WriteError, match=f"no space left on device while writing {target} ") as error:
+        save_model(target, model)
+    assert isinstance(error.value, OSError) and error.value.errno == 28  # ENOSPC, still an OSError for callers
+    assert torch.equal(torch.load(target, weights_only=True)["w"], previous["w"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best_model.pt"]
+    with pytest.raises(WriteError, match="no space left on device while writing"):
+        atomic_save_json({"rows": list(range(100))}, tmp_path / "summary.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best_model.pt"]
+
+
+def test_torch_write_failure_without_an_os_error_is_a_write_error(tmp_path, monkeypatch):
+    from oss_net.io import WriteError
+
+    def failing_save(obj, handle):
+        handle.write(b"PK\x03\x04 half")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 228 vs 0")
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    target = tmp_path / "ckpt.pt"
+    with pytest.raises(WriteError, match=rf"no space left on device \(or write failed\) while writing {target}"):
+        atomic_save_torch({}, target)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_other_torch_errors_pass_through(tmp_path):
+    with pytest.raises(Exception) as error:
+        atomic_save_torch(lambda: None, tmp_path / "x.pt")  # a lambda cannot be pickled
+    assert "inline_container" not in str(error.value) and list(tmp_path.iterdir()) == []
+
+
+def test_output_folder_under_a_file_names_the_file(tmp_path):
+    from oss_net.io import WriteError, check_output_folder, prepare_output_folder
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(WriteError, match=f"{blocker / 'out' / 'run'}: run folder is not a folder, its parent {blocker} is a file"):
+        prepare_output_folder(blocker / "out" / "run", "run folder")
+    with pytest.raises(WriteError, match=f"{blocker}: output folder is not a folder, it is a file"):
+        check_output_folder(blocker)
+    with pytest.raises(WriteError, match=f"{blocker}: output folder is not a folder, it is a file"):
+        atomic_save_json({}, blocker / "x.json")
+    check_output_folder(tmp_path / "new" / "deeper")  # creatable: fine, and nothing is created
+    assert not (tmp_path / "new").exists()
+    assert prepare_output_folder(tmp_path / "new" / "deeper").is_dir()
+
+
+def test_unwritable_folder_names_the_folder_and_the_cause(tmp_path, monkeypatch):
+    import os
+
+    import oss_net.io
+    from oss_net.io import WriteError, check_output_folder
+
+    monkeypatch.setattr(oss_net.io.os, "access", lambda path, mode: False)
+    with pytest.raises(WriteError, match=rf"{tmp_path}: cache folder is not writable \(permission denied; check its permissions\)"):
+        check_output_folder(tmp_path, "cache folder")
+    with pytest.raises(WriteError, match=rf"{tmp_path / 'new'}: cannot create the run folder; {tmp_path}: parent of the run folder"):
+        check_output_folder(tmp_path / "new", "run folder")
+    read_only = os.statvfs_result((4096,) * 8 + (os.ST_RDONLY, 255))
+    monkeypatch.setattr(oss_net.io.os, "statvfs", lambda path: read_only)
+    with pytest.raises(WriteError, match=r"output folder is not writable \(read-only file system; write to another folder\)"):
+        atomic_save_json({}, tmp_path / "x.json")
+
+
+def test_os_error_during_the_write_is_converted_and_names_the_target(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    import oss_net.io
+    from oss_net.io import WriteError
+
+    def denied(fd):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(oss_net.io.os, "fsync", denied)
+    with pytest.raises(WriteError, match=f"input/output error on {tmp_path / 'x.json'}"):
+        atomic_save_json({}, tmp_path / "x.json")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_disk_full_at_a_training_checkpoint_keeps_the_previous_one(synthetic_brats_root, tmp_path, capsys, monkeypatch):
+    """ENOSPC injected into the write of the second checkpoint only: one line, the first checkpoint intact, --resume works."""
+    import os
+    import tempfile
+
+    import oss_net.io
+    from oss_net.training.cli import main
+
+    full, real_mkstemp, real_fdopen = set(), tempfile.mkstemp, os.fdopen
+
+    def mkstemp(prefix, suffix, dir):
+        descriptor, name = real_mkstemp(prefix=prefix, suffix=suffix, dir=dir)
+        if prefix.startswith(".ckpt_000000002.pt"):
+            full.add(descriptor)
+        return descriptor, name
+
+    monkeypatch.setattr(oss_net.io.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(oss_net.io.os, "fdopen", lambda fd, mode: FullDiskFile(real_fdopen(fd, mode), 64) if fd in full
+                        else real_fdopen(fd, mode))
+    run = tmp_path / "run"
+    args = ["--train", "--demo", "--cpu", "--uniform_sampling", "--batch_size", "1", "--training_samples", "64",
+            "--epochs", "1", "--dataset_path", str(synthetic_brats_root), "--output_dir", str(run), "--checkpoint_every", "1"]
+    assert main([*args, "--max_iterations", "2"]) == 2
+    second = run / "checkpoints" / "ckpt_000000002.pt"
+    errors = [line for line in capsys.readouterr().err.splitlines() if ": error: " in line]
+    assert len(errors) == 1 and f"no space left on device while writing {second} (free some space" in errors[0]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["ckpt_000000001.pt"]  # no temporary left
+    monkeypatch.undo()
+    assert main(["--resume", str(run), "--max_iterations", "2"]) == 0
+    assert (run / "checkpoints" / "ckpt_000000002.pt").is_file()

@@ -1,4 +1,4 @@
-"""Border bands around the foreground boundary, for border-weighted sampling (reference §7).
+"""Border bands around the foreground boundary, for border-weighted sampling (docs/reference.md §7).
 
 border = dilate₁₃(|Sobel ∇ (label > 0)| > 0): the voxels whose Sobel gradient of the binary
 foreground is non-zero (a two-voxel shell around the boundary) dilated by a 13³ cube, i.e. a band
@@ -19,8 +19,8 @@ from tqdm import tqdm
 
 from oss_net.data.errors import DatasetError
 from oss_net.data.layout import CaseFiles, border_file_name, default_border_path, discover
-from oss_net.data.nifti import check_same_grid, read_label
-from oss_net.io import atomic_save_nifti
+from oss_net.data.nifti import check_same_grid, read_header, read_label
+from oss_net.io import WriteError, atomic_save_nifti, check_output_folder, missing_folder_message, write_error
 
 DILATION = 13  # cube side of the dilation (max-pool kernel 13, stride 1, padding 6)
 
@@ -46,20 +46,38 @@ def generate_borders(dataset: str, root: str | Path, output: str | Path | None =
     `output`. Existing maps are skipped unless `overwrite`. Every label is validated before its map
     is written, and each write is atomic, so an interrupted run can simply be restarted.
     """
-    cases = discover(dataset, root, "all")
     if output is not None:
         output = Path(output)
         if not output.is_dir():
-            raise DatasetError(f"{output}: output folder not found")
+            raise WriteError(missing_folder_message(output))
+        check_output_folder(output)
+    cases = discover(dataset, root, "all")
     written = []
-    for case in tqdm(cases, desc=f"borders ({dataset})", unit="case", disable=not progress):
-        target = output / border_file_name(case.case_id, dataset) if output is not None else default_border_path(case, dataset)
-        if target.exists() and not overwrite:
-            continue
-        target.parent.mkdir(exist_ok=True)
-        write_border(case, dataset, target, device)
-        written.append(target)
+    with tqdm(cases, desc=f"borders ({dataset})", unit="case", disable=not progress) as bar:  # closed on error too
+        for case in bar:
+            target = output / border_file_name(case.case_id, dataset) if output is not None else default_border_path(case, dataset)
+            if target.exists() and not overwrite:
+                check_stored_border(case, target)
+                continue
+            try:
+                target.parent.mkdir(exist_ok=True)
+            except OSError as error:
+                raise write_error(error, target.parent) from error
+            write_border(case, dataset, target, device)
+            written.append(target)
     return written
+
+
+def check_stored_border(case: CaseFiles, border: Path) -> None:
+    """Refuse a stored border map that is not on its label's grid (headers only), rather than keep it."""
+    if case.label is None:
+        return
+    label_shape, label_affine, _ = read_header(case.label)
+    border_shape, border_affine, _ = read_header(border)
+    try:
+        check_same_grid((label_shape, label_affine, case.label), (border_shape, border_affine, border))
+    except DatasetError as error:
+        raise DatasetError(f"{error} (a stale border map: delete it or rerun with --overwrite)") from None
 
 
 def write_border(case: CaseFiles, dataset: str, target: Path, device: str | torch.device = "cpu") -> None:
@@ -126,13 +144,25 @@ def border_cli(dataset: str, description: str, argv: list[str] | None = None) ->
     """The command line of generate_borders_bra_ts_2020.py / generate_borders_lits.py: argparse, then generate_borders."""
     import argparse
 
+    from oss_net.cli_errors import add_verbose_flag, run_command
+
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("root", help=ROOT_HELP[dataset])
     parser.add_argument("--output", default=None, help="write the maps into this folder instead of the case folders")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         help="torch device for the computation; the result is identical (default: cuda if present)")
     parser.add_argument("--overwrite", action="store_true", help="recompute maps that already exist")
+    add_verbose_flag(parser)
     args = parser.parse_args(argv)
-    written = generate_borders(dataset, args.root, args.output, args.device, args.overwrite)
-    print(f"wrote {len(written)} border map(s)")
-    return 0
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        parser.error(f"--device {args.device!r} is not a torch device (cpu, cuda, cuda:1, ...)")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: CUDA is not available here (use --device cpu)")
+
+    def work() -> None:
+        written = generate_borders(dataset, args.root, args.output, args.device, args.overwrite)
+        print(f"wrote {len(written)} border map(s)")
+
+    return run_command(work, prog=parser.prog, verbose=args.verbose)

@@ -95,12 +95,27 @@ def check_same_grid(reference: tuple[tuple[int, ...], np.ndarray, Path], other: 
 
 
 def _open(path: Path) -> nib.Nifti1Image:
+    try:
+        path.stat()  # is_file() alone says "no" for a file in a folder we may not enter, hiding the cause
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: file not found") from None
+    except OSError as error:
+        raise DatasetError(unreadable_message(path, error)) from None
     if not path.is_file():
-        raise DatasetError(f"{path}: file not found")
+        raise DatasetError(f"{path}: a folder, not a NIfTI file")
     try:
         return nib.load(str(path))
+    except PermissionError as error:
+        raise DatasetError(unreadable_message(path, error)) from None
     except Exception as error:  # nibabel raises many types for a damaged header
         raise DatasetError(f"{path}: not a readable NIfTI file ({type(error).__name__}: {error})") from error
+
+
+def unreadable_message(path: Path, error: OSError) -> str:
+    """Why `path` cannot be read, in words: permission denied (and what to do), or the system's reason."""
+    if isinstance(error, PermissionError):
+        return f"permission denied reading {path} (check the permissions of the file and its folders)"
+    return f"{path}: cannot read the file ({error.strerror or error})"
 
 
 def _spatial_shape(shape: tuple[int, ...], path: Path) -> tuple[int, int, int]:

@@ -140,3 +140,67 @@ def test_check_reports_every_problem_and_fails_once(synthetic_brats_root, tmp_pa
     out = capsys.readouterr().out
     assert "NaN or Inf" in out and "label values [3]" in out and "missing t1 file(s)" in out and "empty label" in out
     assert "4 case(s): 1 ok, 1 with warnings, 2 failed" in out
+
+
+@pytest.mark.parametrize("shape, problem", [
+    ((0, 48, 32), r"empty volume, shape \(0, 48, 32\) has a zero-size axis"),
+    ((48, 0, 32, 1), r"empty volume, shape \(48, 0, 32\) has a zero-size axis"),  # a trailing singleton is dropped first
+    ((1, 1, 1), r"degenerate volume, shape \(1, 1, 1\) has a single voxel along an axis"),
+    ((48, 32, 1), r"degenerate volume, shape \(48, 32, 1\)"),
+])
+def test_empty_and_degenerate_volumes_are_refused_by_every_reader(tmp_path, shape, problem):
+    from oss_net.data.nifti import read_header, read_image, read_label
+
+    path = tmp_path / "volume.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros(shape, np.uint8), np.eye(4)), str(path))
+    for read in (read_header, read_image, lambda p: read_label(p, "lits")):
+        with pytest.raises(DatasetError, match=f"{path}: {problem}"):
+            read(path)
+
+
+def test_constant_image_is_a_warning_not_an_error(case_dir):
+    from oss_net.data.nifti import read_image
+
+    _rewrite(case_dir, "t2", np.full((60, 60, 38), 7, np.int16))
+    with pytest.warns(RuntimeWarning, match=r"_t2.nii.gz: constant image \(every voxel is 7\)"):
+        volume = read_image(_path(case_dir, "t2"))
+    assert volume.array.shape == (60, 60, 38)
+
+
+def test_check_lists_a_constant_image_as_a_warning(synthetic_brats_root, tmp_path, capsys):
+    root = tmp_path / "root"
+    shutil.copytree(synthetic_brats_root, root)
+    _rewrite(root / BRATS_TRAINING / CASE, "t2", np.zeros((60, 60, 38), np.int16))
+    reports = {r.case_id: r for r in check_dataset(root)}
+    assert reports[CASE].status == "WARN" and not reports[CASE].errors
+    assert [w.split(": ", 1)[1] for w in reports[CASE].warnings] == [
+        "constant image (every voxel is 0); it carries no information"]
+    assert check_main([str(root)]) == 0
+    assert "4 case(s): 3 ok, 1 with warnings, 0 failed" in capsys.readouterr().out
+
+
+def test_unreadable_file_names_the_file_and_the_cause(tmp_path, monkeypatch):
+    from oss_net.data.nifti import read_image
+
+    path = tmp_path / "locked" / "t1.nii.gz"
+    path.parent.mkdir()
+    nib.save(nib.Nifti1Image(np.arange(8, dtype=np.int16).reshape(2, 2, 2), np.eye(4)), str(path))
+
+    def denied(self, *args, **kwargs):  # root reads everything, so the refusal is injected
+        raise PermissionError(13, "Permission denied", str(self))
+
+    with pytest.raises(DatasetError, match=f"{path.parent}: a folder, not a NIfTI file"):
+        read_image(path.parent)
+    monkeypatch.setattr(type(path), "stat", denied)
+    with pytest.raises(DatasetError, match=rf"permission denied reading {path} \(check the permissions of the file"):
+        read_image(path)
+
+
+def test_empty_four_d_file_of_several_channels_is_refused(tmp_path):
+    from oss_net.data.channels import file_grid, read_file_channels
+
+    path = tmp_path / "case_0000.nii.gz"  # a Decathlon-style file: every channel of the case on the last axis
+    nib.save(nib.Nifti1Image(np.zeros((8, 0, 8, 2), np.float32), np.eye(4)), str(path))
+    for read in (read_file_channels, file_grid):
+        with pytest.raises(DatasetError, match=rf"{path}: empty volume, shape \(8, 0, 8\) has a zero-size axis"):
+            read(path, 2)
