@@ -12,8 +12,12 @@ voxels decoded; on an H100 <= 0.25 s per BraTS-size volume; on the CPU, OSS-Net 
 the 3D U-Net's dense pass over the same scan.
 
 "dense" decodes every voxel (stages (1,)), "standard" the whole stride-4 lattice then the boundary
-shell, "prior" only the seeded part of the lattice then the same shell (the default stages). All run
-through `oss_net.inference.Predictor`. Without a checkpoint the model is an untrained OSSNet wrapped
+shell, "prior" only the seeded part of the lattice then the same shell (the default stages). Standard
+and prior run under both refinement rules (rows' `refinement`): "ours" and the original's ("original",
+which decodes every voxel next to a positive, so its counts and seconds are the ones comparable with
+the paper's Fig. 6); dense has one stage and no rule ("-"). At the demo grid the ellipsoid is small and
+the two rules decode about as many points; `brats_point_counts` (in the CPU result, no model, seconds)
+gives each rule's decoder queries for the same ellipsoid on the BraTS-size grid, where they part. All run through `oss_net.inference.Predictor`. Without a checkpoint the model is an untrained OSSNet wrapped
 in `bench_chunks.SyntheticOccupancy`: every decoder computation is real, but the answers are a fixed
 ellipsoid of ~3% of the volume, so the point counts are those of a well-trained model on that object.
 
@@ -34,10 +38,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.bench_chunks import SyntheticOccupancy, oracle_config, oracle_model_and_volume
+from benchmarks.bench_chunks import SyntheticOccupancy, ellipsoid, oracle_config, oracle_model_and_volume
 from benchmarks.common import benchmark_device, format_table, time_call, write_result
 from oss_net.inference import DensePredictor, Predictor
-from oss_net.inference.defaults import CHUNK_SIZE, STAGES
+from oss_net.inference.defaults import CHUNK_SIZE, REFINEMENT, STAGES
+from oss_net.inference.refine import REFINEMENTS, OccupancyLattice, refine_lattice, seed_from_segmentation
 from oss_net.models import build_model, get_unet_config, load_model
 
 SIZES = ("cpu", "gpu", "cpu-brats")
@@ -71,9 +76,17 @@ def _synthetic_case(config: Any) -> torch.Tensor:
         return torch.as_tensor(case.image).clone()
 
 
-def _measure(model: Any, volume: torch.Tensor, name: str, device: torch.device, amp: str, repeats: int) -> tuple[dict, torch.Tensor]:
+def _refinements(name: str) -> tuple[str, ...]:
+    """The refinement rules a method runs under: both, or "-" for dense (one stage: no candidates to choose)."""
+    return ("-",) if len(MODES[name]["stages"]) == 1 else REFINEMENTS
+
+
+def _measure(
+    model: Any, volume: torch.Tensor, name: str, refinement: str, device: torch.device, amp: str, repeats: int
+) -> tuple[dict, torch.Tensor]:
     options = MODES[name]
-    predictor = Predictor(model, mode=options["mode"], stages=options["stages"], chunk_size=CHUNK_SIZE, amp=amp, device=device)
+    predictor = Predictor(model, mode=options["mode"], stages=options["stages"], chunk_size=CHUNK_SIZE, amp=amp,
+                          device=device, refinement=REFINEMENT if refinement == "-" else refinement)
     synchronize = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
     outcome: list[Any] = []
     # the last timed call's prediction gives the counts, so nothing is decoded only for them
@@ -82,6 +95,7 @@ def _measure(model: Any, volume: torch.Tensor, name: str, device: torch.device, 
     voxels = prediction.occupancy.numel()
     row = {
         "method": name,
+        "refinement": refinement,
         "amp": amp,
         "seconds": seconds,
         "decoder_points": prediction.points_evaluated,
@@ -91,8 +105,21 @@ def _measure(model: Any, volume: torch.Tensor, name: str, device: torch.device, 
     return row, prediction.mask_model_grid
 
 
+def _measure_methods(model: Any, volume: torch.Tensor, device: torch.device, amp: str, repeats: int) -> list[dict]:
+    """One row per method and refinement rule at `amp`, each with its voxels differing from dense."""
+    rows, masks = [], {}
+    for name in MODES:
+        for refinement in _refinements(name):
+            row, masks[name, refinement] = _measure(model, volume, name, refinement, device, amp, repeats)
+            rows.append(row)
+    for row in rows:
+        row["voxels_differing_from_dense"] = int((masks[row["method"], row["refinement"]] != masks["dense", "-"]).sum())
+    return rows
+
+
 def run(size: str = "cpu", smoke: bool = False, checkpoint: str | None = None) -> dict:
-    """Seconds and decoder queries of dense, standard and prior inference; prior's speed-ups.
+    """Seconds and decoder queries of dense, standard and prior inference (the last two under both
+    refinement rules); prior's speed-ups with ours, and the original rule's cost against ours.
     `size="cpu-brats"` runs the end-to-end full scan instead (`run_full_scan`)."""
     if size == "cpu-brats":
         if checkpoint is not None:
@@ -106,15 +133,9 @@ def run(size: str = "cpu", smoke: bool = False, checkpoint: str | None = None) -
     if device.type == "cuda":
         Predictor(model, mode="standard", device=device).predict(volume)  # warm-up (kernels, allocator)
 
-    rows = []
-    for amp in amps:
-        masks = {}
-        for name in MODES:
-            row, masks[name] = _measure(model, volume, name, device, amp, repeats)
-            rows.append(row)
-        for row in rows[-len(MODES):]:
-            row["voxels_differing_from_dense"] = int((masks[row["method"]] != masks["dense"]).sum())
-    timed = {(r["method"], r["amp"]): r for r in rows}
+    rows = [row for amp in amps for row in _measure_methods(model, volume, device, amp, repeats)]
+    timed = {(r["method"], r["amp"]): r for r in rows if r["refinement"] in ("-", REFINEMENT)}
+    original = {r["method"]: r for r in rows if r["refinement"] == "original" and r["amp"] == "off"}
     result: dict[str, Any] = {
         "size": size,
         "smoke": smoke,
@@ -128,7 +149,17 @@ def run(size: str = "cpu", smoke: bool = False, checkpoint: str | None = None) -
         "speedup_prior_vs_dense": timed[("dense", "off")]["seconds"] / timed[("prior", "off")]["seconds"],
         "points_ratio_standard_vs_prior": timed[("standard", "off")]["decoder_points"] / max(timed[("prior", "off")]["decoder_points"], 1),
         "prior_voxel_fraction": timed[("prior", "off")]["voxel_fraction"],
+        "original_vs_ours": {
+            method: {
+                "points_ratio": row["decoder_points"] / max(timed[(method, "off")]["decoder_points"], 1),
+                "seconds_ratio": row["seconds"] / timed[(method, "off")]["seconds"],
+            }
+            for method, row in original.items()
+        },
     }
+    if size == "cpu" and not smoke:
+        result["brats_point_counts"] = brats_point_counts()
+        print(format_table(result["brats_point_counts"]))
     if device.type == "cuda":
         result["gpu_seconds_per_volume"] = min(timed[("prior", amp)]["seconds"] for amp in amps)
     print(format_table(rows))
@@ -137,8 +168,30 @@ def run(size: str = "cpu", smoke: bool = False, checkpoint: str | None = None) -
         f"{result['points_ratio_standard_vs_prior']:.2f}x fewer points; prior decodes "
         f"{100 * result['prior_voxel_fraction']:.2f}% of the voxels; {result['speedup_prior_vs_dense']:.1f}x faster than dense"
     )
+    for method, ratios in result["original_vs_ours"].items():
+        print(f"{method}, original refinement vs ours: {ratios['points_ratio']:.2f}x the points, "
+              f"{ratios['seconds_ratio']:.2f}x the seconds")
     write_result("infer", result)
     return result
+
+
+def brats_point_counts() -> list[dict[str, Any]]:
+    """Decoder queries of standard and prior under each refinement rule for the ellipsoid on the BraTS-size
+    grid (256x256x160), the lattice driven with the ellipsoid's answers and no model (counts only)."""
+    config = oracle_config("gpu", smoke=False)
+    mask = ellipsoid(config.volume_shape)  # [*S] bool
+    low_res = torch.nn.functional.adaptive_max_pool3d(mask[None, None].float(), config.encoder_output_shape)[0]
+    rows = []
+    for method in ("standard", "prior"):
+        for refinement in REFINEMENTS:
+            seed = seed_from_segmentation(low_res, config.volume_shape, STAGES[0]) if method == "prior" else None
+            lattice = OccupancyLattice(config.volume_shape, STAGES, seed=seed, refinement=refinement)
+            stats = refine_lattice(lattice, lambda coords: mask[coords[:, 0], coords[:, 1], coords[:, 2]].float())
+            rows.append({"method": method, "refinement": refinement, "decoder_points": stats.points_evaluated,
+                         "voxel_fraction": stats.points_evaluated / mask.numel(),
+                         "stage_points": [stage.points_evaluated for stage in stats.stages],
+                         "voxels_differing_from_ellipsoid": int(((lattice.to_dense()[0] > 0.5) != mask).sum())})
+    return rows
 
 
 def run_full_scan(smoke: bool = False) -> dict:

@@ -11,3 +11,4 @@ STAGES: tuple[int, ...] = (4, 2, 1)  # refinement strides, coarse to fine (the o
 CHUNK_SIZE = 2**14  # points decoded at once (the original's max_coordinates)
 THRESHOLD = 0.5  # occupancy probability above which a voxel is foreground
 MODE = "auto"  # prior with a segmentation head, standard without
+REFINEMENT = "ours"  # candidate rule of the lattice (oss_net.inference.refine); paper mode uses "original"

@@ -5,10 +5,13 @@
     prediction.occupancy                              # [*volume_shape] float32 probabilities (CPU)
 
 Modes: "standard" evaluates the whole first lattice; "prior" only where the encoder's low-res
-segmentation says so (reference §8.2); "both" runs the two, logs their disagreement in voxels, and
+segmentation says so (docs/reference.md §8.2); "both" runs the two, logs their disagreement in voxels, and
 keeps the prior grid (as the original did); "auto" is "prior" when the configuration has the
 segmentation head and "standard" (logged) otherwise. Asking for "prior" or "both" on a
-configuration without the head is an error instead of the original's crash (reference §12.2).
+configuration without the head is an error instead of the original's crash (docs/reference.md §12.2).
+
+The refinement rule ("ours" or "original", `oss_net.inference.refine`) defaults to the one of the
+checkpoint's mode: "original" for a paper-mode configuration (`oss_net.compat`), "ours" otherwise.
 
 The U-Net baselines have no decoder to query: `make_predictor` (the one place that tells them apart)
 gives them a `DensePredictor`, which returns the same `Prediction` with mode "dense".
@@ -23,13 +26,15 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
+from oss_net.compat import behaviour
 from oss_net.data import PatchSource
 from oss_net.io import OSSNetError
 from oss_net.models import Encoding, is_dense
 from oss_net.precision import AMP_MODES, autocast
 
+from .classes import decoder_outputs, lattice_classes, lattice_values
 from .defaults import CHUNK_SIZE, MODE, STAGES, THRESHOLD
-from .refine import OccupancyLattice, RefineStats, check_stages, refine_lattice, seed_from_segmentation
+from .refine import REFINEMENTS, OccupancyLattice, RefineStats, check_stages, refine_lattice, seed_from_segmentation
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +84,8 @@ class Predictor:
         amp: "off", "bf16" or "fp16": autocast dtype of encoder and decoder.
         device: where the model runs (default: where its parameters are).
         threshold: occupancy probability above which a voxel is foreground.
-        recheck_boundary: widen the refinement window (see `OccupancyLattice`).
+        recheck_boundary: widen the refinement window of rule "ours" (see `OccupancyLattice`).
+        refinement: the candidate rule, "ours" or "original"; None: the configuration's compat mode decides.
     """
 
     def __init__(
@@ -92,6 +98,7 @@ class Predictor:
         device: torch.device | str | None = None,
         threshold: float = THRESHOLD,
         recheck_boundary: bool = False,
+        refinement: str | None = None,
     ) -> None:
         if mode not in MODES:
             raise InferenceError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
@@ -104,6 +111,12 @@ class Predictor:
         except ValueError as error:
             raise InferenceError(str(error)) from None
         self.config = model.config
+        self.refinement = refinement if refinement is not None else behaviour(self.config.compat).refinement
+        if self.refinement not in REFINEMENTS:
+            raise InferenceError(f"unknown refinement {self.refinement!r}; expected one of {', '.join(REFINEMENTS)}")
+        if recheck_boundary and self.refinement != "ours":
+            raise InferenceError("recheck_boundary widens the window of refinement 'ours'; "
+                                 f"refinement {self.refinement!r} has its own (use --refinement ours)")
         has_head = bool(self.config.segmentation_head)
         if mode in ("prior", "both") and not has_head:
             raise InferenceError(
@@ -136,7 +149,7 @@ class Predictor:
         if len(modes) == 2:
             disagreement = int(((grids["standard"] > self.threshold) != (grids["prior"] > self.threshold)).sum())
             logger.info("standard and prior disagree in %d voxels", disagreement)
-        grid = grids[kept]  # [K, *volume_shape]
+        grid = decoder_outputs(self.config, grids[kept])  # [K, *volume_shape] (exclusive: the background first)
         return Prediction(
             occupancy=(grid[0] if len(grid) == 1 else grid).float().cpu(),
             mode=kept,
@@ -159,7 +172,8 @@ class Predictor:
             seed = seed_from_segmentation(encoding.segmentation[0].float(), self.config.volume_shape, self.stages[0])
         lattice = OccupancyLattice(
             self.config.volume_shape, self.stages, seed=seed, threshold=self.threshold,
-            classes=self.config.number_of_classes, recheck_boundary=self.recheck_boundary, device=self.device,
+            classes=lattice_classes(self.config), recheck_boundary=self.recheck_boundary, device=self.device,
+            refinement=self.refinement,
         )
         _synchronize(self.device)
         encode_seconds = time.perf_counter() - start
@@ -167,7 +181,8 @@ class Predictor:
         grid = lattice.to_dense()
         _synchronize(self.device)
         seconds = time.perf_counter() - start
-        logger.info("%s inference: %.3f s, %d points evaluated", mode, seconds, stats.points_evaluated)
+        logger.info("%s inference (%s refinement): %.3f s, %d points evaluated", mode, self.refinement, seconds,
+                    stats.points_evaluated)
         return grid, _run_record(stats, seconds, encode_seconds)
 
     def _patch_source(self, volume: torch.Tensor) -> PatchSource | None:
@@ -184,7 +199,7 @@ class Predictor:
             query = points.to(self.device)[None]  # [1, N, 3]
             patches = source.gather(query.detach()) if source is not None else None
             with autocast(amp, self.device):
-                return self.model.decode(query, encoding, patches)[0].float()  # [N, K]
+                return lattice_values(self.config, self.model.decode(query, encoding, patches)[0].float())  # [N, K]
 
         return decode
 
@@ -217,6 +232,7 @@ class DensePredictor:
     """
 
     mode = "dense"
+    refinement = None  # one dense pass: nothing is refined
 
     def __init__(self, model: nn.Module, amp: str = "off", device: torch.device | str | None = None, threshold: float = THRESHOLD) -> None:
         if amp not in AMP_MODES:
@@ -250,8 +266,8 @@ class DensePredictor:
 
 
 def make_predictor(model: nn.Module, **options: Any) -> Predictor | DensePredictor:
-    """The predictor for `model` with `Predictor`'s options; a U-Net ignores mode, stages, chunk_size and
-    recheck_boundary (logged when one was set)."""
+    """The predictor for `model` with `Predictor`'s options; a U-Net ignores mode, stages, chunk_size,
+    recheck_boundary and refinement (logged when one was set)."""
     if not is_dense(model):
         return Predictor(model, **options)
     ignored = sorted(k for k in options if k not in ("amp", "device", "threshold"))

@@ -29,7 +29,21 @@ The rule, stage by stage (strides s_0 > s_1 > ... , each dividing the one before
 
 For an object that the first lattice resolves (convex, or any shape whose features are wider than
 the coarse spacing) the result equals the dense thresholded grid, per class, while only a shell
-around the boundary is evaluated at full resolution.
+around the boundary is evaluated at full resolution. The price: a negative pocket inside the object
+smaller than about the coarse spacing (fewer than ~4 voxels across) is never looked at and is filled.
+
+`refinement="original"` swaps in the original's candidate rule (docs/reference.md §8.1), for paper
+mode and for timings comparable with the paper's Fig. 6; the loop and the first stage are the same:
+
+- Nothing is inherited: a point that has not been evaluated counts as negative (probability 0).
+- Stage k (stride s): a point is a candidate when it is not an evaluated positive and an evaluated
+  positive lies within Chebyshev distance (3^s − 1) / 2 of it (the original dilated with a kernel of
+  3^s: radius 4 at stride 2, 1 at stride 1; only sensible for (4, 2, 1), ever wider after). Known
+  negatives near a positive are decoded again, as the original did, so `points_evaluated` counts
+  the original's decoder queries.
+
+So it decodes every voxel inside the object and next to it (about the whole object instead of a
+shell), keeps small pockets, and cannot recover an object the first lattice missed.
 """
 from __future__ import annotations
 
@@ -39,8 +53,9 @@ from typing import Callable, Sequence
 
 import torch
 
-from .defaults import CHUNK_SIZE, STAGES, THRESHOLD
+from .defaults import CHUNK_SIZE, REFINEMENT, STAGES, THRESHOLD
 
+REFINEMENTS: tuple[str, ...] = ("ours", "original")  # candidate rules (module docstring)
 DecodeFn = Callable[[torch.Tensor], torch.Tensor]  # coords [N, 3] long -> probabilities [N, K] (or [N] when K = 1)
 
 
@@ -135,7 +150,8 @@ class OccupancyLattice:
         threshold: a class is positive at a point when its probability exceeds it.
         classes: K, the probabilities per point.
         recheck_boundary: widen the candidate window to two previous strides (more points, safer on
-            thin structures).
+            thin structures); "ours" only.
+        refinement: the candidate rule, "ours" or "original" (module docstring).
         device: where the state lives and the coordinates are created (default: the seed's, else CPU).
     """
 
@@ -148,8 +164,13 @@ class OccupancyLattice:
         classes: int = 1,
         recheck_boundary: bool = False,
         device: torch.device | str | None = None,
+        refinement: str = REFINEMENT,
     ) -> None:
         self.stages = check_stages(stages)
+        if refinement not in REFINEMENTS:
+            raise ValueError(f"unknown refinement {refinement!r}; expected one of {', '.join(REFINEMENTS)}")
+        if recheck_boundary and refinement != "ours":
+            raise ValueError("`recheck_boundary` widens the window of refinement 'ours'; 'original' has its own")
         if len(shape) != 3 or any(int(n) < 1 for n in shape):
             raise ValueError(f"`shape` must be three positive sizes, got {tuple(shape)}")
         if classes < 1:
@@ -165,6 +186,7 @@ class OccupancyLattice:
         self.threshold = float(threshold)
         self.classes = int(classes)
         self.recheck_boundary = bool(recheck_boundary)
+        self.refinement = refinement
         self.stage = 0
         self.axes: list[torch.Tensor] = []  # the current lattice's indices per axis, 3 × [n_a]
         self.values = torch.zeros(0)  # [K, n0, n1, n2] float32 probabilities, evaluated or inherited
@@ -229,10 +251,8 @@ class OccupancyLattice:
         return self.seed.to(device=self.device, dtype=torch.bool)
 
     def _next_stage(self) -> torch.Tensor:
-        """Carry the previous lattice onto the finer one; candidates: unevaluated points whose
-        neighbourhood disagrees for any class. [n0, n1, n2]"""
+        """Carry the previous lattice onto the finer one; candidates by the rule. [n0, n1, n2]"""
         coarse_axes = self.axes
-        radius = self.stages[self.stage - 1] * (2 if self.recheck_boundary else 1)
         axes = [lattice_indices(n, self.stride, self.device) for n in self.shape]
         nearest = [_nearest(axes[a], coarse_axes[a]) for a in range(3)]
         on_coarse = [coarse_axes[a][nearest[a]] == axes[a] for a in range(3)]
@@ -241,11 +261,30 @@ class OccupancyLattice:
         self.evaluated = _take(self.evaluated, nearest)
         self.evaluated &= on_coarse[0][:, None, None] & on_coarse[1][None, :, None] & on_coarse[2][None, None, :]
         self.axes = axes
+        if self.refinement == "original":
+            return self._near_positive(labels, coarse_axes)
+        return self._disagreeing(labels, coarse_axes)
 
-        windows = [_window(axes[a], coarse_axes[a], radius) for a in range(3)]
-        undecided = _mixed_boxes(labels, [w[0] for w in windows], [w[1] for w in windows])  # [K, n0, n1, n2]
-        undecided = undecided[0] if self.classes == 1 else undecided.any(dim=0)
-        return undecided & ~self.evaluated
+    def _disagreeing(self, labels: torch.Tensor, coarse_axes: list[torch.Tensor]) -> torch.Tensor:
+        """Ours: unevaluated points whose previous-lattice neighbourhood disagrees for any class. [n0, n1, n2]"""
+        radius = self.stages[self.stage - 1] * (2 if self.recheck_boundary else 1)
+        windows = [_window(self.axes[a], coarse_axes[a], radius) for a in range(3)]
+        bits = _box_bits(labels, [w[0] for w in windows], [w[1] for w in windows])  # [K, n0, n1, n2]
+        return _any_class(bits == _BOTH) & ~self.evaluated
+
+    def _near_positive(self, labels: torch.Tensor, coarse_axes: list[torch.Tensor]) -> torch.Tensor:
+        """The original's: points, not evaluated positive, within (3^s − 1) / 2 of an evaluated positive
+        of the same class; nothing inherited, so unevaluated points are negative. [n0, n1, n2]
+
+        `labels` are the evaluated positives (the previous lattice inherits nothing under this rule), and
+        every earlier lattice lies on the previous one, so they are all the positives found so far.
+        """
+        self.values.masked_fill_(~self.evaluated, 0.0)
+        radius = (3**self.stride - 1) // 2
+        windows = [_window(self.axes[a], coarse_axes[a], radius) for a in range(3)]
+        bits = _box_bits(labels, [w[0] for w in windows], [w[1] for w in windows])  # [K, n0, n1, n2]
+        near_positive = (bits & _POSITIVE).bool()
+        return _any_class(near_positive & ~(self.values > self.threshold))
 
 
 def refine_lattice(lattice: OccupancyLattice, decode_fn: DecodeFn, chunk_size: int = CHUNK_SIZE) -> RefineStats:
@@ -315,20 +354,29 @@ def _select(tensor: torch.Tensor, axis: int, index: torch.Tensor) -> torch.Tenso
     return tensor[(Ellipsis, index) + (slice(None),) * (-1 - axis)]
 
 
-def _mixed_boxes(labels: torch.Tensor, lo: Sequence[torch.Tensor], hi: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Whether the box [lo, hi) of `labels [..., m0, m1, m2]` around every fine point holds both labels. [..., n0, n1, n2] bool
+def _any_class(mask: torch.Tensor) -> torch.Tensor:
+    """mask [K, n0, n1, n2] -> [n0, n1, n2]: set for any class (no reduction pass for one class)."""
+    return mask[0] if len(mask) == 1 else mask.any(dim=0)
 
-    Each coarse point becomes two bits (1: positive, 2: negative), OR-ed over the window along each axis
-    in turn; a box is mixed when both bits are set. Windows are a few points wide (two or three per
-    axis for strides that halve), so the OR is that many gathers, the last index repeated to fill
-    the narrower windows. Innermost axis first, so the large fine-resolution tensors only appear in
-    the last, slab-wise step, and in bytes.
+
+_POSITIVE, _NEGATIVE = 1, 2  # the bits of one label in `_box_bits`
+_BOTH = _POSITIVE | _NEGATIVE
+
+
+def _box_bits(labels: torch.Tensor, lo: Sequence[torch.Tensor], hi: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Which labels the box [lo, hi) of `labels [..., m0, m1, m2]` around every fine point holds, as bits:
+    _POSITIVE, _NEGATIVE, or both (a mixed box). [..., n0, n1, n2] uint8
+
+    Each coarse point becomes one bit, OR-ed over the window along each axis in turn. Windows are a
+    few points wide (two or three per axis for strides that halve), so the OR is that many gathers,
+    the last index repeated to fill the narrower windows. Innermost axis first, so the large
+    fine-resolution tensors only appear in the last, slab-wise step, and in bytes.
     """
-    bits = torch.where(labels, 1, 2).to(torch.uint8)
+    bits = torch.where(labels, _POSITIVE, _NEGATIVE).to(torch.uint8)
     for axis in (-1, -2, -3):
         first, stop = lo[3 + axis], hi[3 + axis]
         combined = _select(bits, axis, first)
         for step in range(1, int((stop - first).max())):
             combined |= _select(bits, axis, torch.minimum(first + step, stop - 1))
         bits = combined
-    return bits == 3
+    return bits

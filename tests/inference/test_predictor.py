@@ -1,6 +1,7 @@
 """Predictor: modes, the prior seed, chunking, and the errors a user can trigger."""
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -92,3 +93,50 @@ def test_patches_from_the_case_source_equal_gathering_per_chunk(name):
     assert config.large_patches == (name == "D")
     assert prediction.points_evaluated == stats.points_evaluated
     assert torch.equal(prediction.occupancy, lattice.to_dense()[0])
+
+
+def test_refinement_follows_the_configuration_mode_unless_given():
+    """Paper mode reproduces the original's refinement rule; ours stays the default elsewhere."""
+    assert Predictor(intensity_model("C")).refinement == "ours"
+    assert Predictor(intensity_model("C", compat="paper")).refinement == "original"
+    assert Predictor(intensity_model("C", compat="paper"), refinement="ours").refinement == "ours"
+    assert Predictor(intensity_model("C"), refinement="original").refinement == "original"
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [({"refinement": "mise"}, "unknown refinement 'mise'; expected one of ours, original"),
+     ({"refinement": "original", "recheck_boundary": True}, "recheck_boundary widens the window of refinement 'ours'")],
+)
+def test_bad_refinement_options(options, message):
+    with pytest.raises(InferenceError, match=message):
+        Predictor(intensity_model("C"), **options)
+
+
+def test_original_refinement_segments_the_case_and_counts_every_query(brats_case, caplog):
+    ours = Predictor(intensity_model("C"), mode="prior").predict_case(brats_case)
+    model = intensity_model("C")
+    with caplog.at_level(logging.INFO, logger="oss_net.inference"):
+        original = Predictor(model, mode="both", refinement="original").predict_case(brats_case)
+    assert "prior inference (original refinement)" in caplog.text
+    assert model.decoded_points == sum(run["points_evaluated"] for run in original.runs.values())
+    assert original.runs["standard"]["points_evaluated"] > original.runs["prior"]["points_evaluated"]
+    assert dice(original.mask_model_grid, brats_case.label > 0) > 0.99
+    assert dice(original.mask_model_grid, ours.mask_model_grid) > 0.99
+
+
+def test_cli_refinement_defaults_to_the_checkpoint_mode(synthetic_brats_root, tmp_path):
+    from oss_net.inference import InferenceSettings
+    from oss_net.inference.cli import build_parser, main, settings_from_args
+    from oss_net.models import save_model
+
+    checkpoint = tmp_path / "paper.pt"
+    save_model(checkpoint, intensity_model("C", compat="paper"))
+    required = ["--load_model", str(checkpoint), "--dataset_path", str(synthetic_brats_root)]
+    out = tmp_path / "out"
+    assert main([*required, "--output_dir", str(out), "--no_mesh", "--no_overlay"]) == 0
+    saved = json.loads((out / "inference_settings.json").read_text())
+    assert saved["refinement"] is None and saved["resolved_refinement"] == "original"
+    assert settings_from_args(build_parser().parse_args([*required, "--refinement", "ours"])).refinement == "ours"
+    with pytest.raises(InferenceError, match="refinement 'mise' is not one of ours, original"):
+        InferenceSettings(load_model=str(checkpoint), dataset_path=str(synthetic_brats_root), refinement="mise")

@@ -227,3 +227,106 @@ def test_lattice_walks_query_update_to_dense():
     assert lattice.done and torch.equal(lattice.to_dense(), torch.zeros(1, 9, 5, 5))
     with pytest.raises(RuntimeError, match="finished"):
         lattice.query()
+
+
+# --- the original's candidate rule (refinement="original", docs/reference.md §8.1) --------------------------------
+
+
+def decoded_per_stage(calls: list[torch.Tensor], stats) -> list[torch.Tensor]:
+    """The coordinates [N_k, 3] each stage asked for (calls come in stage order, chunks within a stage)."""
+    return list(torch.cat(calls).split([s.points_evaluated for s in stats.stages]))
+
+
+def as_mask(coords: torch.Tensor) -> torch.Tensor:
+    mask = torch.zeros(SHAPE, dtype=torch.bool)
+    mask[coords[:, 0], coords[:, 1], coords[:, 2]] = True
+    return mask
+
+
+@pytest.mark.parametrize("refinement", ["ours", "original"])
+@pytest.mark.parametrize("centre, radius", [((24.0, 20.0, 14.0), 8.0), ((24.0, 22.0, 15.0), 14.0)])
+def test_both_rules_equal_dense_thresholding_on_a_smooth_oracle(refinement, centre, radius):
+    decode, _ = sphere(centre, radius)
+    grid, _ = refine_grid(decode, SHAPE, refinement=refinement)
+    assert torch.equal(grid > 0.5, dense(decode) > 0.5)
+
+
+def test_original_rule_decodes_the_whole_object_where_ours_decodes_a_shell():
+    decode, calls = sphere((24.0, 22.0, 15.0), 14.0)
+    ours, ours_stats = refine_grid(decode, SHAPE, chunk_size=2**20)
+    ours_stages = decoded_per_stage(calls, ours_stats)
+    calls.clear()
+    original, original_stats = refine_grid(decode, SHAPE, chunk_size=2**20, refinement="original")
+    original_stages = decoded_per_stage(calls, original_stats)
+    inside = original > 0.5
+    assert torch.equal(inside, ours > 0.5)
+    # nothing is inherited: every voxel of the original's object was decoded; ours leaves the interior undecoded
+    assert bool(as_mask(torch.cat(original_stages))[inside].all())
+    assert not bool(as_mask(torch.cat(ours_stages))[inside].all())
+    # same first stage; at stride 2 the original's 9^3 window holds ours' 4-voxel one
+    assert torch.equal(original_stages[0], ours_stages[0])
+    assert bool(as_mask(original_stages[1])[as_mask(ours_stages[1])].all())
+    # for an object this large (radius 14) the interior outweighs ours' thicker shell
+    assert original_stats.points_evaluated > ours_stats.points_evaluated
+
+
+def test_original_rule_decodes_known_negatives_again_and_counts_them():
+    decode, calls = sphere((24.0, 20.0, 14.0), 8.0)
+    grid, stats = refine_grid(decode, SHAPE, refinement="original")
+    asked = torch.cat(calls)
+    assert len(asked) == stats.points_evaluated > len(torch.unique(asked, dim=0))
+    first, later = asked.split([stats.stages[0].points_evaluated, len(asked) - stats.stages[0].points_evaluated])
+    again = as_mask(first) & as_mask(later)
+    assert again.any() and not (grid[again] > 0.5).any()  # only known negatives are asked for again
+
+
+def test_pocket_smaller_than_the_coarse_spacing_is_kept_by_the_original_and_filled_by_ours():
+    """A two-voxel negative pocket between the stride-2 lattice points inside a ball: the original decodes
+    every voxel next to a positive and finds it; ours sees agreeing neighbourhoods there, decodes
+    nothing and fills it (documented in oss_net.inference.refine)."""
+    pocket = torch.tensor([[21, 21, 15], [21, 21, 16]])
+    ball, _ = sphere((22.0, 20.0, 15.0), 10.0)
+
+    def decode(coords: torch.Tensor) -> torch.Tensor:
+        in_pocket = (coords[:, None, :] == pocket[None]).all(dim=2).any(dim=1)
+        return torch.where(in_pocket, 0.0, ball(coords))
+
+    truth = dense(decode) > 0.5
+    original, _ = refine_grid(decode, SHAPE, refinement="original")
+    ours, _ = refine_grid(decode, SHAPE)
+    assert torch.equal(original > 0.5, truth)
+    assert (ours[pocket[:, 0], pocket[:, 1], pocket[:, 2]] > 0.5).all()
+    assert int(((ours > 0.5) != truth).sum()) == len(pocket)
+
+
+def test_original_rule_loses_a_positive_voxel_whose_stride_2_neighbours_are_all_negative():
+    """Where the ball's surface grazes voxel (28, 12, 15), its two stride-2 neighbours (z 14 and 16) lie just
+    outside: the original never decodes it (and cannot recover it); ours' wider window does."""
+    decode, _ = sphere((22.3, 20.8, 15.1), 10.5)
+    truth = dense(decode) > 0.5
+    assert truth[28, 12, 15] and not truth[28, 12, 14] and not truth[28, 12, 16]
+    original, _ = refine_grid(decode, SHAPE, refinement="original")
+    ours, _ = refine_grid(decode, SHAPE)
+    assert original[28, 12, 15] == 0.0 and torch.equal(ours > 0.5, truth)
+
+
+@pytest.mark.parametrize("prior", [False, True])
+def test_original_rule_with_three_classes_matches_the_dense_grid(prior):
+    decode, _ = three_regions()
+    truth = dense(decode).permute(3, 0, 1, 2) > 0.5  # [3, *SHAPE]
+    seed = None
+    if prior:
+        seed = seed_from_segmentation(torch.nn.functional.adaptive_max_pool3d(truth.float()[None], (6, 6, 4))[0], SHAPE, 4)
+    lattice = OccupancyLattice(SHAPE, seed=seed, classes=3, refinement="original")
+    refine_lattice(lattice, decode, chunk_size=1000)
+    assert torch.equal(lattice.to_dense() > 0.5, truth)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [({"refinement": "mise"}, "unknown refinement 'mise'; expected one of ours, original"),
+     ({"refinement": "original", "recheck_boundary": True}, "`recheck_boundary` widens the window of refinement 'ours'")],
+)
+def test_bad_refinement_options(options, message):
+    with pytest.raises(ValueError, match=message):
+        OccupancyLattice(SHAPE, **options)
