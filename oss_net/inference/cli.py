@@ -22,6 +22,7 @@ from oss_net.meshing.save import MESH_FORMATS, MESH_SPACES
 from oss_net.precision import AMP_MODES
 
 from .predictor import MODES
+from .refine import REFINEMENTS
 from .runner import InferenceSettings, run_inference, summary_table
 
 
@@ -68,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="occupancy above which a voxel is foreground (default: %(default)s)")
     predict.add_argument("--recheck_boundary", action="store_true",
                          help="widen the refinement window to two coarse strides (safer on thin structures)")
+    predict.add_argument("--refinement", default=defaults.refinement, choices=REFINEMENTS,
+                         help="ours = decode where coarse labels disagree; original = the original's rule, decoding every "
+                              "voxel next to a positive (slower; keeps pockets under ~4 voxels). Default: original for a "
+                              "paper-mode checkpoint, ours otherwise")
     predict.add_argument("--chunk_size", type=int, default=defaults.chunk_size, help="points decoded at once (default: %(default)s)")
     predict.add_argument("--amp", default=defaults.amp, choices=tuple(AMP_MODES), help="autocast dtype (default: %(default)s)")
     files = parser.add_argument_group("outputs")
@@ -94,7 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="smaller connected components are left out of the mesh (default: %(default)s)")
     meshes.add_argument("--refine_mesh", action="store_true", help="refine prediction mesh vertices through the decoder")
     run = parser.add_argument_group("run control")
-    run.add_argument("--continue", dest="resume", action="store_true", help="skip cases whose outputs are complete")
+    run.add_argument("--continue", dest="resume", action="store_true",
+                     help="skip cases whose outputs are complete and were written with the same settings and checkpoint")
+    run.add_argument("--skip_bad_cases", action="store_true",
+                     help="skip a case whose files are bad (its reason goes into the summary) instead of stopping")
+    run.add_argument("--wait", action="store_true",
+                     help="wait for another run writing to --output_dir to finish instead of refusing to start")
     run.add_argument("--cache_dir", default=None, help="cache of pre-processed cases")
     run.add_argument("--verbose", action="store_true", help="debug logging, and the traceback of an error")
     run.add_argument("-h", "--help", action="help", help="show this help and exit")
@@ -125,12 +135,15 @@ def settings_from_args(arguments: argparse.Namespace) -> InferenceSettings:
         overlay=not arguments.no_overlay,
         threshold=arguments.threshold,
         recheck_boundary=arguments.recheck_boundary,
+        refinement=arguments.refinement,
         mesh_edge_mm=arguments.mesh_edge_mm,
         face_budget=arguments.face_budget,
         min_component_voxels=arguments.min_component_voxels,
         tolerance_mm=arguments.tolerance_mm,
         flat=arguments.flat,
         cache_dir=arguments.cache_dir,
+        wait=arguments.wait,
+        skip_bad_cases=arguments.skip_bad_cases,
     )
 
 
@@ -143,7 +156,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     def work() -> None:
         output_dir = run_inference(settings_from_args(arguments))
         rows = json.loads((Path(output_dir) / "summary.json").read_text())
-        print(summary_table(rows))
+        print(summary_table([row for row in rows if "skipped" not in row]))
+        skipped = [row for row in rows if "skipped" in row]
+        if skipped:
+            print(f"skipped {len(skipped)} bad case(s): " + "; ".join(f"{row['case']} ({row['skipped']})" for row in skipped))
         print(f"results in {Path(output_dir).resolve()} (summary.csv, summary.json)")
 
     return run_command(work, prog=parser.prog, verbose=arguments.verbose)

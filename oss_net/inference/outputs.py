@@ -1,9 +1,14 @@
-"""Per-case output files, written so that a case folder exists only when it is complete.
+"""Per-case output files, written so that a case folder exists only when it is complete and consistent.
 
-Everything of one case is written (each file atomically) into a hidden staging folder next to the
-final one, `.<case>.partial/`, and the folder is renamed to `<case>/` after its last file,
-`metrics.json`. A crash, a bad input or Ctrl-C therefore never leaves a half-finished case behind,
-and `--continue` can trust any `<case>/metrics.json` it finds.
+One inference run at a time writes into an output folder: `output_folder_lock` holds an exclusive
+`fcntl.flock` on `<output_dir>/.oss_net.lock` (the holder's pid written in it) for the run's lifetime;
+a second run waits for it or is refused, naming the folder and the holder. Everything of one case
+is written (each file atomically) into a staging folder private to the run, `.<case>.<run_id>.partial/`,
+then `manifest.json` (the run id, the settings hash and every file's size and SHA-256) is written last
+and the folder is renamed to `<case>/`. A crash, a bad input or Ctrl-C therefore never leaves a
+half-finished case behind; what dead runs left (staging folders, temporary files) is removed when the
+next run takes the lock, and `--continue` reuses a case only when its manifest matches the run's
+settings and its files.
 
 Files of a case `<id>` (in `<output_dir>/<id>/`):
 
@@ -16,6 +21,7 @@ Files of a case `<id>` (in `<output_dir>/<id>/`):
 | `<id>_label.{obj,ply,stl}`     | label mesh, same frame                               |
 | `<id>_overlay.png`             | mid-slices of image, label and prediction           |
 | `metrics.json`                 | dice, iou, hd95_mm, nsd, seconds, points_evaluated, ... |
+| `manifest.json`                | run id, settings hash, size and SHA-256 of each file above (written last) |
 
 With `--flat`, `<output_dir>/<id>.nii.gz` is a copy of the mask, nnU-Net's naming. The occupancy
 grid (BraTS: the padded grid; LiTS: the resampled cube) opens aligned with the image in any NIfTI
@@ -24,32 +30,125 @@ folded in.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
 import math
 import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
 from oss_net.io import OSSNetError, atomic_save_json, atomic_save_nifti, atomic_write
 
+logger = logging.getLogger(__name__)
+
 METRICS_FILE = "metrics.json"
+MANIFEST_FILE = "manifest.json"
+LOCK_FILE = ".oss_net.lock"
+STAGING_SUFFIX = ".partial"
+RETIRED_MARK = ".old-"  # `.<case>.old-<hex>`: a replaced result between two renames
+TEMPORARY_SUFFIX = ".tmp"  # oss_net.io's atomic writes: `.<name>.<random>.tmp` until renamed
+
+
+class OutputFolderBusy(OSSNetError):
+    """Another run holds the output folder's lock."""
+
+
+def new_run_id() -> str:
+    """Unique per run: the process id plus random hex (two runs of one process differ too)."""
+    return f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 def case_folder(output_dir: Path, case_id: str) -> Path:
     return output_dir / case_id
 
 
-def is_finished(output_dir: Path, case_id: str) -> bool:
-    """True when the case folder holds its metrics file (written last, renamed into place)."""
-    return (case_folder(output_dir, case_id) / METRICS_FILE).is_file()
+@contextlib.contextmanager
+def output_folder_lock(output_dir: Path, wait: bool = False) -> Iterator[str]:
+    """Hold the output folder for one run; yields the run's id.
+
+    The lock is an exclusive `flock` on `<output_dir>/.oss_net.lock`, released by the kernel when the
+    process dies (so a killed run never leaves a stale lock). The holder removes the file before it
+    lets go; a waiter that then finds another file (or none) under the name takes the lock again, so
+    two runs never both believe they hold it.
+    """
+    path = output_dir / LOCK_FILE
+    descriptor = acquire_lock(path, wait)
+    try:
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        yield new_run_id()
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.close(descriptor)
 
 
-def staging_folder(output_dir: Path, case_id: str) -> Path:
-    """A fresh, empty staging folder for one case (an old one from a killed run is removed)."""
-    staging = output_dir / f".{case_id}.partial"
+def acquire_lock(path: Path, wait: bool) -> int:
+    """A descriptor of `path` holding its exclusive flock (see `output_folder_lock`)."""
+    announced = False
+    while True:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = lock_holder(descriptor)
+            if not wait:
+                os.close(descriptor)
+                raise OutputFolderBusy(
+                    f"{path.parent}: output folder is in use by another inference run (pid {holder}) "
+                    f"(wait for it to finish, pass --wait to queue behind it, or choose another --output_dir)") from None
+            if not announced:
+                logger.warning("%s: output folder is in use by another inference run (pid %s); waiting (--wait)",
+                               path.parent, holder)
+                announced = True
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        try:
+            current = os.stat(path)
+            held = os.fstat(descriptor)
+            if (current.st_dev, current.st_ino) == (held.st_dev, held.st_ino):
+                return descriptor
+        except FileNotFoundError:
+            pass
+        os.close(descriptor)  # the previous holder removed the file we locked: lock the new one
+
+
+def lock_holder(descriptor: int) -> str:
+    """The pid written in a lock file, or "unknown" while its holder has not written it yet."""
+    text = os.pread(descriptor, 32, 0).decode(errors="replace").strip()
+    return text if text.isdigit() else "unknown"
+
+
+def remove_leftovers(output_dir: Path) -> list[Path]:
+    """Remove what dead runs left: staging and retired folders, temporary files of interrupted atomic writes.
+
+    Call with the lock held: no other run is writing then, so every such entry is stale.
+    """
+    removed = []
+    for entry in output_dir.iterdir():
+        name = entry.name
+        if not name.startswith(".") or name == LOCK_FILE:
+            continue
+        if entry.is_dir() and (name.endswith(STAGING_SUFFIX) or RETIRED_MARK in name):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+        elif entry.is_file() and name.endswith(TEMPORARY_SUFFIX):
+            entry.unlink(missing_ok=True)
+            removed.append(entry)
+    if removed:
+        logger.info("%s: removed %d leftover(s) of earlier runs", output_dir, len(removed))
+    return removed
+
+
+def staging_folder(output_dir: Path, case_id: str, run_id: str) -> Path:
+    """A fresh, empty staging folder for one case, private to the run `run_id`."""
+    staging = output_dir / f".{case_id}.{run_id}{STAGING_SUFFIX}"
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir()
@@ -60,7 +159,7 @@ def publish(staging: Path, output_dir: Path, case_id: str) -> Path:
     """Rename the complete staging folder to `<output_dir>/<case_id>`, replacing an older result."""
     final = case_folder(output_dir, case_id)
     if final.exists():
-        retired = output_dir / f".{case_id}.old-{uuid.uuid4().hex[:8]}"
+        retired = output_dir / f".{case_id}{RETIRED_MARK}{uuid.uuid4().hex[:8]}"
         os.replace(final, retired)
         os.replace(staging, final)
         shutil.rmtree(retired)
@@ -74,16 +173,47 @@ def discard(staging: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
 
 
-def check_output_folder(output_dir: Path) -> None:
-    """Create the output folder if needed and make sure files can be written there."""
-    if output_dir.exists() and not output_dir.is_dir():
-        raise OSSNetError(f"{output_dir}: output path exists and is not a folder")
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes, hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(folder: Path, run_id: str, settings_hash: str) -> None:
+    """`manifest.json`, the last file of a case: who wrote it, with which settings, and every file's size and SHA-256."""
+    files = {entry.name: {"bytes": entry.stat().st_size, "sha256": file_digest(entry)}
+             for entry in sorted(folder.iterdir()) if entry.is_file() and entry.name != MANIFEST_FILE}
+    atomic_save_json({"run_id": run_id, "settings_hash": settings_hash, "files": files}, folder / MANIFEST_FILE)
+
+
+def unfinished_reason(output_dir: Path, case_id: str, settings_hash: str) -> str | None:
+    """None when `<case>/` is a finished case of these settings whose files are exactly those of its manifest; else why not."""
+    folder = case_folder(output_dir, case_id)
     try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OSSNetError(f"{output_dir}: cannot create the output folder ({error.strerror or error})") from None
-    if not os.access(output_dir, os.W_OK | os.X_OK):
-        raise OSSNetError(f"{output_dir}: output folder is not writable")
+        manifest = json.loads((folder / MANIFEST_FILE).read_text())
+        listed = manifest["files"]
+    except FileNotFoundError:
+        return "no finished output" if not folder.exists() else "no manifest (written by an older or unfinished run)"
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return f"unreadable manifest ({type(error).__name__})"
+    if manifest.get("settings_hash") != settings_hash:
+        return "written with other settings or another checkpoint"
+    present = {entry.name for entry in folder.iterdir() if entry.is_file() and entry.name != MANIFEST_FILE}
+    if present != set(listed) or METRICS_FILE not in present:
+        return "its files differ from its manifest's list"
+    for name, expected in listed.items():
+        path = folder / name
+        if path.stat().st_size != expected.get("bytes") or file_digest(path) != expected.get("sha256"):
+            return f"{name} differs from its manifest"
+    return None
+
+
+def is_finished(output_dir: Path, case_id: str, settings_hash: str) -> bool:
+    """True when `--continue` may keep the case as it is (see `unfinished_reason`)."""
+    return unfinished_reason(output_dir, case_id, settings_hash) is None
 
 
 def model_grid_affine(meta: Any) -> np.ndarray:

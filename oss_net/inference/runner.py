@@ -1,15 +1,23 @@
 """`run_inference(settings)`: checkpoint + cases → per-case files and a summary table.
 
-Every check that can fail on user input (checkpoint, configuration, case files, output folder) runs
-before the first file is written, so a bad call leaves nothing behind. Cases are then processed one
-by one under a progress bar; each is published as a complete folder (see `outputs`), and
+Every check that can fail on user input (checkpoint, configuration, output folder, and the headers of
+every case file: dimensions, shapes, affines, channel count) runs before the first file is written,
+and every bad case is listed at once, so a bad call leaves nothing behind. With `skip_bad_cases`
+those cases are skipped instead, each with its reason in the summary. The voxel values (NaN/Inf,
+label values) are checked as each case is read: a case failing there is left out and the others
+still run (then the run fails, or with `skip_bad_cases` records it as skipped).
+
+The output folder is locked for the run (see `outputs.output_folder_lock`); cases are processed one
+by one under a progress bar, each published as a complete folder with its manifest, and
 `summary.csv` / `summary.json` are rewritten from the finished cases at the end, whose table
 `summary_table` prints.
 """
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import logging
 import math
 import os
@@ -22,19 +30,22 @@ import torch
 from tqdm import tqdm
 
 from oss_net.data.layout import SPLITS
-from oss_net.io import atomic_save_json, atomic_write
+from oss_net.io import atomic_save_json, atomic_write, prepare_output_folder
 from oss_net.meshing.extract import MESH_EDGE_MM, MIN_COMPONENT_VOXELS
 from oss_net.meshing.save import MESH_FORMATS, MESH_SPACES
 from oss_net.precision import AMP_MODES
 
 from . import outputs
+from .classes import has_classes, write_class_case
 from .defaults import CHUNK_SIZE, MODE, STAGES, THRESHOLD
 from .predictor import MODES, DensePredictor, InferenceError, Prediction, Predictor, make_predictor
+from .refine import REFINEMENTS
 
 logger = logging.getLogger(__name__)
 
 SUMMARY_COLUMNS = ("case", "dice", "iou", "hd95_mm", "nsd", "seconds", "points_evaluated", "mode", "disagreement")
 TABLE_COLUMNS = ("dice", "iou", "hd95_mm", "nsd", "seconds")  # what the closing table shows per case
+SETTINGS_FILE = "inference_settings.json"
 
 
 @dataclass(frozen=True)
@@ -63,17 +74,22 @@ class InferenceSettings:
     overlay: bool = True
     threshold: float = THRESHOLD
     recheck_boundary: bool = False
+    refinement: str | None = None  # ours | original; None: the checkpoint's mode decides (original in paper mode)
     mesh_edge_mm: float | None = MESH_EDGE_MM  # target mesh edge length: sizes the face budget from the surface
     face_budget: int | None = None  # an upper limit on that budget
     min_component_voxels: int = MIN_COMPONENT_VOXELS
     tolerance_mm: float = 1.0  # NSD tolerance
     flat: bool = False  # also <output_dir>/<case>.nii.gz, for oss-net-evaluate and nnU-Net's evaluation
     cache_dir: str | None = None
+    wait: bool = False  # wait for another run holding the output folder instead of refusing
+    skip_bad_cases: bool = False  # skip a bad case (reason in the summary) instead of refusing the run
 
     def __post_init__(self) -> None:
         problems = []
         if self.mode not in MODES:
             problems.append(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
+        if self.refinement is not None and self.refinement not in REFINEMENTS:
+            problems.append(f"refinement {self.refinement!r} is not one of {', '.join(REFINEMENTS)}")
         if self.amp not in AMP_MODES:
             problems.append(f"amp {self.amp!r} is not one of {', '.join(AMP_MODES)}")
         if self.split not in SPLITS:
@@ -100,6 +116,31 @@ class InferenceSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# Settings that cannot change a case's files: left out of the settings hash that `--continue` compares.
+RUN_CONTROL_FIELDS = frozenset({"load_model", "dataset_path", "output_dir", "split", "cpu", "cuda_devices", "resume",
+                                "cache_dir", "flat", "wait", "skip_bad_cases"})
+
+
+@dataclass(frozen=True)
+class BadCase:
+    """A case left out of a run; `reason` names the file and the problem."""
+
+    case_id: str
+    reason: str
+
+
+def settings_hash(settings: InferenceSettings, model: torch.nn.Module) -> str:
+    """Hash of everything that shapes a case's files: the output settings, the configuration and the weights."""
+    digest = hashlib.sha256()
+    chosen = {key: value for key, value in settings.to_dict().items() if key not in RUN_CONTROL_FIELDS}
+    digest.update(json.dumps(chosen, sort_keys=True, default=str).encode())
+    digest.update(json.dumps(model.config.to_dict(), sort_keys=True, default=str).encode())
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def select_device(settings: InferenceSettings) -> torch.device:
@@ -131,75 +172,173 @@ def load_checked_model(settings: InferenceSettings, device: torch.device) -> tor
     return model
 
 
-def is_single_case(path: Path) -> bool:
-    """A LiTS volume file, or a folder holding NIfTI files itself (one BraTS case) rather than case folders."""
+def is_single_case(path: Path, dataset: str) -> bool:
+    """A LiTS volume file, or a folder holding a BraTS case's own image files rather than case folders.
+
+    A LiTS folder is always a dataset root (volumes and labels may all lie in it); a file given for
+    BraTS is an error naming its case folder.
+    """
+    from oss_net.data.layout import brats_file_role
+
+    if dataset == "brats" and path.is_file():
+        raise InferenceError(f"{path}: BraTS takes a case folder, not one file (give its folder {path.parent})")
     if path.is_file():
         return True
-    return path.is_dir() and any(p.is_file() and ".nii" in p.name.lower() for p in path.iterdir())
+    return dataset == "brats" and path.is_dir() and any(
+        p.is_file() and brats_file_role(p.name) not in (None, "ignored") for p in path.iterdir())
 
 
 def find_cases(settings: InferenceSettings, dataset: str) -> list[Any]:
-    """The CaseFiles to process: one case folder / file, or a split of a dataset root."""
+    """The CaseFiles to process: one case folder / file, or a split of a dataset root.
+
+    For --split train|val the case ids stored in the checkpoint by training are used when it holds them,
+    so a model is scored on exactly its own validation cases whatever seed split them.
+    """
     from oss_net.data import discover, discover_case_folder
+    from oss_net.models import stored_split
 
     path = Path(settings.dataset_path)
     if not path.exists():
         raise InferenceError(f"{path}: dataset path does not exist")
-    if is_single_case(path):
+    if is_single_case(path, dataset):
         return [discover_case_folder(path, dataset)]
-    cases = discover(dataset, path, settings.split)
+    split = stored_split(settings.load_model) if settings.split in ("train", "val") else None
+    if split is None or settings.split not in split:
+        cases = discover(dataset, path, settings.split)
+    else:
+        cases = cases_of_split(discover(dataset, path, "all"), split[settings.split], settings)
     if not cases:
         raise InferenceError(f"{path}: no cases in split {settings.split!r}")
     return cases
 
 
+def cases_of_split(cases: list[Any], case_ids: list[str], settings: InferenceSettings) -> list[Any]:
+    """The cases named by a checkpoint's stored split, in its order; an id missing from the dataset is an error."""
+    by_id = {case.case_id: case for case in cases}
+    missing = [case_id for case_id in case_ids if case_id not in by_id]
+    if missing:
+        raise InferenceError(f"{settings.dataset_path}: {len(missing)} case(s) of the checkpoint's {settings.split!r} "
+                             f"split ({settings.load_model}) are not in the dataset, e.g. {missing[:3]}")
+    return [by_id[case_id] for case_id in case_ids]
+
+
+def load_predictor(settings: InferenceSettings) -> Predictor | DensePredictor:
+    """The checkpoint's model on the chosen device, in the predictor the settings ask for (also `oss-net-predict`'s)."""
+    device = select_device(settings)
+    return make_predictor(
+        load_checked_model(settings, device), mode=settings.mode, stages=settings.stages, chunk_size=settings.chunk_size,
+        amp=settings.amp, device=device, threshold=settings.threshold, recheck_boundary=settings.recheck_boundary,
+        refinement=settings.refinement,
+    )
+
+
 def run_inference(settings: InferenceSettings) -> Path:
     """Predict every case, write its files and the summary; returns the output folder."""
-    device = select_device(settings)
-    model = load_checked_model(settings, device)
-    config = model.config
-    predictor = make_predictor(
-        model, mode=settings.mode, stages=settings.stages, chunk_size=settings.chunk_size, amp=settings.amp,
-        device=device, threshold=settings.threshold, recheck_boundary=settings.recheck_boundary,
-    )
-    cases = find_cases(settings, config.dataset)
+    predictor = load_predictor(settings)
+    config, device = predictor.config, predictor.device
+    cases, skipped = screen_cases(find_cases(settings, config.dataset), config)
+    if skipped and not settings.skip_bad_cases:
+        raise InferenceError(f"{settings.dataset_path}: {len(skipped)} bad case(s), nothing written "
+                             f"(fix them, or pass --skip_bad_cases to skip them): {reasons(skipped)}")
     output_dir = Path(settings.output_dir)
-    outputs.check_output_folder(output_dir)
-    atomic_save_json({**settings.to_dict(), "resolved_mode": predictor.mode, "device": str(device),
-                      "config": config.to_dict()}, output_dir / "inference_settings.json")
+    prepare_output_folder(output_dir)
+    fingerprint = settings_hash(settings, predictor.model)
+    with outputs.output_folder_lock(output_dir, wait=settings.wait) as run_id:
+        outputs.remove_leftovers(output_dir)
+        refinement = getattr(predictor, "refinement", None)  # a U-Net's DensePredictor has none
+        run_record = {**settings.to_dict(), "resolved_mode": predictor.mode, "resolved_refinement": refinement,
+                      "device": str(device), "run_id": run_id, "settings_hash": fingerprint, "config": config.to_dict()}
+        records, failed = run_cases(cases, predictor, settings, output_dir, run_record)
+        bad = skipped + failed
+        if len(failed) < len(cases):  # a run none of whose cases could be read writes nothing
+            write_summary(output_dir, [c.case_id for c in cases if c.case_id not in {b.case_id for b in failed}], bad)
+    for case in bad if settings.skip_bad_cases else ():
+        logger.warning("%s: skipped: %s", case.case_id, case.reason)
+    if records and not any(record.get("foreground_voxels", 1) for record in records):
+        logger.warning("the model predicted no foreground in any of the %d case(s): check the checkpoint (--load_model) "
+                       "and --threshold", len(records))
+    if failed and not settings.skip_bad_cases:
+        raise InferenceError(f"{settings.dataset_path}: {len(failed)} case(s) could not be read and were not written "
+                             f"(the other cases are done; fix them and rerun with --continue, or pass --skip_bad_cases): "
+                             f"{reasons(failed)}")
+    return output_dir
 
+
+def screen_cases(cases: list[Any], config: Any) -> tuple[list[Any], list[BadCase]]:
+    """The cases whose headers are usable, and a BadCase for each other one; reads no voxel.
+
+    Checks every image and label header (readable, 3-D, no empty or single-voxel axis, one shared
+    shape and affine) and the channel count the model expects.
+    """
+    from oss_net.data.scan import grid_problems
+
+    bad = [BadCase(c.case_id, f"{c.images[0].parent if c.images else c.case_id}: {len(c.images)} image file(s) but the "
+                   f"model expects {config.in_channels} channel(s)") for c in cases if len(c.images) != config.in_channels]
+    counted = [c for c in cases if len(c.images) == config.in_channels]
+    good, problems = grid_problems(counted)
+    bad += [BadCase(problem.case_id, problem.message) for problem in problems]
+    return good, bad
+
+
+def reasons(bad: Sequence[BadCase]) -> str:
+    """Every reason on one line (the command's edge prints one line)."""
+    return "; ".join(" ".join(case.reason.split()) for case in bad)
+
+
+def run_cases(cases: list[Any], predictor: Predictor | DensePredictor, settings: InferenceSettings, output_dir: Path,
+              run_record: dict[str, Any]) -> tuple[list[dict[str, Any]], list[BadCase]]:
+    """Process (or with --continue keep) each case; returns this run's records and the cases that could not be read.
+
+    `run_record` (the settings, run id and settings hash) is saved as inference_settings.json before the
+    first case is written or kept, so a run whose every case fails leaves the output folder as it was.
+    """
+    from oss_net.data import DatasetError, load_case
+
+    run = (run_record["run_id"], run_record["settings_hash"])
+    settings_file = output_dir / SETTINGS_FILE
+    records, failed = [], []
     progress = tqdm(cases, desc="inference", unit="case", disable=None)
     for index, files in enumerate(progress, start=1):
         progress.set_postfix_str(files.case_id)
-        if settings.resume and outputs.is_finished(output_dir, files.case_id):
+        reason = outputs.unfinished_reason(output_dir, files.case_id, run[1]) if settings.resume else "not --continue"
+        if reason is None:
             logger.info("[%d/%d] %s: finished before, skipped (--continue)", index, len(cases), files.case_id)
+            if not settings_file.exists():
+                atomic_save_json(run_record, settings_file)
         else:
-            record = process_case(files, predictor, settings, output_dir)
+            if settings.resume and outputs.case_folder(output_dir, files.case_id).exists():
+                logger.info("[%d/%d] %s: redone (%s)", index, len(cases), files.case_id, reason)
+            try:
+                case = load_case(files, predictor.config, cache_dir=settings.cache_dir, with_border=False)
+            except DatasetError as error:
+                failed.append(BadCase(files.case_id, str(error)))
+                logger.error("[%d/%d] %s: not processed: %s", index, len(cases), files.case_id, error)
+                continue
+            if not records:
+                atomic_save_json(run_record, settings_file)
+            record = process_case(files, case, predictor, settings, output_dir, run)
+            records.append(record)
             scores = f"dice {record['dice']:.4f}" if "dice" in record else "no label, no metrics"
             logger.info("[%d/%d] %s: %s, %s mode, %.2f s, %d points evaluated", index, len(cases), files.case_id,
                         scores, record["mode"], record["seconds"], record["points_evaluated"])
         if settings.flat:
             outputs.write_flat_mask(output_dir, files.case_id)
-    write_summary(output_dir, [c.case_id for c in cases])
-    return output_dir
+    return records, failed
 
 
-def process_case(files: Any, predictor: Predictor | DensePredictor, settings: InferenceSettings, output_dir: Path) -> dict[str, Any]:
-    """Load, predict and write one case; its folder appears only once every file is written."""
-    from oss_net.data import load_case
-
-    steps = tqdm(total=3, desc=files.case_id, unit="step", leave=False, disable=None)
-    steps.set_postfix_str("loading")
-    case = load_case(files, predictor.config, cache_dir=settings.cache_dir, with_border=False)
-    steps.update()
+def process_case(files: Any, case: Any, predictor: Predictor | DensePredictor, settings: InferenceSettings,
+                 output_dir: Path, run: tuple[str, str]) -> dict[str, Any]:
+    """Predict and write one loaded case; its folder appears only once every file and its manifest are written."""
+    steps = tqdm(total=2, desc=files.case_id, unit="step", leave=False, disable=None)
     steps.set_postfix_str("predicting")
     prediction = predictor.predict_case(case)
     steps.update()
     steps.set_postfix_str("writing")
-    staging = outputs.staging_folder(output_dir, files.case_id)
+    staging = outputs.staging_folder(output_dir, files.case_id, run[0])
     try:
         record = write_case(staging, files, case, prediction, predictor, settings)
         outputs.save_metrics(record, staging)
+        outputs.write_manifest(staging, *run)
         outputs.publish(staging, output_dir, files.case_id)
     except BaseException:
         outputs.discard(staging)
@@ -213,6 +352,8 @@ def write_case(
     folder: Path, files: Any, case: Any, prediction: Prediction, predictor: Predictor | DensePredictor, settings: InferenceSettings
 ) -> dict[str, Any]:
     """Every output file of one case into `folder`; returns its metrics record."""
+    if has_classes(predictor.config):  # several classes or regions: oss_net.inference.classes
+        return write_class_case(folder, files, case, prediction, predictor, settings)
     case_id = files.case_id
     meta = case.meta
     occupancy = prediction.occupancy.numpy()  # [*volume_shape] float32, model grid
@@ -236,8 +377,11 @@ def write_case(
         "seconds": prediction.seconds,
         "points_evaluated": prediction.points_evaluated,
         "voxels": int(occupancy.size),
+        "foreground_voxels": int(mask_input.sum()),  # on the input grid, as in the mask file
         "mode": prediction.mode,
         "disagreement": prediction.disagreement,
+        "resampled_to_fit": meta.resampled_to_fit,  # the scan's content was larger than the model grid
+        "cropped_background": meta.cropped_background,  # the scan was larger; only all-zero voxels were cropped
     })
     for mode, run in prediction.runs.items():
         record[f"{mode}_seconds"] = run["seconds"]
@@ -283,7 +427,10 @@ def write_meshes(
 
 
 def refine_prediction_mesh(mesh: Any, affine: np.ndarray | None, case: Any, predictor: Predictor) -> Any:
-    """Move the vertices onto the decoder's level set (reference §8.3); the decoder works in model-grid voxels."""
+    """Move the vertices onto the decoder's level set (docs/reference.md §8.3).
+
+    The decoder works in model-grid voxels.
+    """
     from oss_net.meshing import refine_vertices
 
     voxels = mesh.copy()
@@ -306,8 +453,6 @@ def write_overlay(path: Path, case: Any, mask_model: np.ndarray, label_model: np
 
 def read_finished(output_dir: Path, case_ids: Sequence[str]) -> list[dict[str, Any]]:
     """Metrics records of the finished cases among `case_ids`, in that order."""
-    import json
-
     records = []
     for case_id in case_ids:
         path = outputs.case_folder(output_dir, case_id) / outputs.METRICS_FILE
@@ -316,8 +461,11 @@ def read_finished(output_dir: Path, case_ids: Sequence[str]) -> list[dict[str, A
     return records
 
 
-def write_summary(output_dir: Path, case_ids: Sequence[str]) -> list[dict[str, Any]]:
-    """summary.json (the per-case records plus a last "mean" row) and summary.csv with the same columns."""
+def write_summary(output_dir: Path, case_ids: Sequence[str], skipped: Sequence[BadCase] = ()) -> list[dict[str, Any]]:
+    """summary.json (the per-case records, a row per skipped case, then a "mean" row) and summary.csv with the same columns.
+
+    A skipped case's row holds its reason under "skipped"; the mean row counts them as "skipped_cases".
+    """
     from oss_net.metrics import METRIC_KEYS, summarise
 
     records = read_finished(output_dir, case_ids)
@@ -325,7 +473,9 @@ def write_summary(output_dir: Path, case_ids: Sequence[str]) -> list[dict[str, A
     numeric = [{k: float("nan") if v is None else v for k, v in r.items() if v is not None or k in METRIC_KEYS}
                for r in records]
     mean_row = {"case": "mean", **(summarise(numeric) if records else {"cases": 0})}
-    rows = [*records, outputs.json_ready(mean_row)]
+    if skipped:
+        mean_row["skipped_cases"] = len(skipped)
+    rows = [*records, *({"case": case.case_id, "skipped": case.reason} for case in skipped), outputs.json_ready(mean_row)]
     atomic_save_json(rows, output_dir / "summary.json")
     columns = list(SUMMARY_COLUMNS) + sorted({k for r in rows for k in r} - set(SUMMARY_COLUMNS))
     buffer = io.StringIO()

@@ -1,7 +1,9 @@
 """outputs.py on its own: the model-grid affine, NIfTI writing, staging / publishing, JSON cleaning."""
 from __future__ import annotations
 
+import json
 import math
+import os
 from pathlib import Path
 
 import nibabel as nib
@@ -10,7 +12,7 @@ import pytest
 
 from oss_net.data.grid import GridMeta
 from oss_net.inference import outputs
-from oss_net.io import OSSNetError
+from oss_net.io import OSSNetError, prepare_output_folder
 
 AFFINE = np.array([[0.0, -1.2, 0.0, 30.0], [0.9, 0.0, 0.0, -12.0], [0.0, 0.0, 2.5, 4.0], [0.0, 0.0, 0.0, 1.0]])
 
@@ -56,31 +58,82 @@ def test_model_grid_nifti_and_flat_mask(tmp_path: Path) -> None:
 
 
 def test_staging_publish_and_discard(tmp_path: Path) -> None:
-    staging = outputs.staging_folder(tmp_path, "a")
+    staging = outputs.staging_folder(tmp_path, "a", "run1")
     (staging / "left.txt").write_text("from a killed run")
-    staging = outputs.staging_folder(tmp_path, "a")
-    assert staging.name == ".a.partial" and not list(staging.iterdir())
-    assert not outputs.is_finished(tmp_path, "a")
+    staging = outputs.staging_folder(tmp_path, "a", "run1")
+    assert staging.name == ".a.run1.partial" and not list(staging.iterdir())
+    other = outputs.staging_folder(tmp_path, "a", "run2")  # another run's staging folder is its own
+    assert other != staging and staging.is_dir()
+    outputs.discard(other)
+    assert not outputs.is_finished(tmp_path, "a", "hash")
     outputs.save_metrics({"dice": 0.5, "hd95_mm": math.nan}, staging)
+    outputs.write_manifest(staging, "run1", "hash")
     outputs.publish(staging, tmp_path, "a")
-    assert outputs.is_finished(tmp_path, "a") and not staging.exists()
+    assert outputs.is_finished(tmp_path, "a", "hash") and not staging.exists()
     assert (tmp_path / "a" / outputs.METRICS_FILE).read_text().replace(" ", "").count('"hd95_mm":null') == 1
 
-    newer = outputs.staging_folder(tmp_path, "a")
+    newer = outputs.staging_folder(tmp_path, "a", "run3")
     (newer / outputs.METRICS_FILE).write_text("{}")
     outputs.publish(newer, tmp_path, "a")  # replaces the older result, leaves no retired folder
     assert (tmp_path / "a" / outputs.METRICS_FILE).read_text() == "{}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
-    doomed = outputs.staging_folder(tmp_path, "b")
+    assert outputs.unfinished_reason(tmp_path, "a", "hash") == "no manifest (written by an older or unfinished run)"
+    doomed = outputs.staging_folder(tmp_path, "b", "run3")
     outputs.discard(doomed)
     assert not doomed.exists()
 
 
+def test_manifest_ties_a_case_to_its_settings_and_files(tmp_path: Path) -> None:
+    staging = outputs.staging_folder(tmp_path, "a", "run1")
+    outputs.save_metrics({"dice": 0.5}, staging)
+    (staging / "a_mask.nii.gz").write_bytes(b"mask of run1")
+    outputs.write_manifest(staging, "run1", "hash1")
+    outputs.publish(staging, tmp_path, "a")
+    manifest = json.loads((tmp_path / "a" / outputs.MANIFEST_FILE).read_text())
+    assert manifest["run_id"] == "run1" and sorted(manifest["files"]) == ["a_mask.nii.gz", outputs.METRICS_FILE]
+    assert outputs.unfinished_reason(tmp_path, "a", "hash1") is None
+    assert outputs.unfinished_reason(tmp_path, "a", "hash2") == "written with other settings or another checkpoint"
+    (tmp_path / "a" / "a_mask.nii.gz").write_bytes(b"mask of run2")  # same size, other bytes: a file of another run
+    assert outputs.unfinished_reason(tmp_path, "a", "hash1") == "a_mask.nii.gz differs from its manifest"
+    (tmp_path / "a" / "a_mask.nii.gz").write_bytes(b"mask of run1")
+    (tmp_path / "a" / "a_probability.nii.gz").write_bytes(b"stray")
+    assert outputs.unfinished_reason(tmp_path, "a", "hash1") == "its files differ from its manifest's list"
+    assert outputs.unfinished_reason(tmp_path, "b", "hash1") == "no finished output"
+
+
+def test_leftovers_of_dead_runs_are_removed_under_the_lock(tmp_path: Path) -> None:
+    dead = outputs.staging_folder(tmp_path, "a", "4242-deadbeef")
+    (dead / "a_mask.nii.gz").write_bytes(b"half")
+    retired = tmp_path / ".a.old-1234abcd"
+    retired.mkdir()
+    (tmp_path / "a").mkdir()
+    (tmp_path / ".hidden_file.partial").write_text("a file, not a staging folder")
+    temporary = tmp_path / ".summary.json.x1y2z3.tmp"  # an atomic write cut short
+    temporary.write_text("{")
+    with outputs.output_folder_lock(tmp_path) as run_id:
+        assert run_id.startswith(f"{os.getpid()}-")
+        assert sorted(outputs.remove_leftovers(tmp_path)) == sorted([dead, retired, temporary])
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".hidden_file.partial", outputs.LOCK_FILE, "a"]
+        assert (tmp_path / outputs.LOCK_FILE).read_text() == f"{os.getpid()}\n"
+    assert not (tmp_path / outputs.LOCK_FILE).exists()  # removed on release
+
+
+def test_a_held_output_folder_is_refused_naming_the_holder(tmp_path: Path) -> None:
+    with outputs.output_folder_lock(tmp_path) as first:
+        with pytest.raises(outputs.OutputFolderBusy, match=rf"{tmp_path}: output folder is in use by another inference "
+                                                            rf"run \(pid {os.getpid()}\).*--wait"):
+            with outputs.output_folder_lock(tmp_path):
+                pass
+        assert (tmp_path / outputs.LOCK_FILE).read_text() == f"{os.getpid()}\n"  # the holder's file is untouched
+    with outputs.output_folder_lock(tmp_path) as second:  # free again once released
+        assert second != first
+
+
 def test_json_ready_and_output_folder_checks(tmp_path: Path) -> None:
     assert outputs.json_ready({"a": math.nan, "b": math.inf, "c": 1.5, "d": "x"}) == {"a": None, "b": None, "c": 1.5, "d": "x"}
-    outputs.check_output_folder(tmp_path / "new" / "nested")
+    prepare_output_folder(tmp_path / "new" / "nested")  # what the runner calls before writing
     assert (tmp_path / "new" / "nested").is_dir()
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(OSSNetError, match="output path exists and is not a folder"):
-        outputs.check_output_folder(blocker)
+    with pytest.raises(OSSNetError, match="output folder is not a folder, it is a file"):
+        prepare_output_folder(blocker)

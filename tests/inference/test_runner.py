@@ -179,9 +179,9 @@ def test_output_folder_that_cannot_be_created(brats_checkpoint, synthetic_brats_
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     assert main(_cli(brats_checkpoint, synthetic_brats_root, blocker / "out")) == 2
-    assert f"{blocker / 'out'}: cannot create the output folder" in capsys.readouterr().err
+    assert f"{blocker / 'out'}: output folder is not a folder, its parent {blocker} is a file" in capsys.readouterr().err
     assert main(_cli(brats_checkpoint, synthetic_brats_root, blocker)) == 2
-    assert f"{blocker}: output path exists and is not a folder" in capsys.readouterr().err
+    assert f"{blocker}: output folder is not a folder, it is a file (choose another path)" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root can write to read-only folders")
@@ -252,3 +252,138 @@ def test_summary_table_shows_no_metrics_for_unlabelled_cases():
     assert lines[1].split() == ["labelled", "0.9123", "0.8", "-", "0.7", "1.5"]
     assert lines[2].split() == ["unlabelled", "-", "-", "-", "-", "2"]
     assert "nan" not in summary_table(rows)
+
+
+# ------------------------------------------------------------------ bad cases, --continue manifests, the folder lock
+
+
+def _copy_root(root: Path, target: Path) -> Path:
+    return shutil.copytree(root, target)
+
+
+def _case_folders(root: Path) -> list[Path]:
+    return sorted(p for p in (root / "MICCAI_BraTS2020_TrainingData").iterdir() if p.is_dir())
+
+
+def _put_nan(flair: Path) -> None:
+    image = nib.load(str(flair))
+    array = np.asarray(image.dataobj).astype(np.float32)
+    array[2, 3, 4] = np.nan
+    nib.save(nib.Nifti1Image(array, image.affine), str(flair))
+
+
+def _shrink(path: Path) -> None:
+    image = nib.load(str(path))
+    nib.save(nib.Nifti1Image(np.asarray(image.dataobj)[:-2], image.affine), str(path))
+
+
+def test_every_bad_header_is_listed_before_anything_is_written(brats_checkpoint, synthetic_brats_root, tmp_path, capsys):
+    root = _copy_root(synthetic_brats_root, tmp_path / "root")
+    first, second = _case_folders(root)[:2]
+    _shrink(next(first.glob("*_t1.nii.gz")))
+    (next(second.glob("*_t2.nii.gz"))).write_bytes(b"not a nifti")
+    out = tmp_path / "out"
+    assert main(_cli(brats_checkpoint, root, out, "--split", "all", "--no_mesh")) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if ": error: " in line]
+    assert len(lines) == 1 and "2 bad case(s), nothing written" in lines[0] and "--skip_bad_cases" in lines[0]
+    assert f"{next(first.glob('*_t1.nii.gz'))}: shape" in lines[0] and f"{next(second.glob('*_t2.nii.gz'))}: not a readable" in lines[0]
+    assert not out.exists()
+
+
+def test_a_case_with_bad_values_does_not_stop_the_others(brats_checkpoint, synthetic_brats_root, tmp_path, capsys):
+    root = _copy_root(synthetic_brats_root, tmp_path / "root")
+    bad = _case_folders(root)[1]
+    flair = next(bad.glob("*_flair.nii.gz"))
+    _put_nan(flair)
+    out = tmp_path / "out"
+    assert main(_cli(brats_checkpoint, root, out, "--split", "all", "--no_mesh", "--no_overlay")) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if ": error: " in line]
+    assert len(lines) == 1 and f"{flair}: image contains 1 NaN or Inf voxel(s)" in lines[0] and "--continue" in lines[0]
+    good = [p.name for p in _case_folders(root) if p != bad]
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == good  # the other three are done
+    assert [row["case"] for row in json.loads((out / "summary.json").read_text())] == [*good, bad.name, "mean"]
+
+
+def test_skip_bad_cases_records_each_reason_in_the_summary(brats_checkpoint, synthetic_brats_root, tmp_path, capsys):
+    root = _copy_root(synthetic_brats_root, tmp_path / "root")
+    folders = _case_folders(root)
+    _shrink(next(folders[0].glob("*_t1.nii.gz")))  # found by the header check, before any write
+    _put_nan(next(folders[2].glob("*_flair.nii.gz")))  # found when the case is read
+    out = tmp_path / "out"
+    assert main(_cli(brats_checkpoint, root, out, "--split", "all", "--no_mesh", "--no_overlay", "--skip_bad_cases")) == 0
+    printed = capsys.readouterr().out
+    assert f"skipped 2 bad case(s): {folders[0].name} (" in printed and f"; {folders[2].name} (" in printed
+    rows = json.loads((out / "summary.json").read_text())
+    skipped = {row["case"]: row["skipped"] for row in rows if "skipped" in row}
+    assert sorted(skipped) == [folders[0].name, folders[2].name]
+    assert "shape" in skipped[folders[0].name] and "NaN or Inf" in skipped[folders[2].name]
+    assert rows[-1]["skipped_cases"] == 2 and rows[-1]["cases"] == 2
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [folders[1].name, folders[3].name]
+    with open(out / "summary.csv") as handle:
+        assert sum(bool(row["skipped"]) for row in csv.DictReader(handle)) == 2
+
+
+def test_continue_redoes_a_case_of_other_settings_or_without_manifest(brats_checkpoint, synthetic_brats_root, tmp_path, caplog):
+    out = tmp_path / "out"
+    options = {"no_mesh": True, "overlay": False}
+    run_inference(settings(brats_checkpoint, synthetic_brats_root, out, **options))
+    case_id = discover("brats", synthetic_brats_root, "val")[0].case_id
+    metrics = out / case_id / "metrics.json"
+    manifest = json.loads((out / case_id / "manifest.json").read_text())
+    assert manifest["settings_hash"] == json.loads((out / "inference_settings.json").read_text())["settings_hash"]
+    assert sorted(manifest["files"]) == sorted(p.name for p in (out / case_id).iterdir() if p.name != "manifest.json")
+    os.utime(metrics, (0, 0))
+    with caplog.at_level(logging.INFO, logger="oss_net.inference"):
+        run_inference(settings(brats_checkpoint, synthetic_brats_root, out, resume=True, cpu=True, **options))
+    assert metrics.stat().st_mtime == 0  # device and run-control flags are not settings of the files
+    with caplog.at_level(logging.INFO, logger="oss_net.inference"):
+        run_inference(settings(brats_checkpoint, synthetic_brats_root, out, resume=True, threshold=0.4, **options))
+    assert "redone (written with other settings or another checkpoint)" in caplog.text
+    assert metrics.stat().st_mtime > 0 and json.loads((out / "inference_settings.json").read_text())["threshold"] == 0.4
+    (out / case_id / "manifest.json").unlink()  # e.g. a folder of an older version, or files copied in by hand
+    os.utime(metrics, (0, 0))
+    with caplog.at_level(logging.INFO, logger="oss_net.inference"):
+        run_inference(settings(brats_checkpoint, synthetic_brats_root, out, resume=True, threshold=0.4, **options))
+    assert "redone (no manifest" in caplog.text and metrics.stat().st_mtime > 0
+    assert (out / case_id / "manifest.json").is_file()
+
+
+def test_a_second_run_on_a_held_folder_refuses_and_writes_nothing(brats_checkpoint, synthetic_brats_root, tmp_path, capsys):
+    from oss_net.inference import outputs
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with outputs.output_folder_lock(out):
+        before = sorted(p.name for p in out.iterdir())
+        assert main(_cli(brats_checkpoint, synthetic_brats_root, out, "--no_mesh")) == 2
+        assert sorted(p.name for p in out.iterdir()) == before == [outputs.LOCK_FILE]
+    err = capsys.readouterr().err
+    assert f"{out}: output folder is in use by another inference run (pid {os.getpid()})" in err
+
+
+def test_lits_root_with_every_file_in_it_and_a_brats_file_instead_of_its_folder(
+        lits_checkpoint, brats_checkpoint, synthetic_lits_root, synthetic_brats_root, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(_cli(lits_checkpoint, synthetic_lits_root, out, "--split", "all", "--no_mesh", "--no_overlay")) == 0
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["lits-0", "lits-1", "lits-2"]
+    flair = next(_case_folders(synthetic_brats_root)[0].glob("*_flair.nii.gz"))
+    assert main(_cli(brats_checkpoint, flair, tmp_path / "out2")) == 2
+    assert f"{flair}: BraTS takes a case folder, not one file (give its folder {flair.parent})" in capsys.readouterr().err
+
+
+def test_a_model_that_predicts_nothing_anywhere_warns(synthetic_brats_root, tmp_path, caplog):
+    import torch
+
+    from oss_net.models import save_model
+
+    model = intensity_model("C")
+    with torch.no_grad():
+        model.threshold.fill_(1e3)  # no z-scored FLAIR voxel comes near: an empty mask everywhere
+    checkpoint = tmp_path / "blind.pt"
+    save_model(checkpoint, model)
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING, logger="oss_net.inference"):
+        run_inference(settings(checkpoint, synthetic_brats_root, out, no_mesh=True, overlay=False, mode="standard"))
+    assert "the model predicted no foreground in any of the 1 case(s)" in caplog.text
+    case_id = discover("brats", synthetic_brats_root, "val")[0].case_id
+    assert json.loads((out / case_id / "metrics.json").read_text())["foreground_voxels"] == 0
