@@ -76,7 +76,7 @@ def error_message(error: BaseException) -> str:
     """The message of `error` on one line: an OSError in words, a DataLoader worker's wrapping removed."""
     if isinstance(error, OSError) and not isinstance(error, OSSNetError) and error.errno is not None:
         return describe_os_error(error)
-    return first_line(unwrap_worker_message(str(error)))
+    return one_line(unwrap_worker_message(str(error)))
 
 
 def unwrap_worker_message(message: str) -> str:
@@ -95,10 +95,13 @@ def unwrap_worker_message(message: str) -> str:
     return original if separator and " " not in name else message
 
 
-def first_line(message: str) -> str:
-    """The message up to its first line break (the edge prints one line)."""
-    lines = message.strip().splitlines()
-    return lines[0] if lines else ""
+def one_line(message: str) -> str:
+    """A multi-line message on one line: "N problems:\n a\n b" becomes "N problems: a; b", so every file stays named."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else ""
+    head, rest = lines[0], "; ".join(lines[1:])
+    return f"{head} {rest}" if head.endswith(":") else f"{head}; {rest}"
 
 
 def save_traceback(error: BaseException, prog: str) -> str:

@@ -257,9 +257,6 @@ TRAIN_VALUES = ("training checks every header up front but reads voxel values in
                 "hyperparameters.json to the run folder (one clear line, exit 2)")
 # Cells not handled yet: (kind, command) → why. They run as xfail(strict=False) and show as such in the table.
 NOT_YET = {
-    ("missing_modality", "borders"): "discovery's multi-line error reaches the edge as its first line only",
-    ("missing_modality", "train"): "discovery's multi-line error reaches the edge as its first line only",
-    ("missing_modality", "infer"): "discovery's multi-line error reaches the edge as its first line only",
     ("bad_label_values", "evaluate"): "oss-net-evaluate scores any integer label value",
     **{(kind, "train"): TRAIN_VALUES for kind in ("bad_label_values", "float_labels", "nan_image", "truncated_file")},
     ("float_labels", "evaluate"): "oss-net-evaluate rounds label values",

@@ -350,7 +350,7 @@ def test_a_bug_in_a_dataloader_worker_is_one_line_with_status_1(capsys):
 
 def test_os_error_without_errno_keeps_its_message_on_one_line(capsys):
     assert run_command(_raise(OSError("device went away\nmore detail")), prog="p") == EXIT_BAD_INPUT
-    assert _lines(capsys.readouterr().err) == ["p: error: device went away"]
+    assert _lines(capsys.readouterr().err) == ["p: error: device went away; more detail"]
 
 
 
@@ -361,3 +361,12 @@ def test_evaluate_checks_its_output_folder_before_scoring(tmp_path, capsys):
     blocker.write_text("")
     assert main([str(tmp_path), str(tmp_path), "-o", str(blocker / "scores")]) == EXIT_BAD_INPUT
     _assert_one_line(capsys.readouterr().err, f"{blocker / 'scores'}: output folder is not a folder, its parent {blocker} is a file")
+
+
+def test_a_multi_line_message_is_printed_on_one_line_naming_every_file() -> None:
+    from oss_net.cli_errors import one_line
+
+    assert one_line("2 bad case folder(s):\n/d/a: missing t1\n/d/b: missing t2\n") == \
+        "2 bad case folder(s): /d/a: missing t1; /d/b: missing t2"
+    assert one_line("first\nsecond") == "first; second"
+    assert one_line("just one") == "just one"
