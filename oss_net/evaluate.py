@@ -25,7 +25,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from oss_net.io import OSSNetError, atomic_save_json, atomic_write
+from oss_net.data.nifti import read_label_map
+from oss_net.io import OSSNetError, atomic_save_json, atomic_write, check_output_folder
 from oss_net.metrics import (
     BRATS_REGIONS,
     METRIC_KEYS,
@@ -80,12 +81,15 @@ def load_pair(pred_path: Path, label_path: Path) -> tuple[np.ndarray, np.ndarray
     if pred_image.shape != label_image.shape:
         raise EvaluationError(f"{pred_path} has shape {pred_image.shape} but its label {label_path} has "
                               f"shape {label_image.shape}: a prediction must be on its label's grid")
+    if 0 in label_image.shape:
+        raise EvaluationError(f"{label_path}: empty volume, shape {label_image.shape} has a zero-size axis (and so has "
+                              f"its prediction {pred_path.name}); nothing to score")
     if not np.allclose(pred_image.affine, label_image.affine, atol=AFFINE_TOLERANCE_MM):
         raise EvaluationError(f"{pred_path} and its label {label_path} have different affines "
                               f"({pred_image.affine.round(4).tolist()} vs {label_image.affine.round(4).tolist()}): "
                               "a prediction must be on its label's grid")
-    pred = np.rint(np.asarray(pred_image.dataobj)).astype(np.int64)
-    label = np.rint(np.asarray(label_image.dataobj)).astype(np.int64)
+    pred = read_label_map(pred_path).array.astype(np.int64)
+    label = read_label_map(label_path).array.astype(np.int64)
     return pred, label, np.asarray(label_image.affine)
 
 
@@ -150,6 +154,7 @@ def evaluate_folders(pred_dir: str | Path, label_dir: str | Path, output_dir: st
 
     if labels and regions:
         raise EvaluationError("give --labels or --regions, not both")
+    check_output_folder(output_dir)  # before the scoring, which may take long
     predictions, references = case_files(Path(pred_dir)), case_files(Path(label_dir))
     paired = [case for case in references if case in predictions]
     if not paired:

@@ -14,6 +14,7 @@ import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import nibabel as nib
 import numpy as np
@@ -67,21 +68,32 @@ def read_image(path: Path) -> Volume:
 
 def read_label(path: Path, dataset: str) -> Volume:
     """A label volume as uint8; values must be integers of the dataset's label set."""
+    return read_label_map(path, LABEL_VALUES[dataset], dataset)
+
+
+def read_label_map(path: Path, allowed: Iterable[int] | None = None, dataset: str | None = None) -> Volume:
+    """An integer label map (uint8 when it fits); values must be non-negative integers, and of `allowed` when given."""
     image = _open(path)
     shape = _spatial_shape(image.shape, path)
     raw = _voxels(image, path).reshape(shape)
-    allowed = LABEL_VALUES[dataset]
+    allowed = None if allowed is None else frozenset(int(v) for v in allowed)
+    listed = "" if allowed is None else f" (allowed: {sorted(allowed)})"
+    where = f" ({dataset})" if dataset else ""
     if raw.dtype.kind == "f":
         if not np.isfinite(raw).all() or not np.array_equal(raw, np.round(raw)):
-            raise DatasetError(f"{path}: label contains non-integer values (allowed: {sorted(allowed)})")
-    if raw.size and (raw.min() < 0 or raw.max() > max(allowed)):
+            raise DatasetError(f"{path}: label contains non-integer values{listed}")
+    if raw.size and raw.min() < 0:
+        raise DatasetError(f"{path}: label contains negative values{listed}")
+    largest = int(raw.max()) if raw.size else 0
+    if allowed is not None and largest > max(allowed):
         found = sorted(int(v) for v in np.unique(raw) if int(v) not in allowed)
-        raise DatasetError(f"{path}: label values {found} outside {sorted(allowed)} ({dataset})")
-    label = raw.astype(np.uint8, copy=False)
-    present = np.flatnonzero(np.bincount(label.ravel(), minlength=max(allowed) + 1))
-    unexpected = sorted(int(v) for v in present if int(v) not in allowed)
-    if unexpected:
-        raise DatasetError(f"{path}: label values {unexpected} outside {sorted(allowed)} ({dataset})")
+        raise DatasetError(f"{path}: label values {found} outside {sorted(allowed)}{where}")
+    label = raw.astype(np.uint8 if largest < 256 else np.int32, copy=False)
+    if allowed is not None:
+        present = np.flatnonzero(np.bincount(label.ravel(), minlength=max(allowed) + 1))
+        unexpected = sorted(int(v) for v in present if int(v) not in allowed)
+        if unexpected:
+            raise DatasetError(f"{path}: label values {unexpected} outside {sorted(allowed)}{where}")
     return Volume(label, np.asarray(image.affine, dtype=np.float64), image.header.binaryblock, path)
 
 
