@@ -8,6 +8,11 @@ z-score/pad, border band, 2^14 points and their labels) plus the 7³ + 14³→7�
 give the same item (`items_agree`) and both gathers the same patches (`gathers_agree`). The naive
 gather is the original's method: zero-pad, `unfold` into a [C, D, H, W, k, k, k] view and index it
 per point on the CPU (then average-pool the large windows).
+
+A second table gives the preprocessing seconds per case of every dataset layout (`load_case` from
+NIfTI, no cache, no border band): BraTS pads, LiTS resamples, nnU-Net / Decathlon / FLARE21 are
+reoriented, normalised by their fingerprint and resampled to the fingerprint's grid. Their ratio to
+BraTS per input megavoxel compares the fingerprint pipeline with the paper's.
 """
 from __future__ import annotations
 
@@ -19,9 +24,19 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.common import bench_main, benchmark_device, format_table, time_call, write_result
-from oss_net.data import OSSNetDataset, discover, gather_patches, generate_borders
+from oss_net.data import OSSNetDataset, dataset_info, discover, gather_patches, generate_borders, load_case
+from oss_net.data.fingerprint import compute_fingerprint
 from oss_net.data.synthetic import write_synthetic_dataset
-from oss_net.models import demo_config
+from oss_net.models import demo_config, get_config, network_config
+
+# Input shapes of the preprocessing table: smoke (tiny) and full (typical scans of each dataset).
+LAYOUT_SHAPES = {
+    "brats": ((60, 60, 38), (240, 240, 155)),
+    "lits": ((40, 40, 24), (512, 512, 96)),
+    "nnunet": ((32, 28, 20), (160, 160, 120)),
+    "msd": ((28, 28, 20), (160, 160, 120)),
+    "flare": ((32, 32, 16), (512, 512, 96)),
+}
 
 
 def naive_unfold_gather(volume: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
@@ -85,8 +100,38 @@ def run(size: str = "cpu", smoke: bool = False) -> dict:
           f"naive / device gather: "
           f"{result['naive_over_device_gather']:.2f}×   (cache build {build_seconds:.2f} s, items agree: {items_agree}, "
           f"gathers agree: {same})")
+    layout_rows = preprocess_rows(smoke, repeats)
+    brats_rate = layout_rows[0]["seconds"] / layout_rows[0]["input_megavoxels"]
+    result["preprocess_rows"] = layout_rows
+    result["preprocess_per_megavoxel_over_brats"] = {
+        row["dataset"]: (row["seconds"] / row["input_megavoxels"]) / brats_rate for row in layout_rows}
+    print(format_table(layout_rows))
     result["json"] = str(write_result("data", result))
     return result
+
+
+def preprocess_rows(smoke: bool, repeats: int) -> list[dict]:
+    """Seconds to preprocess one case of each layout (NIfTI → model grid), with its shapes."""
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for dataset, shapes in LAYOUT_SHAPES.items():
+            shape = shapes[0] if smoke else shapes[1]
+            root = write_synthetic_dataset(dataset, Path(folder) / dataset, cases=2, shape=shape, seed=0)
+            cases = discover(dataset, root, "all")
+            fingerprint_seconds = 0.0
+            if dataset in ("brats", "lits"):
+                config = demo_config("C", dataset) if smoke else get_config("C", dataset)
+            else:
+                start = time.perf_counter()
+                fingerprint = compute_fingerprint(cases, dataset_info(dataset, root))
+                fingerprint_seconds = time.perf_counter() - start
+                config = network_config("C", dataset, demo=smoke, fingerprint=fingerprint)
+            seconds = time_call(lambda: load_case(cases[0], config, with_border=False), repeats=repeats, warmup=0)
+            rows.append({"dataset": dataset, "input_shape": "×".join(map(str, shape)),
+                         "model_grid": "×".join(map(str, config.volume_shape)), "channels": config.in_channels,
+                         "input_megavoxels": config.in_channels * float(torch.tensor(shape).prod()) / 1e6,
+                         "seconds": seconds, "fingerprint_seconds": fingerprint_seconds})
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:

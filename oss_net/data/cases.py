@@ -1,15 +1,22 @@
-"""Loading one case onto the model grid: read, check, z-score, pad or resample, and cache the result.
+"""Loading one case onto the model grid: read, check, normalise, reorient, pad or resample, and cache the result.
 
-The preprocessing follows the paper: per-modality z-score over the whole volume (with an epsilon,
-so a constant image gives zeros instead of NaN), then BraTS is centre-padded to `config.volume_shape`
-and LiTS resampled to it (`oss_net.data.grid`). Every file of a case is read and checked before
-anything is written.
+BraTS and LiTS follow the paper: per-modality z-score over the whole volume (with an epsilon, so a
+constant image gives zeros instead of NaN), then BraTS is centre-padded to `config.volume_shape` (a
+scan larger than the grid loses only background that is zero in every file, or is resampled when
+even its content does not fit: never a silent crop) and LiTS resampled to it
+(`oss_net.data.grid`). Every other dataset is preprocessed as its fingerprint says
+(`oss_net.data.fingerprint`, stored in `config.fingerprint`): reoriented to the closest canonical
+frame, intensities normalised by modality (CT: clip and z-score with the training foreground's
+statistics; MRI: z-score over non-zero voxels), then resampled to `config.volume_shape`. Channels are
+read with `oss_net.data.channels.read_channels`, so 4-D Decathlon images work too. Every file of a
+case is read and checked before anything is written.
 
 The cache holds each preprocessed case as uncompressed ``.npy`` files opened memory-mapped, so an
 epoch never decompresses NIfTI again. An entry's key hashes the source files' paths, sizes and
-modification times together with the grid settings; an entry whose key, shapes or dtypes do not
-match, or that cannot be read, is rebuilt. Files are written atomically and ``meta.json`` last, so a
-half-written entry is never taken as valid. Entries for other settings are kept side by side.
+modification times together with the grid and intensity settings (the fingerprint included); an
+entry whose key, shapes or dtypes do not match, or that cannot be read, is rebuilt. Files are written
+atomically and ``meta.json`` last, so a half-written entry is never taken as valid. Entries for other
+settings are kept side by side.
 Disk cost: C·D·H·W float32 plus two uint8 volumes per case (BraTS at 256×256×160: ~190 MB).
 """
 from __future__ import annotations
@@ -24,14 +31,16 @@ from typing import Any
 import numpy as np
 
 from oss_net.data.borders import compute_border, read_border
+from oss_net.data.channels import read_channels, read_label_values
 from oss_net.data.errors import DatasetError
-from oss_net.data.grid import GridMeta
-from oss_net.data.layout import CaseFiles
-from oss_net.data.nifti import check_same_grid, read_header, read_image, read_label
+from oss_net.data.fingerprint import Fingerprint, normalize_intensities
+from oss_net.data.grid import GridMeta, closest_canonical, nonzero_bounds
+from oss_net.data.layout import PAPER_DATASETS, CaseFiles
+from oss_net.data.nifti import check_same_grid, read_header, read_label
 from oss_net.io import atomic_save_json, atomic_write
 
 ZSCORE_EPSILON = 1e-6
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: orientation, fingerprint preprocessing, no crop of large BraTS scans
 _log = logging.getLogger(__name__)
 
 
@@ -61,30 +70,42 @@ class Case:
 def load_case(case: CaseFiles, config: Any, cache_dir: str | Path | None = None, with_border: bool = True) -> Case:
     """Read `case` onto `config.volume_shape`, through the cache in `cache_dir` when given.
 
-    `config` needs `dataset`, `volume_shape` and `in_channels`. The border band is read from
-    `case.border` when present, else computed from the label (and cached); `with_border=False`
-    skips it (no border needed for uniform sampling).
+    `config` needs `dataset`, `volume_shape` and `in_channels`, and for datasets other than BraTS and
+    LiTS a `fingerprint`. The border band is read from `case.border` when present, else computed from
+    the label (and cached); `with_border=False` skips it (no border needed for uniform sampling).
     """
     dataset = str(config.dataset)
     volume_shape = tuple(int(s) for s in config.volume_shape)
+    fingerprint = case_fingerprint(config)
     if len(case.images) != int(config.in_channels):
         raise DatasetError(f"{case.case_id}: {len(case.images)} image file(s) but the model expects "
                            f"{config.in_channels} channel(s) ({case.images[0].parent})")
     want_border = with_border and case.label is not None
     if cache_dir is None:
-        return _preprocess(case, dataset, volume_shape, want_border)
-    key = cache_key(case, dataset, volume_shape)
+        return _preprocess(case, dataset, volume_shape, fingerprint, want_border)
+    key = cache_key(case, dataset, volume_shape, fingerprint)
     entry = Path(cache_dir) / f"{case.case_id}-{key[:16]}"
     cached = _read_entry(entry, key, want_border)
     if cached is not None:
         return cached
-    loaded = _preprocess(case, dataset, volume_shape, want_border)
+    loaded = _preprocess(case, dataset, volume_shape, fingerprint, want_border)
     _write_entry(entry, key, loaded)
     return _read_entry(entry, key, want_border) or loaded
 
 
-def cache_key(case: CaseFiles, dataset: str, volume_shape: tuple[int, ...]) -> str:
-    """Hash of the source files (path, size, mtime) and the preprocessing settings."""
+def case_fingerprint(config: Any) -> Fingerprint | None:
+    """The fingerprint that preprocesses `config.dataset`: None for BraTS and LiTS, required for the others."""
+    fingerprint = getattr(config, "fingerprint", None)
+    if str(config.dataset) in PAPER_DATASETS:
+        return None
+    if fingerprint is None:
+        raise DatasetError(f"{config.dataset}: the model configuration has no dataset fingerprint, which decides "
+                           "the preprocessing of this dataset (train it with this package to get one)")
+    return fingerprint
+
+
+def cache_key(case: CaseFiles, dataset: str, volume_shape: tuple[int, ...], fingerprint: Fingerprint | None = None) -> str:
+    """Hash of the source files (path, size, mtime) and the preprocessing settings (the fingerprint included)."""
     files = [p for p in (*case.images, case.label, case.border) if p is not None]
     stats = []
     for path in files:
@@ -95,12 +116,14 @@ def cache_key(case: CaseFiles, dataset: str, volume_shape: tuple[int, ...]) -> s
         stats.append([str(path.resolve()), stat.st_size, stat.st_mtime_ns])
     settings = {"version": CACHE_VERSION, "dataset": dataset, "volume_shape": list(volume_shape),
                 "epsilon": ZSCORE_EPSILON, "files": stats, "has_label": case.label is not None,
-                "has_border_file": case.border is not None}
+                "has_border_file": case.border is not None,
+                "fingerprint": None if fingerprint is None else fingerprint.to_dict()}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 
-def _preprocess(case: CaseFiles, dataset: str, volume_shape: tuple[int, ...], want_border: bool) -> Case:
-    images = [read_image(path) for path in case.images]
+def _preprocess(case: CaseFiles, dataset: str, volume_shape: tuple[int, ...], fingerprint: Fingerprint | None,
+                want_border: bool) -> Case:
+    images = read_channels(case)
     reference = (images[0].array.shape, images[0].affine, images[0].path)
     for volume in images[1:]:
         check_same_grid(reference, (volume.array.shape, volume.affine, volume.path))
@@ -108,17 +131,25 @@ def _preprocess(case: CaseFiles, dataset: str, volume_shape: tuple[int, ...], wa
     if case.label is not None:
         shape, affine, _ = read_header(case.label)
         check_same_grid(reference, (shape, affine, case.label))
-        raw = read_label(case.label, dataset).array
+        raw = (read_label(case.label, dataset) if fingerprint is None
+               else read_label_values(case.label, frozenset(fingerprint.label_values))).array
     border = None
     if want_border and case.border is not None:
         border = read_border(case.border, raw.shape, images[0].affine, case.label)
-    if dataset == "brats":
-        meta = GridMeta.for_padding(images[0].affine, images[0].header, reference[0], volume_shape)
-    elif dataset == "lits":
-        meta = GridMeta.for_resampling(images[0].affine, images[0].header, reference[0], volume_shape)
+    affine, header = images[0].affine, images[0].header
+    if fingerprint is not None:
+        meta = GridMeta.for_resampling(affine, header, reference[0], volume_shape, orientation=closest_canonical(affine))
+        stacked = normalize_intensities(np.stack([volume.array for volume in images]), fingerprint)
+    elif dataset in ("brats", "lits"):
+        too_large = any(i > v for i, v in zip(reference[0], volume_shape))
+        content = nonzero_bounds([v.array for v in images] + ([] if raw is None else [raw])) if too_large else None
+        meta = (GridMeta.for_padding(affine, header, reference[0], volume_shape, source=case.case_id, content=content)
+                if dataset == "brats" else GridMeta.for_resampling(affine, header, reference[0], volume_shape))
+        # Statistics over the voxels that reach the model grid: the whole scan, unless empty background was cropped.
+        stacked = np.stack([zscore(volume.array, meta.input_window) for volume in images])  # [C, *input_shape]
     else:
         raise DatasetError(f"{case.case_id}: unknown dataset {dataset!r}")
-    stacked = np.stack([zscore(volume.array) for volume in images])  # [C, *input_shape]
+    del images
     image = np.ascontiguousarray(meta.to_model_grid(stacked, order=1), dtype=np.float32)
     model_label = None if raw is None else np.ascontiguousarray(meta.to_model_grid(raw, order=0))
     if want_border:
@@ -128,10 +159,12 @@ def _preprocess(case: CaseFiles, dataset: str, volume_shape: tuple[int, ...], wa
     return Case(case.case_id, image, model_label, border, meta)
 
 
-def zscore(array: np.ndarray) -> np.ndarray:
-    """(x − mean) / (std + ε) over the whole volume, background included (as the paper); float32."""
+def zscore(array: np.ndarray, window: tuple[slice, ...] | None = None) -> np.ndarray:
+    """(x − mean) / (std + ε), the statistics over the whole volume (or its `window`), background included
+    (as the paper); float32."""
     values = array.astype(np.float64, copy=False)
-    mean, std = values.mean(), values.std()
+    region = values if window is None else values[window]
+    mean, std = region.mean(), region.std()
     return ((values - mean) / (std + ZSCORE_EPSILON)).astype(np.float32)
 
 

@@ -1,22 +1,38 @@
 """The mapping between a case's input voxel grid and the model grid, kept so it can be undone exactly.
 
-BraTS volumes are centre-padded (or cropped) to `config.volume_shape`: before = ceil(diff/2), which
-reproduces the original's 8+8, 8+8, 3+2 for 240×240×155 → 256×256×160. LiTS volumes are resampled
-to the `volume_shape` cube: images trilinearly (align_corners=False, as the original), labels and
-border maps by centre-aligned nearest neighbour (torch's "nearest-exact"; the original's "nearest"
-is shifted by half a voxel).
+Three steps, each recorded in `GridMeta` and each inverted by `to_input_grid`:
+
+1. Orientation (datasets other than BraTS and LiTS): the array is flipped and its axes permuted to the
+   closest canonical (RAS+) orientation of its affine (`nibabel.orientations.io_orientation`), so every
+   scan reaches the model with the same anatomical axes. BraTS and LiTS keep the identity, as the paper.
+2. BraTS volumes are centre-padded to `config.volume_shape`: before = ceil(diff/2), which reproduces
+   the original's 8+8, 8+8, 3+2 for 240×240×155 → 256×256×160. A scan larger than the grid on an axis
+   never loses a voxel that holds anything: when its non-zero voxels (every channel and the label) fit
+   the grid, only the empty background around them is cropped (`cropped_background`); otherwise it is
+   resampled like LiTS (`resampled_to_fit`). Either way a warning names the case and both shapes.
+3. LiTS and every other dataset are resampled to `volume_shape`: images trilinearly (align_corners=False,
+   as the original), labels and border maps by centre-aligned nearest neighbour (torch's
+   "nearest-exact"; the original's "nearest" is shifted by half a voxel).
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, Sequence, TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from nibabel.orientations import inv_ornt_aff, io_orientation
+
+from oss_net.data.errors import DatasetError
 
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
+Bounds = tuple[tuple[int, int], ...]  # per axis: (first, last) index of the non-zero voxels
+Orientation = tuple[tuple[int, int], ...]  # per input axis: (model-side axis, +1 kept | -1 flipped), nibabel's ornt
+IDENTITY_ORIENTATION: Orientation = ((0, 1), (1, 1), (2, 1))
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -27,10 +43,15 @@ class GridMeta:
         affine: 4×4 voxel→mm matrix of the input files (nibabel convention).
         header: the raw NIfTI header block of the first image (for writing predictions back), or None.
         input_shape: shape of the input files (D, H, W).
-        spacing: input voxel size in mm per axis.
+        spacing: input voxel size in mm per input axis.
         volume_shape: the model grid (D, H, W) = `config.volume_shape`.
         mode: "pad" (BraTS: pad/crop, `pad_before`/`pad_after` per axis, negative = crop) or
-            "resample" (LiTS: interpolation to `volume_shape`).
+            "resample" (interpolation to `volume_shape`).
+        orientation: how the input axes were flipped and permuted before padding or resampling
+            (`IDENTITY_ORIENTATION` for BraTS and LiTS).
+        resampled_to_fit: padding was asked for but the scan's content was larger than the grid, so it was resampled.
+        cropped_background: the scan was larger than the grid, and only voxels that are zero in every channel
+            and the label were cropped (they come back as zeros in `to_input_grid`, so nothing is lost).
     """
 
     affine: np.ndarray = field(compare=False)
@@ -41,45 +62,104 @@ class GridMeta:
     mode: str
     pad_before: tuple[int, int, int] = (0, 0, 0)
     pad_after: tuple[int, int, int] = (0, 0, 0)
+    orientation: Orientation = IDENTITY_ORIENTATION
+    resampled_to_fit: bool = False
+    cropped_background: bool = False
 
     @classmethod
-    def for_padding(cls, affine: np.ndarray, header: bytes | None, input_shape, volume_shape) -> "GridMeta":
-        """Centred pad/crop from `input_shape` to `volume_shape`; the odd voxel goes before."""
+    def for_padding(cls, affine: np.ndarray, header: bytes | None, input_shape, volume_shape,
+                    source: str = "", content: Bounds | None = None) -> "GridMeta":
+        """Centred pad from `input_shape` to `volume_shape` (the odd voxel goes before).
+
+        On an axis where the scan is larger than `volume_shape`, the window is the centred one moved just
+        enough to hold `content` (the scan's `nonzero_bounds`), so only empty background is cropped; when
+        the content does not fit (or is not given) the scan is resampled instead. Never a silent crop: a
+        warning names `source` (the case) and both shapes, and the meta records which was done.
+        """
         diff = [v - i for v, i in zip(volume_shape, input_shape)]
-        before = tuple(math.ceil(d / 2) for d in diff)
+        before = [math.ceil(d / 2) for d in diff]
+        spacing = tuple(spacing_from_affine(affine).tolist())
+        if min(diff) < 0:
+            for axis, size in enumerate(volume_shape):
+                if diff[axis] >= 0:
+                    continue
+                low, high = (None, None) if content is None else content[axis]
+                if low is None or high - low + 1 > size:
+                    _log.warning("%s: scan %s is larger than the model grid %s and its content does not fit; "
+                                 "resampled to fit instead of cropped", source or "case", tuple(input_shape), tuple(volume_shape))
+                    return cls.for_resampling(affine, header, input_shape, volume_shape, resampled_to_fit=True)
+                start = max(min(-before[axis], low), high - size + 1)
+                before[axis] = -start
+            _log.warning("%s: scan %s is larger than the model grid %s; only empty background cropped "
+                         "(window starts %s), every non-zero voxel kept", source or "case", tuple(input_shape),
+                         tuple(volume_shape), tuple(max(-b, 0) for b in before))
         after = tuple(d - b for d, b in zip(diff, before))
-        return cls(np.asarray(affine, dtype=np.float64), header, tuple(input_shape), _spacing(affine),
-                   tuple(volume_shape), "pad", before, after)
+        return cls(np.asarray(affine, dtype=np.float64), header, tuple(input_shape), spacing,
+                   tuple(volume_shape), "pad", tuple(before), after, cropped_background=min(diff) < 0)
 
     @classmethod
-    def for_resampling(cls, affine: np.ndarray, header: bytes | None, input_shape, volume_shape) -> "GridMeta":
-        """Interpolation from `input_shape` to `volume_shape`."""
-        return cls(np.asarray(affine, dtype=np.float64), header, tuple(input_shape), _spacing(affine),
-                   tuple(volume_shape), "resample")
+    def for_resampling(cls, affine: np.ndarray, header: bytes | None, input_shape, volume_shape,
+                       orientation: Orientation = IDENTITY_ORIENTATION, resampled_to_fit: bool = False) -> "GridMeta":
+        """Reorientation by `orientation`, then interpolation to `volume_shape`."""
+        spacing = tuple(spacing_from_affine(affine).tolist())
+        return cls(np.asarray(affine, dtype=np.float64), header, tuple(int(s) for s in input_shape), spacing,
+                   tuple(int(s) for s in volume_shape), "resample", orientation=tuple(orientation),
+                   resampled_to_fit=resampled_to_fit)
+
+    @property
+    def oriented_shape(self) -> tuple[int, int, int]:
+        """The input shape after reorientation (what is padded or resampled)."""
+        shape = [0, 0, 0]
+        for size, (axis, _) in zip(self.input_shape, self.orientation):
+            shape[axis] = size
+        return tuple(shape)
+
+    @property
+    def oriented_spacing(self) -> tuple[float, float, float]:
+        """Voxel size in mm per axis after reorientation."""
+        spacing = [0.0, 0.0, 0.0]
+        for size, (axis, _) in zip(self.spacing, self.orientation):
+            spacing[axis] = size
+        return tuple(spacing)
+
+    @property
+    def input_window(self) -> tuple[slice, slice, slice]:
+        """The part of the (reoriented) input grid that reaches the model grid: all of it unless a crop removed some."""
+        if self.mode != "pad":
+            return (slice(None),) * 3
+        return tuple(slice(max(-b, 0), size - max(-a, 0))
+                     for size, b, a in zip(self.oriented_shape, self.pad_before, self.pad_after))
 
     def to_model_grid(self, array: ArrayT, order: int) -> ArrayT:
         """Input grid → model grid. `array [..., *input_shape]`; order 0 nearest (labels), 1 linear (images)."""
+        array = reorient(array, self.orientation)
         if self.mode == "pad":
             return _pad_or_crop(array, self.pad_before, self.pad_after)
         return _resample(array, self.volume_shape, order)
 
     def to_input_grid(self, array: ArrayT, order: int = 0) -> ArrayT:
-        """Model grid → input grid (undo the pad/crop exactly, or resample back). `array [..., *volume_shape]`.
+        """Model grid → input grid: undo the pad exactly (or resample back), then the reorientation.
 
-        Regions that a crop removed come back as zeros.
+        `array [..., *volume_shape]` → `[..., *input_shape]`. Regions that an old crop removed come back as zeros.
         """
         if self.mode == "pad":
-            return _pad_or_crop(array, tuple(-b for b in self.pad_before), tuple(-a for a in self.pad_after))
-        return _resample(array, self.input_shape, order)
+            array = _pad_or_crop(array, tuple(-b for b in self.pad_before), tuple(-a for a in self.pad_after))
+        else:
+            array = _resample(array, self.oriented_shape, order)
+        return reorient(array, inverse_orientation(self.orientation))
 
     def model_to_input_voxel(self, points: ArrayT) -> ArrayT:
         """Model-grid voxel coordinates `[N, 3]` → input-grid voxel coordinates `[N, 3]` (float)."""
         if self.mode == "pad":
-            offset = np.asarray(self.pad_before, dtype=np.float64)
-            return points - _like(offset, points)
-        scale = np.asarray(self.input_shape, dtype=np.float64) / np.asarray(self.volume_shape, dtype=np.float64)
-        # align_corners=False: voxel centres map through (p + 0.5)·scale − 0.5
-        return (points + 0.5) * _like(scale, points) - 0.5
+            oriented = points - _like(np.asarray(self.pad_before, dtype=np.float64), points)
+        else:
+            scale = np.asarray(self.oriented_shape, dtype=np.float64) / np.asarray(self.volume_shape, dtype=np.float64)
+            # align_corners=False: voxel centres map through (p + 0.5)·scale − 0.5
+            oriented = (points + 0.5) * _like(scale, points) - 0.5
+        if self.orientation == IDENTITY_ORIENTATION:
+            return oriented
+        to_input = inv_ornt_aff(np.asarray(self.orientation, dtype=np.float64), self.input_shape)  # oriented → input voxel
+        return oriented @ _like(to_input[:3, :3].T, oriented) + _like(to_input[:3, 3], oriented)
 
     def model_voxel_to_mm(self, points: ArrayT) -> ArrayT:
         """Model-grid voxel coordinates `[N, 3]` → world coordinates in mm `[N, 3]` through the affine."""
@@ -92,18 +172,88 @@ class GridMeta:
         return {"affine": self.affine.tolist(), "header": self.header.hex() if self.header else None,
                 "input_shape": list(self.input_shape), "spacing": list(self.spacing),
                 "volume_shape": list(self.volume_shape), "mode": self.mode,
-                "pad_before": list(self.pad_before), "pad_after": list(self.pad_after)}
+                "pad_before": list(self.pad_before), "pad_after": list(self.pad_after),
+                "orientation": [list(pair) for pair in self.orientation], "resampled_to_fit": self.resampled_to_fit,
+                "cropped_background": self.cropped_background}
 
     @classmethod
     def from_dict(cls, data: dict) -> "GridMeta":
+        """Inverse of to_dict; dicts written before orientation was recorded load with the identity."""
+        orientation = tuple((int(a), int(f)) for a, f in data.get("orientation", IDENTITY_ORIENTATION))
         return cls(np.asarray(data["affine"], dtype=np.float64),
                    bytes.fromhex(data["header"]) if data["header"] else None,
                    tuple(data["input_shape"]), tuple(data["spacing"]), tuple(data["volume_shape"]), data["mode"],
-                   tuple(data["pad_before"]), tuple(data["pad_after"]))
+                   tuple(data["pad_before"]), tuple(data["pad_after"]), orientation,
+                   bool(data.get("resampled_to_fit", False)), bool(data.get("cropped_background", False)))
 
 
-def _spacing(affine: np.ndarray) -> tuple[float, float, float]:
-    return tuple(float(v) for v in np.linalg.norm(np.asarray(affine)[:3, :3], axis=0))
+def nonzero_bounds(arrays: Sequence[np.ndarray]) -> Bounds:
+    """Per axis of the last three, (first, last) index holding a non-zero voxel in any of `arrays` `[..., D, H, W]`.
+
+    An all-zero input gives (0, 0) per axis (any window holds it).
+    """
+    occupied = np.zeros(arrays[0].shape[-3:], dtype=bool)
+    for array in arrays:
+        nonzero = np.asarray(array) != 0
+        occupied |= nonzero.reshape(-1, *nonzero.shape[-3:]).any(axis=0)
+    bounds = []
+    for axis in range(3):
+        indices = np.flatnonzero(occupied.any(axis=tuple(a for a in range(3) if a != axis)))
+        bounds.append((int(indices[0]), int(indices[-1])) if indices.size else (0, 0))
+    return tuple(bounds)
+
+
+def closest_canonical(affine: Any) -> Orientation:
+    """The flips and axis order that bring an array with `affine` closest to RAS+ (nibabel's io_orientation).
+
+    An oblique affine gets the orientation of its nearest axis-aligned frame; the voxels themselves are
+    not interpolated, so the step is exactly invertible.
+    """
+    ornt = io_orientation(np.asarray(affine, dtype=np.float64))
+    if np.isnan(ornt).any():
+        raise DatasetError(f"affine has no orientation (a degenerate axis): {np.asarray(affine).tolist()}")
+    return tuple((int(axis), int(flip)) for axis, flip in ornt)
+
+
+def inverse_orientation(orientation: Orientation) -> Orientation:
+    """The orientation that undoes `orientation` (model-side axes back to input axes)."""
+    inverse = [(0, 1)] * 3
+    for axis, (target, flip) in enumerate(orientation):
+        inverse[target] = (axis, flip)
+    return tuple(inverse)
+
+
+def reorient(array: ArrayT, orientation: Orientation) -> ArrayT:
+    """Flip and permute the last three axes of `array` as `orientation` says (nibabel's apply_orientation)."""
+    if tuple(orientation) == IDENTITY_ORIENTATION:
+        return array
+    lead = array.ndim - 3
+    flips = [lead + axis for axis, (_, flip) in enumerate(orientation) if flip == -1]
+    if flips:
+        array = np.flip(array, axis=flips) if isinstance(array, np.ndarray) else torch.flip(array, dims=flips)
+    order = [0, 0, 0]
+    for axis, (target, _) in enumerate(orientation):
+        order[target] = axis
+    permutation = list(range(lead)) + [lead + axis for axis in order]
+    if isinstance(array, np.ndarray):
+        return np.ascontiguousarray(np.transpose(array, permutation))
+    return array.permute(*permutation).contiguous()
+
+
+def spacing_from_affine(affine: Any) -> np.ndarray:
+    """Voxel size in mm per array axis (i, j, k) `[3]` float64: the column norms of the affine's 3×3 part.
+
+    Column c of the 3×3 block is the step in scanner millimetres for one voxel along array axis c, so its
+    norm is that axis' spacing whatever the rotation or flip. `affine` is 4×4 (or its 3×4 / 3×3 part),
+    numpy or torch; a singular one (an axis of length zero) is an error.
+    """
+    matrix = np.asarray(affine.detach().cpu() if isinstance(affine, torch.Tensor) else affine, dtype=np.float64)
+    if matrix.shape not in ((4, 4), (3, 4), (3, 3)):
+        raise DatasetError(f"affine must be 4×4 (or its 3×4 / 3×3 part), got shape {matrix.shape}")
+    norms = np.linalg.norm(matrix[:3, :3], axis=0)
+    if not np.all(norms > 0):
+        raise DatasetError(f"affine is singular: an axis has zero length ({list(norms)})")
+    return norms
 
 
 def _like(values: np.ndarray, reference: ArrayT) -> ArrayT:

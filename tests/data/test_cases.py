@@ -66,3 +66,16 @@ def test_stale_and_corrupt_entries_are_rebuilt(synthetic_brats_root, tmp_path, b
     os.utime(files.images[0], ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     load_case(files, brats_config, cache_dir=cache)
     assert len(list(cache.iterdir())) == 2
+
+
+def test_zscore_statistics_come_from_the_window_that_reaches_the_model_grid():
+    """A scan whose empty background was cropped is z-scored over the kept window only, as if it had fitted."""
+    from oss_net.data.cases import zscore
+
+    array = np.zeros((6, 2, 2))
+    array[2:4] = [[[1.0, 3.0], [1.0, 3.0]]]  # window values 1 and 3: mean 2, std 1
+    window = (slice(2, 4), slice(None), slice(None))
+    out = zscore(array, window)
+    assert np.allclose(out[window], [[[-1.0, 1.0], [-1.0, 1.0]]] * 2, atol=1e-5)
+    assert np.allclose(out[0], -2.0, atol=1e-5)  # values outside keep the same affine map
+    assert np.isclose(zscore(array).mean(), 0.0, atol=1e-6)  # no window: the whole volume, as the paper
