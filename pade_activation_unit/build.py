@@ -213,6 +213,10 @@ def build(force: bool = False, jobs: int | None = None) -> Path:
 
 
 def _build_locked(key: str, torch_version: ext.TorchVersion, jobs: int, reuse_objects: bool) -> Path:
+    """Compile and link both libraries under the build lock.
+
+    Over 60 lines on purpose: the flags, the compile jobs and the link steps read as one recipe from top to bottom.
+    """
     start = time.perf_counter()
     toolkit, cuda_skipped = find_cuda_toolkit()
     if torch_version.cuda is None:

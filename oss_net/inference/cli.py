@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     """Groups in reading order: required, the original's flags, prediction, outputs, meshes, run control.
 
     The program name is left to argparse, so `oss-net-infer` and `inference_oss_net.py` each name themselves.
+    Over 60 lines on purpose: one declaration per flag, in the order `--help` shows them, is easier to read whole.
     """
     defaults = InferenceSettings  # the dataclass defaults are the one home of every default shown here
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
