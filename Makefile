@@ -5,7 +5,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv build demo test test-fast bench bench-gpu clean
+.PHONY: venv build demo demo-regions test test-fast bench bench-gpu clean
 
 venv: $(STAMP)
 
@@ -22,6 +22,10 @@ build: venv
 demo: build
 	$(PY) -m oss_net.demo --output_dir demo_output
 
+# The same pipeline predicting the three BraTS regions WT/TC/ET at once; prints a per-region table.
+demo-regions: build
+	$(PY) -m oss_net.demo --label_mode regions --output_dir demo_regions_output
+
 test: build
 	$(PY) -m pytest -q --timeout=900 tests
 
@@ -35,4 +39,4 @@ bench-gpu: build
 	$(PY) -m benchmarks.run --size gpu
 
 clean:
-	rm -rf pade_activation_unit/_build demo_output benchmarks/results
+	rm -rf pade_activation_unit/_build demo_output demo_regions_output benchmarks/results

@@ -24,8 +24,9 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from oss_net.data.label_modes import DEFAULT_LABEL_MODE, LABEL_MODES
+from oss_net.inference.classes import class_report
 from oss_net.io import OSSNetError, atomic_save_json
-from pade_activation_unit import PAUError
 
 STATE_FILE = "demo_state.json"
 DEMO_SHAPE = (60, 60, 38)  # a 240×240×155 BraTS volume at 1/4 resolution, padded to the 64×64×40 model grid
@@ -44,23 +45,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--training_samples", type=int, default=None, help="points per volume and step (default: preset)")
     parser.add_argument("--retrain", action="store_true", help="train again even when a matching model exists")
     parser.add_argument("--no_mesh", action="store_true", help="skip the meshes")
+    parser.add_argument("--label_mode", choices=LABEL_MODES, default=DEFAULT_LABEL_MODE,
+                        help="binary whole tumour (default, the paper's) or regions WT/TC/ET, exclusive labels 1/2/4")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    arguments = build_parser().parse_args(argv)
+    """Run the demo; an error prints one line (oss_net.cli_errors): status 2 for bad input, 1 for a bug."""
+    from oss_net.cli_errors import add_verbose_flag, run_command
+
+    parser = build_parser()
+    add_verbose_flag(parser)
+    arguments = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
+
+    def work() -> None:
         result = run_demo(
             Path(arguments.output_dir), cases=arguments.cases, seed=arguments.seed, config=arguments.config,
             epochs=arguments.epochs, max_iterations=arguments.max_iterations,
             training_samples=arguments.training_samples, retrain=arguments.retrain, mesh=not arguments.no_mesh,
+            label_mode=arguments.label_mode,
         )
-    except (OSSNetError, PAUError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(report(result))
-    return 0
+        print(report(result))
+        if arguments.label_mode != DEFAULT_LABEL_MODE:
+            print(class_report(result["summary"]))
+
+    return run_command(work, prog=parser.prog, verbose=arguments.verbose)
 
 
 def run_demo(
@@ -74,6 +84,7 @@ def run_demo(
     retrain: bool = False,
     mesh: bool = True,
     shape: Sequence[int] = DEMO_SHAPE,
+    label_mode: str = DEFAULT_LABEL_MODE,
 ) -> dict[str, Any]:
     """Data → training → inference; returns {"summary": rows, "folders": {...}, "seconds": {...}}."""
     from oss_net.inference import InferenceSettings, run_inference
@@ -98,6 +109,8 @@ def run_demo(
     start = time.perf_counter()
     train_dir = output_dir / "train"
     overrides = {"network_config": config, "seed": seed}
+    if label_mode != DEFAULT_LABEL_MODE:
+        overrides["label_mode"] = label_mode
     overrides.update({k: v for k, v in (("epochs", epochs), ("max_iterations", max_iterations),
                                         ("training_samples", training_samples)) if v is not None})
     settings = demo_settings(str(data_dir), str(train_dir), **overrides)

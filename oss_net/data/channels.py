@@ -17,7 +17,7 @@ import numpy as np
 
 from oss_net.data.errors import DatasetError
 from oss_net.data.layout import CaseFiles
-from oss_net.data.nifti import Volume, check_same_grid, read_header, read_image
+from oss_net.data.nifti import Volume, check_same_grid, check_spatial_shape, read_header, read_image
 
 Grid = tuple[tuple[int, ...], np.ndarray, Path]  # (spatial shape, 4×4 affine, file): what check_same_grid compares
 
@@ -106,4 +106,5 @@ def _open_4d(path: Path, channels: int) -> nib.Nifti1Image:
     if len(image.shape) != 4 or image.shape[3] != channels:
         raise DatasetError(f"{path}: expected a 4-D image with {channels} channels on its last axis, "
                            f"got shape {tuple(image.shape)}")
+    check_spatial_shape(image.shape[:3], path)
     return image

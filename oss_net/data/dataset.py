@@ -19,9 +19,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from oss_net.data.augment import augment as augment_sample
+from oss_net.data.augment import AUGMENTATIONS, augment_with
 from oss_net.data.cases import load_case
 from oss_net.data.errors import DatasetError
+from oss_net.data.label_modes import class_label_and_border, scheme_of
 from oss_net.data.layout import CaseFiles
 from oss_net.data.sampling import labels_at, sample_coordinates
 
@@ -30,12 +31,17 @@ class OSSNetDataset(Dataset):
     """Items `{"volume": [C, *volume_shape] f32, "label": [*volume_shape] u8, "coords": [S, 3] f32,
     "labels": [S, 1] f32, "case_id": str}`.
 
+    With a label mode other than binary (`config.label_mode`), "label" holds the dataset's values,
+    "labels" is [S, K] (or [S, K + 1], see `oss_net.data.label_modes`) and the border band is the
+    union of every class's band.
+
     Args:
         cases: labelled cases (from `discover`).
         config: needs `dataset`, `volume_shape`, `in_channels`.
         samples: S query points per volume (2^14 as the paper).
         border_balance: ρ, fraction of points drawn from the border band (0 = uniform).
         augment: the paper's flips / brightness / noise (training only).
+        augmentation: "ours" or "original" (paper mode): see `oss_net.data.augment`.
         cache_dir: folder of the preprocessed cache; None re-reads the NIfTI files every time.
         include_last_index, continuous: see `sample_coordinates`.
         seed: base seed of every random draw.
@@ -43,22 +49,26 @@ class OSSNetDataset(Dataset):
 
     def __init__(self, cases: Sequence[CaseFiles], config: Any, samples: int = 2**14, border_balance: float = 0.0,
                  augment: bool = False, cache_dir: str | Path | None = None, include_last_index: bool = True,
-                 continuous: bool = False, seed: int = 0) -> None:
+                 continuous: bool = False, seed: int = 0, augmentation: str = "ours") -> None:
         unlabelled = [c.case_id for c in cases if c.label is None]
         if unlabelled:
             raise DatasetError(f"cases without a label file cannot be used for training: {unlabelled[:5]}")
         if not 0.0 <= border_balance <= 1.0:
             raise ValueError(f"border_balance must lie in [0, 1], got {border_balance}")
+        if augmentation not in AUGMENTATIONS:
+            raise ValueError(f"augmentation must be one of {AUGMENTATIONS}, got {augmentation!r}")
         self.cases = list(cases)
         self.config = config
         self.samples = int(samples)
         self.border_balance = float(border_balance)
         self.augment = augment
+        self.augmentation = augmentation
         self.cache_dir = cache_dir
         self.include_last_index = include_last_index
         self.continuous = continuous
         self.seed = int(seed)
         self.epoch = 0
+        self.scheme = scheme_of(config)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the random stream of `epoch` (new augmentations and points each epoch)."""
@@ -80,16 +90,19 @@ class OSSNetDataset(Dataset):
         volume = torch.from_numpy(np.array(case.image, dtype=np.float32))  # [C, D, H, W]
         label = torch.from_numpy(np.asarray(case.raw_label) > 0).to(torch.uint8)  # [D, H, W]
         border = torch.from_numpy(np.array(case.border)) if needs_border else None
+        if self.scheme.mode != "binary":  # the dataset's values, and the union of every class's border band
+            label, border = class_label_and_border(self.scheme, case.raw_label, border, files.label)
         if self.augment:
-            volume, (label, border) = augment_sample(volume, [label, border], generator)
+            volume, (label, border) = augment_with(self.augmentation, volume, [label, border], generator, case.meta)
         if border is not None and not bool(border.any()):
             warnings.warn(f"{files.case_id}: empty label, no border band; sampling uniformly", RuntimeWarning,
                           stacklevel=2)
             border = None
         coords = sample_coordinates(volume.shape[1:], border, self.samples, self.border_balance if border is not None
                                     else 0.0, generator, self.include_last_index, self.continuous)
+        labels = labels_at(label, coords) if self.scheme.mode == "binary" else self.scheme.point_targets(label, coords)
         return {"volume": volume.contiguous(), "label": label.contiguous(), "coords": coords,
-                "labels": labels_at(label, coords), "case_id": files.case_id}
+                "labels": labels, "case_id": files.case_id}
 
 
 def collate_samples(items: list[dict]) -> dict:

@@ -2,7 +2,7 @@
 
 Files are recognised by their name suffix (BraTS) or case number (LiTS), never by the order of a
 folder listing, so an extra, missing or oddly named file is reported instead of silently shifting
-every modality by one (reference §12 item 19).
+every modality by one (docs/reference.md §12 item 19).
 
 BraTS 2020::
 

@@ -1,6 +1,6 @@
 """Query points, their labels and the low-resolution target (the patches around them: `patches`).
 
-One sampler serves both datasets and every split (reference §6.4), with two fixes of the original:
+One sampler serves both datasets and every split (docs/reference.md §6.4), with two fixes of the original:
 uniform draws can reach the last index of each axis, and off-grid continuous points are an option.
 """
 from __future__ import annotations

@@ -34,10 +34,12 @@ from tqdm import tqdm
 from oss_net.data.channels import check_case_grids
 from oss_net.data.dataset_info import BRATS_INFO, LITS_INFO
 from oss_net.data.errors import DatasetError
+from oss_net.data.label_modes import scheme_of
 from oss_net.data.layout import BRATS_MODALITIES, CaseFiles, brats_file_role, read_brats_case
 from oss_net.io import OSSNetError, prepare_output_folder
 
 from . import outputs
+from .classes import has_classes
 from .predictor import InferenceError, Prediction
 from .runner import InferenceSettings, load_predictor, write_meshes
 
@@ -84,8 +86,9 @@ def predict_case_files(files: CaseFiles, predictor: Any, settings: InferenceSett
         channels_last = probabilities if probabilities.ndim == 3 else np.moveaxis(probabilities, 0, -1)
         outputs.save_input_grid_nifti(channels_last, meta, output_dir / f"{files.case_id}{PROBABILITIES_SUFFIX}")
     if not settings.no_mesh:
-        write_meshes(output_dir, files.case_id, foreground_probability(occupancy), None, meta, case, predictor, settings)
-    labels = np.asarray(meta.to_input_grid(label_map(prediction), order=0), dtype=np.uint8)  # [*input_shape]
+        write_meshes(output_dir, files.case_id, foreground_probability(occupancy, predictor.config), None, meta, case,
+                     predictor, settings)
+    labels = np.asarray(meta.to_input_grid(label_map(prediction, predictor.config), order=0), dtype=np.uint8)  # [*input_shape]
     path = label_map_path(output_dir, files.case_id)
     outputs.save_input_grid_nifti(labels, meta, path)
     if meta.resampled_to_fit:
@@ -93,17 +96,23 @@ def predict_case_files(files: CaseFiles, predictor: Any, settings: InferenceSett
     return path
 
 
-def label_map(prediction: Prediction) -> np.ndarray:
-    """uint8 labels [*volume_shape] on the model grid: foreground above the threshold, or the likeliest class."""
+def label_map(prediction: Prediction, config: Any = None) -> np.ndarray:
+    """uint8 labels [*volume_shape] on the model grid: foreground above the threshold, or the likeliest class;
+    a model of a label mode's classes or regions writes the dataset's values (`oss_net.data.label_modes`)."""
     occupancy = prediction.occupancy.numpy()
+    if has_classes(config):
+        return scheme_of(config).label_map(occupancy.reshape(-1, *occupancy.shape[-3:]), prediction.threshold)
     if occupancy.ndim == 3:
         return (occupancy > prediction.threshold).astype(np.uint8)
     return occupancy.argmax(axis=0).astype(np.uint8)
 
 
-def foreground_probability(occupancy: np.ndarray) -> np.ndarray:
-    """[*volume_shape] probability of foreground: the occupancy, or 1 − p(class 0) for several classes."""
-    return occupancy if occupancy.ndim == 3 else 1.0 - occupancy[0]
+def foreground_probability(occupancy: np.ndarray, config: Any = None) -> np.ndarray:
+    """[*volume_shape] probability of foreground: the occupancy, or 1 − p(class 0) for several classes
+    (regions: the first, largest region, e.g. BraTS WT)."""
+    if occupancy.ndim == 3 or (has_classes(config) and scheme_of(config).mode == "regions"):
+        return occupancy.reshape(-1, *occupancy.shape[-3:])[0]
+    return 1.0 - occupancy[0]
 
 
 def label_map_path(output_dir: Path, case_id: str) -> Path:

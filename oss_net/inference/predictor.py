@@ -32,7 +32,7 @@ from oss_net.io import OSSNetError
 from oss_net.models import Encoding, is_dense
 from oss_net.precision import AMP_MODES, autocast
 
-from .classes import decoder_outputs, lattice_classes, lattice_values
+from .classes import class_values, decoder_outputs, lattice_classes
 from .defaults import CHUNK_SIZE, MODE, STAGES, THRESHOLD
 from .refine import REFINEMENTS, OccupancyLattice, RefineStats, check_stages, refine_lattice, seed_from_segmentation
 
@@ -199,7 +199,7 @@ class Predictor:
             query = points.to(self.device)[None]  # [1, N, 3]
             patches = source.gather(query.detach()) if source is not None else None
             with autocast(amp, self.device):
-                return lattice_values(self.config, self.model.decode(query, encoding, patches)[0].float())  # [N, K]
+                return class_values(self.config, self.model.decode(query, encoding, patches)[0].float())  # [N, K]
 
         return decode
 

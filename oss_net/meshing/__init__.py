@@ -1,6 +1,6 @@
 """Meshes from occupancy grids in scanner mm, their gradient refinement, saving, and slice overlays.
 
-`extract_mesh` (grid → closed, decimated mesh), `refine_vertices` (reference §8.3, through a
+`extract_mesh` (grid → closed, decimated mesh), `refine_vertices` (docs/reference.md §8.3, through a
 differentiable occupancy function), `save_mesh` (.obj / .ply / .stl, atomic, LPS or RAS named in the header) and `overlay_png` (three
 orthogonal slices with label and prediction outlined).
 """

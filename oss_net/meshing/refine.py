@@ -1,4 +1,4 @@
-"""Gradient refinement of mesh vertices against a differentiable occupancy function (reference §8.3).
+"""Gradient refinement of mesh vertices against a differentiable occupancy function (docs/reference.md §8.3).
 
 Marching cubes on a voxel grid puts vertices up to half a voxel off the decoder's true 0.5 level
 set and leaves a staircase. The occupancy network is continuous, so the vertices can be moved onto
@@ -28,7 +28,7 @@ def refinement_loss(
     normal_weight: float,
     level: float = 0.5,
 ) -> torch.Tensor:
-    """The §8.3 loss for one step: mean((occ − level)²) + normal_weight · mean‖n_face − n_target‖².
+    """One step's loss (docs/reference.md §8.3): mean((occ − level)²) + normal_weight · mean‖n_face − n_target‖².
 
     Args:
         vertices: [V, 3] in the mesh frame (requires grad).

@@ -11,6 +11,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from oss_net.data.label_modes import BRATS_REGIONS as BRATS_REGION_LABELS
 from oss_net.metrics.masks import MetricError, as_mask, as_pair, check_spacing
 from oss_net.metrics.overlap import dice, iou
 from oss_net.metrics.surface import check_tolerance, hd95_from_distances, nsd_from_distances, surface_distances
@@ -23,7 +24,7 @@ VOLUME_KEYS = ("pred_volume_ml", "target_volume_ml", "volume_difference_ml")
 NSD_DEFINITIONS = ("voxel", "surfel")
 
 # BraTS 2020 labels: 1 necrotic / non-enhancing core, 2 oedema, 4 enhancing tumour.
-BRATS_REGIONS = {"WT": (1, 2, 4), "TC": (1, 4), "ET": (4,)}
+BRATS_REGIONS = dict(BRATS_REGION_LABELS)  # {"WT": (1, 2, 4), "TC": (1, 4), "ET": (4,)}; home: oss_net.data.label_modes
 
 
 def evaluate_case(

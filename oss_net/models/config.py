@@ -1,6 +1,6 @@
 """Every OSS-Net configuration of the paper and of the original code, as frozen dataclasses.
 
-The original kept 24 near-identical dicts (12 variants x 2 datasets, reference §1). Here a configuration is
+The original kept 24 near-identical dicts (12 variants x 2 datasets, docs/reference.md §1). Here a configuration is
 one dataset base (input channels, encoder blocks, model grid) plus one variant (encoder kind, patches,
 Fourier features, decoder width), and everything that follows from them (latent size, decoder input width)
 is a derived property, so the same family also builds at small demo sizes.
@@ -19,6 +19,7 @@ from typing import Any
 from oss_net.compat import COMPAT_MODES, DEFAULT_COMPAT, model_fields
 from oss_net.data.errors import DatasetError
 from oss_net.data.fingerprint import Fingerprint
+from oss_net.data.label_modes import DEFAULT_LABEL_MODE, label_mode_problems, normalize_class_labels
 from oss_net.data.layout import DATASETS, canonical_dataset
 from oss_net.data.patches import LARGE_PATCH_POOLINGS, PATCH_SIZE
 from oss_net.io import OSSNetError
@@ -37,7 +38,7 @@ CONFIG_NAMES: tuple[str, ...] = (
     "full",
     "full2",
 )
-# Paper Table 1 row -> configuration the original scripts trained (reference §1.3).
+# Paper Table 1 row -> configuration the original scripts trained (docs/reference.md §1.3).
 TABLE1_ALIASES: dict[str, str] = {"O-Net": "vanilla_o_net_wide", "C": "full", "D": "full2"}
 ENCODERS: tuple[str, ...] = ("plain", "skip")
 CBN_NORMALIZATIONS: tuple[str, ...] = ("scalar", "per_feature")
@@ -62,7 +63,7 @@ def check_config_fields(config_type: type, data: dict[str, Any], what: str) -> N
 
 @dataclass(frozen=True)
 class OSSNetConfig:
-    """The architecture of one OSS-Net variant (reference §1-§4).
+    """The architecture of one OSS-Net variant (docs/reference.md §1-§4).
 
     Args:
         name: canonical configuration name (one of CONFIG_NAMES).
@@ -75,19 +76,22 @@ class OSSNetConfig:
         patches: decode with the 7^3 image patch around each point.
         large_patches: also the 14^3 patch average-pooled to 7^3, stacked after the small one.
         fourier_features: embed coordinates as [cos(2 pi p b), sin(2 pi p b), p] (35 values).
-        raw_coordinates: feed raw voxel indices as the original did instead of [-1, 1] (reference §12.13).
+        raw_coordinates: feed raw voxel indices as the original did instead of [-1, 1] (docs/reference.md §12.13).
         decoder_width: width W of every residual CBN block.
         decoder_blocks: number of residual CBN blocks (5 in every original configuration).
-        number_of_classes: decoder outputs; 1 = sigmoid occupancy, more = softmax over classes.
+        number_of_classes: decoder outputs; 1 = sigmoid occupancy, more = softmax over classes (sigmoid per
+            region in label_mode "regions"; K + 1 with the background in "exclusive").
         cbn_normalization: "scalar" (one mean/var over all points and features, as the original's
-            BatchNorm1d(1), reference §12.14) or "per_feature" (one per feature, as O-Net).
+            BatchNorm1d(1), docs/reference.md §12.14) or "per_feature" (one per feature, as O-Net).
         large_patch_pooling: how inference pools the 14^3 patch to 7^3: "avg" (default, as in training)
-            or "max" (the original's inference, reference §12.11; set by the converter of the authors'
+            or "max" (the original's inference, docs/reference.md §12.11; set by the converter of the authors'
             weights). Training and validation always average, as the original did.
         compat: "ours" or "paper", the mode the configuration was made for (`oss_net.compat`);
             `get_config(..., compat="paper")` sets raw_coordinates and large_patch_pooling from it.
         fingerprint: the training set's fingerprint (`oss_net.data.fingerprint`), which decides the
             preprocessing of datasets other than BraTS and LiTS; None for those two.
+        label_mode: "binary" (the paper's), "regions" or "exclusive" (`oss_net.data.label_modes`).
+        class_labels: (name, label values) per region or class; () in binary mode.
     """
 
     name: str
@@ -108,6 +112,8 @@ class OSSNetConfig:
     large_patch_pooling: str = "avg"
     compat: str = DEFAULT_COMPAT
     fingerprint: Fingerprint | None = None
+    label_mode: str = DEFAULT_LABEL_MODE
+    class_labels: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
     def __post_init__(self) -> None:
         # Lists (from JSON, checkpoints or overrides) become tuples so configs compare and hash by value.
@@ -115,6 +121,7 @@ class OSSNetConfig:
         object.__setattr__(self, "volume_shape", tuple(int(s) for s in self.volume_shape))
         if isinstance(self.fingerprint, dict):
             object.__setattr__(self, "fingerprint", Fingerprint.from_dict(self.fingerprint))
+        object.__setattr__(self, "class_labels", normalize_class_labels(self.class_labels))
         self._validate()
 
     def _validate(self) -> None:
@@ -152,6 +159,7 @@ class OSSNetConfig:
         for field in ("in_channels", "decoder_width", "decoder_blocks", "number_of_classes"):
             if getattr(self, field) < 1:
                 problems.append(f"{field} must be >= 1, got {getattr(self, field)}")
+        problems += label_mode_problems(self.label_mode, self.class_labels, self.number_of_classes)
         if self.fingerprint is not None and self.fingerprint.num_channels != self.in_channels:
             problems.append(f"the dataset fingerprint has {self.fingerprint.num_channels} channel(s) but in_channels is {self.in_channels}")
         if problems:
@@ -194,7 +202,10 @@ class OSSNetConfig:
 
     @property
     def decoder_input_width(self) -> int:
-        """Width of the first CBN block's input: coordinates | 343 patch features | latent 0 (reference §3.1)."""
+        """Width of the first CBN block's input (docs/reference.md §3.1).
+
+        Coordinates | 343 patch features | latent 0.
+        """
         return self.coordinate_width + (PATCH_FEATURES if self.patches else 0) + self.latent_size
 
     def to_dict(self) -> dict[str, Any]:
@@ -203,6 +214,7 @@ class OSSNetConfig:
         data["encoder_channels"] = [list(pair) for pair in self.encoder_channels]
         data["volume_shape"] = list(self.volume_shape)
         data["fingerprint"] = None if self.fingerprint is None else self.fingerprint.to_dict()
+        data["class_labels"] = [[name, list(values)] for name, values in self.class_labels]
         return data
 
     @classmethod
@@ -212,7 +224,7 @@ class OSSNetConfig:
         return cls(**data)
 
 
-# The few base values everything is derived from (reference §1.2).
+# The few base values everything is derived from (docs/reference.md §1.2).
 _DATASET_BASES: dict[str, dict[str, Any]] = {
     "brats": {
         "in_channels": 4,
@@ -238,7 +250,7 @@ _VARIANTS: dict[str, dict[str, Any]] = {
     "C2": {**_SKIP, **_LARGE},
     "D1": _FOURIER,
     "D2": {**_FOURIER, **_LARGE},
-    # The original set the segmentation flag for E1/E2 but its plain encoder ignored it (reference §12.7);
+    # The original set the segmentation flag for E1/E2 but its plain encoder ignored it (docs/reference.md §12.7);
     # here the plain encoder really gets the head, so E1/E2 = A/B + segmentation head + auxiliary loss.
     "E1": _SEG,
     "E2": {**_SEG, **_LARGE},
@@ -286,7 +298,7 @@ def get_config(name: str, dataset: str, **overrides: Any) -> OSSNetConfig:
     return dataclasses.replace(config, **overrides)
 
 
-# Encoder output channels of a dataset without a paper configuration: the BraTS family (reference §1.2).
+# Encoder output channels of a dataset without a paper configuration: the BraTS family (docs/reference.md §1.2).
 NEW_DATASET_ENCODER_WIDTHS = (16, 32, 64, 128)
 
 

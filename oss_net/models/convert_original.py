@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import sys
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -39,7 +38,7 @@ DATA_PARALLEL_PREFIX = "module."  # keys of a state dict saved from nn.DataParal
 # 5 conv, 6 BN; skip head 0 pool, 1 conv, 2 BN, 3 PAU; final mapping 0 conv, 1 BN, 2 PAU; patch mapping
 # 0 conv, 1 PAU, 2 dropout, 3 conv, 4 PAU.
 KEY_RULES: tuple[tuple[str, str], ...] = (
-    # encoder residual blocks (reference §2.1)
+    # encoder residual blocks (docs/reference.md §2.1)
     (r"encoder\.blocks\.(\d+)\.main_mapping\.0\.weight", r"encoder.blocks.\1.conv1.weight"),
     (rf"encoder\.blocks\.(\d+)\.main_mapping\.1\.{BN_TENSOR}", r"encoder.blocks.\1.norm1.\2"),
     (rf"encoder\.blocks\.(\d+)\.main_mapping\.2\.{PAU_COEFFICIENTS}", r"encoder.blocks.\1.act1.\2"),
@@ -47,7 +46,7 @@ KEY_RULES: tuple[tuple[str, str], ...] = (
     (rf"encoder\.blocks\.(\d+)\.main_mapping\.6\.{BN_TENSOR}", r"encoder.blocks.\1.norm2.\2"),
     (r"encoder\.blocks\.(\d+)\.residual_mapping\.weight", r"encoder.blocks.\1.shortcut.weight"),
     (rf"encoder\.blocks\.(\d+)\.final_activation\.{PAU_COEFFICIENTS}", r"encoder.blocks.\1.act2.\2"),
-    # skip encoder heads, one per block (reference §2.3); same Sequential indices as ours
+    # skip encoder heads, one per block (docs/reference.md §2.3); same Sequential indices as ours
     (r"encoder\.output_mappings\.(\d+)\.1\.weight", r"encoder.heads.\1.1.weight"),
     (rf"encoder\.output_mappings\.(\d+)\.2\.{BN_TENSOR}", r"encoder.heads.\1.2.\2"),
     (rf"encoder\.output_mappings\.(\d+)\.3\.{PAU_COEFFICIENTS}", r"encoder.heads.\1.3.\2"),
@@ -57,7 +56,7 @@ KEY_RULES: tuple[tuple[str, str], ...] = (
     (rf"encoder\.final_mapping\.2\.{PAU_COEFFICIENTS}", r"encoder.final.2.\1"),
     # low-resolution segmentation head (skip encoder only in the original)
     (r"encoder\.segmentation_mapping\.0\.weight", r"encoder.segmentation_head.conv.weight"),
-    # decoder (reference §3): Fourier matrix, patch mapping, residual CBN blocks, output layer
+    # decoder (docs/reference.md §3): Fourier matrix, patch mapping, residual CBN blocks, output layer
     (r"decoder\.b", r"decoder.fourier.frequencies"),
     (rf"decoder\.patch_mapping\.mapping\.0\.{AFFINE_TENSOR}", r"decoder.patch_mapping.conv1.\1"),
     (rf"decoder\.patch_mapping\.mapping\.1\.{PAU_COEFFICIENTS}", r"decoder.patch_mapping.act1.\1"),
@@ -192,26 +191,28 @@ def _strip_data_parallel_prefix(state: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Convert one file; a user error prints one line and exits with status 2."""
+    """Convert one file; an error prints one line (oss_net.cli_errors): status 2 for bad input, 1 for a bug."""
+    from oss_net.cli_errors import add_verbose_flag, run_command
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("weights", help="state dict saved by the original code (.pt)")
     parser.add_argument("--network_config", required=True, help=f"the original's configuration: {', '.join(CONFIG_NAMES)} or a Table-1 name")
     parser.add_argument("--dataset", required=True, choices=tuple(ORIGINAL_DATASET_SUFFIXES), help="dataset the weights were trained on")
     parser.add_argument("--output", required=True, help="checkpoint to write (loads with oss_net.models.load_model)")
+    add_verbose_flag(parser)
     args = parser.parse_args(argv)
-    try:
+
+    def work() -> None:
         conversion = convert_file(args.weights, args.network_config, args.dataset, args.output)
-    except OSSNetError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    config = conversion.model.config
-    print(
-        f"{args.weights} ({original_config_name(config.name, config.dataset)}) -> {args.output}: {config.name} "
-        f"({config.dataset}), raw coordinates, {config.large_patch_pooling}-pooled large patches"
-    )
-    if conversion.unfilled:
-        print(f"not in the original, left at initial values: {', '.join(conversion.unfilled)} (its E1/E2 had no segmentation head)")
-    return 0
+        config = conversion.model.config
+        print(
+            f"{args.weights} ({original_config_name(config.name, config.dataset)}) -> {args.output}: {config.name} "
+            f"({config.dataset}), raw coordinates, {config.large_patch_pooling}-pooled large patches"
+        )
+        if conversion.unfilled:
+            print(f"not in the original, left at initial values: {', '.join(conversion.unfilled)} (its E1/E2 had no segmentation head)")
+
+    return run_command(work, prog=parser.prog, verbose=args.verbose)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The two 3D CNN encoders of OSS-Net (reference §2): plain (O-Net, A, B, D*, E*) and skip (C*, full*).
+"""The two 3D CNN encoders of OSS-Net (docs/reference.md §2): plain (O-Net, A, B, D*, E*) and skip (C*, full*).
 
 Both are chains of residual blocks, each halving the resolution. The plain encoder maps the last block to
 one 1-channel map whose flattened voxels are the latent ([B, 1, L]); the skip encoder pools every block to
@@ -12,13 +12,15 @@ from torch.nn import functional as F
 
 from pade_activation_unit import PAU
 
+from oss_net.data.label_modes import scheme_of
+
 from .config import OSSNetConfig
 
 HEAD_KERNEL = 5  # heads, final mappings and the segmentation head are 5^3 convolutions, padding 2
 
 
 class ResidualBlock3d(nn.Module):
-    """Residual block that halves the resolution in the middle of its main path (reference §2.1).
+    """Residual block that halves the resolution in the middle of its main path (docs/reference.md §2.1).
 
         main:     Conv3d 3^3 (no bias) -- BN -- PAU -- AvgPool 2 -- Conv3d 3^3 (no bias) -- BN
         shortcut: Conv3d 1^3 (no bias, only if channels change) -- AvgPool 2
@@ -55,14 +57,15 @@ def _conv_norm_pau(in_channels: int, out_channels: int, bias: bool) -> nn.Sequen
 
 
 class SegmentationHead(nn.Module):
-    """Low-resolution segmentation of the last block: Conv3d 5^3 (no bias) C -> 1, then sigmoid.
+    """Low-resolution segmentation of the last block: Conv3d 5^3 (no bias) C -> K, then sigmoid per channel.
 
-    Shape: [B, C, *encoder_output_shape] -> [B, 1, *encoder_output_shape] probabilities.
+    K = 1 (binary), or one channel per region / class of the label mode (`oss_net.data.label_modes`).
+    Shape: [B, C, *encoder_output_shape] -> [B, K, *encoder_output_shape] probabilities.
     """
 
-    def __init__(self, in_channels: int) -> None:
+    def __init__(self, in_channels: int, classes: int = 1) -> None:
         super().__init__()
-        self.conv = nn.Conv3d(in_channels, 1, HEAD_KERNEL, padding=HEAD_KERNEL // 2, bias=False)
+        self.conv = nn.Conv3d(in_channels, classes, HEAD_KERNEL, padding=HEAD_KERNEL // 2, bias=False)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.conv(features))
@@ -73,12 +76,12 @@ def _blocks(config: OSSNetConfig) -> nn.ModuleList:
 
 
 class PlainEncoder(nn.Module):
-    """Residual blocks, then Conv3d 5^3 (bias) C -> 1 -- BN -- PAU, flattened to one latent (reference §2.2).
+    """Residual blocks, then Conv3d 5^3 (bias) C -> 1 -- BN -- PAU, flattened to one latent (docs/reference.md §2.2).
 
     The latent is the 1-channel map itself, so L = prod(encoder_output_shape) follows from the input size.
     Difference from the original: with `config.segmentation_head` (E1/E2) this encoder gets the same
     segmentation head as the skip encoder (on the last block's output); the original silently dropped
-    it, which made E1/E2 identical to A/B (reference §12.7).
+    it, which made E1/E2 identical to A/B (docs/reference.md §12.7).
 
     Shape: [B, C_in, *encoder_input_shape] -> latents [B, 1, L], segmentation [B, 1, *encoder_output_shape] | None.
     """
@@ -88,7 +91,7 @@ class PlainEncoder(nn.Module):
         last = config.encoder_channels[-1][1]
         self.blocks = _blocks(config)
         self.final = _conv_norm_pau(last, 1, bias=True)
-        self.segmentation_head = SegmentationHead(last) if config.segmentation_head else None
+        self.segmentation_head = SegmentationHead(last, scheme_of(config).classes_count) if config.segmentation_head else None
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         for block in self.blocks:
@@ -99,7 +102,7 @@ class PlainEncoder(nn.Module):
 
 
 class SkipEncoder(nn.Module):
-    """Residual blocks with a head after every block, mixed into K latents (reference §2.3).
+    """Residual blocks with a head after every block, mixed into K latents (docs/reference.md §2.3).
 
     Head i: AdaptiveMaxPool3d(encoder_output_shape) -- Conv3d 5^3 (no bias) C_i -> C_i/2 -- BN -- PAU.
     The heads are concatenated (BraTS 8+16+32+64 = 120 channels) and mapped by Conv3d 5^3 (bias) -> K
@@ -118,7 +121,7 @@ class SkipEncoder(nn.Module):
         head_channels = sum(c // 2 for _, c in config.encoder_channels)
         self.final = _conv_norm_pau(head_channels, config.number_of_latents, bias=True)
         last = config.encoder_channels[-1][1]
-        self.segmentation_head = SegmentationHead(last) if config.segmentation_head else None
+        self.segmentation_head = SegmentationHead(last, scheme_of(config).classes_count) if config.segmentation_head else None
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         pooled = []

@@ -26,14 +26,15 @@ class ModelInputError(OSSNetError, ValueError):
 
 
 class Encoding(NamedTuple):
-    """What the encoder gives the decoder: latents [B, K, L] and the low-res segmentation [B, 1, *out] | None."""
+    """What the encoder gives the decoder: latents [B, K, L] and the low-res segmentation [B, K_seg, *out] | None
+    (K_seg = 1, or one channel per class / region of the label mode)."""
 
     latents: torch.Tensor
     segmentation: torch.Tensor | None
 
 
 class OSSNet(nn.Module):
-    """The OSS-Net occupancy network of one configuration (reference §2-§4).
+    """The OSS-Net occupancy network of one configuration (docs/reference.md §2-§4).
 
     Coordinates are voxel indices on the model grid ([B, N, 3], order i, j, k); the model maps them to
     [-1, 1] by 2c/(shape-1) - 1 unless config.raw_coordinates (the original's raw indices). The encoder

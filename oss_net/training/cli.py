@@ -3,6 +3,7 @@
     python train_oss_net.py --train --test --network_config C --dataset BraTS --dataset_path /data/BraTS2020 \
         --batch_size 8 --epochs 50 --uniform_sampling
     python train_oss_net.py --train --test --demo --dataset_path /tmp/synthetic_brats --cpu
+    python train_oss_net.py --train --test --paper ...                 # every original behaviour (oss_net.compat)
     python train_oss_net.py --resume runs/2021_..._full_brats          # continue a killed run exactly
     torchrun --nproc_per_node 2 train_oss_net.py --train --test ...    # DDP, one process per GPU
 
@@ -12,9 +13,9 @@ run was started with, so `--resume DIR` alone continues the same run.
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any, Sequence
 
+from oss_net.data.label_modes import LABEL_MODES
 from oss_net.data.layout import canonical_dataset
 from oss_net.precision import AMP_MODES
 from oss_net.training.settings import TrainSettings, resolve_settings
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help='GPUs to use, e.g. "0, 1" (sets CUDA_VISIBLE_DEVICES; use torchrun for several)')
     original.add_argument("--cpu", action="store_true", default=None, help="train on the CPU")
     original.add_argument("--epochs", type=int, default=None, help="epochs (paper: 50; demo preset: smaller)")
-    original.add_argument("--batch_size", type=int, default=None, help="volumes per step and process (paper: BraTS 8, LiTS 4)")
+    original.add_argument("--batch_size", type=int, default=None, help="volumes per step and process; with --paper over all processes (paper: BraTS 8, LiTS 4)")
     original.add_argument("--training_samples", type=int, default=None, help="points per volume (paper: 2^14)")
     original.add_argument("--load_model", type=str, default=None, help="initial weights: a model file or a training checkpoint")
     original.add_argument("--segmentation_loss_factor", type=float, default=None, help="weight of the aux segmentation loss (0.1)")
@@ -76,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--checkpoint_every", type=int, default=None, help="iterations between checkpoints (50)")
     new.add_argument("--keep_last", type=int, default=None, help="periodic checkpoints kept (3)")
     new.add_argument("--cache_dir", type=str, default=None, help="cache of pre-processed cases")
+    new.add_argument("--volume_shape", type=int, nargs=3, default=None, metavar=("D", "H", "W"),
+                     help="model grid of an nnunet/msd/flare dataset (default: from the dataset fingerprint)")
+    new.add_argument("--label_mode", choices=LABEL_MODES, default=None,
+                     help="binary (the paper's), regions (sigmoid per region, BraTS WT/TC/ET) or exclusive "
+                          "(softmax over background + classes): oss_net.data.label_modes")
+    new.add_argument("--paper", dest="compat", action="store_const", const="paper", default=None,
+                     help="paper mode: every behaviour of the original code (split, raw coordinates, sampling, "
+                          "max-pooled large patches, best model on sampled IoU, augmentation, global batch)")
     return parser
 
 
@@ -102,15 +111,16 @@ def settings_from_args(arguments: argparse.Namespace) -> TrainSettings:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse the command line and run `train`; 0 on success, 2 with one line on stderr for a user error."""
-    from oss_net.io import OSSNetError
+    """Parse the command line and run `train`; 0 on success, else one line on stderr (oss_net.cli_errors)."""
+    from oss_net.cli_errors import add_verbose_flag, run_command
     from oss_net.training.loop import train
-    from pade_activation_unit import PAUError
 
-    try:
-        run_dir = train(settings_from_args(build_parser().parse_args(argv)))
-    except (OSSNetError, PAUError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"run folder: {run_dir}")
-    return 0
+    parser = build_parser()
+    add_verbose_flag(parser)
+    arguments = parser.parse_args(argv)
+    verbose = vars(arguments).pop("verbose")  # not a training setting
+
+    def work() -> None:
+        print(f"run folder: {train(settings_from_args(arguments))}")
+
+    return run_command(work, prog=parser.prog, verbose=verbose)

@@ -1,7 +1,7 @@
 """Lookahead (Zhang et al. 2019) around any torch optimiser, as the original used around RAdam.
 
 No maintained Lookahead package is installed, so this is a small one. It follows the original's
-torch_optimizer 0.1.0 schedule (reference §5): the slow weights are synchronised right after the
+torch_optimizer 0.1.0 schedule (docs/reference.md §5): the slow weights are synchronised right after the
 first step and then every k steps,
 
     fast ← α·fast + (1 − α)·slow,   slow ← fast.

@@ -31,7 +31,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from oss_net.io import OSSNetError, atomic_save_json, atomic_save_torch
+from oss_net.compat import apply_compat, behaviour, best_score, per_rank_batch
+from oss_net.data.label_modes import training_label_mode
+from oss_net.io import OSSNetError, atomic_save_json, atomic_save_torch, check_output_folder, prepare_output_folder
 from oss_net.training import checkpoint as ckpt
 from oss_net.training.distributed import (
     ProcessContext, barrier, select_cuda_devices, setup_process, teardown_process, wrap_model,
@@ -82,6 +84,7 @@ class Run:
     recorder: Recorder
     train_cases: list  # CaseFiles of the training split ([] when only validating)
     val_cases: list  # CaseFiles of the validation split ([] without --test)
+    split: dict[str, list[str]] = field(default_factory=dict)  # case ids per split, stored in every checkpoint
 
 
 def train(settings: TrainSettings) -> Path:
@@ -183,16 +186,17 @@ def _end_epoch(run: Run, validate: _Validator | None) -> None:
 
 
 def _record_validation(run: Run, metrics: dict[str, float]) -> None:
-    """Log and keep the metrics of the epoch just trained; a better Dice than before writes best_model.pt."""
+    """Log and keep the metrics of the epoch just trained; a better score than before writes best_model.pt
+    (dense Dice on the model grid, or in paper mode the sampled IoU: `oss_net.compat.best_score`)."""
     from oss_net.models import checkpoint_payload
 
     position = run.position
     run.recorder.log(position.iteration, position.epoch, metrics)
     position.history.append({"epoch": position.epoch + 1, "iteration": position.iteration, **metrics})
-    score = metrics["val/dense_dice"] if "val/dense_dice" in metrics else metrics["val/dice"]
+    score = best_score(metrics, run.settings.compat)
     if score > position.best_metric:
         position.best_metric = score
-        atomic_save_torch({**checkpoint_payload(run.model), "validation": metrics, "epoch": position.epoch + 1},
+        atomic_save_torch({**checkpoint_payload(run.model, run.split), "validation": metrics, "epoch": position.epoch + 1},
                           run.run_dir / BEST_NAME)
     tqdm.write(f"epoch {position.epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
 
@@ -203,7 +207,7 @@ def _finish(run: Run) -> None:
         from oss_net.models import save_model
 
         position = run.position
-        save_model(run.run_dir / FINAL_NAME, run.model)
+        save_model(run.run_dir / FINAL_NAME, run.model, run.split)
         summary = {**vars(position), "best_metric": position.best_metric if math.isfinite(position.best_metric) else None}
         atomic_save_json({"position": summary, "run_dir": str(run.run_dir)}, run.run_dir / SUMMARY_NAME)
         run.recorder.flush()
@@ -254,15 +258,24 @@ def build_run(settings: TrainSettings, context: ProcessContext) -> Run:
     val_cases = _discover(settings, "val") if settings.test else []
     if settings.test and not val_cases:
         raise TrainingError(f"{settings.dataset_path}: no validation cases found (needed by --test)")
+    _check_headers(settings, train_cases + val_cases)  # a bad case fails now, not after an epoch
+    split = {"train": [c.case_id for c in (train_cases if settings.train else _discover(settings, "train"))],
+             "val": [c.case_id for c in (val_cases if settings.test else _discover(settings, "val"))]}
     resume_state = None
     if settings.resume is not None:
         resume_path = ckpt.find_checkpoint(settings.resume)
         resume_state = ckpt.load_checkpoint(resume_path)
         check_resume_compatible(settings, ckpt.training_state(resume_state, resume_path)["settings"], str(resume_path))
         run_dir = Path(settings.output_dir) if settings.output_dir else ckpt.run_dir_of(resume_path)
-    config = network_config(settings.network_config, settings.dataset, demo=settings.demo)
+    config = apply_compat(network_config(settings.network_config, settings.dataset, demo=settings.demo,
+                                         **_dataset_geometry(settings)), settings.compat)
+    config = training_label_mode(config, settings.label_mode, settings.dataset, settings.dataset_path)
     if settings.resume is None:
         run_dir = Path(settings.output_dir) if settings.output_dir else _default_run_dir(settings, config.name)
+    if context.is_main:  # before any work: a run or cache folder that cannot be written fails here, writing nothing
+        check_output_folder(run_dir, "run folder")
+        if settings.cache_dir is not None:
+            check_output_folder(settings.cache_dir, "cache folder")
 
     _seed_everything(settings.seed)
     model = build_model(config)
@@ -274,14 +287,14 @@ def build_run(settings: TrainSettings, context: ProcessContext) -> Run:
     position = Position() if resume_state is None else _restore(resume_state, model, optimizer, scaler)
 
     if context.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        prepare_output_folder(run_dir, "run folder")
         ckpt.remove_stale_temporaries(run_dir)
         atomic_save_json(_hyperparameters(settings, config, context), run_dir / HYPERPARAMETERS_NAME)
     recorder = Recorder(run_dir, enabled=context.is_main, resume_iteration=position.iteration if resume_state else None)
     return Run(
         settings=settings, context=context, run_dir=run_dir, config=config, model=model,
         network=wrap_model(model, context), optimizer=optimizer, scaler=scaler, position=position,
-        recorder=recorder, train_cases=train_cases, val_cases=val_cases,
+        recorder=recorder, train_cases=train_cases, val_cases=val_cases, split=split,
     )
 
 
@@ -343,7 +356,7 @@ def _save(run: Run, position: Position) -> None:
     from oss_net.models import checkpoint_payload
 
     state = {
-        **checkpoint_payload(run.model),
+        **checkpoint_payload(run.model, run.split),
         "training": {
             "optimizer": run.optimizer.state_dict(),
             "scaler": run.scaler.state_dict() if run.scaler.is_enabled() else {},
@@ -368,6 +381,33 @@ def _discover(settings: TrainSettings, split: str) -> list:
     return discover(settings.dataset, settings.dataset_path, split, seed=settings.seed)
 
 
+def _check_headers(settings: TrainSettings, cases: list) -> None:
+    """Every case file's header (3-D, no empty axis, one shape and affine per case), all problems in one error."""
+    from oss_net.data import DatasetError
+    from oss_net.data.scan import grid_problems
+
+    problems = grid_problems(cases)[1]
+    if problems:
+        raise DatasetError(f"{settings.dataset_path}: {len(problems)} bad case(s) (python -m oss_net.data.check lists "
+                           f"every problem): " + "; ".join(" ".join(p.message.split()) for p in problems))
+
+
+def _dataset_geometry(settings: TrainSettings) -> dict[str, Any]:
+    """network_config's fingerprint and volume_shape for a dataset without a paper configuration; {} for BraTS/LiTS.
+
+    The fingerprint is computed from the training split's files (deterministic), so a resumed or
+    evaluated run rebuilds the configuration stored in its checkpoint.
+    """
+    from oss_net.data.fingerprint import compute_fingerprint
+    from oss_net.data.layout import PAPER_DATASETS
+    from oss_net.data.layouts import dataset_info
+
+    if settings.dataset in PAPER_DATASETS:
+        return {}
+    info = dataset_info(settings.dataset, settings.dataset_path)
+    return {"fingerprint": compute_fingerprint(_discover(settings, "train"), info), "volume_shape": settings.volume_shape}
+
+
 class TrainingData:
     """The training split as batches: their order depends only on (seed, epoch), each sample's points
     and augmentation only on (seed, epoch, index), so neither resuming nor the worker count changes them."""
@@ -377,16 +417,19 @@ class TrainingData:
 
         settings, context = run.settings, run.context
         self.settings, self.context = settings, context
+        flags = behaviour(settings.compat)
         self.dataset = OSSNetDataset(
             run.train_cases, run.config, samples=settings.training_samples, border_balance=settings.border_balance,
             augment=settings.augment, cache_dir=settings.cache_dir, seed=settings.seed,
+            include_last_index=flags.include_last_index, augmentation=flags.augmentation,
         )
-        self.sampler = ResumableSampler(len(self.dataset), settings.batch_size, settings.seed, context.rank, context.world_size)
+        self.batch_size = per_rank_batch(settings.batch_size, context.world_size, settings.compat)
+        self.sampler = ResumableSampler(len(self.dataset), self.batch_size, settings.seed, context.rank, context.world_size)
         self.batches_per_epoch = self.sampler.batches_per_epoch
         if self.batches_per_epoch == 0:
             raise TrainingError(
                 f"{settings.dataset_path}: {len(self.dataset)} training cases cannot fill one batch of "
-                f"{settings.batch_size} × {context.world_size} process(es); lower --batch_size"
+                f"{self.batch_size} × {context.world_size} process(es); lower --batch_size"
             )
 
     def batches(self, epoch: int, start_batch: int = 0) -> DataLoader:
@@ -399,7 +442,7 @@ class TrainingData:
         # A private generator keeps the loader off the global torch RNG, so a resumed run draws
         # exactly what an uninterrupted one does.
         return DataLoader(
-            self.dataset, batch_size=settings.batch_size, sampler=self.sampler, num_workers=settings.num_workers,
+            self.dataset, batch_size=self.batch_size, sampler=self.sampler, num_workers=settings.num_workers,
             collate_fn=collate_samples, pin_memory=context.device.type == "cuda", drop_last=False,
             worker_init_fn=partial(_seed_worker, derive_seed(settings.seed, epoch, context.rank)),
             generator=torch.Generator().manual_seed(derive_seed(settings.seed, epoch)),
@@ -458,6 +501,7 @@ def _validation_dataset(run: Run) -> Any:
     return OSSNetDataset(
         run.val_cases, run.config, samples=settings.val_samples, border_balance=settings.val_border_balance,
         augment=False, cache_dir=settings.cache_dir, seed=derive_seed(settings.seed, 1),
+        include_last_index=behaviour(settings.compat).include_last_index,
     )
 
 

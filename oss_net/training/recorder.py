@@ -11,6 +11,7 @@ import io
 from collections import defaultdict
 from pathlib import Path
 
+from oss_net.compat import SAMPLED_LOSS, VALIDATION_SCORES
 from oss_net.io import atomic_write
 
 CSV_NAME = "metrics.csv"
@@ -67,8 +68,8 @@ def read_metrics_csv(path: Path) -> list[tuple[int, int, str, float]]:
 
 
 PANELS = (  # (title, metric name prefixes, log scale)
-    ("loss", ("train/loss", "train/aux_loss", "val/loss"), True),
-    ("validation Dice / IoU", ("val/dice", "val/iou", "val/dense_dice", "val/dense_iou"), False),
+    ("loss", ("train/loss", "train/aux_loss", SAMPLED_LOSS), True),
+    ("validation Dice / IoU", VALIDATION_SCORES, False),
     ("learning rate", ("train/lr",), True),
     ("PAU |coefficients|", ("pau/",), False),
 )

@@ -12,12 +12,14 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from oss_net.data.layout import DATASETS, canonical_dataset
+from oss_net.compat import COMPAT_MODES, DEFAULT_COMPAT
+from oss_net.data.label_modes import DEFAULT_LABEL_MODE, LABEL_MODES
+from oss_net.data.layout import DATASETS, PAPER_DATASETS, canonical_dataset
 from oss_net.io import OSSNetError
 from oss_net.precision import AMP_MODES
 from oss_net.training.loss import SEGMENTATION_LOSS_FACTOR
 
-# Size presets. "paper" is reference §1.3/§5 (BraTS batch 8, LiTS batch 4, 2^14 points, 50 epochs,
+# Size presets. "paper" is docs/reference.md §1.3/§5 (BraTS batch 8, LiTS batch 4, 2^14 points, 50 epochs,
 # lr 3e-4, validation every 5 epochs on 2^17 uniform (BraTS) or 2^14 border-weighted (LiTS) points).
 # "demo" is sized for `make demo`: the 64×64×40 demo configuration on ~18 synthetic training cases
 # reaches a sampled validation Dice of ~0.95 in 10 epochs (90 steps, about a minute on 2 idle cores).
@@ -25,18 +27,20 @@ from oss_net.training.loss import SEGMENTATION_LOSS_FACTOR
 # is learnt far more slowly (Dice 0.46 after 10 epochs with the same lr).
 _PAPER = {"epochs": 50, "training_samples": 2**14, "val_every": 5, "lr": 3e-4}
 _DEMO = {"epochs": 10, "batch_size": 2, "training_samples": 2**10, "val_every": 2, "lr": 2e-3}
+# Datasets without a paper configuration (nnunet, msd, flare) take LiTS's sizes: one set for any scan.
 PAPER_PRESET = {
     "brats": {**_PAPER, "batch_size": 8, "val_samples": 2**17, "val_border_balance": 0.0},
-    "lits": {**_PAPER, "batch_size": 4, "val_samples": 2**14, "val_border_balance": 0.4},
+    **{name: {**_PAPER, "batch_size": 4, "val_samples": 2**14, "val_border_balance": 0.4}
+       for name in ("lits", "nnunet", "msd", "flare")},
 }
 DEMO_PRESET = {
     "brats": {**_DEMO, "val_samples": 2**13, "val_border_balance": 0.0},
-    "lits": {**_DEMO, "val_samples": 2**12, "val_border_balance": 0.4},
+    **{name: {**_DEMO, "val_samples": 2**12, "val_border_balance": 0.4} for name in ("lits", "nnunet", "msd", "flare")},
 }
 # Fields that define what is trained; a resumed run must agree with its checkpoint on all of them.
 RUN_DEFINING_FIELDS = (
     "network_config", "dataset", "demo", "seed", "batch_size", "training_samples", "border_balance",
-    "lr", "pau_lr", "amp", "segmentation_loss_factor", "augment", "epochs",
+    "lr", "pau_lr", "amp", "segmentation_loss_factor", "augment", "epochs", "compat", "label_mode",
 )
 
 
@@ -53,7 +57,7 @@ class TrainSettings:
     cuda_devices: str | None = None  # sets CUDA_VISIBLE_DEVICES before CUDA starts, e.g. "0,1"
     cpu: bool = False  # train on the CPU even when a GPU is there
     epochs: int = 50
-    batch_size: int = 8  # per process; under torchrun the global batch is batch_size × world size
+    batch_size: int = 8  # per process (global over torchrun's processes with compat "paper")
     training_samples: int = 2**14  # points sampled per volume and iteration
     load_model: str | None = None  # initial weights (a model file or a training checkpoint)
     segmentation_loss_factor: float = SEGMENTATION_LOSS_FACTOR  # weight of the low-res segmentation BCE
@@ -72,18 +76,31 @@ class TrainSettings:
     val_border_balance: float = 0.0  # 0 for BraTS (uniform), 0.4 for LiTS as the original
     dense_validation: bool = True  # also compute full-volume Dice through oss_net.inference
     lr: float = 3e-4
-    pau_lr: float = 1e-2  # PAU coefficients (reference §5), no weight decay
+    pau_lr: float = 1e-2  # PAU coefficients (docs/reference.md §5), no weight decay
     demo: bool = False  # small CPU preset: demo model config and small sample counts
     augment: bool = True  # flips, brightness and noise as the original
     max_iterations: int | None = None  # stop after this many optimiser steps in total (smoke runs)
     checkpoint_every: int = 50  # iterations between checkpoints (plus one at every epoch end)
     keep_last: int = 3  # periodic checkpoints kept on disk
     cache_dir: str | None = None  # cache of pre-processed cases (oss_net.data.load_case)
+    compat: str = DEFAULT_COMPAT  # "ours" | "paper" (`--paper`): every original behaviour, see oss_net.compat
+    volume_shape: tuple[int, int, int] | None = None  # model grid of nnunet/msd/flare (default: from the fingerprint)
+    label_mode: str = DEFAULT_LABEL_MODE  # binary | regions | exclusive (oss_net.data.label_modes)
 
     def __post_init__(self) -> None:
         problems = []
+        if self.volume_shape is not None:
+            object.__setattr__(self, "volume_shape", tuple(int(s) for s in self.volume_shape))
+            if len(self.volume_shape) != 3 or min(self.volume_shape) < 2:
+                problems.append(f"volume_shape must be 3 sizes >= 2 (got {self.volume_shape})")
+            if self.dataset in PAPER_DATASETS:
+                problems.append(f"volume_shape is for datasets without a paper configuration, not {self.dataset}")
         if self.dataset not in DATASETS:
             problems.append(f"dataset {self.dataset!r} is not one of {', '.join(DATASETS)}")
+        if self.compat not in COMPAT_MODES:
+            problems.append(f"compat {self.compat!r} is not one of {', '.join(COMPAT_MODES)}")
+        if self.label_mode not in LABEL_MODES:
+            problems.append(f"label_mode {self.label_mode!r} is not one of {', '.join(LABEL_MODES)}")
         if self.amp not in AMP_MODES:
             problems.append(f"amp {self.amp!r} is not one of {', '.join(AMP_MODES)}")
         for name in ("epochs", "batch_size", "training_samples", "val_every", "val_samples", "checkpoint_every", "keep_last"):

@@ -93,7 +93,8 @@ def step_losses(model: nn.Module, batch: dict, *, amp: str = "off",
 
 def _point_losses(network: nn.Module, config, batch: dict, amp: str, segmentation_loss_factor: float) -> StepLosses:
     """OSS-Net: occupancy BCE at the sampled points (+ factor × the auxiliary BCE when the model has that head)."""
-    from oss_net.data import gather_patches, segmentation_target
+    from oss_net.data import gather_patches
+    from oss_net.data.label_modes import class_segmentation_target
 
     device = next(network.parameters()).device
     volume = batch["volume"].to(device, non_blocking=True)  # [B, C, D, H, W]
@@ -105,8 +106,9 @@ def _point_losses(network: nn.Module, config, batch: dict, amp: str, segmentatio
     target = None
     if segmentation is not None:
         label = batch["label"].to(device, non_blocking=True)  # [B, D, H, W]
-        target = segmentation_target(label, config.encoder_output_shape)  # [B, 1, *out]
-    return StepLosses(*training_loss(occupancy, labels, segmentation, target, segmentation_loss_factor))
+        target = class_segmentation_target(config, label)  # [B, K_seg, *out]
+    return StepLosses(*training_loss(occupancy, labels, segmentation, target, segmentation_loss_factor,
+                                     exclusive=config.label_mode == "exclusive"))
 
 
 def _dense_losses(network: nn.Module, bare: nn.Module, batch: dict, amp: str,

@@ -1,10 +1,11 @@
 """Validation during training: the original's sampled-point Dice/IoU and a dense full-volume Dice.
 
-Sampled (reference §5, §9): every validation volume gets a fixed set of points (2^17 uniform for
+Sampled (docs/reference.md §5, §9): every validation volume gets a fixed set of points (2^17 uniform for
 BraTS, 2^14 with border balance 0.4 for LiTS); the prediction is thresholded at 0.5 and Dice/IoU are
 computed per volume (with the original's 1e-10 in the denominators) and averaged over volumes.
 Dense: the whole volume is predicted through `oss_net.inference.Predictor` and compared with the
-label on the model grid, which is what the reported numbers should have been (reference §12.12).
+label on the model grid, which is what the reported numbers should have been (docs/reference.md §12.12).
+The metric names say which (`val/sampled_*`, `val/dense_*_model_grid`; docs/metrics.md "Which grid").
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from oss_net.compat import DENSE_DICE, DENSE_IOU, SAMPLED_DICE, SAMPLED_IOU, SAMPLED_LOSS
 from oss_net.inference.defaults import CHUNK_SIZE, THRESHOLD
 from oss_net.precision import autocast
 from oss_net.training.loss import clamped_bce
@@ -43,6 +45,7 @@ def sampled_validation(
     `oss_net.precision.AMP_MODES` mode.
     """
     from oss_net.data import gather_patches
+    from oss_net.inference.classes import class_values
 
     config = model.config
     was_training = model.training
@@ -52,14 +55,14 @@ def sampled_validation(
         for sample in samples:
             volume = sample["volume"].unsqueeze(0).to(device)  # [1, C, D, H, W]
             coords = sample["coords"].unsqueeze(0).to(device)  # [1, S, 3]
-            labels = sample["labels"].reshape(-1).to(device)  # [S]
+            labels = class_values(config, sample["labels"]).reshape(-1).to(device)  # [S] (or [S·K], per class)
             chunks = []
             with autocast(amp, device):
                 encoding = model.encode(volume)
                 for start in range(0, coords.shape[1], CHUNK_SIZE):  # as many points at a time as inference
                     chunk = coords[:, start:start + CHUNK_SIZE]  # [1, n, 3]
                     patches = gather_patches(volume, chunk, large=config.large_patches) if config.patches else None
-                    chunks.append(model.decode(chunk, encoding, patches).float().reshape(-1))
+                    chunks.append(class_values(config, model.decode(chunk, encoding, patches)[0].float()).reshape(-1))
             prediction = torch.cat(chunks)  # [S]
             losses.append(clamped_bce(prediction, labels).item())
             dice, iou = point_scores(prediction, labels)
@@ -68,13 +71,14 @@ def sampled_validation(
     finally:
         model.train(was_training)
     count = max(len(dices), 1)
-    return {"val/loss": sum(losses) / count, "val/dice": sum(dices) / count, "val/iou": sum(ious) / count}
+    return {SAMPLED_LOSS: sum(losses) / count, SAMPLED_DICE: sum(dices) / count, SAMPLED_IOU: sum(ious) / count}
 
 
 def dense_validation(model: nn.Module, cases: Iterable, amp: str) -> dict[str, float]:
     """Mean full-volume Dice/IoU over loaded validation cases, predicted by `oss_net.inference.make_predictor`
     (OSS-Net coarse-to-fine in its default mode, a U-Net densely) and compared with the label on the model grid."""
     from oss_net.inference import make_predictor
+    from oss_net.inference.classes import model_grid_masks
     from oss_net.metrics import dice, iou
 
     was_training = model.training  # Predictor switches the model to eval mode
@@ -82,12 +86,12 @@ def dense_validation(model: nn.Module, cases: Iterable, amp: str) -> dict[str, f
     try:
         predictor = make_predictor(model, amp=amp)
         for case in cases:
-            mask = predictor.predict_case(case).mask_model_grid  # [*volume_shape] bool
-            label = torch.from_numpy(case.label > 0)
+            # [*volume_shape] bool foreground, or [K, *volume_shape] per class or region (oss_net.inference.classes)
+            mask, label = model_grid_masks(model.config, predictor.predict_case(case), case)
             dices.append(dice(mask, label))
             ious.append(iou(mask, label))
     finally:
         model.train(was_training)
     if not dices:
         return {}
-    return {"val/dense_dice": sum(dices) / len(dices), "val/dense_iou": sum(ious) / len(ious)}
+    return {DENSE_DICE: sum(dices) / len(dices), DENSE_IOU: sum(ious) / len(ious)}

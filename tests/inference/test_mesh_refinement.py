@@ -1,4 +1,4 @@
-"""Mesh refinement through a real OSS-Net decoder (reference §8.3): needs double backward through the PAU."""
+"""Mesh refinement through a real OSS-Net decoder (docs/reference.md §8.3): needs double backward through the PAU."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""refine_vertices: moves a coarse sphere onto an analytic occupancy's 0.5 level set (reference §8.3)."""
+"""refine_vertices: moves a coarse sphere onto an analytic occupancy's 0.5 level set (docs/reference.md §8.3)."""
 from __future__ import annotations
 
 from typing import Callable

@@ -1,4 +1,4 @@
-"""Configurations: names and aliases, the derived sizes of reference §1.2 and §2.4, validation errors."""
+"""Configurations: names and aliases, the derived sizes of docs/reference.md §1.2 and §2.4, validation errors."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,7 +8,7 @@ import pytest
 from oss_net.data.layout import PAPER_DATASETS
 from oss_net.models import CONFIG_NAMES, ConfigError, OSSNetConfig, demo_config, get_config
 
-# Decoder input width (BraTS, LiTS) of reference §1.2.
+# Decoder input width (BraTS, LiTS) of docs/reference.md §1.2.
 DECODER_INPUT_WIDTHS = {
     "vanilla_o_net": (323, 515),
     "vanilla_o_net_wide": (323, 515),

@@ -1,4 +1,4 @@
-"""Parameter counts equal the reference's exact hand count (§1.2); PAU sites; optimizer groups."""
+"""Parameter counts equal the exact hand count of docs/reference.md §1.2; PAU sites; optimizer groups."""
 from __future__ import annotations
 
 import pytest
@@ -7,7 +7,7 @@ import torch
 from oss_net.models import build_model, count_parameters, count_pau_modules, demo_config, get_config, parameter_groups
 from pade_activation_unit import PAU
 
-# config: (BraTS total, LiTS total, BraTS PAUs, LiTS PAUs), reference §1.2.
+# config: (BraTS total, LiTS total, BraTS PAUs, LiTS PAUs), docs/reference.md §1.2.
 REFERENCE = {
     "vanilla_o_net": (3_309_313, 4_394_453, 19, 21),
     "O-Net": (6_890_753, 9_057_237, 19, 21),
@@ -16,7 +16,7 @@ REFERENCE = {
     "C": (8_695_733, 10_866_490, 25, 28),
     "D": (8_704_653, 10_866_833, 25, 28),
 }
-# Encoder / decoder split of the reference (rounded to 1e3 there).
+# Encoder / decoder split of docs/reference.md §1.2 (rounded to 1e3 there).
 ENCODER_THOUSANDS = {("brats", "plain"): 907, ("lits", "plain"): 911, ("brats", "skip"): 2358, ("lits", "skip"): 2369}
 
 

@@ -1,4 +1,4 @@
-"""Shape flow of reference §2.4 at the paper's sizes, on the meta device (shapes only, nothing computed)."""
+"""Shape flow of docs/reference.md §2.4 at the paper's sizes, on the meta device (shapes only, nothing computed)."""
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,4 @@
-"""The pure-PyTorch reference and the module: known values, the closed forms of the reference sheet, errors."""
+"""The pure-PyTorch reference and the module: known values, the closed forms of docs/reference.md §10, errors."""
 from __future__ import annotations
 
 import pytest
@@ -29,7 +29,7 @@ def test_leaky_relu_init_reproduces_the_reference_values() -> None:
 
 
 def test_leaky_relu_init_far_field_slope() -> None:
-    # Reference sheet §10.1: outside [-3, 3] F behaves like a5/|b4| x: F(-10) = -2.27, F(10) = 7.83.
+    # docs/reference.md §10.1: outside [-3, 3] F behaves like a5/|b4| x: F(-10) = -2.27, F(10) = 7.83.
     module = PAU().double()
     assert [round(v, 2) for v in module(torch.tensor([-10.0, 10.0], dtype=torch.float64)).tolist()] == [-2.27, 7.83]
 
@@ -53,7 +53,7 @@ def test_version_a_has_no_poles(backend: str | None) -> None:
 
 
 def test_gradients_follow_the_reference_sheet_formulas() -> None:
-    """§10.2 written out, with sgn(0) = 0; b_3 = 0 exercises sgn(b_k) = 0 in version A."""
+    """docs/reference.md §10.2 written out, with sgn(0) = 0; b_3 = 0 exercises sgn(b_k) = 0 in version A."""
     a = torch.tensor([0.1, -0.4, 0.3, 0.2, -0.05, 0.02], dtype=torch.float64)
     b = torch.tensor([0.5, -0.7, 0.0, 0.3], dtype=torch.float64)
     x = torch.tensor([-2.0, -0.5, 0.0, 0.7, 1.9], dtype=torch.float64)

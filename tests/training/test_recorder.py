@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from oss_net.training.recorder import CSV_NAME, COLUMNS, PLOT_NAME, Recorder, read_metrics_csv
 
-ROWS = [(1, 0, "train/loss", 0.5), (1, 0, "train/lr", 0.001), (2, 0, "train/loss", 0.25), (3, 1, "val/dice", 0.75)]
+ROWS = [(1, 0, "train/loss", 0.5), (1, 0, "train/lr", 0.001), (2, 0, "train/loss", 0.25), (3, 1, "val/sampled_dice", 0.75)]
 
 
 def _record(run_dir, rows=ROWS, **options) -> Recorder:

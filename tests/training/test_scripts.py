@@ -50,7 +50,7 @@ def test_every_script_has_paper_settings_and_trains_one_iteration(dataset, synth
         code, argv, stderr = _record(script, tmp_path, [root, *SMOKE, "--output_dir", str(output)], {})
         assert code == 0, stderr
         assert argv[0] == str(REPO / "train_oss_net.py")
-        assert {"--train", "--test"} <= set(argv)
+        assert {"--train", "--test", "--paper"} <= set(argv)
         assert (_value(argv, "--epochs"), _value(argv, "--training_samples")) == ("50", "16384")
         assert _value(argv, "--batch_size") == ("8" if dataset == "bra_ts" else "4")  # the smoke override comes later
         assert ("--uniform_sampling" in argv) == (dataset == "bra_ts")

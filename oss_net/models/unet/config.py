@@ -28,7 +28,7 @@ _VARIANTS: dict[str, dict[str, Any]] = {
     "unet3d": {"channels": (16, 32, 64, 128, 256), "strides": (2, 2, 2, 2)},
     "unet2d": {"channels": (32, 64, 128, 256, 512), "strides": (2, 2, 2, 2)},
 }
-# Best slicing orientation of the paper's 2D U-Net (reference §13.1): BraTS depth-wise (array axis 2),
+# Best slicing orientation of the paper's 2D U-Net (docs/reference.md §13.1): BraTS depth-wise (array axis 2),
 # LiTS width-wise (taken here as array axis 1; which array axis the paper called width is unverified).
 _SLICE_AXIS: dict[str, int] = {"brats": 2, "lits": 1}
 LITS_UNET3D_INPUT_SHAPE: tuple[int, int, int] = (224, 224, 224)

@@ -1,7 +1,7 @@
 """The two baselines behind one interface, and their model kind "unet" (dense: see `oss_net.models.is_dense`).
 
 The 3D net sees the whole volume (``input_shape``; the paper trained the LiTS 3D U-Net at 224^3 because
-512^3 would need >110 GB, then upsampled its prediction to 512^3, reference §13.2). The 2D net folds the
+512^3 would need >110 GB, then upsampled its prediction to 512^3, docs/reference.md §13.2). The 2D net folds the
 slices along ``slice_axis`` into the batch, runs a 2D U-Net on each, and stacks the answers back, so a
 "volume" of any number of slices goes through; training uses ``training_slices`` random slices per volume.
 """

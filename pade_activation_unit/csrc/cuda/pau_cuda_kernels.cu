@@ -8,7 +8,7 @@
 // double every kFlushEvery packs, the block reduces its threads with a fixed shuffle tree and a fixed
 // loop over warps into partials[block][slot], and a second kernel adds the blocks in index order. No
 // atomics anywhere, so the result has the same bits every run. Shared memory is a static
-// [kSlots][warps] array indexed by compile-time bounds (the original sized it wrongly, reference §10.3).
+// [kSlots][warps] array indexed by compile-time bounds (the original sized it wrongly, docs/reference.md §10.3).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>

@@ -1,0 +1,286 @@
+"""Label modes: what the network predicts from a label map, and how its outputs become a label map again.
+
+- "binary" (the paper's): one sigmoid output, foreground = every non-zero label value.
+- "regions": K independent sigmoid outputs for possibly overlapping regions, each a set of label
+  values (nnU-Net's region-based training). BraTS default: WT = {1, 2, 4}, TC = {1, 4}, ET = {4}.
+- "exclusive": a softmax over background + K classes, each a set of label values that no other
+  class shares (LiTS liver / tumour, FLARE liver / kidney / spleen / pancreas).
+
+A `LabelScheme` is the mode plus its class definitions; the model configuration stores both
+(`OSSNetConfig.label_mode`, `OSSNetConfig.class_labels`). Outputs: the decoder gives
+`scheme.outputs` values per point (K, or K + 1 with the background first in exclusive mode); the
+segmentation head gives `scheme.classes_count` sigmoid channels ("class present in the cell").
+Label maps are written with the dataset's own values: regions are painted in their order, each with
+the one value it does not share with a later region (BraTS: WT \\ TC -> 2, TC \\ ET -> 1, ET -> 4,
+as the BraTS tools do); exclusive maps take the likeliest output, background included.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from oss_net.data.errors import DatasetError
+
+LABEL_MODES = ("binary", "regions", "exclusive")
+DEFAULT_LABEL_MODE = "binary"
+BRATS_REGIONS: tuple[tuple[str, tuple[int, ...]], ...] = (("WT", (1, 2, 4)), ("TC", (1, 4)), ("ET", (4,)))
+LITS_REGIONS: tuple[tuple[str, tuple[int, ...]], ...] = (("liver", (1, 2)), ("tumour", (2,)))
+BACKGROUND = "background"
+
+ClassLabels = tuple[tuple[str, tuple[int, ...]], ...]  # (name, label values) per class or region
+
+
+class LabelValueError(DatasetError):
+    """A label map holding values that no class of the label mode accounts for."""
+
+
+class LabelModeError(DatasetError, ValueError):
+    """A label mode whose classes cannot work (overlapping exclusive classes, a region without a value of its own)."""
+
+
+def normalize_class_labels(class_labels: Any) -> ClassLabels:
+    """Lists or dicts (from JSON, checkpoints, dataset.json) as a tuple of (name, (values, ...)) pairs."""
+    pairs = class_labels.items() if isinstance(class_labels, dict) else (class_labels or ())
+    normalized = []
+    for name, values in pairs:
+        values = values if isinstance(values, (list, tuple)) else (values,)
+        normalized.append((str(name), tuple(int(v) for v in values)))
+    return tuple(normalized)
+
+
+def label_mode_problems(mode: str, class_labels: ClassLabels, outputs: int) -> list[str]:
+    """Every inconsistency of a label mode, its classes and the decoder's output count (empty: consistent).
+
+    Binary keeps any output count (a legacy softmax with several outputs); the other modes need
+    K regions / classes and K (regions) or K + 1 (exclusive) outputs.
+    """
+    if mode not in LABEL_MODES:
+        return [f"label_mode must be one of {LABEL_MODES}, got {mode!r}"]
+    if mode == "binary":
+        return [] if not class_labels else [f"label_mode 'binary' takes no class_labels, got {class_labels}"]
+    problems = []
+    if not class_labels:
+        problems.append(f"label_mode {mode!r} needs class_labels (name, values) for each class")
+    names = [name for name, _ in class_labels]
+    if len(set(names)) != len(names) or BACKGROUND in names:
+        problems.append(f"class names must be distinct and not {BACKGROUND!r}, got {names}")
+    if any(not values or min(values) < 1 for _, values in class_labels):
+        problems.append(f"every class needs label values >= 1 (0 is the background), got {class_labels}")
+    expected = len(class_labels) + (1 if mode == "exclusive" else 0)
+    if outputs != expected:
+        problems.append(f"label_mode {mode!r} with {len(class_labels)} classes needs number_of_classes = {expected}, "
+                        f"got {outputs}")
+    if mode == "exclusive":
+        values = [v for _, vs in class_labels for v in vs]
+        if len(set(values)) != len(values):
+            problems.append(f"exclusive classes may not share label values, got {class_labels}")
+    elif class_labels and any(len(own) != 1 for own in _own_values(class_labels)):
+        problems.append(f"each region needs exactly one label value that no later region has, to write label maps "
+                        f"(order the regions from the largest), got {class_labels}")
+    return problems
+
+
+def _own_values(class_labels: ClassLabels) -> list[set[int]]:
+    """Per region, its values that no later region has (the value it paints in a label map)."""
+    return [set(values) - {v for _, later in class_labels[i + 1:] for v in later}
+            for i, (_, values) in enumerate(class_labels)]
+
+
+@dataclass(frozen=True)
+class LabelScheme:
+    """A label mode with its classes; `scheme_of(config)` gives a model's."""
+
+    mode: str = DEFAULT_LABEL_MODE
+    class_labels: ClassLabels = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "class_labels", normalize_class_labels(self.class_labels))
+        problems = label_mode_problems(self.mode, self.class_labels, self.outputs)
+        if problems:
+            raise LabelModeError("; ".join(problems))
+
+    @property
+    def classes_count(self) -> int:
+        """K: 1 (binary foreground) or the number of regions / classes."""
+        return max(len(self.class_labels), 1)
+
+    @property
+    def outputs(self) -> int:
+        """Decoder outputs: K, or K + 1 (background first) in exclusive mode."""
+        return self.classes_count + (1 if self.mode == "exclusive" else 0)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The class or region names, K of them ("foreground" in binary mode)."""
+        return tuple(name for name, _ in self.class_labels) or ("foreground",)
+
+    @property
+    def label_values(self) -> frozenset[int] | None:
+        """The values a label map may hold (None in binary mode: the dataset reader checks those)."""
+        if self.mode == "binary":
+            return None
+        return frozenset({0, *(v for _, values in self.class_labels for v in values)})
+
+    def check_values(self, label: np.ndarray | torch.Tensor, source: Any) -> None:
+        """Raise LabelValueError naming `source` when `label` holds a value of no class."""
+        allowed = self.label_values
+        if allowed is None:
+            return
+        present = {int(v) for v in torch.unique(torch.as_tensor(np.asarray(label) if isinstance(label, np.ndarray)
+                                                                   else label)).tolist()}
+        bad = sorted(present - allowed)
+        if bad:
+            raise LabelValueError(f"{source}: label values {bad} belong to no {self.mode} class of "
+                                  f"{dict(self.class_labels)} (allowed: {sorted(allowed)})")
+
+    def class_masks(self, label: torch.Tensor) -> torch.Tensor:
+        """bool [..., K, D, H, W] of label [..., D, H, W]: where each class or region is (binary: label > 0)."""
+        if self.mode == "binary":
+            return (label > 0).unsqueeze(-4)
+        masks = [torch.isin(label, torch.tensor(values, dtype=label.dtype, device=label.device))
+                 for _, values in self.class_labels]
+        return torch.stack(masks, dim=-4)
+
+    def targets(self, label: torch.Tensor) -> torch.Tensor:
+        """float32 [..., outputs, D, H, W] per-voxel targets: multi-hot (binary, regions) or one-hot with the
+        background first (exclusive), the same layout as the decoder's outputs."""
+        masks = self.class_masks(label).to(torch.float32)
+        if self.mode != "exclusive":
+            return masks
+        background = 1.0 - masks.sum(dim=-4, keepdim=True)
+        return torch.cat([background, masks], dim=-4)
+
+    def point_targets(self, label: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+        """float32 [N, outputs] targets of label [D, H, W] at the nearest voxel of coords [N, 3]."""
+        from oss_net.data.sampling import nearest_voxel
+
+        index = nearest_voxel(coords, label.shape)  # [N, 3]
+        values = label[index[:, 0], index[:, 1], index[:, 2]]  # [N]
+        return self.targets(values.reshape(-1, 1, 1, 1))[..., 0, 0, 0]
+
+    def segmentation_target(self, label: torch.Tensor, output_shape: Sequence[int]) -> torch.Tensor:
+        """[B, K, *output_shape] float32: 1 where any voxel of the cell belongs to the class or region."""
+        masks = self.class_masks(label).to(torch.float32)  # [B, K, D, H, W]
+        return F.adaptive_max_pool3d(masks, tuple(int(s) for s in output_shape))
+
+    def border_band(self, label: np.ndarray | torch.Tensor) -> np.ndarray:
+        """bool [D, H, W]: the union of the border bands of every class or region of label [D, H, W]."""
+        from oss_net.data.borders import compute_border
+
+        masks = self.class_masks(torch.as_tensor(np.asarray(label)))  # [K, D, H, W]
+        band = np.zeros(masks.shape[1:], dtype=bool)
+        for mask in masks:
+            band |= compute_border(mask)
+        return band
+
+    def class_probabilities(self, occupancy: np.ndarray) -> np.ndarray:
+        """[K, *S] per-class probabilities of decoder outputs occupancy [outputs, *S] (the background dropped)."""
+        return occupancy[1:] if self.mode == "exclusive" else occupancy
+
+    def label_map(self, occupancy: np.ndarray, threshold: float) -> np.ndarray:
+        """uint8 [*S] label map with the dataset's values from decoder outputs occupancy [outputs, *S]."""
+        if self.mode == "binary":
+            return (occupancy[0] > threshold).astype(np.uint8)
+        labels = np.zeros(occupancy.shape[1:], dtype=np.uint8)
+        if self.mode == "exclusive":
+            winner = occupancy.argmax(axis=0)
+            for index, (_, values) in enumerate(self.class_labels, start=1):
+                labels[winner == index] = values[0]
+            return labels
+        for own, probability in zip(_own_values(self.class_labels), occupancy):
+            labels[probability > threshold] = own.pop()
+        return labels
+
+    def label_map_masks(self, label_map: np.ndarray) -> np.ndarray:
+        """bool [K, *S] class masks of a label map with the dataset's values (the inverse of `label_map`)."""
+        return self.class_masks(torch.as_tensor(np.asarray(label_map).astype(np.int64))).numpy()
+
+
+def scheme_of(config: Any) -> LabelScheme:
+    """The label scheme of a model configuration (binary for one without the fields, e.g. a U-Net)."""
+    return LabelScheme(getattr(config, "label_mode", DEFAULT_LABEL_MODE), getattr(config, "class_labels", ()))
+
+
+def default_class_labels(mode: str, dataset: str, labels: dict[str, Any]) -> ClassLabels:
+    """The classes of `mode` for a dataset with labels {name: value | (values)} (`DatasetInfo.labels`).
+
+    regions: the dataset's regions when its labels list some (nnU-Net dataset.json), the BraTS and
+    LiTS nested regions, else one region per label. exclusive: one class per label (regions refused).
+    """
+    if mode == "binary":
+        return ()
+    named = [(name, value) for name, value in labels.items() if name != BACKGROUND and value != 0]
+    has_regions = any(isinstance(value, tuple) for _, value in named)
+    if mode == "regions":
+        if has_regions:
+            return normalize_class_labels(named)
+        if dataset == "brats":
+            return BRATS_REGIONS
+        if dataset == "lits":
+            return LITS_REGIONS
+        return normalize_class_labels(named)
+    if mode == "exclusive":
+        if has_regions:
+            raise DatasetError(f"{dataset}: the dataset's labels are regions (lists of values), which overlap: "
+                               "use --label_mode regions")
+        return normalize_class_labels(named)
+    raise LabelModeError(f"label_mode must be one of {LABEL_MODES}, got {mode!r}")
+
+
+def config_with_label_mode(config: Any, mode: str, labels: dict[str, Any] | None = None) -> Any:
+    """`config` predicting the classes of `mode` for a dataset with `labels` (`DatasetInfo.labels`).
+
+    Binary returns `config` itself (unchanged). The other modes widen the decoder's last layer and
+    the segmentation head; a U-Net baseline has neither and is refused.
+    """
+    import dataclasses
+
+    if mode == "binary":
+        return config
+    if not hasattr(config, "label_mode"):
+        raise DatasetError(f"{config.name}: label_mode {mode!r} needs an OSS-Net configuration "
+                           "(the U-Net baselines predict one class)")
+    scheme = LabelScheme(mode, default_class_labels(mode, config.dataset, dict(labels or {})))
+    return dataclasses.replace(config, label_mode=mode, class_labels=scheme.class_labels,
+                               number_of_classes=scheme.outputs)
+
+
+def class_segmentation_target(config: Any, label: torch.Tensor) -> torch.Tensor:
+    """The auxiliary head's target [B, K, *encoder_output_shape] of a batch's label maps [B, D, H, W].
+
+    Binary: `sampling.segmentation_target` of the foreground (as the paper); otherwise one channel per
+    class or region of `config`'s label mode.
+    """
+    from oss_net.data.sampling import segmentation_target
+
+    scheme = scheme_of(config)
+    if scheme.mode == "binary":
+        return segmentation_target(label, config.encoder_output_shape)
+    return scheme.segmentation_target(label, config.encoder_output_shape)
+
+
+def class_label_and_border(scheme: LabelScheme, raw_label: np.ndarray, border: torch.Tensor | None, source: Any
+                           ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A training item's label [D, H, W] uint8 with the dataset's values (checked against the scheme's
+    classes, errors naming `source`) and, when a border band is used, that band joined with the union
+    of every class's band (so points are drawn near every class boundary)."""
+    raw = np.asarray(raw_label)
+    scheme.check_values(raw, source)
+    label = torch.from_numpy(raw.astype(np.uint8))
+    if border is not None:
+        border = border.to(torch.bool) | torch.from_numpy(scheme.border_band(raw))
+    return label, border
+
+
+def training_label_mode(config: Any, mode: str, dataset: str, root: Any) -> Any:
+    """`config_with_label_mode` with the labels of the dataset at `root` (`oss_net.data.layouts.dataset_info`);
+    binary returns `config` unchanged without reading anything."""
+    if mode == "binary":
+        return config
+    from oss_net.data.layouts import dataset_info
+
+    return config_with_label_mode(config, mode, dict(dataset_info(dataset, root).labels))

@@ -1,0 +1,296 @@
+"""Several classes and regions (label modes): targets, losses, sampling, refinement and writers for K = 3."""
+from __future__ import annotations
+
+import json
+import math
+from types import SimpleNamespace
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from oss_net.data import OSSNetDataset, compute_border, discover, load_case
+from oss_net.data.label_modes import (BRATS_REGIONS, LabelScheme, LabelValueError, class_label_and_border,
+                                      config_with_label_mode, default_class_labels)
+from oss_net.inference import InferenceSettings, Predictor
+from oss_net.inference.predictor import Prediction
+from oss_net.inference.runner import write_case
+from oss_net.models import Encoding, OSSNetConfig, build_model, count_parameters, demo_config
+from oss_net.models.config import ConfigError
+from oss_net.training.loss import training_loss
+
+REGIONS = LabelScheme("regions", BRATS_REGIONS)
+FLARE_LABELS = {"background": 0, "liver": 1, "kidney": 2, "spleen": 3}
+EXCLUSIVE = LabelScheme("exclusive", default_class_labels("exclusive", "flare", FLARE_LABELS))
+
+
+def brats_label() -> torch.Tensor:
+    """[12, 12, 12] nested BraTS labels: edema 2 around a core of necrosis 1 around enhancing 4."""
+    label = torch.zeros(12, 12, 12, dtype=torch.uint8)
+    label[2:10, 2:10, 2:10] = 2
+    label[4:8, 4:8, 4:8] = 1
+    label[5:7, 5:7, 5:7] = 4
+    return label
+
+
+# ---------------------------------------------------------------- label modes
+
+
+def test_brats_regions_targets_are_nested_multi_hot():
+    targets = REGIONS.targets(torch.tensor([0, 1, 2, 4]).reshape(4, 1, 1, 1))[..., 0, 0, 0]  # [4, 3] WT, TC, ET
+    assert targets.tolist() == [[0, 0, 0], [1, 1, 0], [1, 0, 0], [1, 1, 1]]
+    assert REGIONS.names == ("WT", "TC", "ET") and REGIONS.outputs == 3
+
+
+def test_exclusive_targets_are_one_hot_with_the_background_first():
+    targets = EXCLUSIVE.targets(torch.tensor([0, 1, 2, 3]).reshape(4, 1, 1, 1))[..., 0, 0, 0]  # [4, 4]
+    assert torch.equal(targets, torch.eye(4)) and EXCLUSIVE.outputs == 4 and EXCLUSIVE.classes_count == 3
+
+
+def test_point_targets_take_the_nearest_voxel():
+    label = brats_label()
+    coords = torch.tensor([[0.0, 0.0, 0.0], [5.6, 5.4, 6.2], [4.0, 4.2, 3.9], [2.4, 2.0, 9.4]])  # bg, ET, TC, WT
+    assert REGIONS.point_targets(label, coords).tolist() == [[0, 0, 0], [1, 1, 1], [1, 1, 0], [1, 0, 0]]
+
+
+def test_brats_regions_label_map_round_trip():
+    """Regions back to {0, 1, 2, 4}: ET -> 4, TC without ET -> 1, WT without TC -> 2 (the BraTS rule)."""
+    label = brats_label().numpy()
+    probabilities = REGIONS.targets(torch.from_numpy(label)).numpy() * 0.8 + 0.1  # [3, *S], away from 0.5
+    assert np.array_equal(REGIONS.label_map(probabilities, 0.5), label)
+    assert np.array_equal(REGIONS.label_map_masks(label), REGIONS.class_masks(torch.from_numpy(label)).numpy())
+
+
+def test_exclusive_label_map_takes_the_likeliest_output():
+    label = np.array([0, 1, 2, 3, 3], dtype=np.uint8).reshape(5, 1, 1)
+    probabilities = EXCLUSIVE.targets(torch.from_numpy(label)).numpy() * 0.6 + 0.1  # [4, 5, 1, 1]
+    probabilities[:, 4, 0, 0] = [0.3, 0.3, 0.0, 0.4]  # no class above one half: the likeliest one wins
+    assert EXCLUSIVE.label_map(probabilities, 0.5).reshape(-1).tolist() == [0, 1, 2, 3, 3]
+
+
+def test_bad_label_values_name_the_file():
+    with pytest.raises(LabelValueError, match=r"case_1/seg\.nii\.gz: label values \[3, 7\] belong to no regions class"):
+        REGIONS.check_values(np.array([0, 1, 3, 7, 4]), "case_1/seg.nii.gz")
+    EXCLUSIVE.check_values(np.array([0, 1, 2, 3]), "fine")
+
+
+@pytest.mark.parametrize(("mode", "classes", "message"), [
+    ("regions", (("WT", (1, 2)), ("TC", (1, 2))), "exactly one label value that no later region has"),
+    ("exclusive", (("liver", (1,)), ("tumour", (1, 2))), "may not share label values"),
+    ("regions", (), "needs class_labels"),
+    ("binary", (("WT", (1,)),), "takes no class_labels"),
+    ("nested", (), "label_mode must be one of"),
+])
+def test_inconsistent_label_modes_are_refused(mode, classes, message):
+    with pytest.raises(ValueError, match=message):
+        LabelScheme(mode, classes)
+
+
+def test_dataset_json_regions_select_regions_and_refuse_exclusive():
+    labels = {"background": 0, "whole tumor": (1, 2, 3), "tumor core": (2, 3), "enhancing tumor": (3,)}
+    assert default_class_labels("regions", "nnunet", labels)[0] == ("whole tumor", (1, 2, 3))
+    with pytest.raises(Exception, match="use --label_mode regions"):
+        default_class_labels("exclusive", "nnunet", labels)
+
+
+# ---------------------------------------------------------------- configuration
+
+
+def test_binary_configuration_is_unchanged_and_old_dicts_load():
+    config = demo_config("C")
+    assert config_with_label_mode(config, "binary") is config
+    old = config.to_dict()
+    del old["label_mode"], old["class_labels"]
+    assert OSSNetConfig.from_dict(old) == config
+
+
+def test_k_classes_widen_only_the_last_layer_and_the_segmentation_head():
+    config = demo_config("C")
+    regions = config_with_label_mode(config, "regions")
+    exclusive = config_with_label_mode(demo_config("C", "lits"), "exclusive", {"background": 0, "liver": 1, "tumour": 2})
+    assert OSSNetConfig.from_dict(regions.to_dict()) == regions and regions.number_of_classes == 3
+    assert exclusive.number_of_classes == 3 and exclusive.class_labels == (("liver", (1,)), ("tumour", (2,)))
+    head = config.encoder_channels[-1][1] * 5**3  # the 5^3 segmentation head's weights per output channel
+    added = count_parameters(build_model(regions)) - count_parameters(build_model(config))
+    assert added == 2 * config.decoder_width + 2 * head
+    with pytest.raises(ConfigError, match="needs number_of_classes = 4, got 3"):
+        OSSNetConfig.from_dict({**regions.to_dict(), "label_mode": "exclusive"})
+
+
+def test_regions_are_independent_sigmoids_and_exclusive_a_softmax():
+    for mode, sums_to_one in (("regions", False), ("exclusive", True)):
+        model = build_model(config_with_label_mode(demo_config("O-Net"), mode, {"a": 1, "b": 2, "c": 4})).eval()
+        with torch.no_grad():
+            probabilities, _ = model(torch.randn(1, 4, 64, 64, 40), torch.rand(1, 50, 3) * 39)
+        assert torch.allclose(probabilities.sum(-1), torch.ones(1, 50)) == sums_to_one
+
+
+# ---------------------------------------------------------------- loss
+
+
+def test_region_loss_is_the_bce_of_every_region():
+    occupancy = torch.tensor([[[0.5, 0.25, 0.5], [0.5, 0.5, 0.75]]])  # [1, 2, 3]
+    labels = torch.tensor([[[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]])
+    total, point_loss, auxiliary = training_loss(occupancy, labels, None, None, 0.1)
+    expected = (4 * math.log(2) - math.log(0.75) - math.log(0.25)) / 6
+    assert point_loss.item() == pytest.approx(expected) and auxiliary is None
+
+
+def test_exclusive_loss_is_the_cross_entropy_of_the_softmax():
+    occupancy = torch.tensor([[[0.5, 0.25, 0.25, 0.0], [0.1, 0.1, 0.1, 0.7]]])  # [1, 2, 4] background + 3
+    labels = torch.tensor([[[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]]])
+    segmentation, target = torch.full((1, 3, 2, 2, 2), 0.5), torch.ones(1, 3, 2, 2, 2)
+    total, point_loss, auxiliary = training_loss(occupancy, labels, segmentation, target, 0.1, exclusive=True)
+    assert point_loss.item() == pytest.approx((-math.log(0.25) - math.log(0.7)) / 2)
+    assert total.item() == pytest.approx(point_loss.item() + 0.1 * math.log(2))
+
+
+def test_shape_mismatch_is_an_error_not_a_broadcast():
+    with pytest.raises(ValueError, match=r"occupancy has shape \[1, 2, 3\] but the point labels have shape \[1, 2, 1\]"):
+        training_loss(torch.full((1, 2, 3), 0.5), torch.ones(1, 2, 1), None, None, 0.1)
+    with pytest.raises(ValueError, match=r"segmentation has shape \[1, 3, 2, 2, 2\] but the segmentation target"):
+        training_loss(torch.full((1, 2, 3), 0.5), torch.ones(1, 2, 3), torch.full((1, 3, 2, 2, 2), 0.5),
+                      torch.ones(1, 1, 2, 2, 2), 0.1)
+
+
+def test_segmentation_target_has_a_channel_per_region():
+    target = REGIONS.segmentation_target(brats_label()[None], (3, 3, 3))  # [1, 3, 3, 3, 3], cells of 4^3
+    assert target.shape == (1, 3, 3, 3, 3)
+    assert target[0].sum(dim=(1, 2, 3)).tolist() == [27, 1, 1]  # WT (2..9) reaches every cell, TC and ET the centre
+
+
+# ---------------------------------------------------------------- sampling
+
+
+def test_border_band_is_the_union_of_every_region_band():
+    label = torch.zeros(40, 40, 40, dtype=torch.uint8)
+    label[2:38, 2:38, 2:38] = 2  # WT boundary far (> 7 voxels) from the core
+    label[17:23, 17:23, 17:23] = 4  # ET = TC: a boundary deep inside WT
+    band = REGIONS.border_band(label)
+    whole = compute_border(label)
+    assert not whole[20, 20, 20] and band[20, 20, 20]  # the core's boundary band, absent from WT's
+    expected = whole | compute_border(label == 4)
+    assert np.array_equal(band, expected)
+
+
+def test_dataset_items_carry_region_targets_and_border_points_near_every_region(synthetic_brats_root):
+    config = config_with_label_mode(demo_config("C"), "regions")
+    cases = discover("brats", synthetic_brats_root, "train")[:1]
+    item = OSSNetDataset(cases, config, samples=2048, border_balance=1.0, seed=3)[0]
+    label = item["label"].long()
+    assert item["labels"].shape == (2048, 3) and set(torch.unique(label).tolist()) <= {0, 1, 2, 4}
+    assert torch.equal(item["labels"], REGIONS.point_targets(label, item["coords"]))
+    band = torch.from_numpy(REGIONS.border_band(label))
+    index = item["coords"].round().long()
+    assert bool(band[index[:, 0], index[:, 1], index[:, 2]].all())  # every point drawn from the union band
+
+
+def test_a_training_label_with_a_value_of_no_class_is_refused():
+    """The dataset's readers check BraTS/LiTS values; a label mode with fewer classes checks its own."""
+    label = brats_label().numpy()
+    scheme = LabelScheme("exclusive", (("edema", (2,)), ("enhancing", (4,))))  # no class for necrosis (1)
+    with pytest.raises(LabelValueError, match=r"seg\.nii\.gz: label values \[1\] belong to no exclusive class"):
+        class_label_and_border(scheme, label, None, "seg.nii.gz")
+    same, band = class_label_and_border(REGIONS, label, torch.zeros(label.shape, dtype=torch.bool), "seg.nii.gz")
+    assert torch.equal(same, torch.from_numpy(label)) and np.array_equal(band.numpy(), REGIONS.border_band(label))
+
+
+# ---------------------------------------------------------------- refinement through the predictor
+
+
+class RegionOracle(nn.Module):
+    """A K-output model whose decoder reads a fixed dense field [outputs, *volume_shape]."""
+
+    kind = "test_region_oracle"
+
+    def __init__(self, config: OSSNetConfig, field: torch.Tensor) -> None:
+        super().__init__()
+        self.config = config
+        self.field = field
+        self.anchor = nn.Parameter(torch.zeros(()))  # the predictor reads the device from the parameters
+
+    def encode(self, volume: torch.Tensor) -> Encoding:
+        foreground = self.field[-3:] if self.config.label_mode == "regions" else self.field[1:]
+        segmentation = F.adaptive_max_pool3d((foreground > 0.5).float()[None], self.config.encoder_output_shape)
+        return Encoding(volume.new_zeros(1, self.config.number_of_latents, self.config.latent_size), segmentation)
+
+    def decode(self, coords, encoding, patches=None, chunk_size=None, logits=False):  # [1, N, 3] -> [1, N, K]
+        index = coords[0].round().long()
+        return self.field[:, index[:, 0], index[:, 1], index[:, 2]].t()[None]
+
+
+def soft_balls(shape, centre, radii) -> torch.Tensor:
+    """[len(radii), *shape] soft nested balls (probability 1/2 on each sphere)."""
+    grid = torch.stack(torch.meshgrid(*[torch.arange(s, dtype=torch.float32) for s in shape], indexing="ij"), dim=-1)
+    distance = (grid - torch.tensor(centre)).norm(dim=-1)
+    return torch.stack([torch.sigmoid(2.0 * (r - distance)) for r in radii])
+
+
+@pytest.mark.parametrize("mode", ["standard", "prior"])
+@pytest.mark.parametrize("label_mode", ["regions", "exclusive"])
+def test_refinement_equals_dense_thresholding_per_class(mode, label_mode):
+    config = config_with_label_mode(demo_config("C"), label_mode, {"a": 1, "b": 2, "c": 4})
+    balls = soft_balls(config.volume_shape, (30.0, 28.0, 20.0), (13.5, 8.3, 4.6))
+    if label_mode == "exclusive":  # a softmax-like field: shells of classes 1..3 around each other
+        inner = torch.cat([balls[1:], torch.zeros_like(balls[:1])])
+        shells = (balls - inner).clamp(min=0)
+        field = torch.cat([(1 - balls[0])[None], shells])
+    else:
+        field = balls
+    predictor = Predictor(RegionOracle(config, field), mode=mode)
+    prediction = predictor.predict(torch.zeros(4, *config.volume_shape))
+    assert prediction.occupancy.shape == field.shape
+    assert torch.equal(prediction.occupancy > 0.5, field > 0.5)
+    assert prediction.points_evaluated < 0.5 * field[0].numel()
+
+
+# ---------------------------------------------------------------- writers
+
+
+def test_region_case_files_round_trip_the_brats_labels(synthetic_brats_root, tmp_path):
+    """A perfect region prediction is written as the case's own 0/1/2/4 label map, with a probability
+    map and meshes per region and per-region metrics of 1."""
+    config = config_with_label_mode(demo_config("C"), "regions")
+    files = discover("brats", synthetic_brats_root, "val")[0]
+    case = load_case(files, config, with_border=False)
+    probabilities = REGIONS.targets(torch.from_numpy(np.asarray(case.raw_label).astype(np.int64)))  # [3, *S]
+    prediction = Prediction(occupancy=probabilities, mode="standard", seconds=0.1, points_evaluated=7,
+                            runs={"standard": {"seconds": 0.1, "points_evaluated": 7}})
+    settings = InferenceSettings(load_model="unused.pt", dataset_path=str(synthetic_brats_root), save_probabilities=True,
+                                 mesh_format=("ply",), overlay=False)
+    record = write_case(tmp_path, files, case, prediction, SimpleNamespace(config=config), settings)
+    written = np.asarray(nib.load(str(tmp_path / f"{files.case_id}_mask.nii.gz")).dataobj)
+    original = np.asarray(nib.load(str(files.label)).dataobj)
+    assert set(np.unique(original).tolist()) == {0, 1, 2, 4} and np.array_equal(written, original)
+    for name in ("WT", "TC", "ET"):
+        assert (tmp_path / f"{files.case_id}_probability_{name}.nii.gz").is_file()
+        assert (tmp_path / f"{files.case_id}_occupancy_{name}.nii.gz").is_file()
+        assert (tmp_path / f"{files.case_id}_{name}_prediction.ply").is_file()
+        assert (tmp_path / f"{files.case_id}_{name}_label.ply").is_file()
+        assert record[f"dice_{name}"] == pytest.approx(1.0)
+    assert record["dice"] == pytest.approx(1.0) and record["label_mode"] == "regions"
+
+
+# ---------------------------------------------------------------- the regions demo, end to end
+
+
+@pytest.mark.slow
+def test_regions_demo_trains_predicts_and_prints_a_region_table(tmp_path, capsys):
+    from oss_net.demo import main
+
+    out = tmp_path / "demo"
+    assert main(["--output_dir", str(out), "--cases", "3", "--epochs", "1", "--max_iterations", "1",
+                 "--training_samples", "256", "--label_mode", "regions"]) == 0
+    printed = capsys.readouterr().out
+    table = printed[printed.index("per class / region"):].splitlines()
+    assert [line.split()[0] for line in table[2:]] == ["WT", "TC", "ET"]
+    summary = json.loads((out / "inference" / "summary.json").read_text())
+    assert {"dice_WT", "dice_TC", "dice_ET", "iou_ET"} <= set(summary[-1])  # (an undefined HD95 mean is left out)
+    case = summary[0]["case"]
+    folder = out / "inference" / case
+    mask = np.asarray(nib.load(str(folder / f"{case}_mask.nii.gz")).dataobj)
+    assert set(np.unique(mask).tolist()) <= {0, 1, 2, 4}
+    assert all((folder / f"{case}_{name}_prediction.obj").is_file() for name in ("WT", "TC", "ET"))
