@@ -14,7 +14,9 @@ from typing import Any, Mapping
 
 from oss_net.compat import COMPAT_MODES, DEFAULT_COMPAT
 from oss_net.data.label_modes import DEFAULT_LABEL_MODE, LABEL_MODES
+from oss_net.data.errors import DatasetError
 from oss_net.data.layout import DATASETS, PAPER_DATASETS, canonical_dataset
+from oss_net.data.layouts import detect_dataset
 from oss_net.io import OSSNetError
 from oss_net.precision import AMP_MODES
 from oss_net.training.loss import SEGMENTATION_LOSS_FACTOR
@@ -136,6 +138,16 @@ class TrainSettings:
         return dataclasses.replace(self, **changes)
 
 
+def detected_dataset(dataset_path: str | None) -> str:
+    """The dataset whose layout `dataset_path` has (`--dataset` omitted); BraTS, the original's default, when unclear."""
+    if dataset_path is None:
+        return "brats"
+    try:
+        return detect_dataset(dataset_path)
+    except DatasetError:
+        return "brats"  # discovery then reports what is wrong with the folder
+
+
 def resolve_settings(values: Mapping[str, Any]) -> TrainSettings:
     """Fill the preset-dependent fields left as None and build `TrainSettings`.
 
@@ -147,7 +159,7 @@ def resolve_settings(values: Mapping[str, Any]) -> TrainSettings:
     from oss_net.models import canonical_network_name
 
     values = {key: value for key, value in values.items() if value is not None}
-    dataset = canonical_dataset(values.get("dataset", "brats"))
+    dataset = canonical_dataset(values["dataset"]) if "dataset" in values else detected_dataset(values.get("dataset_path"))
     if "network_config" in values:
         values["network_config"] = canonical_network_name(values["network_config"])  # "C" and "full" are one run
     preset = (DEMO_PRESET if values.get("demo", False) else PAPER_PRESET)[dataset]

@@ -113,3 +113,13 @@ def test_settings_round_trip_through_dict():
     assert type(settings).from_dict(settings.to_dict()) == settings
     with pytest.raises(SettingsError, match="unknown training settings: bogus"):
         type(settings).from_dict({**settings.to_dict(), "bogus": 1})
+
+
+def test_the_dataset_is_detected_from_the_folder_when_dataset_is_omitted(tmp_path) -> None:
+    from oss_net.data.synthetic_layouts import write_layout_dataset
+
+    root = write_layout_dataset("flare", tmp_path / "flare", cases=2)
+    assert resolve_settings({"dataset_path": str(root)}).dataset == "flare"
+    assert resolve_settings({"dataset_path": str(tmp_path / "missing")}).dataset == "brats"  # discovery reports it later
+    assert resolve_settings({}).dataset == "brats"
+    assert resolve_settings({"dataset": "LiTS", "dataset_path": str(root)}).dataset == "lits"  # a given --dataset wins
