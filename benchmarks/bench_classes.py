@@ -16,7 +16,7 @@ import statistics
 
 import torch
 
-from benchmarks.bench_decoder import interleaved_seconds
+from benchmarks.common import interleaved_seconds
 from benchmarks.common import bench_main, benchmark_device, format_table, write_result
 from oss_net.data.label_modes import config_with_label_mode
 from oss_net.data.patches import PATCH_SIZE

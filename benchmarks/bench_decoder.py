@@ -16,13 +16,12 @@ rounds, so load from other jobs on a shared machine hits both alike; "ms" is the
 from __future__ import annotations
 
 import statistics
-import time
 from typing import Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.common import bench_main, benchmark_device, format_table, write_result
+from benchmarks.common import bench_main, benchmark_device, format_table, interleaved_seconds, write_result
 from oss_net.data.patches import PATCH_SIZE
 from oss_net.inference.defaults import CHUNK_SIZE
 from oss_net.models import Encoding, build_model, get_config
@@ -51,21 +50,6 @@ def decoder_call(device: torch.device, points: int, overrides: dict) -> tuple[Ca
     with FlopCounterMode(display=False) as counter:
         decode()
     return decode, float(counter.get_total_flops())
-
-
-def interleaved_seconds(steps: dict[str, Callable[[], object]], rounds: int, warmup: int,
-                        synchronize: Callable[[], None] | None) -> dict[str, list[float]]:
-    """Seconds of each step over `rounds` rounds that run every step once, after `warmup` rounds."""
-    samples: dict[str, list[float]] = {name: [] for name in steps}
-    for round_index in range(warmup + rounds):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            step()
-            if synchronize:
-                synchronize()
-            if round_index >= warmup:
-                samples[name].append(time.perf_counter() - start)
-    return samples
 
 
 def run(size: str = "cpu", smoke: bool = False) -> dict:

@@ -18,12 +18,11 @@ forward and forward+backward, as achieved GB/s against the device's copy bandwid
 from __future__ import annotations
 
 import statistics
-import time
 from typing import Callable
 
 import torch
 
-from benchmarks.common import bench_main, format_table, time_call, write_result
+from benchmarks.common import bench_main, format_table, interleaved_seconds, time_call, write_result
 from pade_activation_unit import PAU, active_backend, backend_state, pau, pau_reference
 
 BYTES_FORWARD = 8  # per float32 element: read x, write y
@@ -50,18 +49,6 @@ def implementations(device: str, smoke: bool) -> dict[str, Callable]:
     if not smoke:
         candidates["compiled reference"] = torch.compile(pau_reference, fullgraph=True)
     return candidates
-
-
-def interleaved_seconds(steps: dict[str, Callable[[], object]], rounds: int, warmup: int) -> dict[str, list[float]]:
-    """Wall-clock seconds of each step over `rounds` rounds that run every step once, after `warmup` rounds."""
-    samples: dict[str, list[float]] = {name: [] for name in steps}
-    for round_index in range(warmup + rounds):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            step()
-            if round_index >= warmup:
-                samples[name].append(time.perf_counter() - start)
-    return samples
 
 
 def cpu_rows(section: str, elements: int, samples: dict[str, list[float]]) -> list[dict]:

@@ -34,6 +34,24 @@ def time_call(fn: Callable[[], object], repeats: int = 5, warmup: int = 1, synch
     return statistics.median(samples)
 
 
+def interleaved_seconds(steps: dict[str, Callable[[], object]], rounds: int, warmup: int,
+                        synchronize: Callable[[], None] | None = None) -> dict[str, list[float]]:
+    """Seconds of each step over `rounds` rounds that run every step once, after `warmup` rounds.
+
+    Interleaving makes a burst of load from other jobs on a shared machine hit every step alike.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in steps}
+    for round_index in range(warmup + rounds):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            if synchronize:
+                synchronize()
+            if round_index >= warmup:
+                samples[name].append(time.perf_counter() - start)
+    return samples
+
+
 def format_table(rows: Sequence[dict], columns: Sequence[str] | None = None) -> str:
     """A markdown table of dict rows (floats shown with 4 significant digits)."""
     if not rows:

@@ -18,7 +18,7 @@ import traceback
 
 from benchmarks.common import RESULTS_DIR, format_table
 
-BENCHMARKS = ("pau", "model", "data", "train", "infer", "memory", "chunks")
+BENCHMARKS = ("pau", "decoder", "model", "data", "train", "infer", "classes", "memory", "chunks")
 
 
 def run_all(size: str, smoke: bool, names: tuple[str, ...] = BENCHMARKS) -> dict[str, dict]:

@@ -26,3 +26,12 @@ def test_format_table_rounds_floats_and_leaves_missing_cells_empty():
     table = format_table([{"model": "C", "train_GiB": 2.0 / 3.0}, {"model": "D"}])
     assert table.splitlines() == ["| model | train_GiB |", "|---|---|", "| C | 0.6667 |", "| D |  |"]
     assert format_table([]) == "(no rows)"
+
+
+def test_interleaved_seconds_runs_every_step_once_per_round_and_keeps_the_rounds_after_warmup() -> None:
+    from benchmarks.common import interleaved_seconds
+
+    calls: list[str] = []
+    samples = interleaved_seconds({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=3, warmup=2)
+    assert calls == ["a", "b"] * 5  # interleaved: a burst of load hits both alike
+    assert {name: len(seconds) for name, seconds in samples.items()} == {"a": 3, "b": 3}
