@@ -259,8 +259,6 @@ TRAIN_VALUES = ("training checks every header up front but reads voxel values in
 NOT_YET = {
     ("bad_label_values", "evaluate"): "oss-net-evaluate knows no dataset label set: any non-negative integer is a label",
     **{(kind, "train"): TRAIN_VALUES for kind in ("bad_label_values", "float_labels", "nan_image", "truncated_file")},
-    ("read_only_output", "borders"): "a new --output folder on a read-only file system is reported as 'does not exist "
-                                     "(create it first)', not as read-only",
 }
 
 

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from oss_net.data.errors import DatasetError
 from oss_net.data.layout import CaseFiles, border_file_name, default_border_path, discover
 from oss_net.data.nifti import check_same_grid, read_header, read_label
-from oss_net.io import WriteError, atomic_save_nifti, check_output_folder, missing_folder_message, write_error
+from oss_net.io import atomic_save_nifti, check_output_folder, write_error
 
 DILATION = 13  # cube side of the dilation (max-pool kernel 13, stride 1, padding 6)
 
@@ -48,9 +48,7 @@ def generate_borders(dataset: str, root: str | Path, output: str | Path | None =
     """
     if output is not None:
         output = Path(output)
-        if not output.is_dir():
-            raise WriteError(missing_folder_message(output))
-        check_output_folder(output)
+        check_output_folder(output)  # created, with its parents, when the first map is written
     cases = discover(dataset, root, "all")
     written = []
     with tqdm(cases, desc=f"borders ({dataset})", unit="case", disable=not progress) as bar:  # closed on error too
@@ -60,7 +58,7 @@ def generate_borders(dataset: str, root: str | Path, output: str | Path | None =
                 check_stored_border(case, target)
                 continue
             try:
-                target.parent.mkdir(exist_ok=True)
+                target.parent.mkdir(parents=True, exist_ok=True)
             except OSError as error:
                 raise write_error(error, target.parent) from error
             write_border(case, dataset, target, device)
