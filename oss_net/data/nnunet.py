@@ -47,13 +47,19 @@ def read_json(path: Path) -> dict[str, Any]:
     return record
 
 
-def read_nnunet_info(root: Path) -> DatasetInfo:
-    """The DatasetInfo of an nnU-Net v2 raw dataset; every missing or malformed field in one DatasetError."""
+def read_dataset_json(root: Path, fields: tuple[str, ...]) -> tuple[Path, dict]:
+    """`root`'s dataset.json and its path; every missing field of `fields` named in one DatasetError."""
     path = root / DATASET_JSON
     record = read_json(path)
-    missing = [name for name in NNUNET_FIELDS if name not in record]
+    missing = [name for name in fields if name not in record]
     if missing:
         raise DatasetError(f"{path}: missing field(s) {', '.join(repr(m) for m in missing)}")
+    return path, record
+
+
+def read_nnunet_info(root: Path) -> DatasetInfo:
+    """The DatasetInfo of an nnU-Net v2 raw dataset; every missing or malformed field in one DatasetError."""
+    path, record = read_dataset_json(root, NNUNET_FIELDS)
     return DatasetInfo(root.name, _indexed_names(record["channel_names"], "channel_names", path),
                        parse_labels(record["labels"], str(path)), str(record["file_ending"]),
                        _count(record["numTraining"], "numTraining", path))
@@ -61,11 +67,7 @@ def read_nnunet_info(root: Path) -> DatasetInfo:
 
 def read_msd_info(root: Path) -> DatasetInfo:
     """The DatasetInfo of a Decathlon task: channels from `modality`, labels from {"value": "name"}."""
-    path = root / DATASET_JSON
-    record = read_json(path)
-    missing = [name for name in MSD_FIELDS if name not in record]
-    if missing:
-        raise DatasetError(f"{path}: missing field(s) {', '.join(repr(m) for m in missing)}")
+    path, record = read_dataset_json(root, MSD_FIELDS)
     labels = record["labels"]
     if not isinstance(labels, dict) or not all(str(k).isdigit() for k in labels):
         raise DatasetError(f"{path}: 'labels' must map label values to names, got {labels!r}")
