@@ -35,8 +35,10 @@ test-fast: build
 bench: build
 	$(PY) -m benchmarks.run --size cpu
 
-bench-gpu: build
-	$(PY) -m benchmarks.run --size gpu
+# On a GPU machine: build, CUDA tests, compute-sanitizer, PAU GB/s, BraTS s/volume, Table-2 memory in < 8 min.
+# No venv: the machine's own python3 and torch (PYTHON=... to choose), and no downloads (it may be offline).
+bench-gpu:
+	bash benchmarks/gpu_check.sh
 
 clean:
 	rm -rf pade_activation_unit/_build demo_output demo_regions_output benchmarks/results

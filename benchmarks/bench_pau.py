@@ -11,9 +11,11 @@ hits all of them alike; each row gives the median ("ms") and the fastest round (
 is the row's median over the kernel's median (how many times faster the kernel is). The memory traffic
 floor is 20 bytes per element (forward reads x and writes y; backward reads x and the gradient and writes
 grad_x): about 84 MB, ~8 ms at 10 GB/s.
-GPU (only with a CUDA device and the built CUDA kernel): the decoder's shape [8*2^14, 512] float32,
-forward and forward+backward, as achieved GB/s against the device's copy bandwidth (measured with
-`clone`) and its nominal DRAM peak where known, and against torch.compile(reference).
+GPU (only with a CUDA device and the built CUDA kernel; `bandwidth_section`): the decoder's shape
+[8*2^14, 512] float32, forward and forward+backward, timed with CUDA events, as achieved GB/s and as a
+percentage of two peaks: the achievable one (a 1 GiB device-to-device `clone` in the same run) and the
+theoretical DRAM bandwidth (memory clock x bus width from torch, else the datasheet); and against
+torch.compile(reference). benchmarks/gpu_check.sh runs this section alone.
 """
 from __future__ import annotations
 
@@ -27,6 +29,11 @@ from pade_activation_unit import PAU, active_backend, backend_state, pau, pau_re
 
 BYTES_FORWARD = 8  # per float32 element: read x, write y
 BYTES_FORWARD_BACKWARD = 20  # plus read x and grad_out, write grad_x
+BANDWIDTH_SHAPE = (8 * 2**14, 512)  # decoder-scale PAU input: 2^26 float32, 256 MiB, far beyond any cache
+SMOKE_BANDWIDTH_SHAPE = (8 * 2**6, 512)
+COPY_BYTES = 2**30  # the tensor cloned for the achievable peak: 1 GiB
+SMOKE_COPY_BYTES = 2**24
+# Datasheet DRAM bandwidth (GB/s) by device name, for torch builds that report no memory clock.
 NOMINAL_DRAM_GBPS = {"H100 80GB HBM3": 3350.0, "H100 PCIe": 2000.0, "H200": 4800.0, "A100-SXM4-80GB": 2039.0,
                      "A100-SXM4-40GB": 1555.0, "A100 80GB PCIe": 1935.0, "L40S": 864.0, "RTX 4090": 1008.0}
 
@@ -100,36 +107,84 @@ def cpu_section(smoke: bool) -> tuple[list[dict], dict]:
     return rows, ratios
 
 
-def gpu_section(smoke: bool) -> tuple[list[dict], dict]:
-    shape = (8 * 2**10, 512) if smoke else (8 * 2**14, 512)
+def dram_peak_gbps(properties: object, device_name: str) -> tuple[float | None, str]:
+    """The theoretical DRAM bandwidth (GB/s) and where it comes from: the device's memory clock and bus
+    width as torch reports them (two transfers per clock), else the datasheet table, else unknown.
+
+    `properties` is a `torch.cuda.get_device_properties` result; older torch (and CUDA 13 builds that
+    leave the clock at 0) lack the fields, hence the table."""
+    clock_khz = getattr(properties, "memory_clock_rate", 0) or 0
+    bus_bits = getattr(properties, "memory_bus_width", 0) or 0
+    if clock_khz and bus_bits:
+        return 2 * clock_khz * 1e3 * bus_bits / 8 / 1e9, f"{clock_khz / 1e3:.0f} MHz x {bus_bits}-bit bus x 2"
+    nominal = next((gbps for name, gbps in NOMINAL_DRAM_GBPS.items() if name in device_name), None)
+    return nominal, "datasheet" if nominal else "unknown"
+
+
+def device_seconds(step: Callable[[], object], device: torch.device, repeats: int, warmup: int) -> float:
+    """Seconds per call of step: on a GPU by CUDA events around `repeats` back-to-back calls (host overhead
+    hidden behind the queue, as in a real decoder), on the CPU the median of `repeats` timed calls."""
+    if device.type != "cuda":
+        return time_call(step, repeats=repeats, warmup=warmup)
+    for _ in range(warmup):
+        step()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    torch.cuda.synchronize(device)
+    start.record()
+    for _ in range(repeats):
+        step()
+    end.record()
+    torch.cuda.synchronize(device)
+    return start.elapsed_time(end) / 1e3 / repeats
+
+
+def copy_gbps(device: torch.device, nbytes: int, repeats: int) -> float:
+    """The achievable peak: GB/s of cloning a float32 tensor of `nbytes` (read + write counted)."""
+    source = torch.empty(nbytes // 4, device=device)
+    seconds = device_seconds(source.clone, device, repeats=repeats, warmup=2)
+    return 2 * nbytes / seconds / 1e9
+
+
+def bandwidth_section(device: torch.device, smoke: bool) -> tuple[list[dict], dict]:
+    """PAU at the decoder-scale shape [8*2^14, 512] float32 (2^26 elements, 256 MiB; smoke: [8*2^6, 512]),
+    forward and forward+backward, as GB/s against the achievable peak (`copy_gbps` of a 1 GiB tensor, smoke
+    16 MiB, in the same run) and, on a GPU, the theoretical DRAM peak (`dram_peak_gbps`)."""
+    shape = SMOKE_BANDWIDTH_SHAPE if smoke else BANDWIDTH_SHAPE
     elements = shape[0] * shape[1]
-    x = torch.randn(shape, device="cuda") * 2
-    grad = torch.randn(shape, device="cuda")
-    module = PAU().cuda()
+    generator = torch.Generator().manual_seed(0)
+    x = (torch.randn(shape, generator=generator) * 2).to(device)
+    grad = torch.randn(shape, generator=generator).to(device)
+    module = PAU().to(device)
     a, b = module.numerator.detach(), module.denominator.detach()
-    sync = torch.cuda.synchronize
-    copy_seconds = time_call(lambda: x.clone(), repeats=20, warmup=3, synchronize=sync)
-    copy_gbps = BYTES_FORWARD * elements / copy_seconds / 1e9
-    peak = next((v for k, v in NOMINAL_DRAM_GBPS.items() if k in torch.cuda.get_device_name()), None)
+    repeats = 3 if smoke else 50
+    copy = copy_gbps(device, SMOKE_COPY_BYTES if smoke else COPY_BYTES, repeats)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    peak, peak_source = (None, "n/a on the CPU")
+    if device.type == "cuda":
+        peak, peak_source = dram_peak_gbps(torch.cuda.get_device_properties(device), name)
+    section = "gpu" if device.type == "cuda" else "cpu bandwidth"
     rows = []
-    for name, function in implementations("cuda", smoke).items():
-        leaves = (x, a, b)
+    for implementation, function in implementations(device.type, smoke).items():
+        if implementation == "cpu-kernel" and not backend_state().cpu_kernel:
+            continue
         for pass_name, step, traffic in (
-            ("fwd", lambda f=function: f(*leaves), BYTES_FORWARD),
+            ("fwd", lambda f=function: f(x, a, b), BYTES_FORWARD),
             ("fwd+bwd", forward_backward(function, x, a, b, grad), BYTES_FORWARD_BACKWARD),
         ):
             with torch.no_grad() if pass_name == "fwd" else torch.enable_grad():
-                seconds = time_call(step, repeats=20, warmup=3, synchronize=sync)
+                seconds = device_seconds(step, device, repeats=repeats, warmup=3)
             gbps = traffic * elements / seconds / 1e9
-            rows.append({"section": "gpu", "implementation": name, "shape": str(list(shape)), "pass": pass_name,
-                         "ms": seconds * 1e3, "GB/s": gbps, "of copy bandwidth": gbps / copy_gbps,
-                         "of nominal peak": gbps / peak if peak else None})
+            rows.append({"section": section, "implementation": implementation, "shape": str(list(shape)), "pass": pass_name,
+                         "ms": seconds * 1e3, "GB/s": gbps, "% of copy": 100 * gbps / copy,
+                         "% of DRAM peak": 100 * gbps / peak if peak else None})
     times = {(row["implementation"], row["pass"]): row["ms"] for row in rows}
-    ratios = {
-        f"kernel_vs_{name.split()[0]}_{p}": times[(name, p)] / times[("cuda-kernel", p)]
-        for name, p in times if name != "cuda-kernel"
+    kernel = "cuda-kernel" if device.type == "cuda" else "cpu-kernel"
+    ratios: dict = {
+        f"kernel_vs_{impl.split()[0]}_{p}": ms / times[(kernel, p)]
+        for (impl, p), ms in times.items() if impl != kernel and (kernel, p) in times
     }
-    ratios.update({"copy_GBps": copy_gbps, "nominal_peak_GBps": peak, "device": torch.cuda.get_device_name()})
+    ratios.update({"device": name, "shape": list(shape), "copy_GBps": copy, "dram_peak_GBps": peak,
+                   "dram_peak_source": peak_source})
     return rows, ratios
 
 
@@ -137,7 +192,7 @@ def run(size: str = "cpu", smoke: bool = False) -> dict:
     rows, ratios = cpu_section(smoke)
     result = {"backend": active_backend(), "threads": torch.get_num_threads(), "cpu": ratios}
     if torch.cuda.is_available() and backend_state().cuda_kernel:
-        gpu_rows, gpu_ratios = gpu_section(smoke)
+        gpu_rows, gpu_ratios = bandwidth_section(torch.device("cuda"), smoke)
         rows += gpu_rows
         result["gpu"] = gpu_ratios
     else:

@@ -53,3 +53,22 @@ def test_memory_smoke_writes_json_in_gib_and_meets_the_target(results_dir):
     assert c["param_state_GiB"] == pytest.approx(to_gib(4 * weights))
     assert c["train_total_GiB"] == pytest.approx(c["train_act_GiB"] + c["param_state_GiB"])
     assert (c["paper_train_GiB"], rows["unet3d"]["paper_train_GiB"]) == (2.59, 14.41)
+
+
+def test_rows_can_be_chosen_but_must_hold_c_and_the_3d_unet(results_dir, monkeypatch):
+    """`models`/`datasets` pick the rows (gpu_check: C and the 3D U-Net on both datasets); without matplotlib
+    the figures are still written and the plot is reported as skipped. Rows are stubbed: only `run` is tested."""
+    with pytest.raises(ValueError, match="models must include 'C' and 'unet3d'"):
+        bench_memory.run(size="cpu", models=("C", "A"))
+    activations = {"C": 2.0, "unet3d": 14.0}
+    monkeypatch.setattr(bench_memory, "cpu_row", lambda name, dataset: {"model": name, "dataset": dataset,
+                                                                          "train_act_GiB": activations[name]})
+    real_find_spec = bench_memory.importlib.util.find_spec
+    monkeypatch.setattr(bench_memory.importlib.util, "find_spec",
+                        lambda name, *args: None if name == "matplotlib" else real_find_spec(name, *args))
+    result = bench_memory.run(size="cpu", smoke=True, models=("C", "unet3d"), datasets=("brats", "lits"))
+    assert [(row["model"], row["dataset"]) for row in result["rows"]] == [
+        ("C", "brats"), ("unet3d", "brats"), ("C", "lits"), ("unet3d", "lits")]
+    assert result["ratio_unet3d_over_C_train_act_GiB"] == {"brats": 7.0, "lits": 7.0}
+    assert result["plot"] == "skipped: matplotlib not installed" and not (results_dir / "memory.png").exists()
+    assert json.loads((results_dir / "memory.json").read_text())["plot"] == result["plot"]

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
+import torch
 
 from benchmarks import bench_pau
 from pade_activation_unit import backend_state
@@ -24,3 +26,29 @@ def test_smoke_run_writes_rows_and_consistent_ratios(results_dir):
         assert result["cpu"]["kernel_vs_eager"] == pytest.approx(eager / kernel_ms)
     else:
         assert result["cpu"] == {}
+
+
+def test_dram_peak_from_memory_clock_and_bus_width_else_the_datasheet():
+    h100 = SimpleNamespace(memory_clock_rate=2_619_000, memory_bus_width=5120)  # kHz, bits: the H100 SXM's
+    gbps, source = bench_pau.dram_peak_gbps(h100, "NVIDIA H100 80GB HBM3")
+    assert gbps == pytest.approx(3352.32) and source == "2619 MHz x 5120-bit bus x 2"
+    no_clock = SimpleNamespace(memory_clock_rate=0, memory_bus_width=6144)  # CUDA 13 builds may report 0
+    assert bench_pau.dram_peak_gbps(no_clock, "NVIDIA H200") == (4800.0, "datasheet")
+    assert bench_pau.dram_peak_gbps(SimpleNamespace(), "Some GPU") == (None, "unknown")
+
+
+def test_bandwidth_section_rows_are_traffic_over_time_against_the_copy_peak(single_thread):
+    rows, ratios = bench_pau.bandwidth_section(torch.device("cpu"), smoke=True)
+    elements = bench_pau.SMOKE_BANDWIDTH_SHAPE[0] * bench_pau.SMOKE_BANDWIDTH_SHAPE[1]
+    kernel = {"cpu-kernel"} if backend_state().cpu_kernel else set()
+    assert {(row["implementation"], row["pass"]) for row in rows} == {
+        (name, p) for name in {"eager reference"} | kernel for p in ("fwd", "fwd+bwd")}
+    for row in rows:
+        traffic = bench_pau.BYTES_FORWARD if row["pass"] == "fwd" else bench_pau.BYTES_FORWARD_BACKWARD
+        assert row["GB/s"] == pytest.approx(traffic * elements / (row["ms"] / 1e3) / 1e9)
+        assert row["% of copy"] == pytest.approx(100 * row["GB/s"] / ratios["copy_GBps"])
+        assert row["% of DRAM peak"] is None  # no DRAM peak on the CPU
+    assert (ratios["dram_peak_GBps"], ratios["shape"]) == (None, list(bench_pau.SMOKE_BANDWIDTH_SHAPE))
+    if kernel:
+        ms = {(row["implementation"], row["pass"]): row["ms"] for row in rows}
+        assert ratios["kernel_vs_eager_fwd"] == pytest.approx(ms[("eager reference", "fwd")] / ms[("cpu-kernel", "fwd")])

@@ -47,6 +47,7 @@ def test_equals_scipy_on_a_synthetic_case(synthetic_lits_root):
     assert np.array_equal(compute_border(torch.from_numpy(label)), _scipy_border(label))
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_gpu_gives_the_same_map(synthetic_lits_root):
     label = np.asarray(nib.load(str(synthetic_lits_root / "segmentation-1.nii")).dataobj)

@@ -44,6 +44,7 @@ def test_gather_patches_equals_a_naive_gather(large):
     assert torch.allclose(patches, _naive_patches(volume, coords, large), atol=1e-12)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_gather_patches_on_gpu_equals_cpu():
     volume = torch.randn(1, 2, *SHAPE)
