@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from oss_net.data.nifti import read_label_map
+from oss_net.data.nifti import LABEL_VALUES, read_label_map
 from oss_net.io import OSSNetError, atomic_save_json, atomic_write, check_output_folder
 from oss_net.metrics import (
     BRATS_REGIONS,
@@ -59,7 +59,7 @@ def nifti_stem(path: Path) -> str | None:
 def case_files(folder: Path) -> dict[str, Path]:
     """Case id → NIfTI file: `<case>.nii(.gz)` in `folder`, else `<case>/<case>{_mask,_seg,_segm}.nii(.gz)`."""
     if not folder.is_dir():
-        raise EvaluationError(f"{folder}: not a folder")
+        raise EvaluationError(f"{folder}: not a folder (check the path)")
     found: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
         stem = nifti_stem(path)
@@ -73,23 +73,28 @@ def case_files(folder: Path) -> dict[str, Path]:
     return found
 
 
-def load_pair(pred_path: Path, label_path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(prediction, label, affine) as integer arrays on one grid, or one error naming both files."""
+def load_pair(pred_path: Path, label_path: Path, dataset: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(prediction, label, affine) as integer arrays on one grid, or one error naming both files.
+
+    `dataset` ("brats" for --regions): both files' values must be of its label set; else any non-negative
+    integer is a label.
+    """
     import nibabel as nib
 
     pred_image, label_image = nib.load(str(pred_path)), nib.load(str(label_path))
     if pred_image.shape != label_image.shape:
         raise EvaluationError(f"{pred_path} has shape {pred_image.shape} but its label {label_path} has "
-                              f"shape {label_image.shape}: a prediction must be on its label's grid")
+                              f"shape {label_image.shape}: a prediction must be on its label's grid (resample it onto that grid)")
     if 0 in label_image.shape:
         raise EvaluationError(f"{label_path}: empty volume, shape {label_image.shape} has a zero-size axis (and so has "
-                              f"its prediction {pred_path.name}); nothing to score")
+                              f"its prediction {pred_path.name}); nothing to score (re-export the files)")
     if not np.allclose(pred_image.affine, label_image.affine, atol=AFFINE_TOLERANCE_MM):
         raise EvaluationError(f"{pred_path} and its label {label_path} have different affines "
                               f"({pred_image.affine.round(4).tolist()} vs {label_image.affine.round(4).tolist()}): "
-                              "a prediction must be on its label's grid")
-    pred = read_label_map(pred_path).array.astype(np.int64)
-    label = read_label_map(label_path).array.astype(np.int64)
+                              "a prediction must be on its label's grid (resample it onto that grid)")
+    allowed = LABEL_VALUES[dataset] if dataset else None
+    pred = read_label_map(pred_path, allowed, dataset).array.astype(np.int64)
+    label = read_label_map(label_path, allowed, dataset).array.astype(np.int64)
     return pred, label, np.asarray(label_image.affine)
 
 
@@ -116,7 +121,7 @@ def structures(pred: np.ndarray, label: np.ndarray, pred_path: Path, labels: Seq
 def score_case(case: str, pred_path: Path, label_path: Path, labels: Sequence[int] | None,
                regions: Sequence[str] | None, tolerance_mm: float, nsd_definition: str) -> list[dict[str, Any]]:
     """One row per structure: case, structure, the metrics and the volumes."""
-    pred, label, affine = load_pair(pred_path, label_path)
+    pred, label, affine = load_pair(pred_path, label_path, "brats" if regions else None)
     spacing = spacing_from_affine(affine)
     rows = []
     for name, (pred_mask, label_mask) in structures(pred, label, pred_path, labels, regions).items():
@@ -159,7 +164,8 @@ def evaluate_folders(pred_dir: str | Path, label_dir: str | Path, output_dir: st
     paired = [case for case in references if case in predictions]
     if not paired:
         raise EvaluationError(f"no prediction in {pred_dir} matches a label in {label_dir} "
-                              f"({len(predictions)} predictions, {len(references)} labels, paired by file name)")
+                              f"({len(predictions)} predictions, {len(references)} labels, paired by file name); name each "
+                              "prediction as its label, <case>.nii.gz")
     rows: list[dict[str, Any]] = []
     for case in tqdm(paired, desc="evaluate", unit="case", disable=None):
         rows.extend(score_case(case, predictions[case], references[case], labels, regions, tolerance_mm, nsd_definition))

@@ -2,11 +2,12 @@
 
 Each cell breaks a copy of the small synthetic BraTS set (or the checkpoint, or the output folder), runs
 one command's `main(argv)` in-process (the same edge as the console script), and asserts the exit code,
-ONE error line naming the file and the problem, and that no file anywhere changed (dataset, output
-folder, predictions). `python -m oss_net.data.check` reports bad cases as a table with exit status 1
-instead of one line. The fault tests run real processes: two inference runs on one folder, a full disk
-(a small tmpfs in a private mount namespace), and SIGKILL during each kind of write, then --continue /
---resume. Run with `-s` to print the matrix as a table (kind × command → handled / xfail / FAILED / n/a).
+ONE error line naming the file, the problem and what to do (one of REMEDIES), and that no file anywhere
+changed (dataset, output folder, predictions). `python -m oss_net.data.check` reports bad cases as a
+table with exit status 1 instead of one line. The fault tests run real processes: two inference runs on
+one folder, a full disk (a small tmpfs in a private mount namespace), and SIGKILL during each kind of
+write, then --continue / --resume. Run with `-s` to print the matrix as a table (kind × command → handled / xfail / FAILED / n/a)
+and every cell's message.
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ COMMANDS = ("check", "borders", "train", "infer", "predict", "evaluate")
 TRAIN = ["--train", "--demo", "--cpu", "--uniform_sampling", "--batch_size", "1", "--training_samples", "64",
          "--max_iterations", "1", "--epochs", "1"]
 RESULTS: dict[tuple[str, str], str] = {}  # (kind, command) → outcome, printed as the table at the end
+MESSAGES: dict[tuple[str, str], str] = {}  # (kind, command) → the error line (or the check's first FAIL row), printed too
 
 
 # --------------------------------------------------------------------------------------------- the world
@@ -50,6 +52,7 @@ class World:
     preds: Path  # <case>.nii.gz predictions (for evaluate)
     labels: Path  # <case>.nii.gz labels (for evaluate)
     model: Path
+    evaluate_flags: tuple[str, ...] = ()  # what a kind adds to evaluate's command line
 
     @property
     def cases(self) -> list[Path]:
@@ -136,6 +139,8 @@ def _missing_modality(world: World, command: str) -> Expect:
 def _label_value(value: float, problem: str) -> Callable[[World, str], Expect]:
     def apply(world: World, command: str) -> Expect:
         targets = sorted(world.labels.iterdir()) if command == "evaluate" else world.files("*_seg.nii.gz")
+        if command == "evaluate" and value % 1 == 0:  # evaluate knows a label set with --regions only (see NOTES)
+            world.evaluate_flags = ("--regions", "WT", "TC", "ET")
         for path in targets:
             array = _voxels(path).astype(np.float32 if value % 1 else np.uint8)
             array[1, 1, 1] = value
@@ -230,8 +235,8 @@ def _checkpoint(key: str, problem: str) -> Callable[[World, str], Expect]:
 KINDS: dict[str, Kind] = {
     "missing_modality": Kind("a case folder without its t1ce file", ("check", "borders", "train", "infer", "predict"),
                              _missing_modality),
-    "bad_label_values": Kind("label value 7 (BraTS allows 0, 1, 2, 4)", ("check", "borders", "train", "infer", "evaluate"),
-                             _label_value(7, "label values [7] outside")),
+    "bad_label_values": Kind("label value 7 (BraTS allows 0, 1, 2, 4; evaluate with --regions)",
+                             ("check", "borders", "train", "infer", "evaluate"), _label_value(7, "label values [7] outside")),
     "float_labels": Kind("a label voxel of 0.5", ("check", "borders", "train", "infer", "evaluate"),
                          _label_value(0.5, "non-integer values")),
     "zero_size_volume": Kind("every file 0×48×32", COMMANDS, _zero_size),
@@ -253,12 +258,13 @@ KINDS: dict[str, Kind] = {
                                _checkpoint("corrupt", "not a")),
 }
 
-TRAIN_VALUES = ("training checks every header up front but reads voxel values in its first epoch, after writing "
-                "hyperparameters.json to the run folder (one clear line, exit 2)")
 # Cells not handled yet: (kind, command) → why. They run as xfail(strict=False) and show as such in the table.
-NOT_YET = {
-    ("bad_label_values", "evaluate"): "oss-net-evaluate knows no dataset label set: any non-negative integer is a label",
-    **{(kind, "train"): TRAIN_VALUES for kind in ("bad_label_values", "float_labels", "nan_image", "truncated_file")},
+NOT_YET: dict[tuple[str, str], str] = {}
+# Printed under the table: how a cell is run where the command's default would not see the input as bad.
+NOTES = {
+    ("bad_label_values", "evaluate"): "run with --regions (BraTS labels); without --regions or --labels evaluate "
+                                      "knows no label set and 7 is a label by design "
+                                      "(test_evaluate_without_a_label_set_scores_any_integer_label)",
 }
 
 
@@ -291,7 +297,7 @@ def _argv(world: World, command: str) -> list[str]:
         "infer": ["--load_model", str(world.model), "--dataset_path", str(world.root), "--output_dir", str(world.out), "--cpu"],
         "predict": ["-i", str(world.cases[0] if (world.root / BRATS_TRAINING).is_dir() else world.root), "-o", str(world.out),
                     "-m", str(world.model), "--cpu"],
-        "evaluate": [str(world.preds), str(world.labels), "-o", str(world.out)],
+        "evaluate": [str(world.preds), str(world.labels), "-o", str(world.out), *world.evaluate_flags],
     }[command]
 
 
@@ -301,6 +307,14 @@ def _main(command: str) -> Callable[[list[str]], int]:
     module = {"check": "oss_net.data.check", "train": "oss_net.training.cli", "infer": "oss_net.inference.cli",
               "predict": "oss_net.predict", "evaluate": "oss_net.evaluate"}[command]
     return importlib.import_module(module).main
+
+
+# What to do: every error line of the matrix holds one of these (the check's table lists problems instead).
+REMEDIES = ("check the path", "check --dataset_path", "fix them", "fix or remove them", "fix the label file",
+            "--skip_bad_cases", "choose another path", "use an earlier checkpoint", "re-export the file",
+            "resample", "save the labels as integers", "replace them with finite values", "copy or export",
+            "give one 3D volume", "give a model file", "give its folder", "give .nii", "give the folder",
+            "pass --dataset", "name each prediction", "expected a folder per case", "give a complete case folder")
 
 
 def _error_lines(err: str) -> list[str]:
@@ -317,14 +331,32 @@ def test_bad_input(kind: str, command: str, world: World, capsys) -> None:
     if command == "check" and expect.code == 1:  # the check's table: one FAIL row per case, naming file and problem
         assert code == 1, captured.err
         failed = [line for line in captured.out.splitlines() if "  FAIL  " in line]
+        MESSAGES[(kind, command)] = failed[0] if failed else captured.out
         assert failed and all(part in failed[0] for part in expect.parts), captured.out
     else:
         lines = _error_lines(captured.err)
+        MESSAGES[(kind, command)] = lines[0] if lines else captured.err
         assert code == expect.code, captured.err
         assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
         assert all(part in lines[0] for part in expect.parts), lines[0]
+        assert any(remedy in lines[0] for remedy in REMEDIES), f"no what-to-do in: {lines[0]}"
     assert _snapshot(world.base) == before, "files changed"
     RESULTS[(kind, command)] = "handled"
+
+
+def test_evaluate_without_a_label_set_scores_any_integer_label(world, capsys):
+    """By design, not a bad input: without --regions (BraTS) evaluate knows no label set, so 7 is foreground."""
+    from oss_net.evaluate import main
+
+    first = sorted(world.labels.iterdir())[0]
+    array = _voxels(first).astype(np.uint8)
+    array[array == 4] = 7
+    assert (array == 7).any()
+    _save_like(first, array)
+    assert main([str(world.preds), str(world.labels), "-o", str(world.out)]) == 0, capsys.readouterr().err
+    rows = json.loads((world.out / "summary.json").read_text())["per_case"]
+    case = next(row for row in rows if row["case"] == first.name.removesuffix(".nii.gz"))
+    assert case["structure"] == "foreground" and case["dice"] == 1.0  # prediction 4 and label 7 are both foreground
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -340,6 +372,8 @@ def matrix_table():
         lines.append(f"{kind:<{width}}  " + "  ".join(f"{v:<9}" for v in cells))
     run = [v for v in RESULTS.values() if v != "n/a" and v != "-"]
     lines.append(f"{sum(v == 'handled' for v in run)} of {len(run)} cells handled")
+    lines += [f"note: {kind} × {command}: {note}" for (kind, command), note in NOTES.items()]
+    lines += ["", "messages:"] + [f"{kind} × {command}: {text}" for (kind, command), text in sorted(MESSAGES.items())]
     print("\n".join(lines))
 
 

@@ -304,7 +304,8 @@ def test_check_runs_as_a_module_with_its_own_name(tmp_path):
     result = subprocess.run([sys.executable, "-m", "oss_net.data.check", str(tmp_path / "nowhere")],
                             capture_output=True, text=True, cwd=REPOSITORY, timeout=120)
     assert result.returncode == EXIT_BAD_INPUT
-    assert _lines(result.stderr) == [f"python -m oss_net.data.check: error: {tmp_path / 'nowhere'}: dataset folder not found"]
+    assert _lines(result.stderr) == [f"python -m oss_net.data.check: error: {tmp_path / 'nowhere'}: dataset folder not found "
+                                    "(check the path)"]
 
 
 def test_evaluate_refuses_an_empty_volume(tmp_path, capsys):

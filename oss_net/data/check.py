@@ -26,6 +26,7 @@ from oss_net.data.dataset_info import DatasetInfo
 from oss_net.data.layout import DATASETS, CaseFiles, brats_case_folders, canonical_dataset, discover_lits, read_brats_case
 from oss_net.data.layouts import EXTERNAL_DATASETS, detect_dataset, scan_layout
 from oss_net.data.nifti import check_same_grid, read_label
+from oss_net.data.scan import Problem
 
 
 @dataclass
@@ -49,13 +50,10 @@ def check_dataset(root: str | Path, dataset: str | None = None) -> list[CaseRepo
     dataset = canonical_dataset(dataset) if dataset else detect_dataset(root)
     reports = []
     if dataset == "brats":
-        for folder, labelled in brats_case_folders(root):
-            try:
-                case = read_brats_case(folder, labelled)
-            except DatasetError as error:
-                reports.append(CaseReport(folder.name, errors=[str(error)]))
-                continue
-            reports.append(check_case(case, dataset))
+        for labelled in (True, False):  # training folders, then the unlabelled validation folder
+            cases, rejected = discover_each(root, dataset, labelled)
+            reports += [CaseReport(problem.case_id, errors=[problem.message]) for problem in rejected]
+            reports += [check_case(case, dataset) for case in cases]
     elif dataset in EXTERNAL_DATASETS:
         try:
             scan = scan_layout(dataset, root, check_grids=False)  # check_case reads every file fully
@@ -74,6 +72,32 @@ def check_dataset(root: str | Path, dataset: str | None = None) -> list[CaseRepo
     if not reports:
         reports.append(CaseReport("*", errors=[f"{root}: no cases found"]))
     return reports
+
+
+def discover_each(root: str | Path, dataset: str, labelled: bool = True) -> tuple[list[CaseFiles], list[Problem]]:
+    """The cases discovery accepts, each found on its own, and a Problem for each case it rejects.
+
+    `labelled`: the labelled (training) cases, else the unlabelled (test) ones. Unlike `discover`, one bad
+    case folder does not hide the others, so a run can set the rejected cases aside (inference's
+    --skip_bad_cases). A layout problem of nnU-Net, Decathlon or FLARE21 may concern either part, so
+    every one is listed (those of no single case under "*"); LiTS pairs its files as a whole, so its
+    problems still raise.
+    """
+    dataset = canonical_dataset(dataset)
+    if dataset == "brats":
+        cases, problems = [], []
+        for folder, in_labelled_part in brats_case_folders(root):
+            if in_labelled_part != labelled:
+                continue
+            try:
+                cases.append(read_brats_case(folder, labelled))
+            except DatasetError as error:
+                problems.append(Problem(folder.name, str(error)))
+        return cases, problems
+    if dataset in EXTERNAL_DATASETS:
+        scan = scan_layout(dataset, root)
+        return list(scan.training if labelled else scan.test), list(scan.problems)
+    return (discover_lits(root, "all") if labelled else []), []
 
 
 def check_case(case: CaseFiles, dataset: str, info: DatasetInfo | None = None) -> CaseReport:

@@ -272,9 +272,10 @@ def _brats_folder_cases(folder: Path, labelled: bool, border_dir: str | Path | N
         except DatasetError as error:
             problems.append(str(error))
     if problems:
-        raise DatasetError(f"{len(problems)} bad case folder(s):\n" + "\n".join(problems))
+        raise DatasetError(f"{len(problems)} bad case folder(s) (fix or remove them):\n" + "\n".join(problems))
     if not cases:
-        raise DatasetError(f"{folder}: no BraTS case folders found")
+        raise DatasetError(f"{folder}: no BraTS case folders found (expected a folder per case holding its "
+                           f"<case>_flair.nii.gz, _t1, _t1ce and _t2 files)")
     return cases
 
 
@@ -359,7 +360,7 @@ def _check_split(split: str) -> None:
 def _existing_folder(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_dir():
-        raise DatasetError(f"{path}: dataset folder not found")
+        raise DatasetError(f"{path}: dataset folder not found (check the path)")
     return path
 
 

@@ -27,7 +27,7 @@ def scan_layout(dataset: str, root: str | Path, border_dir: str | Path | None = 
         raise DatasetError(f"{dataset!r} is not one of the layouts {', '.join(EXTERNAL_DATASETS)}")
     root = Path(root)
     if not root.is_dir():
-        raise DatasetError(f"{root}: dataset folder not found")
+        raise DatasetError(f"{root}: dataset folder not found (check the path)")
     return _SCANNERS[dataset](root, border_dir, check_grids)
 
 
@@ -73,7 +73,7 @@ def detect_dataset(root: str | Path) -> str:
     a TrainingImg folder (flare), BraTS 2020 folders or case folders (brats), LiTS volumes (lits)."""
     root = Path(root)
     if not root.is_dir():
-        raise DatasetError(f"{root}: dataset folder not found")
+        raise DatasetError(f"{root}: dataset folder not found (check the path)")
     if (root / DATASET_JSON).is_file():
         record = read_json(root / DATASET_JSON)
         if "channel_names" in record:

@@ -29,6 +29,7 @@ LABEL_VALUES: dict[str, frozenset[int]] = {
 
 
 MIN_AXIS_VOXELS = 2  # fewer along any axis is a single slice or voxel, not a volume to segment in 3D
+FIX_LABELS = "(fix the label file, or check it belongs to this dataset)"  # what to do about unknown label values
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,8 @@ def read_image(path: Path) -> Volume:
     array = _voxels(image, path).astype(np.float32, copy=False).reshape(shape)
     if not np.isfinite(array).all():
         bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
-        raise DatasetError(f"{path}: image contains {bad} NaN or Inf voxel(s)")
+        raise DatasetError(f"{path}: image contains {bad} NaN or Inf voxel(s) (replace them with finite values and "
+                           "save it again)")
     if array.min() == array.max():
         warnings.warn(f"{path}: constant image (every voxel is {array.flat[0]:g}); it carries no information",
                       RuntimeWarning, stacklevel=2)
@@ -81,19 +83,19 @@ def read_label_map(path: Path, allowed: Iterable[int] | None = None, dataset: st
     where = f" ({dataset})" if dataset else ""
     if raw.dtype.kind == "f":
         if not np.isfinite(raw).all() or not np.array_equal(raw, np.round(raw)):
-            raise DatasetError(f"{path}: label contains non-integer values{listed}")
+            raise DatasetError(f"{path}: label contains non-integer values{listed} (save the labels as integers)")
     if raw.size and raw.min() < 0:
-        raise DatasetError(f"{path}: label contains negative values{listed}")
+        raise DatasetError(f"{path}: label contains negative values{listed} (fix the label file)")
     largest = int(raw.max()) if raw.size else 0
     if allowed is not None and largest > max(allowed):
         found = sorted(int(v) for v in np.unique(raw) if int(v) not in allowed)
-        raise DatasetError(f"{path}: label values {found} outside {sorted(allowed)}{where}")
+        raise DatasetError(f"{path}: label values {found} outside {sorted(allowed)}{where} {FIX_LABELS}")
     label = raw.astype(np.uint8 if largest < 256 else np.int32, copy=False)
     if allowed is not None:
         present = np.flatnonzero(np.bincount(label.ravel(), minlength=max(allowed) + 1))
         unexpected = sorted(int(v) for v in present if int(v) not in allowed)
         if unexpected:
-            raise DatasetError(f"{path}: label values {unexpected} outside {sorted(allowed)}{where}")
+            raise DatasetError(f"{path}: label values {unexpected} outside {sorted(allowed)}{where} {FIX_LABELS}")
     return Volume(label, np.asarray(image.affine, dtype=np.float64), image.header.binaryblock, path)
 
 
@@ -101,16 +103,18 @@ def check_same_grid(reference: tuple[tuple[int, ...], np.ndarray, Path], other: 
     """Raise when two files of one case differ in shape or affine (they must share one voxel grid)."""
     (shape_a, affine_a, path_a), (shape_b, affine_b, path_b) = reference, other
     if tuple(shape_a) != tuple(shape_b):
-        raise DatasetError(f"{path_b}: shape {tuple(shape_b)} differs from {tuple(shape_a)} of {path_a.name}")
+        raise DatasetError(f"{path_b}: shape {tuple(shape_b)} differs from {tuple(shape_a)} of {path_a.name} "
+                           "(resample the files of a case onto one grid)")
     if not np.allclose(affine_a, affine_b, rtol=0.0, atol=1e-3):
-        raise DatasetError(f"{path_b}: affine differs from the affine of {path_a.name}")
+        raise DatasetError(f"{path_b}: affine differs from the affine of {path_a.name} "
+                           "(resample the files of a case onto one grid)")
 
 
 def _open(path: Path) -> nib.Nifti1Image:
     try:
         path.stat()  # is_file() alone says "no" for a file in a folder we may not enter, hiding the cause
     except FileNotFoundError:
-        raise DatasetError(f"{path}: file not found") from None
+        raise DatasetError(f"{path}: file not found (check the path)") from None
     except OSError as error:
         raise DatasetError(unreadable_message(path, error)) from None
     if not path.is_file():
@@ -120,7 +124,8 @@ def _open(path: Path) -> nib.Nifti1Image:
     except PermissionError as error:
         raise DatasetError(unreadable_message(path, error)) from None
     except Exception as error:  # nibabel raises many types for a damaged header
-        raise DatasetError(f"{path}: not a readable NIfTI file ({type(error).__name__}: {error})") from error
+        raise DatasetError(f"{path}: not a readable NIfTI file ({type(error).__name__}: {error}); "
+                           "copy or export it again") from error
 
 
 def unreadable_message(path: Path, error: OSError) -> str:
@@ -136,7 +141,8 @@ def _spatial_shape(shape: tuple[int, ...], path: Path) -> tuple[int, int, int]:
     while len(trimmed) > 3 and trimmed[-1] == 1:
         trimmed = trimmed[:-1]
     if len(trimmed) != 3:
-        raise DatasetError(f"{path}: expected a 3D volume, got shape {tuple(shape)} ({len(shape)}D)")
+        raise DatasetError(f"{path}: expected a 3D volume, got shape {tuple(shape)} ({len(shape)}D); give one 3D volume "
+                           "per file")
     check_spatial_shape(trimmed, path)
     return trimmed  # type: ignore[return-value]
 
@@ -155,4 +161,5 @@ def _voxels(image: nib.Nifti1Image, path: Path) -> np.ndarray:
     try:
         return np.asarray(image.dataobj)
     except (EOFError, OSError, ValueError, zlib.error) as error:
-        raise DatasetError(f"{path}: truncated or corrupt voxel data ({type(error).__name__}: {error})") from error
+        raise DatasetError(f"{path}: truncated or corrupt voxel data ({type(error).__name__}: {error}); copy or export "
+                           "the file again") from error

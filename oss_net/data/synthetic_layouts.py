@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
+from oss_net.data.errors import DataArgumentError
 from oss_net.data.flare import FLARE_IMAGES, FLARE_MASKS, FLARE_TEST
 from oss_net.io import atomic_save_json, atomic_save_nifti
 
@@ -40,10 +41,10 @@ def write_layout_dataset(layout: str, out: str | Path, cases: int = 4, shape: Se
     nnunet: ``out/Dataset901_SynthTumour``; msd: ``out/Task01_SynthTumour`` (4-D MRI); flare: `out` itself.
     """
     if layout not in LAYOUT_SHAPES:
-        raise ValueError(f"layout must be one of {', '.join(LAYOUT_SHAPES)}, got {layout!r}")
+        raise DataArgumentError(f"layout must be one of {', '.join(LAYOUT_SHAPES)}, got {layout!r}")
     shape = tuple(int(s) for s in (shape or LAYOUT_SHAPES[layout]))
     if len(shape) != 3 or min(shape) < 8:
-        raise ValueError(f"shape must be three sizes ≥ 8, got {shape}")
+        raise DataArgumentError(f"shape must be three sizes ≥ 8, got {shape}")
     if layout == "nnunet":
         return write_nnunet_dataset(out, cases, shape, seed, test_cases=test_cases)
     if layout == "msd":

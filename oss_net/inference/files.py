@@ -148,20 +148,20 @@ def resolve_inputs(inputs: Sequence[str | Path], config: Any) -> list[CaseFiles]
         elif path.is_file():
             files.append(path)
         else:
-            problems.append(f"{path}: no such file or folder")
+            problems.append(f"{path}: no such file or folder (check the path)")
     cases += file_cases(files, config, problems)
     problems += duplicate_problems(cases)
     for case in cases:
         problems += case_problems(case, config)
     if problems:
-        raise InferenceError(f"{len(problems)} problem(s) with the input: " + "; ".join(problems))
+        raise InferenceError(f"{len(problems)} problem(s) with the input, nothing written: " + "; ".join(problems))
     return cases
 
 
 def file_cases(paths: Sequence[Path], config: Any, problems: list[str]) -> list[CaseFiles]:
     """nnU-Net-named files grouped by case; any other files together are the channels of one case."""
     not_nifti = [p for p in paths if NIFTI_FILE.match(p.name) is None]
-    problems += [f"{p}: not a NIfTI file (.nii or .nii.gz)" for p in not_nifti]
+    problems += [f"{p}: not a NIfTI file; give .nii or .nii.gz files" for p in not_nifti]
     paths = [p for p in paths if p not in not_nifti]
     if not paths:
         return []
@@ -177,7 +177,7 @@ def folder_cases(folder: Path, config: Any, problems: list[str]) -> list[CaseFil
     if not niftis:
         subfolders = [e for e in entries if e.is_dir()]
         if not subfolders:
-            problems.append(f"{folder}: no NIfTI files (.nii, .nii.gz) in this folder")
+            problems.append(f"{folder}: no NIfTI files (.nii, .nii.gz) in this folder; give the folder holding the scans")
         return [case for sub in subfolders for case in folder_cases(sub, config, problems)]
     if all(NNUNET_CHANNEL_FILE.match(p.name) for p in niftis):
         return nnunet_cases(niftis, config, problems)
@@ -214,7 +214,7 @@ def brats_case(folder: Path, config: Any, problems: list[str]) -> CaseFiles | No
     try:
         found = read_brats_case(folder)
     except DatasetError as error:
-        problems.append(str(error))
+        problems.append(f"{error} (give a complete case folder, or its files with -i)")
         return None
     by_role = dict(zip(BRATS_MODALITIES, found.images))
     names = [name.casefold() for name in expected_channel_names(config) or BRATS_MODALITIES]

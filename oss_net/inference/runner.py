@@ -3,7 +3,8 @@
 Every check that can fail on user input (checkpoint, configuration, output folder, and the headers of
 every case file: dimensions, shapes, affines, channel count) runs before the first file is written,
 and every bad case is listed at once, so a bad call leaves nothing behind. With `skip_bad_cases`
-those cases are skipped instead, each with its reason in the summary. The voxel values (NaN/Inf,
+those cases are skipped instead, each with its reason in the summary, as are case folders that
+discovery rejects (a missing modality, say) where the split allows it. The voxel values (NaN/Inf,
 label values) are checked as each case is read: a case failing there is left out and the others
 still run (then the run fails, or with `skip_bad_cases` records it as skipped).
 
@@ -29,8 +30,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from oss_net.data.errors import DatasetError
 from oss_net.data.layout import SPLITS
-from oss_net.io import atomic_save_json, atomic_write, prepare_output_folder
+from oss_net.io import atomic_save_json, atomic_write, check_output_folder, prepare_output_folder
 from oss_net.meshing.extract import MESH_EDGE_MM, MIN_COMPONENT_VOXELS
 from oss_net.meshing.save import MESH_FORMATS, MESH_SPACES
 from oss_net.precision import AMP_MODES
@@ -153,7 +155,7 @@ def select_device(settings: InferenceSettings) -> torch.device:
 
 def load_checked_model(settings: InferenceSettings, device: torch.device) -> torch.nn.Module:
     """The checkpoint's model; `network_config` / `dataset`, when given, must match what it holds."""
-    from oss_net.data import DatasetError, canonical_dataset
+    from oss_net.data import canonical_dataset
     from oss_net.models import ConfigError, canonical_network_name, load_model
 
     model = load_model(settings.load_model, map_location=device)
@@ -188,8 +190,9 @@ def is_single_case(path: Path, dataset: str) -> bool:
         p.is_file() and brats_file_role(p.name) not in (None, "ignored") for p in path.iterdir())
 
 
-def find_cases(settings: InferenceSettings, dataset: str) -> list[Any]:
-    """The CaseFiles to process: one case folder / file, or a split of a dataset root.
+def find_cases(settings: InferenceSettings, dataset: str) -> tuple[list[Any], list[BadCase]]:
+    """The CaseFiles to process (one case folder / file, or a split of a dataset root), and the cases
+    discovery rejects when `skip_bad_cases` sets them aside (else such a case stops the run here).
 
     For --split train|val the case ids stored in the checkpoint by training are used when it holds them,
     so a model is scored on exactly its own validation cases whatever seed split them.
@@ -199,17 +202,54 @@ def find_cases(settings: InferenceSettings, dataset: str) -> list[Any]:
 
     path = Path(settings.dataset_path)
     if not path.exists():
-        raise InferenceError(f"{path}: dataset path does not exist")
+        raise InferenceError(f"{path}: dataset path does not exist (check --dataset_path)")
     if is_single_case(path, dataset):
-        return [discover_case_folder(path, dataset)]
+        return [discover_case_folder(path, dataset)], []
     split = stored_split(settings.load_model) if settings.split in ("train", "val") else None
-    if split is None or settings.split not in split:
-        cases = discover(dataset, path, settings.split)
-    else:
-        cases = cases_of_split(discover(dataset, path, "all"), split[settings.split], settings)
+    stored = None if split is None else split.get(settings.split)
+    try:
+        if stored is None:
+            cases, rejected = discover(dataset, path, settings.split), []
+        else:
+            cases, rejected = cases_of_split(discover(dataset, path, "all"), stored, settings), []
+    except DatasetError as error:
+        cases, rejected = cases_despite_rejected(settings, dataset, stored, error)
     if not cases:
-        raise InferenceError(f"{path}: no cases in split {settings.split!r}")
-    return cases
+        raise InferenceError(f"{path}: no cases in split {settings.split!r}"
+                             + (f" (every case was rejected: {reasons(rejected)})" if rejected else ""))
+    return cases, rejected
+
+
+def cases_despite_rejected(settings: InferenceSettings, dataset: str, stored: list[str] | None,
+                           error: DatasetError) -> tuple[list[Any], list[BadCase]]:
+    """After discovery rejected the dataset: the accepted cases of the split and, with --skip_bad_cases, a
+    BadCase per rejected one of the split; else `error` again, with what to do.
+
+    Skipping needs a split whose members do not depend on which cases are usable: --split all or test,
+    or the split stored in the checkpoint (a computed train/val split would move other cases between
+    the splits). A problem of no single case (a missing folder, an unexpected file in a layout folder)
+    is never skipped.
+    """
+    from oss_net.data.check import discover_each
+
+    try:
+        cases, problems = discover_each(settings.dataset_path, dataset, labelled=settings.split != "test")
+    except DatasetError:
+        raise error from None
+    if not problems or any(problem.case_id == "*" for problem in problems):
+        raise error
+    computed_split = settings.split in ("train", "val") and stored is None
+    if computed_split:
+        raise DatasetError(f"{error} (fix them; --skip_bad_cases skips them with --split all or test, or with a "
+                           f"checkpoint that stores its split)") from None
+    rejected = [BadCase(problem.case_id, problem.message) for problem in problems
+                if stored is None or problem.case_id in stored]  # a rejected case of another split does not matter
+    if rejected and not settings.skip_bad_cases:
+        raise DatasetError(f"{error} (pass --skip_bad_cases to go on without them)") from None
+    if stored is not None:
+        rejected_ids = {bad.case_id for bad in rejected}
+        cases = cases_of_split(cases, [case_id for case_id in stored if case_id not in rejected_ids], settings)
+    return cases, rejected
 
 
 def cases_of_split(cases: list[Any], case_ids: list[str], settings: InferenceSettings) -> list[Any]:
@@ -236,10 +276,14 @@ def run_inference(settings: InferenceSettings) -> Path:
     """Predict every case, write its files and the summary; returns the output folder."""
     predictor = load_predictor(settings)
     config, device = predictor.config, predictor.device
-    cases, skipped = screen_cases(find_cases(settings, config.dataset), config)
+    found, rejected = find_cases(settings, config.dataset)
+    cases, skipped = screen_cases(found, config)
+    skipped = rejected + skipped
     if skipped and not settings.skip_bad_cases:
         raise InferenceError(f"{settings.dataset_path}: {len(skipped)} bad case(s), nothing written "
                              f"(fix them, or pass --skip_bad_cases to skip them): {reasons(skipped)}")
+    if settings.cache_dir is not None:  # written while cases are read: a bad cache folder fails before any write
+        check_output_folder(settings.cache_dir, "cache folder")
     output_dir = Path(settings.output_dir)
     prepare_output_folder(output_dir)
     fingerprint = settings_hash(settings, predictor.model)
@@ -292,7 +336,7 @@ def run_cases(cases: list[Any], predictor: Predictor | DensePredictor, settings:
     `run_record` (the settings, run id and settings hash) is saved as inference_settings.json before the
     first case is written or kept, so a run whose every case fails leaves the output folder as it was.
     """
-    from oss_net.data import DatasetError, load_case
+    from oss_net.data import load_case
 
     run = (run_record["run_id"], run_record["settings_hash"])
     settings_file = output_dir / SETTINGS_FILE

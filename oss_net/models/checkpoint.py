@@ -20,6 +20,7 @@ from .registry import model_kind
 
 FORMAT_VERSION = 1
 PAYLOAD_KEYS = ("format_version", "kind", "config", "model")
+GIVE_A_CHECKPOINT = "give a model file or training checkpoint written by oss_net (e.g. a run's best_model.pt)"
 
 
 class CheckpointError(OSSNetError):
@@ -62,7 +63,8 @@ def stored_split(path: str | os.PathLike) -> dict[str, list[str]] | None:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # as load_model: every failure means "not a checkpoint"
-        raise CheckpointError(f"{path}: not a model checkpoint ({type(error).__name__}: {error})") from None
+        raise CheckpointError(f"{path}: not a model checkpoint ({type(error).__name__}: {error}); "
+                              f"{GIVE_A_CHECKPOINT}") from None
     split = payload.get("split") if isinstance(payload, dict) else None
     if split is None:
         return None
@@ -82,7 +84,7 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
         raise CheckpointError(f"{path}: checkpoint file does not exist") from None
     except Exception as error:  # the unpickler fails in many ways on a foreign file; all mean "not a checkpoint"
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{path}: not a model checkpoint ({reason})") from None
+        raise CheckpointError(f"{path}: not a model checkpoint ({reason}); {GIVE_A_CHECKPOINT}") from None
     return model_from_payload(payload, path, config).to(map_location)
 
 
@@ -96,7 +98,8 @@ def model_from_payload(payload: Any, source: str | os.PathLike, config: Any = No
         )
     if not isinstance(payload, dict) or any(key not in payload for key in PAYLOAD_KEYS):
         found = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
-        raise CheckpointError(f"{source}: not a model checkpoint (expected keys {list(PAYLOAD_KEYS)}, found {found})")
+        raise CheckpointError(f"{source}: not a model checkpoint (expected keys {list(PAYLOAD_KEYS)}, found {found}); "
+                              f"{GIVE_A_CHECKPOINT}")
     if payload["format_version"] != FORMAT_VERSION:
         raise CheckpointError(f"{source}: checkpoint format version {payload['format_version']!r}, this code reads {FORMAT_VERSION}")
     try:

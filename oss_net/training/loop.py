@@ -276,6 +276,7 @@ def build_run(settings: TrainSettings, context: ProcessContext) -> Run:
         check_output_folder(run_dir, "run folder")
         if settings.cache_dir is not None:
             check_output_folder(settings.cache_dir, "cache folder")
+        _check_values(settings, config, train_cases, val_cases)  # every voxel, before the first write
 
     _seed_everything(settings.seed)
     model = build_model(config)
@@ -383,13 +384,41 @@ def _discover(settings: TrainSettings, split: str) -> list:
 
 def _check_headers(settings: TrainSettings, cases: list) -> None:
     """Every case file's header (3-D, no empty axis, one shape and affine per case), all problems in one error."""
-    from oss_net.data import DatasetError
     from oss_net.data.scan import grid_problems
 
-    problems = grid_problems(cases)[1]
+    _raise_bad_cases(settings, grid_problems(cases)[1])
+
+
+def _check_values(settings: TrainSettings, config: Any, train_cases: list, val_cases: list) -> None:
+    """Read every case once, as training and validation will (`load_case`): NaN/Inf images, label values outside
+    the dataset's set, truncated files; every bad case in one error, before anything is written to the run folder.
+
+    With --cache_dir this fills the cache (border bands included where sampling needs them), so the
+    epochs read it and the scan costs nothing extra; without one a case is read, checked and dropped
+    (a border file is read, but a missing one is not computed here).
+    """
+    from oss_net.data import DatasetError, load_case
+    from oss_net.data.scan import Problem
+
+    problems = []
+    for cases, border_balance in ((train_cases, settings.border_balance), (val_cases, settings.val_border_balance)):
+        for files in cases:
+            with_border = border_balance > 0 and (settings.cache_dir is not None or files.border is not None)
+            try:
+                load_case(files, config, cache_dir=settings.cache_dir, with_border=with_border)
+            except DatasetError as error:
+                problems.append(Problem(files.case_id, str(error)))
+    _raise_bad_cases(settings, problems)
+
+
+def _raise_bad_cases(settings: TrainSettings, problems: list) -> None:
+    """One DatasetError listing every problem (file and problem each) and what to do; nothing when none."""
+    from oss_net.data import DatasetError
+
     if problems:
-        raise DatasetError(f"{settings.dataset_path}: {len(problems)} bad case(s) (python -m oss_net.data.check lists "
-                           f"every problem): " + "; ".join(" ".join(p.message.split()) for p in problems))
+        raise DatasetError(f"{settings.dataset_path}: {len(problems)} bad case(s), nothing written (fix or remove them; "
+                           f"python -m oss_net.data.check {settings.dataset_path} lists every problem): "
+                           + "; ".join(" ".join(p.message.split()) for p in problems))
 
 
 def _dataset_geometry(settings: TrainSettings) -> dict[str, Any]:
