@@ -3,15 +3,18 @@
     python -m benchmarks.bench_decoder            # BraTS C decoder, chunks of 2^14 points, 2048^3 fp32 matmul
     python -m benchmarks.bench_decoder --smoke    # a 16-wide decoder, seconds
 
-The decoder is GEMMs plus PAU and batch norm. Its FLOPs per point are the matmul FLOPs that
-torch.utils.flop_counter counts for one decode of a chunk (element-wise ops are not counted; the
-per-volume gamma/beta maps are spread over the chunk's points), and its achieved GFLOP/s is that times
-points/s. The ceiling is the GFLOP/s of a large float32 matmul measured in the same run, with the same
-threads: "of matmul" is the share of the machine's matmul throughput the decoder reaches.
-Decoding runs as inference does: eval mode, no autograd, one chunk of CHUNK_SIZE points of one volume
-per call, patches gathered beforehand (not timed). The decoder and the matmul are timed in interleaved
-rounds, so load from other jobs on a shared machine hits both alike; "ms" is the median round,
-"min ms" the fastest, and the GFLOP/s columns use the median.
+Decoding runs as inference does: eval mode, no autograd, the volume's `FoldedDecoder` built once (as
+`OSSNet.encode` does per case; not timed), one chunk of CHUNK_SIZE points per call, patches gathered
+beforehand (not timed). The folded decoder is GEMMs plus PAU: every CBN folded into the linear layer
+before it, latent 0's share of the first layer in its bias. "executed MFLOP/point" are the matmul FLOPs
+that torch.utils.flop_counter counts for one folded decode of a chunk (element-wise ops are not
+counted), and "GFLOP/s" is that times points/s: the machine efficiency. The ceiling is the GFLOP/s of a
+large float32 matmul measured in the same run, with the same threads: "of matmul" is the share of the
+machine's matmul throughput the decoder reaches. "model MFLOP/point" are the FLOPs of the unfolded
+decoder module (the model's nominal cost, 8.4 MFLOP for C) and "model GFLOP/s" that times points/s.
+The row "decoder C, module" times the unfolded module path (mesh refinement's, with autograd off) for
+comparison. All are timed in interleaved rounds, so load from other jobs on a shared machine hits them
+alike; "ms" is the median round, "min ms" the fastest, and the GFLOP/s columns use the median.
 """
 from __future__ import annotations
 
@@ -30,8 +33,27 @@ MATMUL_SIZE = 2048  # [n, n] @ [n, n]: large enough for the BLAS to run at its p
 SMOKE = {"points": 2**8, "matmul": 256, "overrides": {"decoder_width": 16}}
 
 
-def decoder_call(device: torch.device, points: int, overrides: dict) -> tuple[Callable[[], object], float]:
-    """(one decode of `points` points of one volume, its matmul FLOPs) for an untrained C in eval mode."""
+
+
+def baddbmm_flops(self_shape: torch.Size, left: torch.Size, right: torch.Size, *args: object, **kwargs: object) -> int:
+    """2 B M K N: the matmul FLOPs of an (in-place) baddbmm of [B, M, K] and [B, K, N]."""
+    return 2 * left[0] * left[1] * left[2] * right[2]
+
+
+# the folded decoder's identity shortcuts accumulate with in-place baddbmm_, which the counter does not know
+FLOP_COUNTS = {torch.ops.aten.baddbmm_: baddbmm_flops}
+
+
+def matmul_flops(call: Callable[[], object]) -> float:
+    """The matmul FLOPs torch.utils.flop_counter counts for one call."""
+    with FlopCounterMode(display=False, custom_mapping=FLOP_COUNTS) as counter:
+        call()
+    return float(counter.get_total_flops())
+
+
+def decoder_calls(device: torch.device, points: int, overrides: dict) -> dict[str, Callable[[], object]]:
+    """{"folded": one decode of `points` points of one volume as inference runs it, "module": the same through
+    the unfolded decoder module} for an untrained C in eval mode."""
     torch.manual_seed(0)
     model = build_model(get_config("C", "brats", **overrides)).to(device).eval()
     config = model.config
@@ -43,39 +65,51 @@ def decoder_call(device: torch.device, points: int, overrides: dict) -> tuple[Ca
         if config.patches else None
     )  # [1, N, C_p, 7, 7, 7]
 
-    def decode() -> object:
-        with torch.no_grad():
-            return model.decode(coords, Encoding(latents, None), patches)
+    with torch.no_grad():
+        folded = Encoding(latents, None, model.decoder.fold(latents))  # built once per volume, as encode does
 
-    with FlopCounterMode(display=False) as counter:
-        decode()
-    return decode, float(counter.get_total_flops())
+    def decode(encoding: Encoding) -> Callable[[], object]:
+        def call() -> object:
+            with torch.no_grad():
+                return model.decode(coords, encoding, patches)
+        return call
+
+    return {"folded": decode(folded), "module": decode(Encoding(latents, None))}
 
 
 def run(size: str = "cpu", smoke: bool = False) -> dict:
     device = benchmark_device(size)
     points = SMOKE["points"] if smoke else CHUNK_SIZE
     side = SMOKE["matmul"] if smoke else MATMUL_SIZE
-    decode, decoder_flops = decoder_call(device, points, SMOKE["overrides"] if smoke else {})
+    calls = decoder_calls(device, points, SMOKE["overrides"] if smoke else {})
+    executed = {name: matmul_flops(call) for name, call in calls.items()}
+    model_flops = executed["module"]  # the unfolded module's FLOPs: the model's nominal cost
     left, right = torch.randn(side, side, device=device), torch.randn(side, side, device=device)
-    matmul_flops = 2.0 * side**3
     synchronize = torch.cuda.synchronize if device.type == "cuda" else None
-    samples = interleaved_seconds({"decoder": decode, "matmul": lambda: left @ right}, rounds=3 if smoke else 10,
-                                  warmup=1 if smoke else 2, synchronize=synchronize)
+    samples = interleaved_seconds({**calls, "matmul": lambda: left @ right}, rounds=3 if smoke else 6,
+                                  warmup=1 if smoke else 1, synchronize=synchronize)
     median = {name: statistics.median(seconds) for name, seconds in samples.items()}
-    matmul_gflops = matmul_flops / median["matmul"] / 1e9
-    decoder_gflops = decoder_flops / median["decoder"] / 1e9
-    rows = [
-        {"what": f"decoder C, {points} points", "ms": median["decoder"] * 1e3, "min ms": min(samples["decoder"]) * 1e3,
-         "points/s": points / median["decoder"], "MFLOP/point": decoder_flops / points / 1e6,
-         "GFLOP/s": decoder_gflops, "of matmul": decoder_gflops / matmul_gflops},
-        {"what": f"matmul fp32 {side}^3", "ms": median["matmul"] * 1e3, "min ms": min(samples["matmul"]) * 1e3,
-         "GFLOP/s": matmul_gflops},
-    ]
-    result = {"device": str(device), "threads": torch.get_num_threads(), "points_per_s": points / median["decoder"],
-              "decoder_GFLOPs": decoder_gflops, "matmul_GFLOPs": matmul_gflops,
-              "decoder_of_matmul": decoder_gflops / matmul_gflops, "rows": rows}
-    print(format_table(rows, list(dict.fromkeys(key for row in rows for key in row))))
+    matmul_gflops = 2.0 * side**3 / median["matmul"] / 1e9
+    rows = []
+    for name in calls:
+        gflops = executed[name] / median[name] / 1e9
+        rows.append({"what": f"decoder C, {name}, {points} points", "ms": median[name] * 1e3, "min ms": min(samples[name]) * 1e3,
+                     "points/s": points / median[name], "executed MFLOP/point": executed[name] / points / 1e6,
+                     "GFLOP/s": gflops, "of matmul": gflops / matmul_gflops,
+                     "model MFLOP/point": model_flops / points / 1e6, "model GFLOP/s": model_flops / median[name] / 1e9})
+    rows.append({"what": f"matmul fp32 {side}^3", "ms": median["matmul"] * 1e3, "min ms": min(samples["matmul"]) * 1e3,
+                 "GFLOP/s": matmul_gflops})
+    folded = rows[0]
+    result = {"device": str(device), "threads": torch.get_num_threads(), "points_per_s": folded["points/s"],
+              "decoder_GFLOPs": folded["GFLOP/s"], "decoder_model_GFLOPs": folded["model GFLOP/s"],
+              "matmul_GFLOPs": matmul_gflops, "decoder_of_matmul": folded["of matmul"],
+              "folded_speedup_vs_module": median["module"] / median["folded"], "rows": rows}
+    result["columns"] = list(dict.fromkeys(key for row in rows for key in row))
+    result["headline"] = (f"folded decoder: {folded['GFLOP/s']:.1f} GFLOP/s executed = {folded['of matmul']:.2f} of the "
+                          f"{matmul_gflops:.1f} GFLOP/s matmul (target >= 0.5); {folded['points/s']:.0f} points/s, "
+                          f"{result['folded_speedup_vs_module']:.2f}x the module path's")
+    print(format_table(rows, result["columns"]))
+    print(result["headline"])
     write_result("decoder", result)
     return result
 

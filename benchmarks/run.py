@@ -1,12 +1,14 @@
 """Run every benchmark at one size and collect the results.
 
-    python -m benchmarks.run --size cpu      # what `make bench` runs: minutes on 2 cores
-    python -m benchmarks.run --size gpu      # `make bench-gpu`: the paper's sizes, on a GPU machine
+    python -m benchmarks.run --size cpu      # what `make bench` runs: minutes on 2 cores (the full BraTS-size scan included)
+    python -m benchmarks.run --size gpu      # the paper's sizes, on a GPU machine (`make bench-gpu`: gpu_check.sh)
     python -m benchmarks.run --smoke         # seconds: what the test suite runs
 
 Each benchmark module has `run(size, smoke) -> dict` and writes benchmarks/results/<name>.json itself; this
 runner adds benchmarks/results/summary.md with every table and the wall time of each benchmark. Memory
 figures are in GiB (`benchmarks.common.to_gib`); the paper's figures come from `benchmarks.paper`.
+"infer_cpu_brats" is bench_infer's end-to-end BraTS-size scan (`--size cpu-brats`): standard, prior and
+the 3D U-Net on the CPU, so that one `make bench` gives the full-scan table next to the PAU and decoder ones.
 """
 from __future__ import annotations
 
@@ -18,17 +20,23 @@ import traceback
 
 from benchmarks.common import RESULTS_DIR, format_table
 
-BENCHMARKS = ("pau", "decoder", "model", "data", "train", "infer", "classes", "memory", "chunks")
+BENCHMARKS = ("pau", "decoder", "model", "data", "train", "infer", "infer_cpu_brats", "classes", "memory", "chunks")
+# benchmarks that run another module at their own size: name -> (module, {runner size: its size}); a runner
+# size not listed skips the benchmark (the full scan is a CPU figure; `--size gpu` times BraTS size on the GPU)
+VARIANTS: dict[str, tuple[str, dict[str, str]]] = {"infer_cpu_brats": ("infer", {"cpu": "cpu-brats"})}
 
 
 def run_all(size: str, smoke: bool, names: tuple[str, ...] = BENCHMARKS) -> dict[str, dict]:
     """Run the named benchmarks; a failing one is recorded with its error and the others still run."""
     results: dict[str, dict] = {}
     for name in names:
+        module_name, sizes = VARIANTS.get(name, (name, {size: size}))
+        if size not in sizes:
+            continue
         start = time.perf_counter()
         try:
-            module = importlib.import_module(f"benchmarks.bench_{name}")
-            result = module.run(size=size, smoke=smoke)
+            module = importlib.import_module(f"benchmarks.bench_{module_name}")
+            result = module.run(size=sizes[size], smoke=smoke)
             results[name] = {"status": "ok", "seconds": time.perf_counter() - start, "result": result}
         except Exception as error:  # one broken benchmark must not hide the others' figures
             traceback.print_exc()
@@ -37,16 +45,21 @@ def run_all(size: str, smoke: bool, names: tuple[str, ...] = BENCHMARKS) -> dict
 
 
 def write_summary(results: dict[str, dict], size: str) -> None:
-    """benchmarks/results/summary.md: one section per benchmark with its rows as a table."""
+    """benchmarks/results/summary.md: one section per benchmark with its rows as a table (its `columns` when
+    it names them) and its `headline` sentence when it has one."""
     from oss_net.io import atomic_write
 
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     lines = [f"# Benchmark results (size={size})", "", "Memory in GiB (2^30 bytes).", ""]
     lines.append(format_table([{"benchmark": n, "status": r["status"], "seconds": r["seconds"]} for n, r in results.items()]))
     for name, record in results.items():
-        rows = record["result"].get("rows") if isinstance(record["result"], dict) else None
+        result = record["result"] if isinstance(record["result"], dict) else {}
+        rows = result.get("rows")
         lines += ["", f"## {name}", ""]
-        lines.append(format_table(rows) if rows else "```\n" + json.dumps(record["result"], indent=1, default=str)[:4000] + "\n```")
+        raw = "```\n" + json.dumps(result, indent=1, default=str)[:4000] + "\n```"
+        lines.append(format_table(rows, result.get("columns")) if rows else raw)
+        if result.get("headline"):  # the benchmark's figures in one sentence
+            lines += ["", result["headline"]]
     with atomic_write(RESULTS_DIR / "summary.md", "w") as handle:
         handle.write("\n".join(lines) + "\n")
 

@@ -13,6 +13,10 @@ configuration without the head is an error instead of the original's crash (docs
 The refinement rule ("ours" or "original", `oss_net.inference.refine`) defaults to the one of the
 checkpoint's mode: "original" for a paper-mode configuration (`oss_net.compat`), "ours" otherwise.
 
+Per case the predictor encodes once (in eval mode without autograd, which also folds the decoder's
+batch norms and latent 0 into its GEMM weights for this volume: `oss_net.models.decoder.FoldedDecoder`),
+pads the patch source once, then decodes every chunk of every stage with those.
+
 The U-Net baselines have no decoder to query: `make_predictor` (the one place that tells them apart)
 gives them a `DensePredictor`, which returns the same `Prediction` with mode "dense".
 """
@@ -161,7 +165,8 @@ class Predictor:
         )
 
     def _run(self, volume: torch.Tensor, mode: str) -> tuple[torch.Tensor, dict[str, Any]]:
-        """One mode on `volume [1, C, *S]`: encode, pad the patch source once, refine. (grid [K, *S], run record)"""
+        """One mode on `volume [1, C, *S]`: encode (and fold the decoder), pad the patch source once, refine.
+        (grid [K, *S], run record)"""
         _synchronize(self.device)
         start = time.perf_counter()
         with autocast(self.amp, self.device):
@@ -277,7 +282,8 @@ def make_predictor(model: nn.Module, **options: Any) -> Predictor | DensePredict
 
 
 def _run_record(stats: RefineStats, seconds: float, encode_seconds: float) -> dict[str, Any]:
-    """{"seconds" (end to end), "encode_seconds" (encoder + patch source), "refine_seconds", "points_evaluated", "stages"}."""
+    """{"seconds" (end to end), "encode_seconds" (encoder, folded decoder, patch source), "refine_seconds",
+    "points_evaluated", "stages"}."""
     record = stats.to_dict()
     record["refine_seconds"] = record.pop("seconds")
     record["seconds"] = seconds

@@ -16,7 +16,7 @@ from oss_net.data.patches import PATCH_SIZE
 from oss_net.io import OSSNetError
 
 from .config import OSSNetConfig
-from .decoder import OccupancyDecoder
+from .decoder import FoldedDecoder, OccupancyDecoder
 from .encoder import build_encoder
 from .registry import register_model
 
@@ -27,10 +27,12 @@ class ModelInputError(OSSNetError, ValueError):
 
 class Encoding(NamedTuple):
     """What the encoder gives the decoder: latents [B, K, L] and the low-res segmentation [B, K_seg, *out] | None
-    (K_seg = 1, or one channel per class / region of the label mode)."""
+    (K_seg = 1, or one channel per class / region of the label mode); in eval mode without autograd also the
+    decoder folded for these latents (`FoldedDecoder`), which `decode` then uses for every chunk."""
 
     latents: torch.Tensor
     segmentation: torch.Tensor | None
+    decoder: FoldedDecoder | None = None
 
 
 class OSSNet(nn.Module):
@@ -73,7 +75,8 @@ class OSSNet(nn.Module):
                 f"got {list(small.shape)}"
             )
         latents, segmentation = self.encoder(small)
-        return Encoding(latents, segmentation)
+        folded = self.decoder.fold(latents) if not self.training and not torch.is_grad_enabled() else None
+        return Encoding(latents, segmentation, folded)
 
     def normalize_coordinates(self, coords: torch.Tensor) -> torch.Tensor:
         """Model-grid voxel indices [.., 3] -> [-1, 1] (or unchanged with raw_coordinates), in float."""
@@ -97,19 +100,28 @@ class OSSNet(nn.Module):
         It is meant for eval mode: in train mode the CBN batch statistics are taken per chunk, so the
         result then depends on the chunking.
         logits=True returns the scores before sigmoid/softmax (for autocast-safe losses).
+        The encoding's folded decoder, when it has one folded from this model's decoder, does the work in
+        eval mode without autograd (the same maths up to float rounding; the weights as they were at
+        encode time); otherwise the decoder module does.
         """
         latents = encoding.latents
         self._check_decode_inputs(coords, latents, patches)
         points = self.normalize_coordinates(coords.to(latents.dtype))  # [B, N, 3]
+        folded = encoding.decoder
+        if self.training or torch.is_grad_enabled() or folded is None or folded.decoder is not self.decoder:
+            folded = None  # an encoding shared with another model of the same encoder keeps that model's fold
+
+        def run(points: torch.Tensor, patches: torch.Tensor | None) -> torch.Tensor:  # [B, n, 3] -> [B, n, classes]
+            return folded(points, patches, logits) if folded is not None else self.decoder(points, latents, patches, logits)
+
         if chunk_size is None or chunk_size >= points.shape[1]:
-            return self.decoder(points, latents, patches, logits)
+            return run(points, patches)
         if chunk_size < 1:
             raise ModelInputError(f"chunk_size must be >= 1, got {chunk_size}")
         outputs = []
         for start in range(0, points.shape[1], chunk_size):
             stop = start + chunk_size
-            chunk_patches = patches[:, start:stop] if patches is not None else None
-            outputs.append(self.decoder(points[:, start:stop], latents, chunk_patches, logits))
+            outputs.append(run(points[:, start:stop], patches[:, start:stop] if patches is not None else None))
         return torch.cat(outputs, dim=1)
 
     def forward(

@@ -43,3 +43,16 @@ def test_summary_has_the_unit_a_table_per_benchmark_and_json_for_results_without
     memory = lines.index("## memory")
     assert lines[memory + 2: memory + 5] == ["| model | train_act_GiB |", "|---|---|", "| C | 1.25 |"]
     assert lines[lines.index("## pau") + 2: lines.index("## pau") + 5] == ["```", "{}", "```"]
+
+
+def test_the_full_scan_runs_bench_infer_at_cpu_brats_size_and_only_for_cpu(results_dir, monkeypatch):
+    sizes = []
+    monkeypatch.setattr(importlib.import_module("benchmarks.bench_infer"), "run",
+                        lambda size, smoke: sizes.append(size) or {"rows": [{"a": 1, "b": 2}], "columns": ["b"], "headline": "2x"})
+    assert runner.run_all("gpu", smoke=True, names=("infer_cpu_brats",)) == {}
+    results = runner.run_all("cpu", smoke=True, names=("infer_cpu_brats",))
+    assert sizes == ["cpu-brats"] and results["infer_cpu_brats"]["status"] == "ok"
+    runner.write_summary(results, "cpu")
+    lines = (results_dir / "summary.md").read_text().splitlines()
+    section = lines.index("## infer_cpu_brats")
+    assert lines[section + 2: section + 7] == ["| b |", "|---|", "| 2 |", "", "2x"]  # its columns, then its headline

@@ -140,3 +140,23 @@ def test_cli_refinement_defaults_to_the_checkpoint_mode(synthetic_brats_root, tm
     assert settings_from_args(build_parser().parse_args([*required, "--refinement", "ours"])).refinement == "ours"
     with pytest.raises(InferenceError, match="refinement 'mise' is not one of ours, original"):
         InferenceSettings(load_model=str(checkpoint), dataset_path=str(synthetic_brats_root), refinement="mise")
+
+
+def test_the_folded_decoder_predicts_what_the_decoder_module_predicts(monkeypatch):
+    """Predictor.predict decodes through the per-case FoldedDecoder that encode attaches; the grid equals the
+    one the unfolded module gives (float rounding apart), on a small real OSSNet with non-trivial batch norms."""
+    from oss_net.models import build_model, demo_config
+    from oss_net.models.decoder import OccupancyDecoder
+    from tests.models.test_decoder_eval import randomise
+
+    model = build_model(demo_config("C", volume_shape=(16, 16, 12), encoder_channels=((4, 8),), decoder_width=32))
+    randomise(model, torch.Generator().manual_seed(5))
+    volume = torch.randn(4, 16, 16, 12, generator=torch.Generator().manual_seed(6))
+    folds = []
+    monkeypatch.setattr(OccupancyDecoder, "fold", lambda self, latents, fold=OccupancyDecoder.fold: folds.append(1) or fold(self, latents))
+    folded = Predictor(model, mode="standard", stages=(1,), chunk_size=500).predict(volume)
+    assert len(folds) == 1  # once per case, used by all the case's chunks
+    monkeypatch.setattr(OccupancyDecoder, "fold", lambda self, latents: None)  # encode attaches nothing: the module decodes
+    module = Predictor(model, mode="standard", stages=(1,), chunk_size=500).predict(volume)
+    assert folded.points_evaluated == module.points_evaluated == 16 * 16 * 12
+    torch.testing.assert_close(folded.occupancy, module.occupancy, rtol=1e-5, atol=1e-5)

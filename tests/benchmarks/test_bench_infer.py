@@ -1,0 +1,36 @@
+"""benchmarks/bench_infer.py: the end-to-end full-scan path in smoke mode (rows, stage split, targets)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import bench_infer
+
+
+@pytest.mark.slow
+def test_full_scan_smoke_writes_every_method_with_its_stage_split(results_dir):
+    result = bench_infer.run("cpu-brats", smoke=True, original=True)
+    written = json.loads((results_dir / "infer_cpu_brats.json").read_text())
+    rows = {(row["method"], row["refinement"]): row for row in written["rows"]}
+    methods = {(mode, rule) for mode in ("standard", "prior") for rule in ("ours", "original")} | {("unet3d", "-")}
+    assert set(rows) == methods
+    for (method, _), row in rows.items():
+        split = ["read_s", "dense_pass_s", "write_s"] if method == "unet3d" else [
+            "read_s", "encode_s", "stride_4_s", "stride_2_s", "stride_1_s", "write_s"]
+        assert all(row[key] >= 0 for key in split)
+        assert row["seconds"] >= sum(row[key] for key in split) - 1e-6  # the split is part of the end-to-end time
+    # the oracle answers are the same object: both rules and both modes give the same mask
+    assert all(row["voxels_differing_from_standard"] == 0 for key, row in rows.items() if key[0] != "unet3d")
+    assert rows["unet3d", "-"]["voxel_fraction"] == 1.0
+    standard, prior = rows["standard", "ours"], rows["prior", "ours"]
+    assert result["speedup_prior_vs_standard"] == pytest.approx(standard["seconds"] / prior["seconds"])
+    assert result["points_ratio_standard_vs_prior"] == pytest.approx(standard["decoder_points"] / prior["decoder_points"])
+    assert prior["decoder_points"] < standard["decoder_points"]
+    assert result["targets_met"]["prior_decodes_at_most_5%_of_voxels"] == (prior["voxel_fraction"] <= 0.05)
+    assert result["columns"][:3] == ["method", "refinement", "seconds"] and "prior vs standard" in result["headline"]
+
+
+def test_original_rows_belong_to_the_full_scan():
+    with pytest.raises(ValueError, match="--original adds rows to the full scan"):
+        bench_infer.run("cpu", smoke=True, original=True)
