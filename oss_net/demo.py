@@ -10,6 +10,10 @@
    overlays, per-case metrics and `summary.csv` / `summary.json`;
 4. prints the Dice per case and where the files are.
 
+`--label_mode regions` (`make demo-regions`) trains the three BraTS regions (whole tumour, tumour
+core, enhancing tumour) in one model instead of the whole tumour alone, writes one 0/1/2/4 label map
+per case, and adds a table of the Dice per region.
+
 Re-running is safe: the dataset and the trained model are reused when their settings are
 unchanged (`--retrain` trains again), and the inference folder is rewritten case by case.
 """
@@ -171,7 +175,9 @@ def report(result: dict[str, Any]) -> str:
     rows = [r for r in result["summary"] if r["case"] != "mean"]
     mean = next((r for r in result["summary"] if r["case"] == "mean"), {})
     folders, seconds = result["folders"], result["seconds"]
-    lines = ["", "OSS-Net demo: validation cases (whole tumour, input grid)",
+    classes = next((row["classes"] for row in rows if row.get("classes")), None)  # a model of several regions
+    scored = f"mean over {classes.replace(',', ', ')}" if classes else "whole tumour"
+    lines = ["", f"OSS-Net demo: validation cases ({scored}, input grid)",
              f"{'case':<24} {'dice':>7} {'iou':>7} {'hd95 mm':>8} {'points':>8} {'disagree':>8}"]
     for row in rows:
         lines.append(f"{row['case']:<24} {_number(row.get('dice')):>7} {_number(row.get('iou')):>7} "

@@ -92,8 +92,44 @@ def test_inconsistent_label_modes_are_refused(mode, classes, message):
 def test_dataset_json_regions_select_regions_and_refuse_exclusive():
     labels = {"background": 0, "whole tumor": (1, 2, 3), "tumor core": (2, 3), "enhancing tumor": (3,)}
     assert default_class_labels("regions", "nnunet", labels)[0] == ("whole tumor", (1, 2, 3))
+    keys_sorted = dict(sorted(labels.items()))  # JSON written with sorted keys: the regions still go largest first
+    assert [name for name, _ in default_class_labels("regions", "nnunet", keys_sorted)] == [
+        "whole tumor", "tumor core", "enhancing tumor"]
     with pytest.raises(Exception, match="use --label_mode regions"):
         default_class_labels("exclusive", "nnunet", labels)
+
+
+def test_a_dataset_json_listing_regions_trains_regions_unless_told_otherwise(tmp_path):
+    """nnU-Net labels given as lists select regions mode when --label_mode is omitted; the flag still wins."""
+    from oss_net.data.label_modes import training_label_mode
+    from oss_net.data.synthetic_layouts import write_nnunet_dataset
+    from oss_net.training import resolve_settings
+
+    regions_root = write_nnunet_dataset(tmp_path / "regions", 2, (16, 16, 12), test_cases=0)
+    plain_root = write_nnunet_dataset(tmp_path / "plain", 2, (16, 16, 12), regions=False, test_cases=0)
+    detected = resolve_settings({"train": True, "dataset_path": str(regions_root)})
+    assert detected.dataset == "nnunet" and detected.label_mode == "regions"
+    config = training_label_mode(demo_config("C", "nnunet", in_channels=3, volume_shape=(32, 32, 32)), detected.label_mode,
+                                 detected.dataset, detected.dataset_path)
+    assert [name for name, _ in config.class_labels] == ["whole tumour", "tumour core", "enhancing tumour"]
+    assert resolve_settings({"train": True, "dataset_path": str(regions_root), "label_mode": "binary"}).label_mode == "binary"
+    assert resolve_settings({"train": True, "dataset_path": str(plain_root)}).label_mode == "binary"
+    assert resolve_settings({"train": True, "dataset_path": str(tmp_path / "missing"), "dataset": "nnunet"}
+                            ).label_mode == "binary"  # discovery reports the missing folder later
+
+
+def test_the_regions_demo_preset_trains_longer_on_more_border_points(synthetic_brats_root):
+    from oss_net.training import demo_settings
+    from oss_net.training.settings import DEMO_CLASSES_PRESET, DEMO_PRESET
+
+    binary = demo_settings(str(synthetic_brats_root), "unused")
+    regions = demo_settings(str(synthetic_brats_root), "unused", label_mode="regions")
+    assert (binary.epochs, binary.border_balance) == (DEMO_PRESET["brats"]["epochs"], 0.5)
+    assert (regions.epochs, regions.border_balance) == (DEMO_CLASSES_PRESET["epochs"], DEMO_CLASSES_PRESET["border_balance"])
+    assert regions.epochs > binary.epochs and regions.border_balance > binary.border_balance
+    given = demo_settings(str(synthetic_brats_root), "unused", label_mode="regions", epochs=3, border_balance=0.2)
+    assert (given.epochs, given.border_balance) == (3, 0.2)
+    assert demo_settings(str(synthetic_brats_root), "unused", label_mode="regions", uniform_sampling=True).border_balance == 0.0
 
 
 # ---------------------------------------------------------------- configuration
@@ -176,6 +212,21 @@ def test_border_band_is_the_union_of_every_region_band():
     assert np.array_equal(band, expected)
 
 
+def test_class_border_band_stays_within_the_margin_of_the_classes():
+    """The paper's band reaches 6 voxels beyond a region; a K-class band stops CLASS_BAND_MARGIN voxels out."""
+    from oss_net.data.label_modes import CLASS_BAND_MARGIN
+
+    label = torch.zeros(40, 40, 40, dtype=torch.uint8)
+    label[14:26, 14:26, 14:26] = 2
+    label[17:23, 17:23, 17:23] = 4
+    band = REGIONS.border_band(label)
+    whole = compute_border(label)
+    assert whole[20, 20, 8] and not band[20, 20, 8]  # 6 voxels out of WT: the paper's band only
+    assert band[20, 20, 14 - CLASS_BAND_MARGIN] and not band[20, 20, 13 - CLASS_BAND_MARGIN]
+    assert np.array_equal(band[14:26, 14:26, 14:26], (whole | compute_border(label == 4))[14:26, 14:26, 14:26])
+    assert np.array_equal(LabelScheme().border_band(label), whole)  # binary: the paper's band
+
+
 def test_dataset_items_carry_region_targets_and_border_points_near_every_region(synthetic_brats_root):
     config = config_with_label_mode(demo_config("C"), "regions")
     cases = discover("brats", synthetic_brats_root, "train")[:1]
@@ -245,6 +296,37 @@ def test_refinement_equals_dense_thresholding_per_class(mode, label_mode):
     assert prediction.occupancy.shape == field.shape
     assert torch.equal(prediction.occupancy > 0.5, field > 0.5)
     assert prediction.points_evaluated < 0.5 * field[0].numel()
+
+
+# ---------------------------------------------------------------- validation during training
+
+
+def test_sampled_and_dense_validation_score_every_region():
+    """A model right on WT and TC and silent on ET scores Dice 1, 1, 0 per region and 2/3 as their mean."""
+    from oss_net.training.validation import dense_validation, sampled_validation
+
+    config = config_with_label_mode(demo_config("C"), "regions")
+    label = torch.zeros(config.volume_shape, dtype=torch.uint8)
+    label[20:44, 20:44, 8:32] = 2
+    label[26:38, 26:38, 14:26] = 1
+    label[29:35, 29:35, 17:23] = 4
+    field = REGIONS.targets(label)  # [3, *S]
+    field[2] = 0.0  # no ET anywhere
+    model = RegionOracle(config, field)
+    coords = torch.stack(torch.meshgrid(*[torch.arange(16, 48, 2.0)] * 2, torch.arange(4, 36, 2.0), indexing="ij"),
+                         dim=-1).reshape(-1, 3)  # [S, 3] a lattice over the tumour and around it
+    sample = {"volume": torch.zeros(4, *config.volume_shape), "coords": coords,
+              "labels": REGIONS.point_targets(label, coords)}
+    sampled = sampled_validation(model, [sample, sample], torch.device("cpu"), "off")
+    assert sampled["val/sampled_dice_WT"] == pytest.approx(1.0) and sampled["val/sampled_dice_TC"] == pytest.approx(1.0)
+    assert sampled["val/sampled_dice_ET"] == 0.0 and sampled["val/sampled_iou_ET"] == 0.0
+    assert sampled["val/sampled_dice"] == pytest.approx(2 / 3) and sampled["val/sampled_iou"] == pytest.approx(2 / 3)
+    case = SimpleNamespace(image=np.zeros((4, *config.volume_shape), dtype=np.float32), raw_label=label.numpy(),
+                           label=label.numpy())
+    dense = dense_validation(model, [case], "off")
+    assert dense["val/dense_dice_model_grid_WT"] == pytest.approx(1.0) and dense["val/dense_dice_model_grid_ET"] == 0.0
+    assert dense["val/dense_dice_model_grid"] == pytest.approx(
+        sum(dense[f"val/dense_dice_model_grid_{name}"] for name in REGIONS.names) / 3)
 
 
 # ---------------------------------------------------------------- writers

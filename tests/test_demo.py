@@ -39,3 +39,15 @@ def test_demo_pipeline_and_rerun(tmp_path, capsys):
 def test_demo_rejects_too_few_cases(tmp_path, capsys):
     assert main(["--output_dir", str(tmp_path / "demo"), "--cases", "1"]) == 2
     assert "--cases must be at least 2" in capsys.readouterr().err
+
+
+def test_report_says_what_the_dice_column_scores(tmp_path):
+    """Binary: the whole tumour; regions: the mean over the regions (their own table follows)."""
+    from oss_net.demo import report
+
+    folders = {"data": tmp_path, "train": tmp_path, "model": tmp_path / "m.pt", "inference": tmp_path}
+    binary = [{"case": "c1", "dice": 0.9}, {"case": "mean", "dice": 0.9}]
+    regions = [{"case": "c1", "dice": 0.6, "classes": "WT,TC,ET"}, {"case": "mean", "dice": 0.6}]
+    assert "validation cases (whole tumour, input grid)" in report({"summary": binary, "folders": folders, "seconds": {}})
+    printed = report({"summary": regions, "folders": folders, "seconds": {}})
+    assert "validation cases (mean over WT, TC, ET, input grid)" in printed and "0.6000" in printed

@@ -30,6 +30,11 @@ DEFAULT_LABEL_MODE = "binary"
 BRATS_REGIONS: tuple[tuple[str, tuple[int, ...]], ...] = (("WT", (1, 2, 4)), ("TC", (1, 4)), ("ET", (4,)))
 LITS_REGIONS: tuple[tuple[str, tuple[int, ...]], ...] = (("liver", (1, 2)), ("tumour", (2,)))
 BACKGROUND = "background"
+# How far outside its classes the border points of a K-class model may fall, in voxels. The paper's 13³ band
+# reaches 6 voxels beyond the largest region, where most border points would otherwise go, leaving few in
+# the small inner regions (synthetic BraTS enhancing tumour at border balance 0.5: 2% of the points, 7% with
+# this margin).
+CLASS_BAND_MARGIN = 3
 
 ClassLabels = tuple[tuple[str, tuple[int, ...]], ...]  # (name, label values) per class or region
 
@@ -168,14 +173,19 @@ class LabelScheme:
         return F.adaptive_max_pool3d(masks, tuple(int(s) for s in output_shape))
 
     def border_band(self, label: np.ndarray | torch.Tensor) -> np.ndarray:
-        """bool [D, H, W]: the union of the border bands of every class or region of label [D, H, W]."""
+        """bool [D, H, W]: the union of the border bands of every class or region of label [D, H, W], kept
+        within CLASS_BAND_MARGIN voxels of the classes (binary: the foreground's band, as the paper)."""
+        from scipy import ndimage
+
         from oss_net.data.borders import compute_border
 
-        masks = self.class_masks(torch.as_tensor(np.asarray(label)))  # [K, D, H, W]
+        masks = self.class_masks(torch.as_tensor(np.asarray(label))).numpy()  # [K, D, H, W]
         band = np.zeros(masks.shape[1:], dtype=bool)
         for mask in masks:
             band |= compute_border(mask)
-        return band
+        if self.mode == "binary":
+            return band
+        return band & ndimage.maximum_filter(masks.any(axis=0), size=2 * CLASS_BAND_MARGIN + 1)
 
     def class_probabilities(self, occupancy: np.ndarray) -> np.ndarray:
         """[K, *S] per-class probabilities of decoder outputs occupancy [outputs, *S] (the background dropped)."""
@@ -205,11 +215,19 @@ def scheme_of(config: Any) -> LabelScheme:
     return LabelScheme(getattr(config, "label_mode", DEFAULT_LABEL_MODE), getattr(config, "class_labels", ()))
 
 
+def dataset_label_mode(labels: dict[str, Any]) -> str:
+    """The label mode a dataset's labels {name: value | (values)} select when none is asked for: regions when
+    some label is a tuple of values (an nnU-Net dataset.json listing regions), binary otherwise."""
+    return "regions" if any(isinstance(value, tuple) for value in labels.values()) else DEFAULT_LABEL_MODE
+
+
 def default_class_labels(mode: str, dataset: str, labels: dict[str, Any]) -> ClassLabels:
     """The classes of `mode` for a dataset with labels {name: value | (values)} (`DatasetInfo.labels`).
 
-    regions: the dataset's regions when its labels list some (nnU-Net dataset.json), the BraTS and
-    LiTS nested regions, else one region per label. exclusive: one class per label (regions refused).
+    regions: the dataset's regions when its labels list some (nnU-Net dataset.json; ordered from the largest,
+    whatever the order of the JSON keys, so nested regions each keep a value of their own for the label
+    map), the BraTS and LiTS nested regions, else one region per label. exclusive: one class per label
+    (regions refused).
     """
     if mode == "binary":
         return ()
@@ -217,7 +235,7 @@ def default_class_labels(mode: str, dataset: str, labels: dict[str, Any]) -> Cla
     has_regions = any(isinstance(value, tuple) for _, value in named)
     if mode == "regions":
         if has_regions:
-            return normalize_class_labels(named)
+            return tuple(sorted(normalize_class_labels(named), key=lambda region: -len(region[1])))
         if dataset == "brats":
             return BRATS_REGIONS
         if dataset == "lits":
@@ -266,13 +284,14 @@ def class_segmentation_target(config: Any, label: torch.Tensor) -> torch.Tensor:
 def class_label_and_border(scheme: LabelScheme, raw_label: np.ndarray, border: torch.Tensor | None, source: Any
                            ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A training item's label [D, H, W] uint8 with the dataset's values (checked against the scheme's
-    classes, errors naming `source`) and, when a border band is used, that band joined with the union
-    of every class's band (so points are drawn near every class boundary)."""
+    classes, errors naming `source`) and, when a border band is used, the scheme's band instead of the
+    stored foreground band (`LabelScheme.border_band`: it covers every boundary of the foreground, and
+    those of the inner classes, so points are drawn near every class boundary)."""
     raw = np.asarray(raw_label)
     scheme.check_values(raw, source)
     label = torch.from_numpy(raw.astype(np.uint8))
     if border is not None:
-        border = border.to(torch.bool) | torch.from_numpy(scheme.border_band(raw))
+        border = torch.from_numpy(scheme.border_band(raw))
     return label, border
 
 

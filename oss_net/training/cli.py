@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="model grid of an nnunet/msd/flare dataset (default: from the dataset fingerprint)")
     new.add_argument("--label_mode", choices=LABEL_MODES, default=None,
                      help="binary (the paper's), regions (sigmoid per region, BraTS WT/TC/ET) or exclusive "
-                          "(softmax over background + classes): oss_net.data.label_modes")
+                          "(softmax over background + classes): oss_net.data.label_modes (default: regions for "
+                          "an nnU-Net dataset.json listing regions, else binary)")
     new.add_argument("--paper", dest="compat", action="store_const", const="paper", default=None,
                      help="paper mode: every behaviour of the original code (split, raw coordinates, sampling, "
                           "max-pooled large patches, best model on sampled IoU, augmentation, global batch)")

@@ -10,13 +10,15 @@ import dataclasses
 import math
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 from oss_net.compat import COMPAT_MODES, DEFAULT_COMPAT
-from oss_net.data.label_modes import DEFAULT_LABEL_MODE, LABEL_MODES
+from oss_net.data.label_modes import DEFAULT_LABEL_MODE, LABEL_MODES, dataset_label_mode
 from oss_net.data.errors import DatasetError
 from oss_net.data.layout import DATASETS, PAPER_DATASETS, canonical_dataset
 from oss_net.data.layouts import detect_dataset
+from oss_net.data.nnunet import read_nnunet_info
 from oss_net.io import OSSNetError
 from oss_net.precision import AMP_MODES
 from oss_net.training.loss import SEGMENTATION_LOSS_FACTOR
@@ -39,6 +41,11 @@ DEMO_PRESET = {
     "brats": {**_DEMO, "val_samples": 2**13, "val_border_balance": 0.0},
     **{name: {**_DEMO, "val_samples": 2**12, "val_border_balance": 0.4} for name in ("lits", "nnunet", "msd", "flare")},
 }
+# The demo of several classes or regions (`make demo-regions`, BraTS WT/TC/ET) on top of DEMO_PRESET. The
+# smaller regions are learnt after the whole tumour, so it trains longer (270 steps; 5 minutes on 2 busy cores,
+# about 3 idle), and draws more of its points from the regions' border band (`label_modes.CLASS_BAND_MARGIN`).
+# Validation Dice WT 0.96, TC 0.94, ET 0.74 (input grid); 20 epochs left ET at 0.21.
+DEMO_CLASSES_PRESET = {"epochs": 30, "border_balance": 0.8}
 # Fields that define what is trained; a resumed run must agree with its checkpoint on all of them.
 RUN_DEFINING_FIELDS = (
     "network_config", "dataset", "demo", "seed", "batch_size", "training_samples", "border_balance",
@@ -148,13 +155,27 @@ def detected_dataset(dataset_path: str | None) -> str:
         return "brats"  # discovery then reports what is wrong with the folder
 
 
+def detected_label_mode(dataset: str, dataset_path: str | None) -> str:
+    """The label mode of a dataset (`--label_mode` omitted): regions for an nnU-Net dataset whose dataset.json
+    gives labels as lists of values (the only layout that can declare regions), binary otherwise."""
+    if dataset != "nnunet" or dataset_path is None:
+        return DEFAULT_LABEL_MODE
+    try:
+        info = read_nnunet_info(Path(dataset_path))
+    except DatasetError:
+        return DEFAULT_LABEL_MODE  # discovery then reports what is wrong with the dataset.json
+    return dataset_label_mode(dict(info.labels))
+
+
 def resolve_settings(values: Mapping[str, Any]) -> TrainSettings:
     """Fill the preset-dependent fields left as None and build `TrainSettings`.
 
     `values` holds TrainSettings fields; a None means "take the preset's value" for the size fields
-    and the documented default for the rest. `--uniform_sampling` gives border_balance 0, otherwise
-    0.5 as the original, unless `border_balance` is given explicitly. Table-1 names become the
-    original configuration names (C → full), so a run and its resumption compare equal.
+    and the documented default for the rest. Without `label_mode` the dataset's own labels decide
+    (`detected_label_mode`); the demo preset of a non-binary label mode adds DEMO_CLASSES_PRESET.
+    `--uniform_sampling` gives border_balance 0, otherwise the preset's (0.5 as the original), unless
+    `border_balance` is given explicitly. Table-1 names become the original configuration names
+    (C → full), so a run and its resumption compare equal.
     """
     from oss_net.models import canonical_network_name
 
@@ -162,10 +183,13 @@ def resolve_settings(values: Mapping[str, Any]) -> TrainSettings:
     dataset = canonical_dataset(values["dataset"]) if "dataset" in values else detected_dataset(values.get("dataset_path"))
     if "network_config" in values:
         values["network_config"] = canonical_network_name(values["network_config"])  # "C" and "full" are one run
+    label_mode = values.get("label_mode") or detected_label_mode(dataset, values.get("dataset_path"))
     preset = (DEMO_PRESET if values.get("demo", False) else PAPER_PRESET)[dataset]
-    resolved = {**preset, **values, "dataset": dataset}
+    if values.get("demo", False) and label_mode != DEFAULT_LABEL_MODE:
+        preset = {**preset, **DEMO_CLASSES_PRESET}
+    resolved = {**preset, **values, "dataset": dataset, "label_mode": label_mode}
     if "border_balance" not in values:
-        resolved["border_balance"] = 0.0 if values.get("uniform_sampling", False) else 0.5
+        resolved["border_balance"] = 0.0 if values.get("uniform_sampling", False) else preset.get("border_balance", 0.5)
     if values.get("cuda_devices") is not None:
         resolved["cuda_devices"] = ",".join(part.strip() for part in str(values["cuda_devices"]).split(",") if part.strip())
     return TrainSettings.from_dict(resolved)

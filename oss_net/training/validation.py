@@ -6,10 +6,12 @@ computed per volume (with the original's 1e-10 in the denominators) and averaged
 Dense: the whole volume is predicted through `oss_net.inference.Predictor` and compared with the
 label on the model grid, which is what the reported numbers should have been (docs/reference.md §12.12).
 The metric names say which (`val/sampled_*`, `val/dense_*_model_grid`; docs/metrics.md "Which grid").
+A model of several classes or regions (`oss_net.data.label_modes`) is scored per class, `<metric>_<name>`
+(e.g. `val/sampled_dice_ET`), and the plain names hold the mean over its classes, as inference's metrics do.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -32,6 +34,21 @@ def point_scores(prediction: torch.Tensor, label: torch.Tensor) -> tuple[float, 
     return dice, intersection / (union + EPSILON)
 
 
+def class_scores(names: Sequence[str], scores: Sequence[Sequence[tuple[float, float]]], dice_key: str,
+                 iou_key: str) -> dict[str, float]:
+    """Metrics of per-volume (Dice, IoU) pairs `scores[volume][class]`: each class's mean over volumes as
+    `<key>_<name>` (only when there are several classes) and the mean over classes under the plain keys."""
+    count = max(len(scores), 1)
+    dices = [sum(volume[index][0] for volume in scores) / count for index in range(len(names))]  # [K]
+    ious = [sum(volume[index][1] for volume in scores) / count for index in range(len(names))]  # [K]
+    metrics = {dice_key: sum(dices) / len(names), iou_key: sum(ious) / len(names)}
+    if len(names) > 1:
+        for name, dice_value, iou_value in zip(names, dices, ious):
+            metrics[f"{dice_key}_{name}"] = dice_value
+            metrics[f"{iou_key}_{name}"] = iou_value
+    return metrics
+
+
 @torch.no_grad()
 def sampled_validation(
     model: nn.Module,
@@ -39,59 +56,64 @@ def sampled_validation(
     device: torch.device,
     amp: str,
 ) -> dict[str, float]:
-    """Mean BCE, Dice and IoU over validation volumes at their sampled points (model in eval mode).
+    """Mean BCE, Dice and IoU over validation volumes at their sampled points (model in eval mode), per class
+    or region for a model of several (`class_scores`).
 
-    samples: dataset items {"volume" [C, *grid], "coords" [S, 3], "labels" [S, 1]}; amp: an
+    samples: dataset items {"volume" [C, *grid], "coords" [S, 3], "labels" [S, outputs]}; amp: an
     `oss_net.precision.AMP_MODES` mode.
     """
     from oss_net.data import gather_patches
+    from oss_net.data.label_modes import scheme_of
     from oss_net.inference.classes import class_values
 
     config = model.config
     was_training = model.training
     model.eval()
-    losses, dices, ious = [], [], []
+    losses, scores = [], []
     try:
         for sample in samples:
             volume = sample["volume"].unsqueeze(0).to(device)  # [1, C, D, H, W]
             coords = sample["coords"].unsqueeze(0).to(device)  # [1, S, 3]
-            labels = class_values(config, sample["labels"]).reshape(-1).to(device)  # [S] (or [S·K], per class)
+            labels = class_values(config, sample["labels"]).to(device)  # [S, K]
             chunks = []
             with autocast(amp, device):
                 encoding = model.encode(volume)
                 for start in range(0, coords.shape[1], CHUNK_SIZE):  # as many points at a time as inference
                     chunk = coords[:, start:start + CHUNK_SIZE]  # [1, n, 3]
                     patches = gather_patches(volume, chunk, large=config.large_patches) if config.patches else None
-                    chunks.append(class_values(config, model.decode(chunk, encoding, patches)[0].float()).reshape(-1))
-            prediction = torch.cat(chunks)  # [S]
-            losses.append(clamped_bce(prediction, labels).item())
-            dice, iou = point_scores(prediction, labels)
-            dices.append(dice)
-            ious.append(iou)
+                    chunks.append(class_values(config, model.decode(chunk, encoding, patches)[0].float()))
+            prediction = torch.cat(chunks)  # [S, K]
+            losses.append(clamped_bce(prediction.reshape(-1), labels.reshape(-1)).item())
+            scores.append([point_scores(prediction[:, k], labels[:, k]) for k in range(labels.shape[1])])
     finally:
         model.train(was_training)
-    count = max(len(dices), 1)
-    return {SAMPLED_LOSS: sum(losses) / count, SAMPLED_DICE: sum(dices) / count, SAMPLED_IOU: sum(ious) / count}
+    metrics = {SAMPLED_LOSS: sum(losses) / max(len(losses), 1)}
+    metrics.update(class_scores(scheme_of(config).names, scores, SAMPLED_DICE, SAMPLED_IOU))
+    return metrics
 
 
 def dense_validation(model: nn.Module, cases: Iterable, amp: str) -> dict[str, float]:
     """Mean full-volume Dice/IoU over loaded validation cases, predicted by `oss_net.inference.make_predictor`
-    (OSS-Net coarse-to-fine in its default mode, a U-Net densely) and compared with the label on the model grid."""
+    (OSS-Net coarse-to-fine in its default mode, a U-Net densely) and compared with the label on the model grid;
+    per class or region for a model of several (`class_scores`)."""
+    from oss_net.data.label_modes import scheme_of
     from oss_net.inference import make_predictor
     from oss_net.inference.classes import model_grid_masks
     from oss_net.metrics import dice, iou
 
+    names = scheme_of(model.config).names
     was_training = model.training  # Predictor switches the model to eval mode
-    dices, ious = [], []
+    scores = []
     try:
         predictor = make_predictor(model, amp=amp)
         for case in cases:
             # [*volume_shape] bool foreground, or [K, *volume_shape] per class or region (oss_net.inference.classes)
             mask, label = model_grid_masks(model.config, predictor.predict_case(case), case)
-            dices.append(dice(mask, label))
-            ious.append(iou(mask, label))
+            if len(names) == 1:
+                mask, label = mask[None], label[None]  # [1, *volume_shape]
+            scores.append([(dice(mask[k], label[k]), iou(mask[k], label[k])) for k in range(len(names))])
     finally:
         model.train(was_training)
-    if not dices:
+    if not scores:
         return {}
-    return {DENSE_DICE: sum(dices) / len(dices), DENSE_IOU: sum(ious) / len(ious)}
+    return class_scores(names, scores, DENSE_DICE, DENSE_IOU)

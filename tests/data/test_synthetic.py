@@ -33,9 +33,23 @@ def test_brats_layout_labels_and_contrasts(synthetic_brats_root):
     brain = (flair > 0) & (label == 0)
     assert flair[label == 2].mean() > 1.8 * flair[brain].mean()
     assert t1ce[label == 4].mean() > 1.5 * t1ce[brain].mean()
+    assert t1ce[label == 1].mean() < 0.7 * t1ce[label == 2].mean()  # necrosis dark on T1ce, the rim bright
+    assert (label == 1).any() and ndimage.binary_erosion(label == 4).any()  # a rim thicker than one voxel
     spacing = spacing_from_affine(affine)
     assert np.allclose(spacing, (4.0, 4.0, 155 / 38), atol=1e-4) and np.linalg.det(affine[:3, :3]) > 0
     assert not np.allclose(affine[:3, 3], 0) and affine[0, 0] < 0
+
+
+def test_brats_tumour_proportions_are_realistic(synthetic_brats_root):
+    """Tumour core about half of the whole tumour and enhancing tumour about a quarter, as in BraTS cases."""
+    core, enhancing = [], []
+    for case in sorted((synthetic_brats_root / BRATS_TRAINING).iterdir()):
+        label = _read(case / f"{case.name}_seg.nii.gz")[0]
+        whole = (label > 0).sum()
+        core.append(np.isin(label, (1, 4)).sum() / whole)
+        enhancing.append((label == 4).sum() / whole)
+    assert 0.3 < np.mean(core) < 0.7 and 0.15 < np.mean(enhancing) < 0.4
+    assert min(core) > 0.15 and min(enhancing) > 0.1
 
 
 def test_lits_layout_hounsfield_and_anisotropic_affine(synthetic_lits_root):
