@@ -276,7 +276,8 @@ def build_run(settings: TrainSettings, context: ProcessContext) -> Run:
         check_output_folder(run_dir, "run folder")
         if settings.cache_dir is not None:
             check_output_folder(settings.cache_dir, "cache folder")
-        _check_values(settings, config, train_cases, val_cases)  # every voxel, before the first write
+        if resume_state is None:  # a resumed run's cases were read in full when it started
+            _check_values(settings, config, train_cases, val_cases)  # every voxel, before the first write
 
     _seed_everything(settings.seed)
     model = build_model(config)
