@@ -46,9 +46,9 @@ MODES: tuple[str, ...] = ("standard", "prior")
 ELLIPSOID_RADIUS = 0.2  # radii as a fraction of each grid size
 
 
-def ellipsoid(shape: tuple[int, int, int], device: torch.device | str = "cpu") -> torch.Tensor:
-    """Bool [*shape]: the centred ellipsoid with radii ELLIPSOID_RADIUS * shape."""
-    axes = [(torch.arange(n, device=device, dtype=torch.float32) - (n - 1) / 2) / (ELLIPSOID_RADIUS * n) for n in shape]
+def ellipsoid(shape: tuple[int, int, int], device: torch.device | str = "cpu", radius: float = ELLIPSOID_RADIUS) -> torch.Tensor:
+    """Bool [*shape]: the centred ellipsoid with radii `radius` * shape."""
+    axes = [(torch.arange(n, device=device, dtype=torch.float32) - (n - 1) / 2) / (radius * n) for n in shape]
     return (axes[0][:, None, None] ** 2 + axes[1][None, :, None] ** 2 + axes[2][None, None, :] ** 2) <= 1
 
 

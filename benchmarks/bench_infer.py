@@ -18,9 +18,11 @@ and prior run under both refinement rules (rows' `refinement`): "ours" and the o
 which decodes every voxel next to a positive, so its counts and seconds are the ones comparable with
 the paper's Fig. 6); dense has one stage and no rule ("-"). At the demo grid the ellipsoid is small and
 the two rules decode about as many points; `brats_point_counts` (in the CPU result, no model, seconds)
-gives each rule's decoder queries for the same ellipsoid on the BraTS-size grid, where they part. All run through `oss_net.inference.Predictor`. Without a checkpoint the model is an untrained OSSNet wrapped
-in `bench_chunks.SyntheticOccupancy`: every decoder computation is real, but the answers are a fixed
-ellipsoid of ~3% of the volume, so the point counts are those of a well-trained model on that object.
+gives the decoder queries of ellipsoids of 0.4%, 1.2% and 3.4% of the BraTS-size grid under each rule
+and each seed upsampling. All run through `oss_net.inference.Predictor`. Without a checkpoint the model
+is an untrained OSSNet wrapped in `bench_chunks.SyntheticOccupancy`: every decoder computation is real,
+but the answers are a fixed ellipsoid of 3.4% of the volume (a large tumour), so the point counts are
+those of a well-trained model on that object.
 
 `cpu-brats` times what a user waits for on one scan: read the four NIfTI files of a synthetic
 240x240x155 BraTS case and preprocess them onto the 256x256x160 grid, encode, refine stage by stage,
@@ -30,15 +32,17 @@ weights), each with the split per stage, in benchmarks/results/infer_cpu_brats.j
 it). `--original` adds standard and prior under the original's rule (several minutes more), the rows to
 hold against the paper's Fig. 6.
 
-Why prior is not 2x faster than standard here: both modes decode the same boundary shell at strides 2
-and 1 (115,634 points for the ellipsoid); they differ only at stride 4, where standard decodes the whole
-lattice (173,225 points) and prior the seed (30,077: the encoder's 8x8x5 output cells that touch the
-object, max-pooled as its training target is, upsampled). So prior decodes 1.98x fewer points, and the
-fixed costs both pay (read, encode, write) take the end-to-end ratio a little lower. Taking the seed's
-interior as positive without decoding it would save 23,691 points but is wrong here: the interior of a
-max-pooled seed is mostly outside the object (781,153 voxels would differ from the object), so it is not
-done. Under the original's rule the ratio is lower still (552,892 vs 409,744 points): it decodes the
-whole object interior in both modes.
+Where prior's speed-up comes from: both modes decode the same boundary shell at strides 2 and 1
+(115,634 points for the 3.4% ellipsoid); they differ only at stride 4, where standard decodes the whole
+lattice (173,225 points) and prior the seed (18,570: the encoder's 8x8x5 output cells that touch the
+object, max-pooled as its training target is, each value placed at its cell's centre). So prior decodes
+2.15x fewer points, and the fixed costs both pay (read, encode, write) take the end-to-end ratio a little
+lower; the smaller the object, the larger the ratio (3.5x the points at 1.2%, 6.6x at 0.4%). The
+original's corner-aligned upsampling gives this object a seed of 30,077 points (1.98x) and can lose a
+small object near a corner (docs/reference.md §12.28). Taking the seed's interior as positive without
+decoding it would save more points but is wrong: the interior of a max-pooled seed is mostly outside the
+object, so it is not done. Under the original's rule the ratio is lower (552,892 vs 398,237 points): it
+decodes the whole object interior in both modes.
 """
 from __future__ import annotations
 
@@ -51,7 +55,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.bench_chunks import SyntheticOccupancy, ellipsoid, oracle_config, oracle_model_and_volume
+from benchmarks.bench_chunks import ELLIPSOID_RADIUS, SyntheticOccupancy, ellipsoid, oracle_config, oracle_model_and_volume
 from benchmarks.common import benchmark_device, format_table, time_call, write_result
 from oss_net.inference import DensePredictor, Predictor
 from oss_net.inference.defaults import CHUNK_SIZE, REFINEMENT, STAGES
@@ -191,22 +195,33 @@ def run(size: str = "cpu", smoke: bool = False, checkpoint: str | None = None, o
     return result
 
 
+POINT_COUNT_RADII = (0.1, 0.14, ELLIPSOID_RADIUS)  # ellipsoid radii (fractions of the grid): 0.4%, 1.2%, 3.4% of it
+
+
 def brats_point_counts() -> list[dict[str, Any]]:
-    """Decoder queries of standard and prior under each refinement rule for the ellipsoid on the BraTS-size
-    grid (256x256x160), the lattice driven with the ellipsoid's answers and no model (counts only)."""
+    """Decoder queries of standard and prior for ellipsoids of three sizes on the BraTS-size grid (256x256x160),
+    under each refinement rule and, for prior, each seed upsampling (cell-centred, ours; corner-aligned, the
+    original's); the lattice is driven with the ellipsoid's answers and no model (counts only, seconds)."""
     config = oracle_config("gpu", smoke=False)
-    mask = ellipsoid(config.volume_shape)  # [*S] bool
-    low_res = torch.nn.functional.adaptive_max_pool3d(mask[None, None].float(), config.encoder_output_shape)[0]
     rows = []
-    for method in ("standard", "prior"):
+    for radius in POINT_COUNT_RADII:
+        mask = ellipsoid(config.volume_shape, radius=radius)  # [*S] bool
+        low_res = torch.nn.functional.adaptive_max_pool3d(mask[None, None].float(), config.encoder_output_shape)[0]
+        seeds = {"-": None, **{("corners" if corners else "cells"): seed_from_segmentation(
+            low_res, config.volume_shape, STAGES[0], align_corners=corners) for corners in (False, True)}}
         for refinement in REFINEMENTS:
-            seed = seed_from_segmentation(low_res, config.volume_shape, STAGES[0]) if method == "prior" else None
-            lattice = OccupancyLattice(config.volume_shape, STAGES, seed=seed, refinement=refinement)
-            stats = refine_lattice(lattice, lambda coords: mask[coords[:, 0], coords[:, 1], coords[:, 2]].float())
-            rows.append({"method": method, "refinement": refinement, "decoder_points": stats.points_evaluated,
-                         "voxel_fraction": stats.points_evaluated / mask.numel(),
-                         "stage_points": [stage.points_evaluated for stage in stats.stages],
-                         "voxels_differing_from_ellipsoid": int(((lattice.to_dense()[0] > 0.5) != mask).sum())})
+            standard_points = None
+            for seed_name, seed in seeds.items():
+                lattice = OccupancyLattice(config.volume_shape, STAGES, seed=seed, refinement=refinement)
+                stats = refine_lattice(lattice, lambda coords: mask[coords[:, 0], coords[:, 1], coords[:, 2]].float())
+                standard_points = standard_points or stats.points_evaluated
+                rows.append({"object_fraction": round(float(mask.float().mean()), 4),
+                             "method": "standard" if seed is None else "prior", "refinement": refinement, "seed": seed_name,
+                             "decoder_points": stats.points_evaluated,
+                             "points_ratio_standard_vs_this": round(standard_points / max(stats.points_evaluated, 1), 3),
+                             "voxel_fraction": round(stats.points_evaluated / mask.numel(), 5),
+                             "stage_points": [stage.points_evaluated for stage in stats.stages],
+                             "voxels_differing_from_ellipsoid": int(((lattice.to_dense()[0] > 0.5) != mask).sum())})
     return rows
 
 

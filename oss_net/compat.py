@@ -13,6 +13,7 @@ Code never tests `compat == "paper"` itself; it asks `behaviour(compat)` for the
 | augmentation | "ours": uniform flip subsets, on the model grid | "original": flip subsets 1/4, 1/4, 1/2; brightness and noise at native resolution | §6.3 |
 | global_batch | False: --batch_size per process | True: --batch_size over all processes | §5, §1.3 |
 | refinement | "ours": decode where coarse labels disagree, inherit elsewhere | "original": decode every voxel next to a positive (3^s window) | §8.1, §12.16 |
+| seed_align_corners | False: each coarse value at the centre of the voxels its cell pooled | True: the original's align_corners=True upsampling of the prior seed | §8.2, §12.28 |
 
 The BraTS split is not switched: the original's fixed 324/45 list (`oss_net.data.splits`) is the
 BraTS default in both modes whenever every case it names is present.
@@ -53,15 +54,16 @@ class Behaviour:
     augmentation: str
     global_batch: bool
     refinement: str  # inference's candidate rule (oss_net.inference.refine.REFINEMENTS)
+    seed_align_corners: bool  # how the prior seed is upsampled (oss_net.inference.refine.seed_from_segmentation)
 
 
 _BEHAVIOURS = {
     "ours": Behaviour("ours", raw_coordinates=False, include_last_index=True, large_patch_pooling="avg",
                       best_metrics=(DENSE_DICE, SAMPLED_DICE), augmentation="ours", global_batch=False,
-                      refinement="ours"),
+                      refinement="ours", seed_align_corners=False),
     "paper": Behaviour("paper", raw_coordinates=True, include_last_index=False, large_patch_pooling="max",
                        best_metrics=(SAMPLED_IOU, DENSE_IOU), augmentation="original", global_batch=True,
-                       refinement="original"),
+                       refinement="original", seed_align_corners=True),
 }
 
 

@@ -26,7 +26,7 @@ from oss_net.training.distributed import ProcessContext
 from oss_net.training.settings import SettingsError, TrainSettings, check_resume_compatible, resolve_settings
 
 SWITCHES = ("raw_coordinates", "include_last_index", "large_patch_pooling", "best_metrics", "augmentation", "global_batch",
-            "refinement")
+            "refinement", "seed_align_corners")
 
 
 def tiny(dataset_path, tmp_path, **overrides) -> TrainSettings:
@@ -47,6 +47,7 @@ def test_every_switch_differs_between_the_modes_and_ours_is_the_default():
     assert (paper.raw_coordinates, paper.include_last_index, paper.large_patch_pooling) == (True, False, "max")
     assert (paper.augmentation, paper.global_batch, paper.best_metrics[0]) == ("original", True, "val/sampled_iou")
     assert (paper.refinement, ours.refinement) == ("original", "ours")
+    assert (paper.seed_align_corners, ours.seed_align_corners) == (True, False)
     assert (ours.raw_coordinates, ours.include_last_index, ours.large_patch_pooling) == (False, True, "avg")
     assert build_parser().parse_args([]).compat is None and build_parser().parse_args(["--paper"]).compat == "paper"
     assert settings_from_args(build_parser().parse_args(["--demo"])).compat == "ours"

@@ -40,6 +40,7 @@ from oss_net.data.nifti import check_same_grid, read_header, read_label
 from oss_net.io import atomic_save_json, atomic_write
 
 ZSCORE_EPSILON = 1e-6
+ZSCORE_CHUNK = 2**18  # voxels z-scored at a time (2 MiB of float64)
 CACHE_VERSION = 2  # 2: orientation, fingerprint preprocessing, no crop of large BraTS scans
 _log = logging.getLogger(__name__)
 
@@ -162,10 +163,14 @@ def _preprocess(case: CaseFiles, dataset: str, volume_shape: tuple[int, ...], fi
 def zscore(array: np.ndarray, window: tuple[slice, ...] | None = None) -> np.ndarray:
     """(x − mean) / (std + ε), the statistics over the whole volume (or its `window`), background included
     (as the paper); float32."""
-    values = array.astype(np.float64, copy=False)
-    region = values if window is None else values[window]
-    mean, std = region.mean(), region.std()
-    return ((values - mean) / (std + ZSCORE_EPSILON)).astype(np.float32)
+    region = array if window is None else array[window]
+    mean = float(region.mean(dtype=np.float64))
+    scale = float(region.std(dtype=np.float64)) + ZSCORE_EPSILON
+    out = np.empty_like(array, dtype=np.float32)  # the input's memory order (NIfTI voxels are Fortran-ordered)
+    source, target = array.ravel(order="K"), out.ravel(order="K")  # views, in the same order, for either layout
+    for start in range(0, source.size, ZSCORE_CHUNK):  # float64 maths a chunk at a time: no full-size float64 copy
+        target[start:start + ZSCORE_CHUNK] = (source[start:start + ZSCORE_CHUNK].astype(np.float64) - mean) / scale
+    return out
 
 
 def _write_entry(entry: Path, key: str, case: Case) -> None:

@@ -174,7 +174,8 @@ class Predictor:
         source = self._patch_source(volume)
         seed = None
         if mode == "prior":
-            seed = seed_from_segmentation(encoding.segmentation[0].float(), self.config.volume_shape, self.stages[0])
+            seed = seed_from_segmentation(encoding.segmentation[0].float(), self.config.volume_shape, self.stages[0],
+                                          align_corners=behaviour(self.config.compat).seed_align_corners)
         lattice = OccupancyLattice(
             self.config.volume_shape, self.stages, seed=seed, threshold=self.threshold,
             classes=lattice_classes(self.config), recheck_boundary=self.recheck_boundary, device=self.device,

@@ -1,11 +1,13 @@
 """load_case: preprocessing, the affine kept, and the memory-mapped cache (reuse, staleness, corruption)."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 
 import nibabel as nib
 import numpy as np
+import pytest
 
 from oss_net.data import discover, load_case
 from oss_net.data.borders import compute_border
@@ -79,3 +81,44 @@ def test_zscore_statistics_come_from_the_window_that_reaches_the_model_grid():
     assert np.allclose(out[window], [[[-1.0, 1.0], [-1.0, 1.0]]] * 2, atol=1e-5)
     assert np.allclose(out[0], -2.0, atol=1e-5)  # values outside keep the same affine map
     assert np.isclose(zscore(array).mean(), 0.0, atol=1e-6)  # no window: the whole volume, as the paper
+
+
+def test_zscore_in_chunks_equals_the_float64_formula_bit_for_bit():
+    from oss_net.data.cases import ZSCORE_CHUNK, zscore
+
+    array = np.random.default_rng(0).gamma(2.0, 300.0, size=(90, 86, 71)).astype(np.float32)
+    assert array.size > 2 * ZSCORE_CHUNK
+    window = (slice(3, 80), slice(None), slice(5, 61))
+    for region in (None, window):
+        values = array.astype(np.float64)
+        stats = values if region is None else values[region]
+        expected = ((values - stats.mean()) / (stats.std() + 1e-6)).astype(np.float32)
+        np.testing.assert_array_equal(zscore(array, region), expected)
+
+
+def test_channels_read_in_parallel_keep_their_order_and_the_first_bad_file_is_named(synthetic_brats_root, tmp_path):
+    from oss_net.data import DatasetError
+    from oss_net.data.channels import read_channels
+
+    case = discover("brats", synthetic_brats_root, "all")[0]
+    volumes = read_channels(case)
+    assert [volume.path for volume in volumes] == list(case.images)
+    for volume, path in zip(volumes, case.images):
+        np.testing.assert_array_equal(volume.array, np.asarray(nib.load(str(path)).dataobj, dtype=np.float32))
+    copies = []
+    for path in case.images:
+        copies.append(tmp_path / path.name)
+        shutil.copyfile(path, copies[-1])
+    for bad in copies[1:]:  # every channel but the first is cut short
+        bad.write_bytes(bad.read_bytes()[:200])
+    with pytest.raises(DatasetError, match=f"{copies[1]}: truncated or corrupt voxel data"):
+        read_channels(dataclasses.replace(case, images=tuple(copies)))
+
+
+def test_zscore_keeps_a_fortran_ordered_volume_in_place():
+    from oss_net.data.cases import zscore
+
+    array = np.asfortranarray(np.arange(24, dtype=np.float32).reshape(2, 3, 4))
+    out = zscore(array)
+    np.testing.assert_array_equal(out, zscore(np.ascontiguousarray(array)))
+    assert out.flags.f_contiguous and np.isclose(out[1, 2, 3], (23 - 11.5) / (np.std(np.arange(24)) + 1e-6))

@@ -7,7 +7,7 @@ import logging
 import pytest
 import torch
 
-from oss_net.inference import InferenceError, Predictor
+from oss_net.inference import InferenceError, Predictor, seed_from_segmentation
 from oss_net.metrics import dice
 
 from .conftest import intensity_model
@@ -35,6 +35,18 @@ def test_chunk_size_and_stages_do_not_change_the_mask(brats_case):
     small_chunks = Predictor(intensity_model("C"), mode="prior", chunk_size=333, stages=(8, 4, 2, 1)).predict_case(brats_case)
     assert torch.equal(reference.mask_model_grid, small_chunks.mask_model_grid)
     assert reference.occupancy.shape == brats_case.image.shape[1:] and reference.occupancy.dtype == torch.float32
+
+
+@pytest.mark.parametrize("compat, align_corners", [("ours", False), ("paper", True)])
+def test_the_prior_seed_is_upsampled_as_the_compat_mode_says(brats_case, compat, align_corners):
+    model = intensity_model("C", compat=compat)
+    prediction = Predictor(model, mode="prior", refinement="ours").predict_case(brats_case)
+    with torch.no_grad():
+        segmentation = model.encode(torch.as_tensor(brats_case.image, dtype=torch.float32)[None]).segmentation[0]
+    seeds = {corners: seed_from_segmentation(segmentation, model.config.volume_shape, 4, align_corners=corners)
+             for corners in (False, True)}
+    assert int(seeds[True].sum()) != int(seeds[False].sum())
+    assert prediction.runs["prior"]["stages"][0]["points_evaluated"] == int(seeds[align_corners].sum())
 
 
 def test_prior_without_segmentation_head_is_an_error_and_auto_falls_back(caplog):

@@ -7,6 +7,7 @@ import torch
 from oss_net.inference.defaults import CHUNK_SIZE
 from oss_net.inference.refine import (
     OccupancyLattice,
+    cell_interpolation,
     check_stages,
     lattice_indices,
     lattice_shape,
@@ -77,6 +78,47 @@ def test_prior_agrees_with_standard_and_decodes_fewer_points():
     assert torch.equal(prior > 0.5, standard > 0.5)
     assert prior_stats.stages[0].points_evaluated == int(seed.sum())
     assert prior_stats.points_evaluated < standard_stats.points_evaluated
+
+
+@pytest.mark.parametrize(
+    "size, cells, positions, expected",
+    [  # even cells: centres 1.5 and 5.5; uneven (adaptive cells [0, 3) and [2, 5)): centres 1 and 3
+        (8, 2, [0, 1, 3, 4, 7], [[1, 0], [1, 0], [0.625, 0.375], [0.375, 0.625], [0, 1]]),
+        (5, 2, [0, 1, 2, 3, 4], [[1, 0], [1, 0], [0.5, 0.5], [0, 1], [0, 1]]),
+        (6, 1, [0, 5], [[1], [1]]),
+    ],
+)
+def test_cell_interpolation_puts_each_cell_at_the_centre_of_its_voxels(size, cells, positions, expected):
+    weights = cell_interpolation(torch.tensor(positions), size, cells)
+    assert torch.allclose(weights, torch.tensor(expected, dtype=torch.float32))
+
+
+def test_cell_centred_seed_is_the_cell_and_corner_aligned_seed_is_the_original_upsampling():
+    low_res = torch.zeros(4, 4, 3)
+    low_res[3, 0, 1] = 1.0  # the cell of voxels [36, 48) x [0, 11) x [10, 21)
+    seed = seed_from_segmentation(low_res, SHAPE, stride=4)
+    positions = [lattice_indices(n, 4)[seed.nonzero()[:, a]] for a, n in enumerate(SHAPE)]
+    # seeded: the lattice points within half a cell of the cell's centre (41.5, 5, 15), clamped at the faces
+    assert positions[0].min() >= 36 and positions[0].max() == 47
+    assert positions[1].min() == 0 and positions[1].max() <= 11
+    assert positions[2].min() >= 10 and positions[2].max() <= 20
+    original = torch.nn.functional.interpolate(low_res[None, None], size=lattice_shape(SHAPE, 4), mode="trilinear",
+                                               align_corners=True)[0, 0] > 0.5
+    assert torch.equal(seed_from_segmentation(low_res, SHAPE, 4, align_corners=True), original)
+    assert not torch.equal(seed, original)
+
+
+@pytest.mark.parametrize("centre, radius", [((42.5, 38.5, 26.0), 3.0), ((44.0, 40.0, 27.0), 2.8)])
+def test_a_small_object_near_a_corner_is_kept_by_the_cell_centred_seed(centre, radius):
+    """The original's corner-aligned upsampling moves the coarse map by up to half a cell near the faces:
+    the seed misses the object and the prior loses all of it; the cell-centred seed finds it exactly."""
+    decode, _ = sphere(centre, radius)
+    truth = dense(decode) > 0.5
+    low_res = torch.nn.functional.adaptive_max_pool3d(truth.float()[None], (6, 6, 4))[0]
+    kept, _ = refine_grid(decode, seed=seed_from_segmentation(low_res, SHAPE, 4))
+    lost, _ = refine_grid(decode, seed=seed_from_segmentation(low_res, SHAPE, 4, align_corners=True))
+    assert torch.equal(kept > 0.5, truth)
+    assert not (lost > 0.5).any() and truth.any()
 
 
 def test_empty_seed_finds_nothing_and_decodes_nothing():
