@@ -305,7 +305,7 @@ def _write_scan(folder: Path, shape: tuple[int, int, int]) -> Any:
 def _full_scan_row(method: str, predictor: Any, files: Any, folder: Path) -> tuple[dict[str, Any], np.ndarray]:
     """Time one method on the scan end to end; (row with the per-stage seconds, model-grid mask)."""
     from oss_net.data import load_case
-    from oss_net.inference.outputs import save_input_grid_nifti
+    from oss_net.inference.outputs import input_grid_labels, save_input_grid_nifti
 
     start = time.perf_counter()
     case = load_case(files, predictor.config, with_border=False)  # read the NIfTI files, preprocess
@@ -313,7 +313,7 @@ def _full_scan_row(method: str, predictor: Any, files: Any, folder: Path) -> tup
     prediction = predictor.predict_case(case)
     predicted = time.perf_counter()
     mask = prediction.mask_model_grid.numpy()
-    mask_input = np.asarray(case.meta.to_input_grid(mask.astype(np.uint8), order=0), dtype=np.uint8)
+    mask_input = input_grid_labels(prediction.occupancy.numpy(), case.meta, prediction.threshold, predictor.config)
     save_input_grid_nifti(mask_input, case.meta, folder / f"{method}_mask.nii.gz")
     end = time.perf_counter()
 

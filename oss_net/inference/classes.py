@@ -41,7 +41,7 @@ def write_class_case(folder: Path, files: Any, case: Any, prediction: Any, predi
     occupancy = prediction.occupancy.numpy().reshape(scheme.outputs, *case.image.shape[1:])  # [outputs, *S], model grid
     probabilities = scheme.class_probabilities(occupancy)  # [K, *volume_shape]
     label_model = scheme.label_map(occupancy, settings.threshold)  # [*volume_shape] uint8, dataset values
-    label_input = np.asarray(meta.to_input_grid(label_model, order=0), dtype=np.uint8)
+    label_input = outputs.input_grid_labels(occupancy, meta, settings.threshold, predictor.config)  # [*input_shape]
     outputs.save_input_grid_nifti(label_input, meta, folder / f"{case_id}_mask.nii.gz")
     truth_model = None if case.raw_label is None else scheme.label_map_masks(np.asarray(case.raw_label))  # [K, *S]
     mesh_settings = dataclasses.replace(settings, refine_mesh=False)

@@ -16,10 +16,11 @@ one error.
 
 Outputs, flat in the output folder (what nnU-Net's evaluation and MONAI pair with label files):
 `<case>.nii.gz` (uint8 label map on the input's grid, with its affine and header; the class index for
-a model of several classes), `<case>_probabilities.nii.gz` (float32, input grid; classes on the 4th
-axis) with `save_probabilities`, and `<case>_prediction.<format>` meshes with `mesh`. Each file is
-written atomically and the label map last, so `resume` (`--continue`) skips exactly the cases whose
-label map exists. Preprocessing, prediction and the writers are the inference runner's.
+a model of several classes; by `outputs.input_grid_labels`), `<case>_probabilities.nii.gz` (float32,
+input grid; classes on the 4th axis) with `save_probabilities`, and `<case>_prediction.<format>`
+meshes with `mesh`. Each file is written atomically and the label map last, so `resume`
+(`--continue`) skips exactly the cases whose label map exists. Preprocessing, prediction and the
+writers are the inference runner's.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ from oss_net.io import OSSNetError, prepare_output_folder
 
 from . import outputs
 from .classes import has_classes
-from .predictor import InferenceError, Prediction
+from .predictor import InferenceError
 from .runner import InferenceSettings, load_predictor, write_meshes
 
 logger = logging.getLogger(__name__)
@@ -88,23 +89,12 @@ def predict_case_files(files: CaseFiles, predictor: Any, settings: InferenceSett
     if not settings.no_mesh:
         write_meshes(output_dir, files.case_id, foreground_probability(occupancy, predictor.config), None, meta, case,
                      predictor, settings)
-    labels = np.asarray(meta.to_input_grid(label_map(prediction, predictor.config), order=0), dtype=np.uint8)  # [*input_shape]
+    labels = outputs.input_grid_labels(occupancy, meta, prediction.threshold, predictor.config)  # [*input_shape] uint8
     path = label_map_path(output_dir, files.case_id)
     outputs.save_input_grid_nifti(labels, meta, path)
     if meta.resampled_to_fit:
         logger.warning("%s: the scan is larger than the model grid and was resampled to fit (not cropped)", files.case_id)
     return path
-
-
-def label_map(prediction: Prediction, config: Any = None) -> np.ndarray:
-    """uint8 labels [*volume_shape] on the model grid: foreground above the threshold, or the likeliest class;
-    a model of a label mode's classes or regions writes the dataset's values (`oss_net.data.label_modes`)."""
-    occupancy = prediction.occupancy.numpy()
-    if has_classes(config):
-        return scheme_of(config).label_map(occupancy.reshape(-1, *occupancy.shape[-3:]), prediction.threshold)
-    if occupancy.ndim == 3:
-        return (occupancy > prediction.threshold).astype(np.uint8)
-    return occupancy.argmax(axis=0).astype(np.uint8)
 
 
 def foreground_probability(occupancy: np.ndarray, config: Any = None) -> np.ndarray:

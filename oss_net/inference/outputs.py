@@ -15,7 +15,7 @@ Files of a case `<id>` (in `<output_dir>/<id>/`):
 | file                           | grid / frame                                         |
 |--------------------------------|------------------------------------------------------|
 | `<id>_occupancy.nii.gz`        | float32 probabilities on the model grid, with the model grid's own affine |
-| `<id>_mask.nii.gz`             | uint8 mask on the input grid, input affine and header |
+| `<id>_mask.nii.gz`             | uint8 mask on the input grid, input affine and header (`input_grid_labels`) |
 | `<id>_probability.nii.gz`      | float32 probabilities on the input grid (`--save_probabilities`) |
 | `<id>_prediction.{obj,ply,stl}` | prediction mesh in scanner mm, LPS (or RAS), `SPACE=` in the header; voxel indices with `--voxel_coordinates` |
 | `<id>_label.{obj,ply,stl}`     | label mesh, same frame                               |
@@ -27,6 +27,11 @@ With `--flat`, `<output_dir>/<id>.nii.gz` is a copy of the mask, nnU-Net's namin
 grid (BraTS: the padded grid; LiTS: the resampled cube) opens aligned with the image in any NIfTI
 viewer: its affine is `model_grid_affine`, the input affine with the pad offset or the resampling
 folded in.
+
+The mask (or label map) goes back to the input grid by `input_grid_labels`: on a padded grid it is
+thresholded on the model grid and un-padded (exact); on a resampled grid the probabilities are
+resampled (trilinear) and thresholded there, so a coarse model grid leaves no staircase on the
+scan's finer axes (nnU-Net's order too).
 """
 from __future__ import annotations
 
@@ -44,6 +49,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from oss_net.data.label_modes import scheme_of
 from oss_net.io import OSSNetError, atomic_save_json, atomic_save_nifti, atomic_write
 
 logger = logging.getLogger(__name__)
@@ -239,6 +245,35 @@ def nifti_header(meta: Any) -> Any:
     header = nib.Nifti1Header(binaryblock=bytes(meta.header))
     header.set_slope_inter(None, None)
     return header
+
+
+def label_map(occupancy: np.ndarray, threshold: float, config: Any = None) -> np.ndarray:
+    """uint8 labels [*S] of model outputs `occupancy` [*S] or [outputs, *S] on any grid (the rule is per voxel).
+
+    Foreground above `threshold`, or the likeliest class of a legacy binary model with several outputs;
+    a model of a label mode's classes or regions (`config`) gets the dataset's values
+    (`oss_net.data.label_modes.LabelScheme.label_map`). All-zero outputs give 0, so zeros filled in by an
+    un-pad are background either way.
+    """
+    scheme = scheme_of(config)
+    if scheme.mode != "binary":
+        return scheme.label_map(occupancy.reshape(-1, *occupancy.shape[-3:]), threshold)
+    if occupancy.ndim == 3:
+        return (occupancy > threshold).astype(np.uint8)
+    return occupancy.argmax(axis=0).astype(np.uint8)
+
+
+def input_grid_labels(occupancy: np.ndarray, meta: Any, threshold: float, config: Any = None) -> np.ndarray:
+    """uint8 mask or label map [*input_shape] of model-grid outputs `occupancy` [*volume_shape] or [outputs, *volume_shape].
+
+    A padded grid ("pad") is labelled on the model grid and un-padded, exactly. A resampled grid has its
+    probabilities taken back trilinearly (per output) and labelled on the input grid by the same
+    `label_map`: nearest neighbour of a coarse mask would give staircase boundaries.
+    """
+    if meta.mode == "pad":
+        return np.asarray(meta.to_input_grid(label_map(occupancy, threshold, config), order=0), dtype=np.uint8)
+    probabilities = np.asarray(meta.to_input_grid(np.asarray(occupancy, dtype=np.float32), order=1))
+    return label_map(probabilities, threshold, config)
 
 
 def save_input_grid_nifti(array: np.ndarray, meta: Any, path: Path) -> None:

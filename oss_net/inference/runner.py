@@ -403,7 +403,7 @@ def write_case(
     occupancy = prediction.occupancy.numpy()  # [*volume_shape] float32, model grid
     mask_model = occupancy > settings.threshold
     outputs.save_model_grid_nifti(occupancy.astype(np.float32), meta, folder / f"{case_id}_occupancy.nii.gz")
-    mask_input = np.asarray(meta.to_input_grid(mask_model.astype(np.uint8), order=0), dtype=np.uint8)
+    mask_input = outputs.input_grid_labels(occupancy, meta, settings.threshold, predictor.config)  # [*input_shape] uint8
     outputs.save_input_grid_nifti(mask_input, meta, folder / f"{case_id}_mask.nii.gz")
     if settings.save_probabilities:
         probability = np.asarray(meta.to_input_grid(occupancy, order=1), dtype=np.float32)

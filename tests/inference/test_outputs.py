@@ -1,18 +1,22 @@
-"""outputs.py on its own: the model-grid affine, NIfTI writing, staging / publishing, JSON cleaning."""
+"""outputs.py on its own: the model-grid affine, NIfTI writing, staging / publishing, JSON cleaning, and the
+masks and label maps taken back to the input grid."""
 from __future__ import annotations
 
 import json
 import math
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import nibabel as nib
 import numpy as np
 import pytest
 
 from oss_net.data.grid import GridMeta
+from oss_net.data.label_modes import BRATS_REGIONS, LabelScheme
 from oss_net.inference import outputs
 from oss_net.io import OSSNetError, prepare_output_folder
+from oss_net.metrics import dice
 
 AFFINE = np.array([[0.0, -1.2, 0.0, 30.0], [0.9, 0.0, 0.0, -12.0], [0.0, 0.0, 2.5, 4.0], [0.0, 0.0, 0.0, 1.0]])
 
@@ -137,3 +141,104 @@ def test_json_ready_and_output_folder_checks(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(OSSNetError, match="output folder is not a folder, it is a file"):
         prepare_output_folder(blocker)
+
+
+# ---------------------------------------------------------------- masks and label maps on the input grid
+
+REGIONS = SimpleNamespace(label_mode="regions", class_labels=BRATS_REGIONS)  # WT ⊃ TC ⊃ ET, written 2 / 1 / 4
+EXCLUSIVE = SimpleNamespace(label_mode="exclusive", class_labels=(("a", (1,)), ("b", (2,)), ("c", (3,))))
+# a scan of 0.75 × 0.75 × 3 mm, axes swapped and one flipped on the way, on a 3 mm model grid: 4× coarser in-plane
+SCAN_AFFINE = np.array([[0.0, -0.75, 0.0, 30.0], [0.75, 0.0, 0.0, -12.0], [0.0, 0.0, 3.0, 4.0], [0.0, 0.0, 0.0, 1.0]])
+BALL_RADII_MM = (14.2, 9.1, 5.3)
+
+
+def resampled_meta() -> GridMeta:
+    return GridMeta.for_resampling(SCAN_AFFINE, None, (64, 64, 16), (16, 16, 16), orientation=((1, 1), (0, -1), (2, 1)))
+
+
+def voxel_centres_mm(meta: GridMeta, model_grid: bool) -> np.ndarray:
+    """[*shape, 3] scanner mm of every voxel centre of the model grid or the input grid."""
+    shape = meta.volume_shape if model_grid else meta.input_shape
+    index = np.indices(shape, dtype=np.float64).reshape(3, -1).T  # [N, 3]
+    millimetres = meta.model_voxel_to_mm(index) if model_grid else index @ meta.affine[:3, :3].T + meta.affine[:3, 3]
+    return millimetres.reshape(*shape, 3)
+
+
+def ball_distances(meta: GridMeta, model_grid: bool) -> np.ndarray:
+    """[*shape] mm from each voxel centre to a point near the middle of the field of view."""
+    centres = voxel_centres_mm(meta, model_grid)
+    middle = voxel_centres_mm(meta, False).reshape(-1, 3).mean(axis=0) + np.array([1.3, -2.1, 0.6])
+    return np.linalg.norm(centres - middle, axis=-1)
+
+
+def soft_balls(meta: GridMeta) -> np.ndarray:
+    """[3, *volume_shape] float32 nested balls of BALL_RADII_MM as a model would give them: 1/2 on each sphere,
+    rising over about a millimetre."""
+    distance = ball_distances(meta, model_grid=True)
+    return np.stack([1.0 / (1.0 + np.exp(distance - radius)) for radius in BALL_RADII_MM]).astype(np.float32)
+
+
+def nearest_neighbour_labels(occupancy: np.ndarray, meta: GridMeta, config=None) -> np.ndarray:
+    """The former path: labelled on the model grid, then taken back by nearest neighbour."""
+    return np.asarray(meta.to_input_grid(outputs.label_map(occupancy, 0.5, config), order=0), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("outputs_count, config", [(0, None), (3, None), (3, REGIONS), (4, EXCLUSIVE)])
+def test_padded_grid_labels_are_the_model_grid_labels_un_padded(outputs_count, config) -> None:
+    """Padding (and an empty-background crop) is undone exactly, as before: bit for bit the nearest-neighbour path."""
+    meta = GridMeta.for_padding(AFFINE, None, (20, 12, 6), (16, 16, 8), content=((3, 15), (0, 11), (0, 5)))
+    assert meta.mode == "pad" and meta.pad_before[0] < 0 < meta.pad_before[1]  # axis 0 cropped, axis 1 padded
+    shape = (outputs_count, *meta.volume_shape) if outputs_count else meta.volume_shape
+    occupancy = np.random.default_rng(outputs_count).random(shape).astype(np.float32)
+    labels = outputs.input_grid_labels(occupancy, meta, 0.5, config)
+    assert labels.dtype == np.uint8 and labels.shape == meta.input_shape
+    assert np.array_equal(labels, nearest_neighbour_labels(occupancy, meta, config))
+    outside = np.ones(meta.input_shape, dtype=bool)
+    outside[meta.input_window] = False
+    assert outside.any() and not labels[outside].any()  # the cropped background comes back empty
+
+
+def test_resampled_probabilities_follow_the_ball_better_than_nearest_neighbour() -> None:
+    """A 3 mm model grid on a 0.75 mm scan: thresholding the trilinearly resampled probabilities recovers the
+    analytic ball on the scan's grid (801 → 139 wrong voxels of 7093 inside, Dice 0.944 → 0.990)."""
+    meta = resampled_meta()
+    occupancy = soft_balls(meta)[0]  # [16, 16, 16]
+    truth = ball_distances(meta, model_grid=False) < BALL_RADII_MM[0]  # [64, 64, 16]
+    mask = outputs.input_grid_labels(occupancy, meta, 0.5)
+    nearest = nearest_neighbour_labels(occupancy, meta)
+    assert mask.dtype == np.uint8 and mask.shape == meta.input_shape == truth.shape and set(np.unique(mask)) == {0, 1}
+    assert np.array_equal(mask > 0, np.asarray(meta.to_input_grid(occupancy, order=1)) > 0.5)
+    assert int(truth.sum()) == 7093
+    assert int((nearest.astype(bool) != truth).sum()) == pytest.approx(801, abs=8)
+    assert int((mask.astype(bool) != truth).sum()) == pytest.approx(139, abs=8)
+    assert dice(nearest, truth) == pytest.approx(0.9435, abs=2e-3) and dice(mask, truth) == pytest.approx(0.9901, abs=2e-3)
+
+
+@pytest.mark.parametrize("config", [REGIONS, EXCLUSIVE], ids=["regions", "exclusive"])
+def test_resampled_classes_and_regions_keep_their_label_values(config) -> None:
+    """Nested regions and exclusive shells come back with the dataset's values only, each class closer to the
+    analytic balls than by nearest neighbour (e.g. ET 107 → 44 wrong voxels, Dice 0.855 → 0.937); regions stay
+    nested (each region's mask is its own resampled probability above the threshold)."""
+    meta = resampled_meta()
+    scheme = LabelScheme(config.label_mode, config.class_labels)
+    balls = soft_balls(meta)  # [3, *volume_shape], WT ⊃ TC ⊃ ET
+    inside = [ball_distances(meta, model_grid=False) < radius for radius in BALL_RADII_MM]
+    truth = np.zeros(meta.input_shape, dtype=np.uint8)
+    if config is REGIONS:
+        occupancy = balls
+        for region, value in zip(inside, (2, 1, 4)):
+            truth[region] = value
+    else:  # background, then shells of classes 1, 2 and the core 3 (a softmax's outputs sum to 1)
+        occupancy = np.concatenate([1.0 - balls[:1], balls[:-1] - balls[1:], balls[-1:]])
+        truth = np.sum(inside, axis=0).astype(np.uint8)
+    labels = outputs.input_grid_labels(occupancy, meta, 0.5, config)
+    assert labels.dtype == np.uint8 and labels.shape == meta.input_shape
+    assert set(np.unique(labels)) == set(np.unique(truth)) <= scheme.label_values
+    nearest = nearest_neighbour_labels(occupancy, meta, config)
+    assert (labels != truth).sum() < 0.3 * (nearest != truth).sum()
+    masks = scheme.label_map_masks(labels)  # [3, *input_shape]
+    if config is REGIONS:
+        resampled = np.asarray(meta.to_input_grid(balls, order=1)) > 0.5
+        assert np.array_equal(masks, resampled) and (masks[1] <= masks[0]).all() and (masks[2] <= masks[1]).all()
+    for mask, before, true in zip(masks, scheme.label_map_masks(nearest), scheme.label_map_masks(truth)):
+        assert (mask != true).sum() < 0.5 * (before != true).sum() and dice(mask, true) > dice(before, true) + 0.04

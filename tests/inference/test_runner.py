@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import nibabel as nib
 import numpy as np
@@ -89,24 +90,56 @@ def test_brats_case_files_on_the_input_grid(brats_checkpoint, synthetic_brats_ro
 def test_lits_single_case_file_resampled_back(lits_checkpoint, synthetic_lits_root, tmp_path):
     volume = sorted(synthetic_lits_root.glob("volume-*.nii*"))[0]
     out = tmp_path / "out"
-    run_inference(settings(lits_checkpoint, volume, out, no_mesh=True, mesh_format=("obj",)))
+    run_inference(settings(lits_checkpoint, volume, out, no_mesh=True, mesh_format=("obj",), save_probabilities=True))
     case_id = discover_case_folder(volume, "lits").case_id
     source = nib.load(str(volume))
     mask = nib.load(str(out / case_id / f"{case_id}_mask.nii.gz"))
-    assert mask.shape == source.shape and np.allclose(mask.affine, source.affine)
+    assert mask.shape == source.shape and np.allclose(mask.affine, source.affine) and mask.get_data_dtype() == np.uint8
     assert not list((out / case_id).glob("*.obj"))
-    # LiTS is resampled to the 32³ model grid: the mask is the occupancy resampled back (nearest)
+    # LiTS is resampled to the 32³ model grid: the mask is the occupancy resampled back (trilinear), then thresholded,
+    # so it is exactly the written input-grid probability above the threshold
     occupancy_image = nib.load(str(out / case_id / f"{case_id}_occupancy.nii.gz"))
     occupancy = np.asarray(occupancy_image.dataobj)
     case = load_case(discover_case_folder(volume, "lits"), demo_config("C", "lits", volume_shape=(32, 32, 32)), with_border=False)
     assert tuple(occupancy.shape) == (32, 32, 32) and case.meta.mode == "resample"
-    assert np.array_equal(np.asarray(mask.dataobj) > 0, case.meta.to_input_grid(occupancy > 0.5, order=0))
+    predicted = np.asarray(mask.dataobj) > 0
+    assert np.array_equal(predicted, case.meta.to_input_grid(occupancy, order=1) > 0.5)
+    probability = np.asarray(nib.load(str(out / case_id / f"{case_id}_probability.nii.gz")).dataobj)
+    assert np.array_equal(predicted, probability > 0.5)
     # the resampled cube spans the same field of view: its corners' outer faces are the input's
     np.testing.assert_allclose(occupancy_image.affine, model_grid_affine(case.meta), atol=1e-4)
     corners = [trimesh.transform_points(np.array([[-0.5] * 3, np.asarray(shape) - 0.5]), image.affine)
                for shape, image in ((occupancy.shape, occupancy_image), (source.shape, source))]
     np.testing.assert_allclose(corners[0], corners[1], atol=1e-3)
     assert 0.0 <= json.loads((out / case_id / "metrics.json").read_text())["dice"] <= 1.0
+
+
+def test_lits_class_label_map_resampled_back_from_the_probabilities(synthetic_lits_root, tmp_path):
+    """An exclusive liver / tumour model on the resampled LiTS grid writes one label map of the dataset's values,
+    the label of the probabilities resampled back (not nearest neighbour), scored per class on the input grid."""
+    import torch
+
+    from oss_net.data.dataset_info import LITS_INFO
+    from oss_net.data.label_modes import config_with_label_mode, scheme_of
+    from oss_net.inference.outputs import input_grid_labels
+    from oss_net.inference.predictor import Prediction
+    from oss_net.inference.runner import write_case
+
+    config = config_with_label_mode(demo_config("C", "lits", volume_shape=(32, 32, 32)), "exclusive", LITS_INFO.labels)
+    files = discover("lits", synthetic_lits_root, "val")[0]
+    case = load_case(files, config, with_border=False)
+    scheme = scheme_of(config)
+    occupancy = scheme.targets(torch.from_numpy(np.asarray(case.raw_label).astype(np.int64)))  # [3, 32, 32, 32] one-hot
+    prediction = Prediction(occupancy=occupancy, mode="standard", seconds=0.1, points_evaluated=7)
+    options = settings(Path("unused.pt"), synthetic_lits_root, tmp_path, no_mesh=True, overlay=False)
+    record = write_case(tmp_path, files, case, prediction, SimpleNamespace(config=config), options)
+    written = nib.load(str(tmp_path / f"{files.case_id}_mask.nii.gz"))
+    labels = np.asarray(written.dataobj)
+    truth = np.asarray(nib.load(str(files.label)).dataobj)
+    assert case.meta.mode == "resample" and labels.shape == truth.shape and written.get_data_dtype() == np.uint8
+    assert set(np.unique(labels)) == {0, 1, 2}
+    assert np.array_equal(labels, input_grid_labels(occupancy.numpy(), case.meta, 0.5, config))
+    assert record["dice_liver"] == pytest.approx(dice(labels == 1, truth == 1)) and record["dice_liver"] > 0.8
 
 
 def test_continue_skips_finished_cases_and_rerun_overwrites(brats_checkpoint, synthetic_brats_root, tmp_path, caplog):
