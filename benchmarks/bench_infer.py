@@ -58,7 +58,8 @@ import torch
 from benchmarks.bench_chunks import ELLIPSOID_RADIUS, SyntheticOccupancy, ellipsoid, oracle_config, oracle_model_and_volume
 from benchmarks.common import benchmark_device, format_table, time_call, write_result
 from oss_net.inference import DensePredictor, Predictor
-from oss_net.inference.defaults import CHUNK_SIZE, REFINEMENT, STAGES
+from oss_net.inference.defaults import REFINEMENT, STAGES
+from oss_net.inference.predictor import default_chunk_size
 from oss_net.inference.refine import REFINEMENTS, OccupancyLattice, refine_lattice, seed_from_segmentation
 from oss_net.models import build_model, get_unet_config, load_model
 
@@ -102,8 +103,8 @@ def _measure(
     model: Any, volume: torch.Tensor, name: str, refinement: str, device: torch.device, amp: str, repeats: int
 ) -> tuple[dict, torch.Tensor]:
     options = MODES[name]
-    predictor = Predictor(model, mode=options["mode"], stages=options["stages"], chunk_size=CHUNK_SIZE, amp=amp,
-                          device=device, refinement=REFINEMENT if refinement == "-" else refinement)
+    predictor = Predictor(model, mode=options["mode"], stages=options["stages"], amp=amp, device=device,
+                          refinement=REFINEMENT if refinement == "-" else refinement)  # the device's default chunk
     synchronize = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
     outcome: list[Any] = []
     # the last timed call's prediction gives the counts, so nothing is decoded only for them
@@ -163,7 +164,7 @@ def run(size: str = "cpu", smoke: bool = False, checkpoint: str | None = None, o
         "threads": torch.get_num_threads(),
         "model": description,
         "volume_shape": list(model.config.volume_shape),
-        "chunk_size": CHUNK_SIZE,
+        "chunk_size": default_chunk_size(device),
         "rows": rows,
         "speedup_prior_vs_standard": timed[("standard", "off")]["seconds"] / timed[("prior", "off")]["seconds"],
         "speedup_prior_vs_dense": timed[("dense", "off")]["seconds"] / timed[("prior", "off")]["seconds"],
@@ -258,7 +259,7 @@ def run_full_scan(smoke: bool = False, original: bool = False) -> dict:
         "model": f"untrained {config.name} + ellipsoid answers; untrained unet3d",
         "input_shape": list(SMOKE_INPUT_SHAPE if smoke else BRATS_INPUT_SHAPE),
         "volume_shape": list(config.volume_shape),
-        "chunk_size": CHUNK_SIZE,
+        "chunk_size": default_chunk_size(torch.device("cpu")),
         "stages": list(STAGES),
         "rows": rows,
         "columns": list(_FULL_SCAN_COLUMNS),

@@ -48,15 +48,12 @@ class PatchSource:
             raise ValueError(f"large-patch pooling must be one of {LARGE_PATCH_POOLINGS}, got {pooling!r}")
         self.batch, self.channels, *shape = volume.shape
         self.shape = tuple(shape)
-        margin = LARGE_PATCH_SIZE // 2
-        padded = F.pad(volume, [margin] * 6)  # [B, C, D+14, H+14, W+14]
-        half = PATCH_SIZE // 2
         # each part: runs [B, R, 7, C], its grid shape, and the flat offsets [49] of a patch's runs from its centre
-        self.parts = [_part(padded, margin - half, 1)]  # c−3..c+3 sit at padded c+margin−3..c+margin+3
+        self.parts = [_part(_padded_channels_last(volume, PATCH_SIZE // 2), 0, 1)]  # c−3..c+3 at padded c..c+6
         if large:
             pool = F.avg_pool3d if pooling == "avg" else F.max_pool3d
-            box = pool(padded, kernel_size=2, stride=1)  # [B, C, D+13, H+13, W+13]
-            self.parts.append(_part(box, 0, 2))  # box[c+2m] pools c−7+2m..c−6+2m per axis
+            box = pool(F.pad(volume, [LARGE_PATCH_SIZE // 2] * 6), kernel_size=2, stride=1)  # [B, C, D+13, H+13, W+13]
+            self.parts.append(_part(box.permute(0, 2, 3, 4, 1).contiguous(), 0, 2))  # box[c+2m] pools c−7+2m..c−6+2m
 
     @property
     def patch_channels(self) -> int:
@@ -89,17 +86,24 @@ def gather_patches(volume: torch.Tensor, coords: torch.Tensor, large: bool = Fal
     return PatchSource(volume, large, pooling).gather(coords)
 
 
-def _part(grid: torch.Tensor, first: int, step: int) -> tuple[torch.Tensor, tuple[int, ...], torch.Tensor]:
-    """The runs view of `grid [B, C, *S]` for patches at positions first, first+step, ..., first+6·step
-    from a centre's index along each axis: (runs [B, R, 7, C], S, flat offsets [49] of the patch's runs).
+def _padded_channels_last(volume: torch.Tensor, margin: int) -> torch.Tensor:
+    """`volume [B, C, *S]` zero-padded by `margin` on every side, channels last: [B, *(S + 2·margin), C], one copy."""
+    batch, channels, *shape = volume.shape
+    table = volume.new_zeros(batch, *(n + 2 * margin for n in shape), channels)
+    table[:, margin:margin + shape[0], margin:margin + shape[1], margin:margin + shape[2]] = volume.permute(0, 2, 3, 4, 1)
+    return table
 
-    runs[b, r, m] is voxel r + m·step (flat index) of the channels-last grid, a strided view, no copy.
+
+def _part(table: torch.Tensor, first: int, step: int) -> tuple[torch.Tensor, tuple[int, ...], torch.Tensor]:
+    """The runs view of the channels-last `table [B, *S, C]` for patches at positions first, first+step, ...,
+    first+6·step from a centre's index along each axis: (runs [B, R, 7, C], S, flat offsets [49] of the patch's runs).
+
+    runs[b, r, m] is voxel r + m·step (flat index) of the table, a strided view, no copy.
     """
-    batch, channels, *shape = grid.shape
-    table = grid.permute(0, 2, 3, 4, 1).contiguous()  # [B, *S, C]
+    batch, *shape, channels = table.shape
     length = math.prod(shape)
     span = (PATCH_SIZE - 1) * step
     runs = table.as_strided((batch, length - span, PATCH_SIZE, channels), (length * channels, channels, step * channels, 1))
     position = torch.arange(first, first + PATCH_SIZE * step, step)
     offsets = (position[:, None] * shape[1] + position[None, :]) * shape[2] + first  # each run starts at x = first
-    return runs, tuple(shape), offsets.reshape(-1).to(grid.device)
+    return runs, tuple(shape), offsets.reshape(-1).to(table.device)

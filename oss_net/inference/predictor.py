@@ -37,7 +37,7 @@ from oss_net.models import Encoding, is_dense
 from oss_net.precision import AMP_MODES, autocast
 
 from .classes import class_values, decoder_outputs, lattice_classes
-from .defaults import CHUNK_SIZE, MODE, STAGES, THRESHOLD
+from .defaults import CHUNK_SIZE, CPU_CHUNK_SIZE, MODE, STAGES, THRESHOLD
 from .refine import REFINEMENTS, OccupancyLattice, RefineStats, check_stages, refine_lattice, seed_from_segmentation
 
 logger = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ class Predictor:
         model: an OSSNet (`encode`, `decode`, `config`). It is put in eval mode and moved to `device`.
         mode: "auto", "standard", "prior" or "both" (see the module docstring).
         stages: refinement strides, coarse to fine, each dividing the previous one.
-        chunk_size: most points decoded at once (and patches gathered at once).
+        chunk_size: most points decoded at once (and patches gathered at once); None: `default_chunk_size(device)`.
         amp: "off", "bf16" or "fp16": autocast dtype of encoder and decoder.
         device: where the model runs (default: where its parameters are).
         threshold: occupancy probability above which a voxel is foreground.
@@ -97,7 +97,7 @@ class Predictor:
         model: nn.Module,
         mode: str = MODE,
         stages: Sequence[int] = STAGES,
-        chunk_size: int = CHUNK_SIZE,
+        chunk_size: int | None = None,
         amp: str = "off",
         device: torch.device | str | None = None,
         threshold: float = THRESHOLD,
@@ -108,7 +108,7 @@ class Predictor:
             raise InferenceError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
         if amp not in AMP_MODES:
             raise InferenceError(f"unknown amp {amp!r}; expected one of {', '.join(AMP_MODES)}")
-        if chunk_size < 1:
+        if chunk_size is not None and chunk_size < 1:
             raise InferenceError(f"chunk_size must be >= 1, got {chunk_size}")
         try:
             self.stages = check_stages(stages)
@@ -134,7 +134,7 @@ class Predictor:
         self.mode = mode
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.model = model.to(self.device).eval()
-        self.chunk_size = int(chunk_size)
+        self.chunk_size = int(chunk_size) if chunk_size is not None else default_chunk_size(self.device)
         self.amp = amp
         self.threshold = float(threshold)
         self.recheck_boundary = bool(recheck_boundary)
@@ -269,6 +269,12 @@ class DensePredictor:
     def predict_case(self, case: Any) -> Prediction:
         """`predict` on a loaded `oss_net.data.Case`."""
         return self.predict(case.image)
+
+
+def default_chunk_size(device: torch.device) -> int:
+    """Points per decoder call when none is asked for: CPU_CHUNK_SIZE on the CPU, where a smaller chunk keeps
+    its patches in cache, CHUNK_SIZE (the original's) on a GPU, which wants large batches."""
+    return CPU_CHUNK_SIZE if device.type == "cpu" else CHUNK_SIZE
 
 
 def make_predictor(model: nn.Module, **options: Any) -> Predictor | DensePredictor:

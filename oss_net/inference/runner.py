@@ -39,7 +39,7 @@ from oss_net.precision import AMP_MODES
 
 from . import outputs
 from .classes import has_classes, write_class_case
-from .defaults import CHUNK_SIZE, MODE, STAGES, THRESHOLD
+from .defaults import MODE, STAGES, THRESHOLD
 from .predictor import MODES, DensePredictor, InferenceError, Prediction, Predictor, make_predictor
 from .refine import REFINEMENTS
 
@@ -62,7 +62,7 @@ class InferenceSettings:
     split: str = "val"  # split of a dataset root
     mode: str = MODE  # auto | standard | prior | both
     stages: tuple[int, ...] = STAGES
-    chunk_size: int = CHUNK_SIZE
+    chunk_size: int | None = None  # points decoded at once; None: 2^14 on a GPU, 2^12 on the CPU (default_chunk_size)
     amp: str = "off"
     cpu: bool = False
     cuda_devices: str | None = None  # sets CUDA_VISIBLE_DEVICES before CUDA starts
@@ -99,7 +99,7 @@ class InferenceSettings:
         unknown = [f for f in self.mesh_format if f not in MESH_FORMATS]
         if unknown or not self.mesh_format:
             problems.append(f"mesh_format must name one or more of {', '.join(MESH_FORMATS)}, got {list(self.mesh_format)}")
-        if self.chunk_size < 1:
+        if self.chunk_size is not None and self.chunk_size < 1:
             problems.append(f"chunk_size must be >= 1, got {self.chunk_size}")
         if not 0.0 < self.threshold < 1.0:
             problems.append(f"threshold must lie in (0, 1), got {self.threshold}")
@@ -291,6 +291,7 @@ def run_inference(settings: InferenceSettings) -> Path:
         outputs.remove_leftovers(output_dir)
         refinement = getattr(predictor, "refinement", None)  # a U-Net's DensePredictor has none
         run_record = {**settings.to_dict(), "resolved_mode": predictor.mode, "resolved_refinement": refinement,
+                      "resolved_chunk_size": getattr(predictor, "chunk_size", None),
                       "device": str(device), "run_id": run_id, "settings_hash": fingerprint, "config": config.to_dict()}
         records, failed = run_cases(cases, predictor, settings, output_dir, run_record)
         bad = skipped + failed

@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from oss_net.inference import InferenceError, Predictor, seed_from_segmentation
+from oss_net.inference.defaults import CHUNK_SIZE, CPU_CHUNK_SIZE
+from oss_net.inference.predictor import default_chunk_size
 from oss_net.metrics import dice
 
 from .conftest import intensity_model
@@ -47,6 +49,12 @@ def test_the_prior_seed_is_upsampled_as_the_compat_mode_says(brats_case, compat,
              for corners in (False, True)}
     assert int(seeds[True].sum()) != int(seeds[False].sum())
     assert prediction.runs["prior"]["stages"][0]["points_evaluated"] == int(seeds[align_corners].sum())
+
+
+def test_the_default_chunk_follows_the_device():
+    assert Predictor(intensity_model("C")).chunk_size == CPU_CHUNK_SIZE == 2**12
+    assert Predictor(intensity_model("C"), chunk_size=333).chunk_size == 333
+    assert default_chunk_size(torch.device("cuda")) == CHUNK_SIZE == 2**14
 
 
 def test_prior_without_segmentation_head_is_an_error_and_auto_falls_back(caplog):
@@ -149,6 +157,7 @@ def test_cli_refinement_defaults_to_the_checkpoint_mode(synthetic_brats_root, tm
     assert main([*required, "--output_dir", str(out), "--no_mesh", "--no_overlay"]) == 0
     saved = json.loads((out / "inference_settings.json").read_text())
     assert saved["refinement"] is None and saved["resolved_refinement"] == "original"
+    assert saved["chunk_size"] is None and saved["resolved_chunk_size"] == CPU_CHUNK_SIZE  # the CPU's default
     assert settings_from_args(build_parser().parse_args([*required, "--refinement", "ours"])).refinement == "ours"
     with pytest.raises(InferenceError, match="refinement 'mise' is not one of ours, original"):
         InferenceSettings(load_model=str(checkpoint), dataset_path=str(synthetic_brats_root), refinement="mise")

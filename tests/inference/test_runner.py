@@ -183,10 +183,11 @@ def test_cli_runs_and_checks_the_configuration(brats_checkpoint, synthetic_brats
     assert "checkpoint holds configuration 'full' (brats), but --network_config 'A'" in capsys.readouterr().err
     assert not out.exists()
     code = main(_cli(brats_checkpoint, synthetic_brats_root, out, "--network_config", "C", "--mode", "prior",
-                     "--stages", "8,4,2,1", "--no_mesh", "--no_overlay", "--chunk_size", "4096"))
+                     "--stages", "8,4,2,1", "--no_mesh", "--no_overlay", "--chunk_size", "333"))
     assert code == 0 and "summary.csv" in capsys.readouterr().out
     saved = json.loads((out / "inference_settings.json").read_text())
-    assert saved["stages"] == [8, 4, 2, 1] and saved["chunk_size"] == 4096 and saved["resolved_mode"] == "prior"
+    assert saved["stages"] == [8, 4, 2, 1] and saved["chunk_size"] == saved["resolved_chunk_size"] == 333
+    assert saved["resolved_mode"] == "prior"
 
 
 def test_corrupt_checkpoint_is_a_clear_error(synthetic_brats_root, tmp_path, capsys):

@@ -57,6 +57,23 @@ def test_folded_decoder_chunks_give_the_same_answer():
     torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6)
 
 
+def test_folded_decoder_blocks_on_the_cpu_equal_one_pass(monkeypatch):
+    """More points than CPU_BLOCK_POINTS go through in blocks (the last one partial), row for row as in one pass."""
+    from oss_net.models import decoder as decoder_module
+
+    model, coords, latents, patches = model_and_inputs("C", {}, points=50)
+    passes = []
+    with torch.no_grad():
+        folded = model.decoder.fold(latents)
+        folded.patch_acts[0].register_forward_hook(lambda module, inputs, output: passes.append(len(output)))
+        one_pass = folded(coords / 10, patches)  # 50 points <= CPU_BLOCK_POINTS: a single pass
+        monkeypatch.setattr(decoder_module, "CPU_BLOCK_POINTS", 16)
+        blocked = folded(coords / 10, patches)
+    assert passes == [2 * 50, 2 * 16, 2 * 16, 2 * 16, 2 * 2]  # rows of the first PAU: 2 volumes x points per pass
+    assert blocked.shape == one_pass.shape == (2, 50, 1)
+    torch.testing.assert_close(blocked, one_pass, rtol=1e-6, atol=1e-7)
+
+
 def test_encode_attaches_the_fold_only_in_eval_mode_without_autograd():
     model = build_model(demo_config("C"))
     volume = torch.randn(1, 4, *model.config.volume_shape)
