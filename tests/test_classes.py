@@ -342,8 +342,16 @@ def test_region_case_files_round_trip_the_brats_labels(synthetic_brats_root, tmp
     prediction = Prediction(occupancy=probabilities, mode="standard", seconds=0.1, points_evaluated=7,
                             runs={"standard": {"seconds": 0.1, "points_evaluated": 7}})
     settings = InferenceSettings(load_model="unused.pt", dataset_path=str(synthetic_brats_root), save_probabilities=True,
-                                 mesh_format=("ply",), overlay=False)
+                                 mesh_format=("ply",), overlay=True)
     record = write_case(tmp_path, files, case, prediction, SimpleNamespace(config=config), settings)
+    from matplotlib.colors import to_rgb
+    from matplotlib.image import imread
+
+    from oss_net.meshing.overlay import CLASS_COLOURS
+
+    pixels = imread(tmp_path / f"{files.case_id}_overlay.png")[..., :3]  # [h, w, 3]: one outline colour per region
+    for colour in CLASS_COLOURS[:3]:  # WT, TC, ET
+        assert (np.abs(pixels - np.asarray(to_rgb(colour))).max(axis=-1) < 0.05).sum() > 20
     written = np.asarray(nib.load(str(tmp_path / f"{files.case_id}_mask.nii.gz")).dataobj)
     original = np.asarray(nib.load(str(files.label)).dataobj)
     assert set(np.unique(original).tolist()) == {0, 1, 2, 4} and np.array_equal(written, original)

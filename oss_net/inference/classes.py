@@ -56,8 +56,9 @@ def write_class_case(folder: Path, files: Any, case: Any, prediction: Any, predi
             truth = None if truth_model is None else truth_model[index]
             write_meshes(folder, f"{case_id}_{name}", probabilities[index], truth, meta, case, predictor, mesh_settings)
     if settings.overlay:
-        foreground = None if case.raw_label is None else np.asarray(case.raw_label) > 0
-        write_overlay(folder / f"{case_id}_overlay.png", case, label_model > 0, foreground, meta)
+        predicted = dict(zip(scheme.names, scheme.label_map_masks(label_model)))  # name -> [*S], one outline each
+        truth = None if truth_model is None else dict(zip(scheme.names, truth_model))
+        write_overlay(folder / f"{case_id}_overlay.png", case, predicted, truth, meta)
     record: dict[str, Any] = {"case": case_id}
     record.update(class_metrics(scheme, files, label_input, meta, settings.tolerance_mm))
     record.update({

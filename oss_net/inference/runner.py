@@ -24,7 +24,7 @@ import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -487,8 +487,10 @@ def refine_prediction_mesh(mesh: Any, affine: np.ndarray | None, case: Any, pred
     return refined
 
 
-def write_overlay(path: Path, case: Any, mask_model: np.ndarray, label_model: np.ndarray | None, meta: Any) -> None:
-    """Mid-slices of the first channel with label and prediction outlined, on the model grid."""
+def write_overlay(path: Path, case: Any, mask_model: np.ndarray | Mapping[str, np.ndarray],
+                  label_model: np.ndarray | Mapping[str, np.ndarray] | None, meta: Any) -> None:
+    """Mid-slices of the first channel with label and prediction outlined, on the model grid; masks given as
+    {class name: mask} are outlined per class (`oss_net.meshing.overlay_png`)."""
     from oss_net.meshing import overlay_png
 
     image = np.asarray(case.image)[0]  # [*volume_shape]

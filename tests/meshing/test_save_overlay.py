@@ -76,3 +76,61 @@ def test_overlay_writes_png(tmp_path: Path) -> None:
     with pytest.raises(MeshingError, match=r"prediction must have shape \(20, 18, 10\)"):
         overlay_png(image, label, prediction[:5], tmp_path / "bad.png")
     assert not (tmp_path / "bad.png").exists()
+
+
+def regions_volume() -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """An image [24, 20, 12] and nested WT ⊃ TC ⊃ ET boxes as label and (shifted by a voxel) prediction."""
+    image = np.random.default_rng(1).normal(size=(24, 20, 12)).astype(np.float32)
+    label = {name: np.zeros(image.shape, dtype=bool) for name in ("WT", "TC", "ET")}
+    label["WT"][3:21, 3:17, 1:11] = True
+    label["TC"][7:17, 6:14, 3:9] = True
+    label["ET"][10:14, 8:12, 4:8] = True
+    return image, label, {name: np.roll(mask, 1, axis=0) for name, mask in label.items()}
+
+
+def colour_pixels(pixels: np.ndarray, colour: str) -> int:
+    """How many pixels of an RGB(A) image [rows, columns, 3 or 4] in [0, 1] are (nearly) `colour`."""
+    from matplotlib.colors import to_rgb
+
+    return int((np.abs(pixels[..., :3] - np.asarray(to_rgb(colour))).max(axis=-1) < 0.05).sum())
+
+
+def test_regions_overlay_outlines_each_region_in_its_colour_and_names_it(tmp_path: Path) -> None:
+    from matplotlib.image import imread
+
+    from oss_net.meshing.overlay import CLASS_COLOURS, LABEL_COLOUR, PREDICTION_COLOUR, overlay_figure
+
+    image, label, prediction = regions_volume()
+    path = overlay_png(image, label, prediction, tmp_path / "regions.png", spacing=(1.0, 1.0, 2.0))
+    pixels = imread(path)  # [440, 1200, 4], rows from the top
+    assert pixels.shape[:2] == (440, 1200)
+    slices, legend = pixels[:380], pixels[400:]  # the legend is the figure's bottom row
+    for colour in CLASS_COLOURS[:3]:
+        assert colour_pixels(slices, colour) > 100 and colour_pixels(legend, colour) > 20
+    assert colour_pixels(pixels, CLASS_COLOURS[3]) == 0  # three regions, three colours
+    assert colour_pixels(pixels, LABEL_COLOUR) == 0 and colour_pixels(pixels, PREDICTION_COLOUR) == 0
+
+    figure = overlay_figure(image, label, prediction)
+    assert [text.get_text() for text in figure.legends[0].get_texts()] == ["WT", "TC", "ET"]
+    styles = [(collection.get_edgecolor()[0][:3].tolist(), collection.get_linestyle()[0][1] is None)
+              for collection in figure.axes[2].collections]  # (colour, solid) per outline, label first
+    assert len(styles) == 6 and [solid for _, solid in styles] == [False, True] * 3
+    assert styles[0][0] == styles[1][0] and len({tuple(colour) for colour, _ in styles}) == 3
+
+
+def test_regions_overlay_takes_one_side_and_refuses_mismatched_classes(tmp_path: Path) -> None:
+    from oss_net.meshing.overlay import overlay_figure
+
+    image, label, prediction = regions_volume()
+    legend = overlay_figure(image, None, prediction).legends[0]
+    assert [text.get_text() for text in legend.get_texts()] == ["WT", "TC", "ET"]
+    assert overlay_figure(image, label, prediction).get_suptitle() == "label (dashed), prediction (solid)"
+    assert overlay_figure(image, None, prediction).get_suptitle() == "label (none), prediction (solid)"
+    assert overlay_figure(image, label["WT"], prediction["WT"]).legends == []  # one mask each: binary, no legend
+    with pytest.raises(MeshingError, match="must both be masks or both be mappings"):
+        overlay_png(image, label["WT"], prediction, tmp_path / "mixed.png")
+    with pytest.raises(MeshingError, match=r"must name the same classes.*\('WT', 'TC', 'ET'\) and \('WT', 'TC'\)"):
+        overlay_png(image, label, {"WT": prediction["WT"], "TC": prediction["TC"]}, tmp_path / "fewer.png")
+    with pytest.raises(MeshingError, match=r"prediction 'ET' must have shape \(24, 20, 12\)"):
+        overlay_png(image, label, {**prediction, "ET": prediction["ET"][:3]}, tmp_path / "bad.png")
+    assert not any(tmp_path.iterdir())
