@@ -82,6 +82,7 @@ def predict_case_files(files: CaseFiles, predictor: Any, settings: InferenceSett
     prediction = predictor.predict_case(case)
     meta = case.meta
     occupancy = prediction.occupancy.numpy()  # [*volume_shape] or [K, *volume_shape] float32, model grid
+    probabilities = None
     if settings.save_probabilities:
         probabilities = np.asarray(meta.to_input_grid(occupancy, order=1), dtype=np.float32)  # [K?, *input_shape]
         channels_last = probabilities if probabilities.ndim == 3 else np.moveaxis(probabilities, 0, -1)
@@ -89,7 +90,7 @@ def predict_case_files(files: CaseFiles, predictor: Any, settings: InferenceSett
     if not settings.no_mesh:
         write_meshes(output_dir, files.case_id, foreground_probability(occupancy, predictor.config), None, meta, case,
                      predictor, settings)
-    labels = outputs.input_grid_labels(occupancy, meta, prediction.threshold, predictor.config)  # [*input_shape] uint8
+    labels = outputs.input_grid_labels(occupancy, meta, prediction.threshold, predictor.config, probabilities)  # uint8
     path = label_map_path(output_dir, files.case_id)
     outputs.save_input_grid_nifti(labels, meta, path)
     if meta.resampled_to_fit:

@@ -263,17 +263,22 @@ def label_map(occupancy: np.ndarray, threshold: float, config: Any = None) -> np
     return occupancy.argmax(axis=0).astype(np.uint8)
 
 
-def input_grid_labels(occupancy: np.ndarray, meta: Any, threshold: float, config: Any = None) -> np.ndarray:
+def input_grid_labels(
+    occupancy: np.ndarray, meta: Any, threshold: float, config: Any = None, input_probabilities: np.ndarray | None = None
+) -> np.ndarray:
     """uint8 mask or label map [*input_shape] of model-grid outputs `occupancy` [*volume_shape] or [outputs, *volume_shape].
 
     A padded grid ("pad") is labelled on the model grid and un-padded, exactly. A resampled grid has its
     probabilities taken back trilinearly (per output) and labelled on the input grid by the same
-    `label_map`: nearest neighbour of a coarse mask would give staircase boundaries.
+    `label_map`: nearest neighbour of a coarse mask would give staircase boundaries. A caller that already
+    took `occupancy` back (`meta.to_input_grid(occupancy, order=1)`, to save it) passes it as
+    `input_probabilities`, and it is labelled instead of resampled again.
     """
     if meta.mode == "pad":
         return np.asarray(meta.to_input_grid(label_map(occupancy, threshold, config), order=0), dtype=np.uint8)
-    probabilities = np.asarray(meta.to_input_grid(np.asarray(occupancy, dtype=np.float32), order=1))
-    return label_map(probabilities, threshold, config)
+    if input_probabilities is None:
+        input_probabilities = np.asarray(meta.to_input_grid(np.asarray(occupancy, dtype=np.float32), order=1))
+    return label_map(input_probabilities, threshold, config)
 
 
 def save_input_grid_nifti(array: np.ndarray, meta: Any, path: Path) -> None:

@@ -404,10 +404,12 @@ def write_case(
     occupancy = prediction.occupancy.numpy()  # [*volume_shape] float32, model grid
     mask_model = occupancy > settings.threshold
     outputs.save_model_grid_nifti(occupancy.astype(np.float32), meta, folder / f"{case_id}_occupancy.nii.gz")
-    mask_input = outputs.input_grid_labels(occupancy, meta, settings.threshold, predictor.config)  # [*input_shape] uint8
-    outputs.save_input_grid_nifti(mask_input, meta, folder / f"{case_id}_mask.nii.gz")
+    probability = None
     if settings.save_probabilities:
-        probability = np.asarray(meta.to_input_grid(occupancy, order=1), dtype=np.float32)
+        probability = np.asarray(meta.to_input_grid(occupancy, order=1), dtype=np.float32)  # [*input_shape]
+    mask_input = outputs.input_grid_labels(occupancy, meta, settings.threshold, predictor.config, probability)  # uint8
+    outputs.save_input_grid_nifti(mask_input, meta, folder / f"{case_id}_mask.nii.gz")
+    if probability is not None:
         outputs.save_input_grid_nifti(probability, meta, folder / f"{case_id}_probability.nii.gz")
 
     label_model = None if case.label is None else np.asarray(case.label) > 0

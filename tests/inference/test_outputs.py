@@ -207,7 +207,11 @@ def test_resampled_probabilities_follow_the_ball_better_than_nearest_neighbour()
     mask = outputs.input_grid_labels(occupancy, meta, 0.5)
     nearest = nearest_neighbour_labels(occupancy, meta)
     assert mask.dtype == np.uint8 and mask.shape == meta.input_shape == truth.shape and set(np.unique(mask)) == {0, 1}
-    assert np.array_equal(mask > 0, np.asarray(meta.to_input_grid(occupancy, order=1)) > 0.5)
+    resampled = np.asarray(meta.to_input_grid(occupancy, order=1))  # what --save_probabilities writes
+    assert np.array_equal(mask > 0, resampled > 0.5)
+    # given those probabilities, the labels are theirs (a sentinel shows they are used, not resampled again)
+    assert np.array_equal(outputs.input_grid_labels(occupancy, meta, 0.5, input_probabilities=resampled), mask)
+    assert not outputs.input_grid_labels(occupancy, meta, 0.5, input_probabilities=np.zeros_like(resampled)).any()
     assert int(truth.sum()) == 7093
     assert int((nearest.astype(bool) != truth).sum()) == pytest.approx(801, abs=8)
     assert int((mask.astype(bool) != truth).sum()) == pytest.approx(139, abs=8)
