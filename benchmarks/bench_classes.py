@@ -18,10 +18,10 @@ import torch
 
 from benchmarks.common import interleaved_seconds
 from benchmarks.common import bench_main, benchmark_device, format_table, write_result
-from oss_net.data.label_modes import config_with_label_mode
-from oss_net.data.patches import PATCH_SIZE
+from oss_net.geometry import PATCH_SIZE
 from oss_net.inference import Predictor
 from oss_net.inference.defaults import CHUNK_SIZE
+from oss_net.labels import config_with_label_mode
 from oss_net.models import build_model, demo_config, get_config
 
 SMOKE_OVERRIDES = {"decoder_width": 16}

@@ -25,7 +25,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.common import bench_main, benchmark_device, format_table, interleaved_seconds, write_result
-from oss_net.data.patches import PATCH_SIZE
+from oss_net.geometry import PATCH_SIZE
 from oss_net.inference.defaults import CHUNK_SIZE
 from oss_net.models import Encoding, build_model, get_config
 

@@ -33,7 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.common import bench_main, format_table, to_gib, write_result
 from benchmarks.paper import TABLE2_GIB
-from oss_net.data.patches import PATCH_SIZE
+from oss_net.geometry import PATCH_SIZE
 from oss_net.models import CONFIG_NAMES, Encoding, OSSNet, build_model, count_parameters, get_config
 from oss_net.models.config import OSSNetConfig
 from oss_net.models.memory import saved_tensor_bytes

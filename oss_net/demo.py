@@ -28,9 +28,9 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from oss_net.data.label_modes import DEFAULT_LABEL_MODE, LABEL_MODES
 from oss_net.inference.classes import class_report
 from oss_net.io import OSSNetError, atomic_save_json
+from oss_net.labels import DEFAULT_LABEL_MODE, LABEL_MODES
 
 STATE_FILE = "demo_state.json"
 DEMO_SHAPE = (60, 60, 38)  # a 240×240×155 BraTS volume at 1/4 resolution, padded to the 64×64×40 model grid

@@ -27,8 +27,8 @@ import numpy as np
 
 from oss_net.data.nifti import LABEL_VALUES, read_label_map
 from oss_net.io import OSSNetError, atomic_save_json, atomic_write, check_output_folder
+from oss_net.labels import BRATS_REGIONS
 from oss_net.metrics import (
-    BRATS_REGIONS,
     METRIC_KEYS,
     NSD_DEFINITIONS,
     VOLUME_KEYS,
@@ -241,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output_dir", default="evaluation", help="where the summary goes (default: %(default)s)")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--labels", nargs="+", type=int, help="score each of these label values (default: foreground > 0)")
-    which.add_argument("--regions", nargs="+", choices=tuple(BRATS_REGIONS), help="score these BraTS regions")
+    which.add_argument("--regions", nargs="+", choices=tuple(dict(BRATS_REGIONS)), help="score these BraTS regions")
     parser.add_argument("--tolerance_mm", type=float, default=1.0, help="NSD tolerance in mm (default: %(default)s)")
     parser.add_argument("--nsd", default="voxel", choices=NSD_DEFINITIONS,
                         help="voxel: surface voxels counted; surfel: area-weighted (DeepMind surface-distance)")

@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 import torch
 
-from oss_net.data.layout import BRATS_TRAINING
+from oss_net.data.layouts.brats import BRATS_TRAINING
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 COMMANDS = ("check", "borders", "train", "infer", "predict", "evaluate")

@@ -13,11 +13,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from oss_net.data import OSSNetDataset, compute_border, discover, load_case
-from oss_net.data.label_modes import (BRATS_REGIONS, LabelScheme, LabelValueError, class_label_and_border,
-                                      config_with_label_mode, default_class_labels)
+from oss_net.data.class_targets import CLASS_BAND_MARGIN, class_border_band, class_label_and_border, training_label_mode
+from oss_net.data.synthetic_layouts import write_nnunet_dataset
 from oss_net.inference import InferenceSettings, Predictor
 from oss_net.inference.predictor import Prediction
 from oss_net.inference.runner import write_case
+from oss_net.labels import BRATS_REGIONS, LabelScheme, LabelValueError, config_with_label_mode, default_class_labels
 from oss_net.models import Encoding, OSSNetConfig, build_model, count_parameters, demo_config
 from oss_net.models.config import ConfigError
 from oss_net.training.loss import training_loss
@@ -101,8 +102,6 @@ def test_dataset_json_regions_select_regions_and_refuse_exclusive():
 
 def test_a_dataset_json_listing_regions_trains_regions_unless_told_otherwise(tmp_path):
     """nnU-Net labels given as lists select regions mode when --label_mode is omitted; the flag still wins."""
-    from oss_net.data.label_modes import training_label_mode
-    from oss_net.data.synthetic_layouts import write_nnunet_dataset
     from oss_net.training import resolve_settings
 
     regions_root = write_nnunet_dataset(tmp_path / "regions", 2, (16, 16, 12), test_cases=0)
@@ -205,7 +204,7 @@ def test_border_band_is_the_union_of_every_region_band():
     label = torch.zeros(40, 40, 40, dtype=torch.uint8)
     label[2:38, 2:38, 2:38] = 2  # WT boundary far (> 7 voxels) from the core
     label[17:23, 17:23, 17:23] = 4  # ET = TC: a boundary deep inside WT
-    band = REGIONS.border_band(label)
+    band = class_border_band(REGIONS, label)
     whole = compute_border(label)
     assert not whole[20, 20, 20] and band[20, 20, 20]  # the core's boundary band, absent from WT's
     expected = whole | compute_border(label == 4)
@@ -214,17 +213,15 @@ def test_border_band_is_the_union_of_every_region_band():
 
 def test_class_border_band_stays_within_the_margin_of_the_classes():
     """The paper's band reaches 6 voxels beyond a region; a K-class band stops CLASS_BAND_MARGIN voxels out."""
-    from oss_net.data.label_modes import CLASS_BAND_MARGIN
-
     label = torch.zeros(40, 40, 40, dtype=torch.uint8)
     label[14:26, 14:26, 14:26] = 2
     label[17:23, 17:23, 17:23] = 4
-    band = REGIONS.border_band(label)
+    band = class_border_band(REGIONS, label)
     whole = compute_border(label)
     assert whole[20, 20, 8] and not band[20, 20, 8]  # 6 voxels out of WT: the paper's band only
     assert band[20, 20, 14 - CLASS_BAND_MARGIN] and not band[20, 20, 13 - CLASS_BAND_MARGIN]
     assert np.array_equal(band[14:26, 14:26, 14:26], (whole | compute_border(label == 4))[14:26, 14:26, 14:26])
-    assert np.array_equal(LabelScheme().border_band(label), whole)  # binary: the paper's band
+    assert np.array_equal(class_border_band(LabelScheme(), label), whole)  # binary: the paper's band
 
 
 def test_dataset_items_carry_region_targets_and_border_points_near_every_region(synthetic_brats_root):
@@ -234,7 +231,7 @@ def test_dataset_items_carry_region_targets_and_border_points_near_every_region(
     label = item["label"].long()
     assert item["labels"].shape == (2048, 3) and set(torch.unique(label).tolist()) <= {0, 1, 2, 4}
     assert torch.equal(item["labels"], REGIONS.point_targets(label, item["coords"]))
-    band = torch.from_numpy(REGIONS.border_band(label))
+    band = torch.from_numpy(class_border_band(REGIONS, label))
     index = item["coords"].round().long()
     assert bool(band[index[:, 0], index[:, 1], index[:, 2]].all())  # every point drawn from the union band
 
@@ -246,7 +243,7 @@ def test_a_training_label_with_a_value_of_no_class_is_refused():
     with pytest.raises(LabelValueError, match=r"seg\.nii\.gz: label values \[1\] belong to no exclusive class"):
         class_label_and_border(scheme, label, None, "seg.nii.gz")
     same, band = class_label_and_border(REGIONS, label, torch.zeros(label.shape, dtype=torch.bool), "seg.nii.gz")
-    assert torch.equal(same, torch.from_numpy(label)) and np.array_equal(band.numpy(), REGIONS.border_band(label))
+    assert torch.equal(same, torch.from_numpy(label)) and np.array_equal(band.numpy(), class_border_band(REGIONS, label))
 
 
 # ---------------------------------------------------------------- refinement through the predictor

@@ -19,7 +19,7 @@ import torch
 
 from oss_net.cli_errors import EXIT_BAD_INPUT, EXIT_INTERNAL, add_verbose_flag, run_command
 from oss_net.data import DatasetError
-from oss_net.data.layout import BRATS_TRAINING
+from oss_net.data.layouts.brats import BRATS_TRAINING
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 

@@ -17,9 +17,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from oss_net.data.errors import DatasetError
-from oss_net.data.layout import CaseFiles, border_file_name, default_border_path, discover
+from oss_net.data.case_files import CaseFiles
+from oss_net.data.layouts import discover
+from oss_net.data.layouts.common import border_file_name, default_border_path
 from oss_net.data.nifti import check_same_grid, read_header, read_label
+from oss_net.datasets import DatasetError
 from oss_net.io import atomic_save_nifti, check_output_folder, write_error
 
 DILATION = 13  # cube side of the dilation (max-pool kernel 13, stride 1, padding 6)

@@ -31,12 +31,12 @@ from typing import Any
 import numpy as np
 
 from oss_net.data.borders import compute_border, read_border
+from oss_net.data.case_files import CaseFiles
 from oss_net.data.channels import read_channels, read_label_values
-from oss_net.data.errors import DatasetError
-from oss_net.data.fingerprint import Fingerprint, normalize_intensities
+from oss_net.data.fingerprint import normalize_intensities
 from oss_net.data.grid import GridMeta, closest_canonical, nonzero_bounds
-from oss_net.data.layout import PAPER_DATASETS, CaseFiles
 from oss_net.data.nifti import check_same_grid, read_header, read_label
+from oss_net.datasets import PAPER_DATASETS, DatasetError, Fingerprint
 from oss_net.io import atomic_save_json, atomic_write
 
 ZSCORE_EPSILON = 1e-6

@@ -13,13 +13,14 @@ import zlib
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Iterable
 
 import nibabel as nib
 import numpy as np
 
-from oss_net.data.errors import DatasetError
-from oss_net.data.layout import CaseFiles
+from oss_net.data.case_files import CaseFiles, Problem
 from oss_net.data.nifti import Volume, check_same_grid, check_spatial_shape, read_header, read_image
+from oss_net.datasets import DatasetError
 
 Grid = tuple[tuple[int, ...], np.ndarray, Path]  # (spatial shape, 4×4 affine, file): what check_same_grid compares
 
@@ -75,6 +76,19 @@ def check_case_grids(case: CaseFiles) -> None:
         grids.append((shape, affine, case.label))
     for grid in grids[1:]:
         check_same_grid(grids[0], grid)
+
+
+def grid_problems(cases: Iterable[CaseFiles]) -> tuple[list[CaseFiles], list[Problem]]:
+    """The cases whose channels and label share one grid (headers only), and a problem for each other case."""
+    good, problems = [], []
+    for case in cases:
+        try:
+            check_case_grids(case)
+        except DatasetError as error:
+            problems.append(Problem(case.case_id, str(error)))
+            continue
+        good.append(case)
+    return good, problems
 
 
 def read_label_values(path: Path, allowed: frozenset[int]) -> Volume:

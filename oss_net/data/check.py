@@ -20,13 +20,14 @@ import numpy as np
 
 from oss_net.cli_errors import add_verbose_flag, run_command
 from oss_net.data.borders import read_border
-from oss_net.data.errors import DatasetError
+from oss_net.data.case_files import CaseFiles, Problem
 from oss_net.data.channels import read_file_channels, read_label_values
 from oss_net.data.dataset_info import DatasetInfo
-from oss_net.data.layout import DATASETS, CaseFiles, brats_case_folders, canonical_dataset, discover_lits, read_brats_case
 from oss_net.data.layouts import EXTERNAL_DATASETS, detect_dataset, scan_layout
+from oss_net.data.layouts.brats import brats_case_folders, read_brats_case
+from oss_net.data.layouts.lits import discover_lits
 from oss_net.data.nifti import check_same_grid, read_label
-from oss_net.data.scan import Problem
+from oss_net.datasets import DATASETS, DatasetError, canonical_dataset
 
 
 @dataclass

@@ -20,11 +20,12 @@ import torch
 from torch.utils.data import Dataset
 
 from oss_net.data.augment import AUGMENTATIONS, augment_with
+from oss_net.data.case_files import CaseFiles
 from oss_net.data.cases import load_case
-from oss_net.data.errors import DatasetError
-from oss_net.data.label_modes import class_label_and_border, scheme_of
-from oss_net.data.layout import CaseFiles
+from oss_net.data.class_targets import class_label_and_border
 from oss_net.data.sampling import labels_at, sample_coordinates
+from oss_net.datasets import DatasetError
+from oss_net.labels import scheme_of
 
 
 class OSSNetDataset(Dataset):
@@ -32,7 +33,7 @@ class OSSNetDataset(Dataset):
     "labels": [S, 1] f32, "case_id": str}`.
 
     With a label mode other than binary (`config.label_mode`), "label" holds the dataset's values,
-    "labels" is [S, K] (or [S, K + 1], see `oss_net.data.label_modes`) and the border band is the
+    "labels" is [S, K] (or [S, K + 1], see `oss_net.labels`) and the border band is the
     union of every class's band.
 
     Args:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from oss_net.data.errors import DatasetError
+from oss_net.datasets import DatasetError
 
 CT = "CT"  # channels normalised with the CT scheme (clip to foreground percentiles, then z-score)
 MRI = "MRI"  # every other channel: z-scored per case, as nnU-Net does for any channel name but "CT"

@@ -1,11 +1,7 @@
-"""The exception types of the data package."""
+"""The data package's own exception type; `DatasetError`, which the models raise too, is in `oss_net.datasets`."""
 from __future__ import annotations
 
 from oss_net.io import OSSNetError
-
-
-class DatasetError(OSSNetError):
-    """A dataset file or folder that cannot be used; the message names the file and the problem."""
 
 
 class DataArgumentError(OSSNetError, ValueError):

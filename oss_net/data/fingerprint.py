@@ -17,77 +17,22 @@ Intensity schemes (`normalize_intensities`):
 """
 from __future__ import annotations
 
-import math
 from collections import Counter
-from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
+from oss_net.data.case_files import CaseFiles
 from oss_net.data.channels import file_grid, read_channels
 from oss_net.data.dataset_info import CT, DatasetInfo
-from oss_net.data.errors import DatasetError
-from oss_net.data.grid import closest_canonical, spacing_from_affine
-from oss_net.data.layout import CaseFiles
+from oss_net.data.grid import closest_canonical
 from oss_net.data.nifti import read_image
+from oss_net.datasets import ChannelIntensity, DatasetError, Fingerprint
+from oss_net.geometry import spacing_from_affine
 
 PERCENTILES = (0.5, 99.5)  # CT clipping range, percent of the training foreground intensities
 SAMPLES_PER_CASE = 10_000  # foreground voxels kept per case for the CT statistics (as nnU-Net)
 NORMALIZE_EPSILON = 1e-8  # added to a std before dividing, so a constant channel gives zeros
-
-
-@dataclass(frozen=True)
-class ChannelIntensity:
-    """Foreground intensity statistics of one CT channel over the training cases."""
-
-    lower: float  # 0.5th percentile
-    upper: float  # 99.5th percentile
-    mean: float
-    std: float
-
-
-@dataclass(frozen=True)
-class Fingerprint:
-    """The training set's geometry and intensities (see the module docstring).
-
-    Attributes:
-        channel_names: one name per image channel, in channel order.
-        modalities: "CT" or "MRI" per channel.
-        spacing: median voxel size in mm per canonical axis.
-        shape: median shape (voxels) per canonical axis.
-        intensities: per channel, `ChannelIntensity` for CT and None for MRI.
-        label_values: the values label files may hold (0 included).
-        cases: number of training cases it was computed from.
-    """
-
-    channel_names: tuple[str, ...]
-    modalities: tuple[str, ...]
-    spacing: tuple[float, float, float]
-    shape: tuple[int, int, int]
-    intensities: tuple[ChannelIntensity | None, ...]
-    label_values: tuple[int, ...]
-    cases: int
-
-    @property
-    def num_channels(self) -> int:
-        return len(self.channel_names)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain types only (it travels in checkpoints loaded with weights_only=True)."""
-        return {"channel_names": list(self.channel_names), "modalities": list(self.modalities),
-                "spacing": list(self.spacing), "shape": list(self.shape),
-                "intensities": [None if i is None else [i.lower, i.upper, i.mean, i.std] for i in self.intensities],
-                "label_values": list(self.label_values), "cases": self.cases}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Fingerprint":
-        try:
-            return cls(tuple(str(c) for c in data["channel_names"]), tuple(str(m) for m in data["modalities"]),
-                       tuple(float(s) for s in data["spacing"]), tuple(int(s) for s in data["shape"]),
-                       tuple(None if i is None else ChannelIntensity(*(float(v) for v in i)) for i in data["intensities"]),
-                       tuple(int(v) for v in data["label_values"]), int(data["cases"]))
-        except (KeyError, TypeError, ValueError) as error:
-            raise DatasetError(f"invalid dataset fingerprint {dict(data)!r}: {error}") from None
 
 
 def compute_fingerprint(cases: Sequence[CaseFiles], info: DatasetInfo, samples_per_case: int = SAMPLES_PER_CASE,
@@ -122,21 +67,6 @@ def compute_fingerprint(cases: Sequence[CaseFiles], info: DatasetInfo, samples_p
                        tuple(float(v) for v in np.median(np.asarray(spacings), axis=0)),
                        tuple(int(round(v)) for v in np.median(np.asarray(shapes), axis=0)),
                        intensities, tuple(sorted(info.label_values)), len(cases))
-
-
-def model_grid_shape(fingerprint: Fingerprint, divisor: int, target_spacing: Sequence[float] | None = None,
-                     largest: int | None = None) -> tuple[int, int, int]:
-    """The model grid: median shape × median spacing / target spacing, each rounded up to a multiple of `divisor`.
-
-    `divisor` is 2^(encoder depth) so every pooling divides evenly; `target_spacing` defaults to the
-    median spacing. `largest` scales all axes by one factor first so the largest axis is `largest`
-    (the demo preset's small grid, with the aspect of the scans kept).
-    """
-    target = fingerprint.spacing if target_spacing is None else tuple(float(s) for s in target_spacing)
-    sizes = [n * s / t for n, s, t in zip(fingerprint.shape, fingerprint.spacing, target)]
-    if largest is not None:
-        sizes = [size * largest / max(sizes) for size in sizes]
-    return tuple(max(divisor, int(math.ceil(size / divisor - 1e-9)) * divisor) for size in sizes)
 
 
 def normalize_intensities(channels: np.ndarray, fingerprint: Fingerprint) -> np.ndarray:

@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from nibabel.orientations import inv_ornt_aff, io_orientation
 
-from oss_net.data.errors import DatasetError
+from oss_net.datasets import DatasetError
+from oss_net.geometry import spacing_from_affine
 
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 Bounds = tuple[tuple[int, int], ...]  # per axis: (first, last) index of the non-zero voxels
@@ -238,22 +239,6 @@ def reorient(array: ArrayT, orientation: Orientation) -> ArrayT:
     if isinstance(array, np.ndarray):
         return np.ascontiguousarray(np.transpose(array, permutation))
     return array.permute(*permutation).contiguous()
-
-
-def spacing_from_affine(affine: Any) -> np.ndarray:
-    """Voxel size in mm per array axis (i, j, k) `[3]` float64: the column norms of the affine's 3×3 part.
-
-    Column c of the 3×3 block is the step in scanner millimetres for one voxel along array axis c, so its
-    norm is that axis' spacing whatever the rotation or flip. `affine` is 4×4 (or its 3×4 / 3×3 part),
-    numpy or torch; a singular one (an axis of length zero) is an error.
-    """
-    matrix = np.asarray(affine.detach().cpu() if isinstance(affine, torch.Tensor) else affine, dtype=np.float64)
-    if matrix.shape not in ((4, 4), (3, 4), (3, 3)):
-        raise DatasetError(f"affine must be 4×4 (or its 3×4 / 3×3 part), got shape {matrix.shape}")
-    norms = np.linalg.norm(matrix[:3, :3], axis=0)
-    if not np.all(norms > 0):
-        raise DatasetError(f"affine is singular: an axis has zero length ({list(norms)})")
-    return norms
 
 
 def _like(values: np.ndarray, reference: ArrayT) -> ArrayT:

@@ -19,8 +19,8 @@ from typing import Iterable
 import nibabel as nib
 import numpy as np
 
-from oss_net.data.errors import DatasetError
-from oss_net.data.grid import spacing_from_affine
+from oss_net.datasets import DatasetError
+from oss_net.geometry import spacing_from_affine
 
 # Label values each dataset may contain: BraTS (background, necrosis, oedema, enhancing), LiTS (liver, tumour).
 # "border" is the set of a stored border map.

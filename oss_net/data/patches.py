@@ -16,13 +16,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from oss_net.data.sampling import nearest_voxel
+from oss_net.geometry import LARGE_PATCH_POOLINGS, LARGE_PATCH_SIZE, PATCH_SIZE, nearest_voxel
 
-PATCH_SIZE = 7  # every patch the decoder sees is 7³ voxels: small c−3..c+3, or large pooled to 7³
-LARGE_PATCH_SIZE = 2 * PATCH_SIZE  # the large patch c−7..c+6 before its 2× average pooling
 GATHER_ELEMENTS = 1 << 24  # values gathered per step (64 MiB of float32), to bound temporaries
-# How the 14³ large patch becomes 7³: "avg" (the original's training) or "max" (the original's inference).
-LARGE_PATCH_POOLINGS = ("avg", "max")
 
 
 class PatchSource:

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from oss_net.geometry import nearest_voxel
+
 
 def sample_coordinates(shape: Sequence[int], border_mask: np.ndarray | torch.Tensor | None, samples: int,
                        border_balance: float, generator: torch.Generator, include_last_index: bool = True,
@@ -61,12 +63,6 @@ def sample_coordinates(shape: Sequence[int], border_mask: np.ndarray | torch.Ten
         points = torch.cat([border.double(), uniform])
     points = points[torch.randperm(points.shape[0], generator=generator)]
     return points.to(torch.float32)  # [S, 3]
-
-
-def nearest_voxel(coords: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
-    """Round `[.., 3]` coordinates to the nearest voxel index, clamped into the grid (int64)."""
-    upper = torch.tensor([int(s) - 1 for s in shape], device=coords.device)
-    return torch.round(coords).long().clamp(min=torch.zeros_like(upper), max=upper)
 
 
 def labels_at(label: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:

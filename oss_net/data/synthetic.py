@@ -24,7 +24,7 @@ from scipy import fft, ndimage
 
 from oss_net.cli_errors import add_verbose_flag, run_command
 from oss_net.data.errors import DataArgumentError
-from oss_net.data.layout import BRATS_MODALITIES, BRATS_TRAINING
+from oss_net.data.layouts.brats import BRATS_MODALITIES, BRATS_TRAINING
 from oss_net.data.synthetic_layouts import LAYOUT_SHAPES, write_layout_dataset
 from oss_net.io import atomic_save_nifti, check_output_folder
 

@@ -20,7 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 from oss_net.data.errors import DataArgumentError
-from oss_net.data.flare import FLARE_IMAGES, FLARE_MASKS, FLARE_TEST
+from oss_net.data.layouts.flare import FLARE_IMAGES, FLARE_MASKS, FLARE_TEST
 from oss_net.io import atomic_save_json, atomic_save_nifti
 
 LAYOUT_SHAPES = {"nnunet": (32, 28, 20), "msd": (28, 28, 20), "flare": (32, 32, 16)}

@@ -1,6 +1,6 @@
 """The files and metrics of a case predicted by a model of several classes or regions.
 
-`oss_net.data.label_modes` says what the outputs mean; here they become, in the case folder:
+`oss_net.labels` says what the outputs mean; here they become, in the case folder:
 - `<case>_mask.nii.gz`: ONE label map on the input grid with the dataset's own values (BraTS regions
   back to 0/1/2/4), as the binary mask is for one class;
 - `<case>_occupancy_<name>.nii.gz` (model grid) and, with `save_probabilities`,
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from oss_net.data.label_modes import LabelScheme, scheme_of
+from oss_net.labels import LabelScheme, scheme_of
 
 from . import outputs
 

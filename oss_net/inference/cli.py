@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Sequence
 
 from oss_net.cli_errors import run_command
-from oss_net.data.layout import DATASETS, SPLITS, canonical_dataset
+from oss_net.data.splits import SPLITS
+from oss_net.datasets import DATASETS, canonical_dataset
 from oss_net.io import OSSNetError
 from oss_net.meshing.save import MESH_FORMATS, MESH_SPACES
 from oss_net.precision import AMP_MODES

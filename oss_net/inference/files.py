@@ -32,12 +32,13 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from oss_net.data.case_files import CaseFiles
 from oss_net.data.channels import check_case_grids
 from oss_net.data.dataset_info import BRATS_INFO, LITS_INFO
-from oss_net.data.errors import DatasetError
-from oss_net.data.label_modes import scheme_of
-from oss_net.data.layout import BRATS_MODALITIES, CaseFiles, brats_file_role, read_brats_case
+from oss_net.data.layouts.brats import BRATS_MODALITIES, brats_file_role, read_brats_case
+from oss_net.datasets import DatasetError
 from oss_net.io import OSSNetError, prepare_output_folder
+from oss_net.labels import scheme_of
 
 from . import outputs
 from .classes import has_classes

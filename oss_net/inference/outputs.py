@@ -49,8 +49,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from oss_net.data.label_modes import scheme_of
 from oss_net.io import OSSNetError, atomic_save_json, atomic_save_nifti, atomic_write
+from oss_net.labels import scheme_of
 
 logger = logging.getLogger(__name__)
 
@@ -252,7 +252,7 @@ def label_map(occupancy: np.ndarray, threshold: float, config: Any = None) -> np
 
     Foreground above `threshold`, or the likeliest class of a legacy binary model with several outputs;
     a model of a label mode's classes or regions (`config`) gets the dataset's values
-    (`oss_net.data.label_modes.LabelScheme.label_map`). All-zero outputs give 0, so zeros filled in by an
+    (`oss_net.labels.LabelScheme.label_map`). All-zero outputs give 0, so zeros filled in by an
     un-pad are background either way.
     """
     scheme = scheme_of(config)

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from oss_net.data.errors import DatasetError
-from oss_net.data.layout import SPLITS
+from oss_net.data.splits import SPLITS
+from oss_net.datasets import DatasetError
 from oss_net.io import atomic_save_json, atomic_write, check_output_folder, prepare_output_folder
 from oss_net.meshing.extract import MESH_EDGE_MM, MIN_COMPONENT_VOXELS
 from oss_net.meshing.save import MESH_FORMATS, MESH_SPACES
@@ -180,7 +180,7 @@ def is_single_case(path: Path, dataset: str) -> bool:
     A LiTS folder is always a dataset root (volumes and labels may all lie in it); a file given for
     BraTS is an error naming its case folder.
     """
-    from oss_net.data.layout import brats_file_role
+    from oss_net.data.layouts.brats import brats_file_role
 
     if dataset == "brats" and path.is_file():
         raise InferenceError(f"{path}: BraTS takes a case folder, not one file (give its folder {path.parent})")
@@ -315,7 +315,7 @@ def screen_cases(cases: list[Any], config: Any) -> tuple[list[Any], list[BadCase
     Checks every image and label header (readable, 3-D, no empty or single-voxel axis, one shared
     shape and affine) and the channel count the model expects.
     """
-    from oss_net.data.scan import grid_problems
+    from oss_net.data.channels import grid_problems
 
     bad = [BadCase(c.case_id, f"{c.images[0].parent if c.images else c.case_id}: {len(c.images)} image file(s) but the "
                    f"model expects {config.in_channels} channel(s)") for c in cases if len(c.images) != config.in_channels]

@@ -14,9 +14,8 @@ area-weighted surfels as Google DeepMind's `surface-distance` package (`nsd_surf
 """
 from __future__ import annotations
 
-from oss_net.data.grid import spacing_from_affine  # re-exported: metrics take spacings, read off affines
+from oss_net.geometry import spacing_from_affine  # re-exported: metrics take spacings, read off affines
 from oss_net.metrics.evaluate import (
-    BRATS_REGIONS,
     METRIC_KEYS,
     NSD_DEFINITIONS,
     VOLUME_KEYS,
@@ -32,7 +31,6 @@ from oss_net.metrics.surface import hd95, nsd, surface_distances, surface_voxels
 from oss_net.metrics.surfels import nsd_surfel, surfel_area_table, surfel_distances
 
 __all__ = [
-    "BRATS_REGIONS",
     "METRIC_KEYS",
     "NSD_DEFINITIONS",
     "VOLUME_KEYS",

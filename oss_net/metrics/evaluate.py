@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from oss_net.data.label_modes import BRATS_REGIONS as BRATS_REGION_LABELS
+from oss_net.labels import BRATS_REGIONS
 from oss_net.metrics.masks import MetricError, as_mask, as_pair, check_spacing
 from oss_net.metrics.overlap import dice, iou
 from oss_net.metrics.surface import check_tolerance, hd95_from_distances, nsd_from_distances, surface_distances
@@ -22,9 +22,6 @@ VOLUME_KEYS = ("pred_volume_ml", "target_volume_ml", "volume_difference_ml")
 # "voxel": surface voxels counted (MONAI's use_subvoxels=False); "surfel": area-weighted cell surfels
 # (Google DeepMind's surface-distance package, MONAI's use_subvoxels=True).
 NSD_DEFINITIONS = ("voxel", "surfel")
-
-# BraTS 2020 labels: 1 necrotic / non-enhancing core, 2 oedema, 4 enhancing tumour.
-BRATS_REGIONS = dict(BRATS_REGION_LABELS)  # {"WT": (1, 2, 4), "TC": (1, 4), "ET": (4,)}; home: oss_net.data.label_modes
 
 
 def evaluate_case(
@@ -74,10 +71,11 @@ def brats_regions(label: Any) -> dict[str, np.ndarray]:
     if hasattr(label, "detach"):
         label = label.detach().cpu().numpy()
     values = np.asarray(label)
+    region_values = dict(BRATS_REGIONS)  # {"WT": (1, 2, 4), "TC": (1, 4), "ET": (4,)}
     return {
         "WT": values > 0,
-        "TC": np.isin(values, BRATS_REGIONS["TC"]),
-        "ET": values == BRATS_REGIONS["ET"][0],
+        "TC": np.isin(values, region_values["TC"]),
+        "ET": values == region_values["ET"][0],
     }
 
 

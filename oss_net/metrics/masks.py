@@ -1,7 +1,7 @@
 """Input handling shared by the metrics: masks from numpy/torch, checks of masks and spacings.
 
 Every metric works on a pair of boolean masks on the same grid plus the voxel spacing in millimetres
-per array axis (the NIfTI (i, j, k) order; `oss_net.data.grid.spacing_from_affine` reads it off an
+per array axis (the NIfTI (i, j, k) order; `oss_net.geometry.spacing_from_affine` reads it off an
 affine). Conversion lives here so each metric is a few lines.
 """
 from __future__ import annotations

@@ -17,12 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from oss_net.compat import COMPAT_MODES, DEFAULT_COMPAT, model_fields
-from oss_net.data.errors import DatasetError
-from oss_net.data.fingerprint import Fingerprint
-from oss_net.data.label_modes import DEFAULT_LABEL_MODE, label_mode_problems, normalize_class_labels
-from oss_net.data.layout import DATASETS, canonical_dataset
-from oss_net.data.patches import LARGE_PATCH_POOLINGS, PATCH_SIZE
+from oss_net.datasets import DATASETS, DatasetError, Fingerprint, canonical_dataset
+from oss_net.geometry import LARGE_PATCH_POOLINGS, PATCH_SIZE
 from oss_net.io import OSSNetError
+from oss_net.labels import DEFAULT_LABEL_MODE, label_mode_problems, normalize_class_labels
 
 CONFIG_NAMES: tuple[str, ...] = (
     "vanilla_o_net",
@@ -67,8 +65,8 @@ class OSSNetConfig:
 
     Args:
         name: canonical configuration name (one of CONFIG_NAMES).
-        dataset: "brats" or "lits".
-        in_channels: image channels (4 BraTS modalities, 1 LiTS CT).
+        dataset: one of `oss_net.datasets.DATASETS` ("brats", "lits", "nnunet", "msd", "flare").
+        in_channels: image channels (4 BraTS modalities, 1 LiTS CT; a fingerprint's channels otherwise).
         encoder_channels: (in, out) channels of each residual block; every block halves the resolution.
         volume_shape: the model grid (i, j, k); the encoder sees it downscaled by 2.
         encoder: "plain" (one latent, O-Net) or "skip" (per-block heads, decoder_blocks + 1 latents).
@@ -88,9 +86,9 @@ class OSSNetConfig:
             weights). Training and validation always average, as the original did.
         compat: "ours" or "paper", the mode the configuration was made for (`oss_net.compat`);
             `get_config(..., compat="paper")` sets raw_coordinates and large_patch_pooling from it.
-        fingerprint: the training set's fingerprint (`oss_net.data.fingerprint`), which decides the
+        fingerprint: the training set's fingerprint (`oss_net.datasets.Fingerprint`), which decides the
             preprocessing of datasets other than BraTS and LiTS; None for those two.
-        label_mode: "binary" (the paper's), "regions" or "exclusive" (`oss_net.data.label_modes`).
+        label_mode: "binary" (the paper's), "regions" or "exclusive" (`oss_net.labels`).
         class_labels: (name, label values) per region or class; () in binary mode.
     """
 
@@ -271,7 +269,7 @@ def canonical_name(name: str) -> str:
 
 
 def config_dataset(dataset: str) -> str:
-    """`oss_net.data.layout.canonical_dataset`, raising ConfigError: a bad dataset is a bad configuration here."""
+    """`oss_net.datasets.canonical_dataset`, raising ConfigError: a bad dataset is a bad configuration here."""
     try:
         return canonical_dataset(dataset)
     except DatasetError as error:

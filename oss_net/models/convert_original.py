@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from oss_net.data.layout import canonical_dataset
+from oss_net.datasets import canonical_dataset
 from oss_net.io import OSSNetError, atomic_save_torch
 
 from .checkpoint import checkpoint_payload, is_original_state_dict

@@ -16,7 +16,7 @@ from torch.nn import functional as F
 
 from pade_activation_unit import PAU
 
-from oss_net.data.patches import PATCH_SIZE
+from oss_net.geometry import PATCH_SIZE
 
 from .config import FOURIER_FEATURES, PATCH_FEATURES, OSSNetConfig
 

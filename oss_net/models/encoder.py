@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from pade_activation_unit import PAU
 
-from oss_net.data.label_modes import scheme_of
+from oss_net.labels import scheme_of
 
 from .config import OSSNetConfig
 
@@ -59,7 +59,7 @@ def _conv_norm_pau(in_channels: int, out_channels: int, bias: bool) -> nn.Sequen
 class SegmentationHead(nn.Module):
     """Low-resolution segmentation of the last block: Conv3d 5^3 (no bias) C -> K, then sigmoid per channel.
 
-    K = 1 (binary), or one channel per region / class of the label mode (`oss_net.data.label_modes`).
+    K = 1 (binary), or one channel per region / class of the label mode (`oss_net.labels`).
     Shape: [B, C, *encoder_output_shape] -> [B, K, *encoder_output_shape] probabilities.
     """
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from oss_net.data.fingerprint import Fingerprint, model_grid_shape
-from oss_net.data.layout import PAPER_DATASETS, canonical_dataset
+from oss_net.datasets import PAPER_DATASETS, Fingerprint, canonical_dataset, model_grid_shape
 
 from .config import DEMO_ENCODER_BLOCKS, NEW_DATASET_ENCODER_WIDTHS, ConfigError, OSSNetConfig, demo_config, get_config
 from .unet import UNetConfig, get_unet_config, is_unet_name

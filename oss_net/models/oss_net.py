@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from oss_net.data.patches import PATCH_SIZE
+from oss_net.geometry import PATCH_SIZE
 from oss_net.io import OSSNetError
 
 from .config import OSSNetConfig

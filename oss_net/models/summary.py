@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from oss_net.data.layout import PAPER_DATASETS
+from oss_net.datasets import PAPER_DATASETS
 
 from .config import CONFIG_NAMES, TABLE1_ALIASES, OSSNetConfig, get_config
 from .parameters import count_parameters, count_pau_modules
@@ -33,7 +33,7 @@ COLUMNS = (
 )
 
 
-def summarise(config: OSSNetConfig) -> dict[str, Any]:
+def config_summary(config: OSSNetConfig) -> dict[str, Any]:
     """One row of the summary for `config`."""
     with torch.device("meta"):
         model = build_model(config)
@@ -56,7 +56,7 @@ def summarise(config: OSSNetConfig) -> dict[str, Any]:
 
 def summary_rows() -> list[dict[str, Any]]:
     """A row per configuration and dataset, in CONFIG_NAMES order, BraTS then LiTS."""
-    return [summarise(get_config(name, dataset)) for name in CONFIG_NAMES for dataset in PAPER_DATASETS]
+    return [config_summary(get_config(name, dataset)) for name in CONFIG_NAMES for dataset in PAPER_DATASETS]
 
 
 def format_rows(rows: list[dict[str, Any]]) -> str:

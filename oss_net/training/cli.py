@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 from typing import Any, Sequence
 
-from oss_net.data.label_modes import LABEL_MODES
-from oss_net.data.layout import canonical_dataset
+from oss_net.datasets import canonical_dataset
+from oss_net.labels import LABEL_MODES
 from oss_net.precision import AMP_MODES
 from oss_net.training.settings import TrainSettings, resolve_settings
 
@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="model grid of an nnunet/msd/flare dataset (default: from the dataset fingerprint)")
     new.add_argument("--label_mode", choices=LABEL_MODES, default=None,
                      help="binary (the paper's), regions (sigmoid per region, BraTS WT/TC/ET) or exclusive "
-                          "(softmax over background + classes): oss_net.data.label_modes (default: regions for "
+                          "(softmax over background + classes): oss_net.labels (default: regions for "
                           "an nnU-Net dataset.json listing regions, else binary)")
     new.add_argument("--paper", dest="compat", action="store_const", const="paper", default=None,
                      help="paper mode: every behaviour of the original code (split, raw coordinates, sampling, "

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from oss_net.compat import apply_compat, behaviour, best_score, per_rank_batch
-from oss_net.data.label_modes import training_label_mode
+from oss_net.data.class_targets import training_label_mode
 from oss_net.io import OSSNetError, atomic_save_json, atomic_save_torch, check_output_folder, prepare_output_folder
 from oss_net.training import checkpoint as ckpt
 from oss_net.training.distributed import (
@@ -385,7 +385,7 @@ def _discover(settings: TrainSettings, split: str) -> list:
 
 def _check_headers(settings: TrainSettings, cases: list) -> None:
     """Every case file's header (3-D, no empty axis, one shape and affine per case), all problems in one error."""
-    from oss_net.data.scan import grid_problems
+    from oss_net.data.channels import grid_problems
 
     _raise_bad_cases(settings, grid_problems(cases)[1])
 
@@ -399,7 +399,7 @@ def _check_values(settings: TrainSettings, config: Any, train_cases: list, val_c
     (a border file is read, but a missing one is not computed here).
     """
     from oss_net.data import DatasetError, load_case
-    from oss_net.data.scan import Problem
+    from oss_net.data.case_files import Problem
 
     problems = []
     for cases, border_balance in ((train_cases, settings.border_balance), (val_cases, settings.val_border_balance)):
@@ -429,7 +429,7 @@ def _dataset_geometry(settings: TrainSettings) -> dict[str, Any]:
     evaluated run rebuilds the configuration stored in its checkpoint.
     """
     from oss_net.data.fingerprint import compute_fingerprint
-    from oss_net.data.layout import PAPER_DATASETS
+    from oss_net.datasets import PAPER_DATASETS
     from oss_net.data.layouts import dataset_info
 
     if settings.dataset in PAPER_DATASETS:

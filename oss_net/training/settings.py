@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from oss_net.compat import COMPAT_MODES, DEFAULT_COMPAT
-from oss_net.data.label_modes import DEFAULT_LABEL_MODE, LABEL_MODES, dataset_label_mode
-from oss_net.data.errors import DatasetError
-from oss_net.data.layout import DATASETS, PAPER_DATASETS, canonical_dataset
 from oss_net.data.layouts import detect_dataset
-from oss_net.data.nnunet import read_nnunet_info
+from oss_net.data.layouts.nnunet import read_nnunet_info
+from oss_net.datasets import DATASETS, PAPER_DATASETS, DatasetError, canonical_dataset
 from oss_net.io import OSSNetError
+from oss_net.labels import DEFAULT_LABEL_MODE, LABEL_MODES, dataset_label_mode
 from oss_net.precision import AMP_MODES
 from oss_net.training.loss import SEGMENTATION_LOSS_FACTOR
 
@@ -43,7 +42,7 @@ DEMO_PRESET = {
 }
 # The demo of several classes or regions (`make demo-regions`, BraTS WT/TC/ET) on top of DEMO_PRESET. The
 # smaller regions are learnt after the whole tumour, so it trains longer (270 steps; 5 minutes on 2 busy cores,
-# about 3 idle), and draws more of its points from the regions' border band (`label_modes.CLASS_BAND_MARGIN`).
+# about 3 idle), and draws more of its points from the regions' border band (`oss_net.data.class_targets.CLASS_BAND_MARGIN`).
 # Validation Dice WT 0.96, TC 0.94, ET 0.74 (input grid); 20 epochs left ET at 0.21.
 DEMO_CLASSES_PRESET = {"epochs": 30, "border_balance": 0.8}
 # Fields that define what is trained; a resumed run must agree with its checkpoint on all of them.
@@ -94,7 +93,7 @@ class TrainSettings:
     cache_dir: str | None = None  # cache of pre-processed cases (oss_net.data.load_case)
     compat: str = DEFAULT_COMPAT  # "ours" | "paper" (`--paper`): every original behaviour, see oss_net.compat
     volume_shape: tuple[int, int, int] | None = None  # model grid of nnunet/msd/flare (default: from the fingerprint)
-    label_mode: str = DEFAULT_LABEL_MODE  # binary | regions | exclusive (oss_net.data.label_modes)
+    label_mode: str = DEFAULT_LABEL_MODE  # binary | regions | exclusive (oss_net.labels)
 
     def __post_init__(self) -> None:
         problems = []

@@ -94,7 +94,7 @@ def step_losses(model: nn.Module, batch: dict, *, amp: str = "off",
 def _point_losses(network: nn.Module, config, batch: dict, amp: str, segmentation_loss_factor: float) -> StepLosses:
     """OSS-Net: occupancy BCE at the sampled points (+ factor × the auxiliary BCE when the model has that head)."""
     from oss_net.data import gather_patches
-    from oss_net.data.label_modes import class_segmentation_target
+    from oss_net.data.class_targets import class_segmentation_target
 
     device = next(network.parameters()).device
     volume = batch["volume"].to(device, non_blocking=True)  # [B, C, D, H, W]

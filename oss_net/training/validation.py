@@ -6,7 +6,7 @@ computed per volume (with the original's 1e-10 in the denominators) and averaged
 Dense: the whole volume is predicted through `oss_net.inference.Predictor` and compared with the
 label on the model grid, which is what the reported numbers should have been (docs/reference.md §12.12).
 The metric names say which (`val/sampled_*`, `val/dense_*_model_grid`; docs/metrics.md "Which grid").
-A model of several classes or regions (`oss_net.data.label_modes`) is scored per class, `<metric>_<name>`
+A model of several classes or regions (`oss_net.labels`) is scored per class, `<metric>_<name>`
 (e.g. `val/sampled_dice_ET`), and the plain names hold the mean over its classes, as inference's metrics do.
 """
 from __future__ import annotations
@@ -63,7 +63,7 @@ def sampled_validation(
     `oss_net.precision.AMP_MODES` mode.
     """
     from oss_net.data import gather_patches
-    from oss_net.data.label_modes import scheme_of
+    from oss_net.labels import scheme_of
     from oss_net.inference.classes import class_values
 
     config = model.config
@@ -96,7 +96,7 @@ def dense_validation(model: nn.Module, cases: Iterable, amp: str) -> dict[str, f
     """Mean full-volume Dice/IoU over loaded validation cases, predicted by `oss_net.inference.make_predictor`
     (OSS-Net coarse-to-fine in its default mode, a U-Net densely) and compared with the label on the model grid;
     per class or region for a model of several (`class_scores`)."""
-    from oss_net.data.label_modes import scheme_of
+    from oss_net.labels import scheme_of
     from oss_net.inference import make_predictor
     from oss_net.inference.classes import model_grid_masks
     from oss_net.metrics import dice, iou

@@ -13,7 +13,7 @@ from scipy import ndimage
 
 from oss_net.data import discover, load_case
 from oss_net.data.borders import compute_border
-from oss_net.data.layout import BRATS_TRAINING
+from oss_net.data.layouts.brats import BRATS_TRAINING
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ import pytest
 
 from oss_net.data import DatasetError, discover, discover_case_folder, load_case
 from oss_net.data.check import check_dataset, main as check_main
-from oss_net.data.layout import BRATS_TRAINING
+from oss_net.data.layouts.brats import BRATS_TRAINING
 
 CASE = "BraTS20_Training_001"
 

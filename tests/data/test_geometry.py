@@ -12,13 +12,12 @@ import torch
 from nibabel.orientations import apply_orientation
 
 from oss_net.data import discover, load_case
-from oss_net.data.dataset_info import CT, MRI, DatasetInfo
-from oss_net.data.errors import DatasetError
-from oss_net.data.fingerprint import (ChannelIntensity, Fingerprint, compute_fingerprint, model_grid_shape,
-                                      normalize_intensities)
+from oss_net.data.dataset_info import CT, MRI
+from oss_net.data.fingerprint import compute_fingerprint, normalize_intensities
 from oss_net.data.grid import IDENTITY_ORIENTATION, GridMeta, closest_canonical, inverse_orientation, reorient
 from oss_net.data.layouts import dataset_info
 from oss_net.data.synthetic_layouts import write_flare_dataset, write_msd_dataset, write_nnunet_dataset
+from oss_net.datasets import ChannelIntensity, DatasetError, Fingerprint, model_grid_shape
 from oss_net.models import ConfigError, OSSNetConfig, demo_config, get_config, network_config
 
 

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from oss_net.data.errors import DatasetError
-from oss_net.data.grid import GridMeta, nonzero_bounds, spacing_from_affine
+from oss_net.data.grid import GridMeta, nonzero_bounds
+from oss_net.datasets import DatasetError
+from oss_net.geometry import spacing_from_affine
 
 AFFINE = np.array([[-1.0, 0, 0, 10.0], [0, -1.0, 0, 239.0], [0, 0, 1.2, -5.0], [0, 0, 0, 1]])
 

@@ -7,8 +7,9 @@ import nibabel as nib
 import pytest
 
 from oss_net.data import DatasetError, discover, discover_case_folder, load_case
-from oss_net.data.layout import (BRATS_TRAINING, BRATS_VALIDATION, DATASETS, SPLITS, brats_file_role, canonical_dataset,
-                                 default_split)
+from oss_net.data.layouts.brats import BRATS_TRAINING, BRATS_VALIDATION, brats_file_role
+from oss_net.data.splits import SPLITS, default_split
+from oss_net.datasets import DATASETS, canonical_dataset
 
 
 def test_brats_default_split_is_deterministic_disjoint_and_complete(synthetic_brats_root):

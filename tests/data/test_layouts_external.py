@@ -14,11 +14,11 @@ from oss_net.data import DatasetError, discover
 from oss_net.data.channels import read_channels
 from oss_net.data.check import check_dataset, main as check_main
 from oss_net.data.dataset_info import CT, MRI, DatasetInfo, channel_modality
-from oss_net.data.grid import spacing_from_affine
-from oss_net.data.layout import default_border_path
 from oss_net.data.layouts import dataset_info, detect_dataset
+from oss_net.data.layouts.common import default_border_path
 from oss_net.data.synthetic import write_synthetic_dataset
 from oss_net.data.synthetic_layouts import write_msd_dataset, write_nnunet_dataset
+from oss_net.geometry import spacing_from_affine
 
 CASES = 5  # default split holds out 1 in 5 -> 4 train + 1 val; each writer adds 1 unlabelled case
 

@@ -7,9 +7,9 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from oss_net.data.grid import spacing_from_affine
-from oss_net.data.layout import BRATS_TRAINING
+from oss_net.data.layouts.brats import BRATS_TRAINING
 from oss_net.data.synthetic import gaussian_smooth, main, write_synthetic_dataset
+from oss_net.geometry import spacing_from_affine
 
 
 def _read(path):

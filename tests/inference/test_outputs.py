@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from oss_net.data.grid import GridMeta
-from oss_net.data.label_modes import BRATS_REGIONS, LabelScheme
 from oss_net.inference import outputs
 from oss_net.io import OSSNetError, prepare_output_folder
+from oss_net.labels import BRATS_REGIONS, LabelScheme
 from oss_net.metrics import dice
 
 AFFINE = np.array([[0.0, -1.2, 0.0, 30.0], [0.9, 0.0, 0.0, -12.0], [0.0, 0.0, 2.5, 4.0], [0.0, 0.0, 0.0, 1.0]])

@@ -120,10 +120,10 @@ def test_lits_class_label_map_resampled_back_from_the_probabilities(synthetic_li
     import torch
 
     from oss_net.data.dataset_info import LITS_INFO
-    from oss_net.data.label_modes import config_with_label_mode, scheme_of
     from oss_net.inference.outputs import input_grid_labels
     from oss_net.inference.predictor import Prediction
     from oss_net.inference.runner import write_case
+    from oss_net.labels import config_with_label_mode, scheme_of
 
     config = config_with_label_mode(demo_config("C", "lits", volume_shape=(32, 32, 32)), "exclusive", LITS_INFO.labels)
     files = discover("lits", synthetic_lits_root, "val")[0]

@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 
-from oss_net.data.layout import PAPER_DATASETS
+from oss_net.datasets import PAPER_DATASETS
 from oss_net.models import CONFIG_NAMES, ConfigError, OSSNetConfig, demo_config, get_config
 
 # Decoder input width (BraTS, LiTS) of docs/reference.md §1.2.

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from oss_net.data.layout import DATASETS
+from oss_net.datasets import DATASETS
 
 from ..config import ConfigError, canonical_name, check_config_fields, config_dataset
 

@@ -12,9 +12,9 @@ import dataclasses
 import re
 from pathlib import Path
 
+from oss_net.data.case_files import CaseFiles, LayoutScan, Problem
 from oss_net.data.dataset_info import FLARE_INFO
-from oss_net.data.layout import CaseFiles
-from oss_net.data.scan import LayoutScan, Problem, border_path, make_scan, nifti_files
+from oss_net.data.layouts.common import border_path, make_scan, nifti_files, scanned_layout
 
 FLARE_IMAGES = "TrainingImg"
 FLARE_MASKS = "TrainingMask"
@@ -56,3 +56,6 @@ def _images(folder: Path, problems: list[Problem]) -> dict[str, Path]:
             continue
         images[match["case"]] = path
     return images
+
+
+FLARE = scanned_layout("flare", scan_flare, lambda root: (root / FLARE_IMAGES).is_dir())

@@ -13,9 +13,14 @@ segmentation head gives `scheme.classes_count` sigmoid channels ("class present 
 Label maps are written with the dataset's own values: regions are painted in their order, each with
 the one value it does not share with a later region (BraTS: WT \\ TC -> 2, TC \\ ET -> 1, ET -> 4,
 as the BraTS tools do); exclusive maps take the likeliest output, background included.
+
+A leaf module (it imports nothing of the packages), so the models, the metrics and the data share it;
+what training draws from a label mode (each class's border band, the auxiliary head's target) is in
+`oss_net.data.class_targets`.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -23,18 +28,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from oss_net.data.errors import DatasetError
+from oss_net.datasets import DatasetError
+from oss_net.geometry import nearest_voxel
 
 LABEL_MODES = ("binary", "regions", "exclusive")
 DEFAULT_LABEL_MODE = "binary"
 BRATS_REGIONS: tuple[tuple[str, tuple[int, ...]], ...] = (("WT", (1, 2, 4)), ("TC", (1, 4)), ("ET", (4,)))
 LITS_REGIONS: tuple[tuple[str, tuple[int, ...]], ...] = (("liver", (1, 2)), ("tumour", (2,)))
 BACKGROUND = "background"
-# How far outside its classes the border points of a K-class model may fall, in voxels. The paper's 13³ band
-# reaches 6 voxels beyond the largest region, where most border points would otherwise go, leaving few in
-# the small inner regions (synthetic BraTS enhancing tumour at border balance 0.5: 2% of the points, 7% with
-# this margin).
-CLASS_BAND_MARGIN = 3
 
 ClassLabels = tuple[tuple[str, tuple[int, ...]], ...]  # (name, label values) per class or region
 
@@ -161,8 +162,6 @@ class LabelScheme:
 
     def point_targets(self, label: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
         """float32 [N, outputs] targets of label [D, H, W] at the nearest voxel of coords [N, 3]."""
-        from oss_net.data.sampling import nearest_voxel
-
         index = nearest_voxel(coords, label.shape)  # [N, 3]
         values = label[index[:, 0], index[:, 1], index[:, 2]]  # [N]
         return self.targets(values.reshape(-1, 1, 1, 1))[..., 0, 0, 0]
@@ -171,21 +170,6 @@ class LabelScheme:
         """[B, K, *output_shape] float32: 1 where any voxel of the cell belongs to the class or region."""
         masks = self.class_masks(label).to(torch.float32)  # [B, K, D, H, W]
         return F.adaptive_max_pool3d(masks, tuple(int(s) for s in output_shape))
-
-    def border_band(self, label: np.ndarray | torch.Tensor) -> np.ndarray:
-        """bool [D, H, W]: the union of the border bands of every class or region of label [D, H, W], kept
-        within CLASS_BAND_MARGIN voxels of the classes (binary: the foreground's band, as the paper)."""
-        from scipy import ndimage
-
-        from oss_net.data.borders import compute_border
-
-        masks = self.class_masks(torch.as_tensor(np.asarray(label))).numpy()  # [K, D, H, W]
-        band = np.zeros(masks.shape[1:], dtype=bool)
-        for mask in masks:
-            band |= compute_border(mask)
-        if self.mode == "binary":
-            return band
-        return band & ndimage.maximum_filter(masks.any(axis=0), size=2 * CLASS_BAND_MARGIN + 1)
 
     def class_probabilities(self, occupancy: np.ndarray) -> np.ndarray:
         """[K, *S] per-class probabilities of decoder outputs occupancy [outputs, *S] (the background dropped)."""
@@ -255,8 +239,6 @@ def config_with_label_mode(config: Any, mode: str, labels: dict[str, Any] | None
     Binary returns `config` itself (unchanged). The other modes widen the decoder's last layer and
     the segmentation head; a U-Net baseline has neither and is refused.
     """
-    import dataclasses
-
     if mode == "binary":
         return config
     if not hasattr(config, "label_mode"):
@@ -265,41 +247,3 @@ def config_with_label_mode(config: Any, mode: str, labels: dict[str, Any] | None
     scheme = LabelScheme(mode, default_class_labels(mode, config.dataset, dict(labels or {})))
     return dataclasses.replace(config, label_mode=mode, class_labels=scheme.class_labels,
                                number_of_classes=scheme.outputs)
-
-
-def class_segmentation_target(config: Any, label: torch.Tensor) -> torch.Tensor:
-    """The auxiliary head's target [B, K, *encoder_output_shape] of a batch's label maps [B, D, H, W].
-
-    Binary: `sampling.segmentation_target` of the foreground (as the paper); otherwise one channel per
-    class or region of `config`'s label mode.
-    """
-    from oss_net.data.sampling import segmentation_target
-
-    scheme = scheme_of(config)
-    if scheme.mode == "binary":
-        return segmentation_target(label, config.encoder_output_shape)
-    return scheme.segmentation_target(label, config.encoder_output_shape)
-
-
-def class_label_and_border(scheme: LabelScheme, raw_label: np.ndarray, border: torch.Tensor | None, source: Any
-                           ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """A training item's label [D, H, W] uint8 with the dataset's values (checked against the scheme's
-    classes, errors naming `source`) and, when a border band is used, the scheme's band instead of the
-    stored foreground band (`LabelScheme.border_band`: it covers every boundary of the foreground, and
-    those of the inner classes, so points are drawn near every class boundary)."""
-    raw = np.asarray(raw_label)
-    scheme.check_values(raw, source)
-    label = torch.from_numpy(raw.astype(np.uint8))
-    if border is not None:
-        border = torch.from_numpy(scheme.border_band(raw))
-    return label, border
-
-
-def training_label_mode(config: Any, mode: str, dataset: str, root: Any) -> Any:
-    """`config_with_label_mode` with the labels of the dataset at `root` (`oss_net.data.layouts.dataset_info`);
-    binary returns `config` unchanged without reading anything."""
-    if mode == "binary":
-        return config
-    from oss_net.data.layouts import dataset_info
-
-    return config_with_label_mode(config, mode, dict(dataset_info(dataset, root).labels))
