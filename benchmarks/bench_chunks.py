@@ -36,6 +36,7 @@ from benchmarks.common import RESULTS_DIR, bench_main, benchmark_device, format_
 from benchmarks.paper import FIG6_SECONDS
 from oss_net.inference import Predictor
 from oss_net.inference.refine import REFINEMENTS
+from oss_net.io import atomic_write
 from oss_net.models import build_model, demo_config, get_config
 
 CHUNK_SIZES: tuple[int, ...] = tuple(2**k for k in range(9, 19))
@@ -174,7 +175,6 @@ def _plot(rows: list[dict[str, Any]], memory_rows: list[dict[str, Any]], path: s
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from oss_net.io import atomic_write
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for refinement in REFINEMENTS:

@@ -58,8 +58,11 @@ import torch
 
 from benchmarks.bench_chunks import ELLIPSOID_RADIUS, SyntheticOccupancy, ellipsoid, oracle_config, oracle_model_and_volume
 from benchmarks.common import benchmark_device, format_table, time_call, write_result
+from oss_net.data import discover, load_case
+from oss_net.data.synthetic import write_synthetic_dataset
 from oss_net.inference import DensePredictor, Predictor
 from oss_net.inference.defaults import REFINEMENT, STAGES
+from oss_net.inference.outputs import input_grid_labels, save_input_grid_nifti
 from oss_net.inference.predictor import default_chunk_size
 from oss_net.inference.refine import REFINEMENTS, OccupancyLattice, refine_lattice, seed_from_segmentation
 from oss_net.models import build_model, get_unet_config, load_model
@@ -85,9 +88,6 @@ def _model_and_volume(size: str, smoke: bool, checkpoint: str | None, device: to
 
 def _synthetic_case(config: Any) -> torch.Tensor:
     """One synthetic BraTS case (seed 123, not a training case) loaded onto the model grid."""
-    from oss_net.data import discover, load_case
-    from oss_net.data.synthetic import write_synthetic_dataset
-
     with tempfile.TemporaryDirectory() as folder:
         shape = tuple(s - (4 if i < 2 else 2) for i, s in enumerate(config.volume_shape))
         root = write_synthetic_dataset("brats", folder, cases=1, shape=shape, seed=123)
@@ -304,18 +304,12 @@ _FULL_SCAN_COLUMNS = (
 
 def _write_scan(folder: Path, shape: tuple[int, int, int]) -> Any:
     """The four NIfTI files (and label) of one synthetic BraTS case of `shape` under `folder`; its CaseFiles."""
-    from oss_net.data import discover
-    from oss_net.data.synthetic import write_synthetic_dataset
-
     root = write_synthetic_dataset("brats", folder / "scan", cases=1, shape=shape, seed=123)
     return discover("brats", root, "all")[0]
 
 
 def _full_scan_row(method: str, predictor: Any, files: Any, folder: Path) -> tuple[dict[str, Any], np.ndarray]:
     """Time one method on the scan end to end; (row with the per-stage seconds, model-grid mask)."""
-    from oss_net.data import load_case
-    from oss_net.inference.outputs import input_grid_labels, save_input_grid_nifti
-
     start = time.perf_counter()
     case = load_case(files, predictor.config, with_border=False)  # read the NIfTI files, preprocess
     read = time.perf_counter()

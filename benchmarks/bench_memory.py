@@ -43,6 +43,7 @@ from torch.utils._pytree import tree_flatten
 
 from benchmarks.common import RESULTS_DIR, bench_main, benchmark_device, format_table, to_gib, write_result
 from benchmarks.paper import TABLE2_DATASETS, UNET3D_LITS_NATIVE_TRAIN_GIB, table2_gib
+from oss_net.io import atomic_write
 from oss_net.models import build_model, get_config, is_dense
 from oss_net.models.memory import saved_tensor_bytes
 from oss_net.models.unet import build_unet, get_unet_config
@@ -312,7 +313,6 @@ def _plot(rows: list[dict[str, Any]], path: str, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from oss_net.io import atomic_write
 
     keys = [k for k in ("train_total_GiB", "train_GiB", "infer_2^14_GiB", "infer_2^17_GiB") if any(k in r for r in rows)]
     datasets = sorted({r["dataset"] for r in rows})

@@ -22,6 +22,13 @@ import torch
 
 from benchmarks.common import format_table, to_gib, write_result
 from benchmarks.paper import table2_gib
+from oss_net.data.synthetic import write_synthetic_dataset
+from oss_net.models import build_model, get_config, parameter_groups
+from oss_net.training.distributed import ProcessContext
+from oss_net.training.lookahead import build_optimizer
+from oss_net.training.loop import TrainingData, build_run
+from oss_net.training.settings import DEMO_PRESET, resolve_settings
+from oss_net.training.step import train_step
 
 VARIANTS = (("O-Net", "off"), ("O-Net", "bf16"), ("C", "off"), ("C", "bf16"))
 # Columns of the tables (and keys of every row in benchmarks/results/train.json); units in the names.
@@ -33,11 +40,6 @@ TARGET_PEAK_GIB = 1.5  # C at batch 4, bf16
 def _cpu_variant(dataset_path: Path, output: Path, network: str, amp: str, samples: int, batch_size: int,
                  warmup: int, iterations: int) -> dict:
     """Time `iterations` training steps after `warmup`: data loading and `train_step`, as the loop runs them."""
-    from oss_net.training.distributed import ProcessContext
-    from oss_net.training.loop import TrainingData, build_run
-    from oss_net.training.settings import resolve_settings
-    from oss_net.training.step import train_step
-
     settings = resolve_settings({
         "train": True, "demo": True, "cpu": True, "uniform_sampling": True, "network_config": network, "amp": amp,
         "batch_size": batch_size, "training_samples": samples, "dataset_path": str(dataset_path), "output_dir": str(output),
@@ -66,9 +68,6 @@ def _cpu_variant(dataset_path: Path, output: Path, network: str, amp: str, sampl
 
 
 def run_cpu(smoke: bool = False) -> list[dict]:
-    from oss_net.data.synthetic import write_synthetic_dataset
-    from oss_net.training.settings import DEMO_PRESET
-
     preset = DEMO_PRESET["brats"]
     samples, batch = (64, 1) if smoke else (preset["training_samples"], preset["batch_size"])
     warmup, iterations = (0, 1) if smoke else (1, 4)
@@ -86,10 +85,6 @@ def run_cpu(smoke: bool = False) -> list[dict]:
 
 def run_gpu(smoke: bool = False) -> list[dict]:
     """Peak memory of `train_step` for C at the paper's BraTS size (random inputs: memory only)."""
-    from oss_net.models import build_model, get_config, parameter_groups
-    from oss_net.training.lookahead import build_optimizer
-    from oss_net.training.step import train_step
-
     device = torch.device("cuda")
     config = get_config("C", "brats")
     points = 2**10 if smoke else 2**14

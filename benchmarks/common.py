@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+from oss_net.io import atomic_save_json
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 GIB = 2**30
 
@@ -70,8 +72,6 @@ def format_table(rows: Sequence[dict], columns: Sequence[str] | None = None) -> 
 
 def write_result(name: str, result: dict) -> Path:
     """Write benchmarks/results/<name>.json atomically and return its path."""
-    from oss_net.io import atomic_save_json
-
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
     atomic_save_json(result, path)

@@ -93,6 +93,7 @@ def step_env(rehearse: bool) -> dict[str, Any]:
     the optional modules present; fails without a CUDA device unless rehearsing."""
     import torch
 
+    # imported per step: a machine lacking a module fails this step alone (module docstring)
     from benchmarks.bench_pau import dram_peak_gbps
     from pade_activation_unit.build import find_cuda_toolkit
 
@@ -132,6 +133,7 @@ def step_build(rehearse: bool) -> dict[str, Any]:
     print(completed.stdout + completed.stderr, end="")
     if completed.returncode != 0:
         return {"status": f"failed: the PAU build exited {completed.returncode}", "output": completed.stderr[-4000:]}
+    # imported after the build above, so the libraries it just compiled are the ones loaded
     from pade_activation_unit import backend_state
 
     state = backend_state()
@@ -204,6 +206,7 @@ def step_probe(rehearse: bool) -> dict[str, Any]:
     """One PAU forward+backward through the compiled kernel: the program compute-sanitizer watches."""
     import torch
 
+    # imported per step: a machine lacking a module fails this step alone (module docstring)
     from pade_activation_unit import PAU, pau
 
     device = "cpu" if rehearse else "cuda"
@@ -233,6 +236,7 @@ def step_sanitizer(rehearse: bool) -> dict[str, Any]:
         probe = step_probe(rehearse=True)
         return {"status": f"{NO_GPU} (the probe ran on the CPU: {probe['status']})",
                 "figures": [figure("memcheck errors", NO_GPU)]}
+    # imported per step: a machine lacking a module fails this step alone (module docstring)
     from pade_activation_unit.build import find_cuda_toolkit
 
     toolkit, _ = find_cuda_toolkit()
@@ -267,6 +271,7 @@ def step_pau(rehearse: bool) -> dict[str, Any]:
     """PAU GB/s at [8*2^14, 512] forward and forward+backward against the copy and DRAM peaks (bench_pau)."""
     import torch
 
+    # imported per step: a machine lacking a module fails this step alone (module docstring)
     from benchmarks.bench_pau import bandwidth_section
 
     device = torch.device("cpu" if rehearse else "cuda")
@@ -290,6 +295,7 @@ def step_pau(rehearse: bool) -> dict[str, Any]:
 
 def step_infer(rehearse: bool) -> dict[str, Any]:
     """BraTS-size seconds per volume of C, prior and standard, fp32 and bf16 (`bench_infer --size gpu`)."""
+    # imported per step: a machine lacking a module fails this step alone (module docstring)
     from benchmarks import bench_infer
     from oss_net.inference.defaults import REFINEMENT
 
@@ -311,6 +317,7 @@ def step_infer(rehearse: bool) -> dict[str, Any]:
 
 def step_memory(rehearse: bool) -> dict[str, Any]:
     """Table-2 peak training memory of C and the 3D U-Net next to the paper's (`bench_memory --size gpu`)."""
+    # imported per step: a machine lacking a module fails this step alone (module docstring)
     from benchmarks import bench_memory
     from benchmarks.paper import TABLE2_DATASETS
 

@@ -19,6 +19,7 @@ import time
 import traceback
 
 from benchmarks.common import RESULTS_DIR, format_table
+from oss_net.io import atomic_write
 
 BENCHMARKS = ("pau", "decoder", "model", "data", "train", "infer", "infer_cpu_brats", "classes", "memory", "chunks")
 # benchmarks that run another module at their own size: name -> (module, {runner size: its size}); a runner
@@ -47,8 +48,6 @@ def run_all(size: str, smoke: bool, names: tuple[str, ...] = BENCHMARKS) -> dict
 def write_summary(results: dict[str, dict], size: str) -> None:
     """benchmarks/results/summary.md: one section per benchmark with its rows as a table (its `columns` when
     it names them) and its `headline` sentence when it has one."""
-    from oss_net.io import atomic_write
-
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     lines = [f"# Benchmark results (size={size})", "", "Memory in GiB (2^30 bytes).", ""]
     lines.append(format_table([{"benchmark": n, "status": r["status"], "seconds": r["seconds"]} for n, r in results.items()]))

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 from oss_net.compat import SAMPLED_DICE, SAMPLED_IOU, VALIDATION_SCORES
 from oss_net.io import OSSNetError, atomic_save_json, atomic_write
+from oss_net.models import CONFIG_NAMES, TABLE1_ALIASES
 from oss_net.training.loop import HYPERPARAMETERS_NAME
 from oss_net.training.recorder import CSV_NAME, read_metrics_csv
 
@@ -84,8 +85,6 @@ def aggregate(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def table1_row(network_config: str) -> str:
     """The paper's row name of a configuration ("full" -> "C"), or the name itself."""
-    from oss_net.models import TABLE1_ALIASES
-
     names = {target: alias for alias, target in TABLE1_ALIASES.items()}
     return names.get(network_config, network_config)
 
@@ -119,8 +118,6 @@ def results(run_dirs: Sequence[str | Path]) -> dict[str, Any]:
 
 
 def _row_order(config: str, dataset: str, compat: str) -> tuple:
-    from oss_net.models import CONFIG_NAMES
-
     order = ["vanilla_o_net_wide", "A", "B", "full", "full2"]  # Table 1: O-Net, A, B, C, D
     order += [name for name in CONFIG_NAMES if name not in order]
     return (order.index(config) if config in order else len(order), config, compat, dataset)

@@ -591,7 +591,7 @@ def test_kill_during_an_inference_write_then_continue(write, intensity_checkpoin
 
 @pytest.mark.slow
 def test_kill_during_a_checkpoint_write_then_resume(synthetic_brats_root, tmp_path):
-    from oss_net.training import checkpoint as ckpt
+    from oss_net.training import resume
     from oss_net.training.cli import main
 
     run = tmp_path / "run"
@@ -603,10 +603,10 @@ def test_kill_during_a_checkpoint_write_then_resume(synthetic_brats_root, tmp_pa
         assert process.stdout.readline().startswith("writing "), process.stderr.read()
     finally:
         _kill(process)
-    assert ckpt.find_checkpoint(run).name == "ckpt_000000001.pt"  # the half-written one is invisible
-    assert ckpt.load_checkpoint(ckpt.find_checkpoint(run))["training"]["position"]["iteration"] == 1
+    assert resume.find_checkpoint(run).name == "ckpt_000000001.pt"  # the half-written one is invisible
+    assert resume.load_checkpoint(resume.find_checkpoint(run))["training"]["position"]["iteration"] == 1
     assert main(["--resume", str(run), "--max_iterations", "2"]) == 0
-    assert ckpt.find_checkpoint(run).name == "ckpt_000000002.pt" and (run / "final_model.pt").is_file()
+    assert resume.find_checkpoint(run).name == "ckpt_000000002.pt" and (run / "final_model.pt").is_file()
     assert not list(run.rglob("*.tmp"))
     RESULTS[("kill_9_checkpoint", "train")] = "handled"
 

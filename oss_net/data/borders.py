@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from oss_net.cli_errors import add_verbose_flag, run_command
 from oss_net.data.case_files import CaseFiles
 from oss_net.data.layouts import discover
 from oss_net.data.layouts.common import border_file_name, default_border_path
@@ -144,7 +145,6 @@ def border_cli(dataset: str, description: str, argv: list[str] | None = None) ->
     """The command line of generate_borders_bra_ts_2020.py / generate_borders_lits.py: argparse, then generate_borders."""
     import argparse
 
-    from oss_net.cli_errors import add_verbose_flag, run_command
 
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("root", help=ROOT_HELP[dataset])

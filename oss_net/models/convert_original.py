@@ -20,6 +20,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from oss_net.cli_errors import add_verbose_flag, run_command
 from oss_net.datasets import canonical_dataset
 from oss_net.io import OSSNetError, atomic_save_torch
 
@@ -192,8 +193,6 @@ def _strip_data_parallel_prefix(state: Mapping[str, Any]) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Convert one file; an error prints one line (oss_net.cli_errors): status 2 for bad input, 1 for a bug."""
-    from oss_net.cli_errors import add_verbose_flag, run_command
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("weights", help="state dict saved by the original code (.pt)")
     parser.add_argument("--network_config", required=True, help=f"the original's configuration: {', '.join(CONFIG_NAMES)} or a Table-1 name")

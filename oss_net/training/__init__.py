@@ -1,16 +1,9 @@
 """Training of OSS-Net: `train(settings)` and the command line of `train_oss_net.py` / `oss-net-train`."""
 from __future__ import annotations
 
-from oss_net.training.cli import build_parser, main, settings_from_args
+from oss_net.training.cli import build_parser, main, settings_from_args, train
 from oss_net.training.settings import SettingsError, TrainSettings, learning_rate, lr_milestones, resolve_settings
 from oss_net.training.step import StepLosses, step_losses, train_step
-
-
-def train(settings: TrainSettings):  # -> Path; imported lazily so `--help` stays fast
-    """Train and/or validate as `settings` say; returns the run folder (see oss_net.training.loop)."""
-    from oss_net.training.loop import train as run_training
-
-    return run_training(settings)
 
 
 def demo_settings(dataset_path: str, output_dir: str, **overrides) -> TrainSettings:

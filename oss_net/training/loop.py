@@ -32,9 +32,17 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from oss_net.compat import apply_compat, behaviour, best_score, per_rank_batch
+from oss_net.data import DatasetError, OSSNetDataset, collate_samples, discover, load_case
+from oss_net.data.case_files import Problem
+from oss_net.data.channels import grid_problems
 from oss_net.data.class_targets import training_label_mode
+from oss_net.data.fingerprint import compute_fingerprint
+from oss_net.data.layouts import dataset_info
+from oss_net.datasets import PAPER_DATASETS
 from oss_net.io import OSSNetError, atomic_save_json, atomic_save_torch, check_output_folder, prepare_output_folder
-from oss_net.training import checkpoint as ckpt
+from oss_net.models import (build_model, checkpoint_payload, is_dense, load_model, model_from_payload, network_config,
+                            parameter_groups, save_model)
+from oss_net.training import resume
 from oss_net.training.distributed import (
     ProcessContext, barrier, select_cuda_devices, setup_process, teardown_process, wrap_model,
 )
@@ -188,8 +196,6 @@ def _end_epoch(run: Run, validate: _Validator | None) -> None:
 def _record_validation(run: Run, metrics: dict[str, float]) -> None:
     """Log and keep the metrics of the epoch just trained; a better score than before writes best_model.pt
     (dense Dice on the model grid, or in paper mode the sampled IoU: `oss_net.compat.best_score`)."""
-    from oss_net.models import checkpoint_payload
-
     position = run.position
     run.recorder.log(position.iteration, position.epoch, metrics)
     position.history.append({"epoch": position.epoch + 1, "iteration": position.iteration, **metrics})
@@ -204,8 +210,6 @@ def _record_validation(run: Run, metrics: dict[str, float]) -> None:
 def _finish(run: Run) -> None:
     """The final model and summary.json (rank 0), once every rank is done."""
     if run.context.is_main:
-        from oss_net.models import save_model
-
         position = run.position
         save_model(run.run_dir / FINAL_NAME, run.model, run.split)
         summary = {**vars(position), "best_metric": position.best_metric if math.isfinite(position.best_metric) else None}
@@ -251,8 +255,6 @@ def _pau_summary(model: nn.Module) -> dict[str, float]:
 
 def build_run(settings: TrainSettings, context: ProcessContext) -> Run:
     """Find the data, build (or restore from --resume) the model, optimiser and position, prepare the run folder."""
-    from oss_net.models import build_model, network_config, parameter_groups
-
     # Find the data first, so a wrong path fails before anything is written.
     train_cases = _discover(settings, "train") if settings.train else []
     val_cases = _discover(settings, "val") if settings.test else []
@@ -263,10 +265,10 @@ def build_run(settings: TrainSettings, context: ProcessContext) -> Run:
              "val": [c.case_id for c in (val_cases if settings.test else _discover(settings, "val"))]}
     resume_state = None
     if settings.resume is not None:
-        resume_path = ckpt.find_checkpoint(settings.resume)
-        resume_state = ckpt.load_checkpoint(resume_path)
-        check_resume_compatible(settings, ckpt.training_state(resume_state, resume_path)["settings"], str(resume_path))
-        run_dir = Path(settings.output_dir) if settings.output_dir else ckpt.run_dir_of(resume_path)
+        resume_path = resume.find_checkpoint(settings.resume)
+        resume_state = resume.load_checkpoint(resume_path)
+        check_resume_compatible(settings, resume.training_state(resume_state, resume_path)["settings"], str(resume_path))
+        run_dir = Path(settings.output_dir) if settings.output_dir else resume.run_dir_of(resume_path)
     config = apply_compat(network_config(settings.network_config, settings.dataset, demo=settings.demo,
                                          **_dataset_geometry(settings)), settings.compat)
     config = training_label_mode(config, settings.label_mode, settings.dataset, settings.dataset_path)
@@ -290,7 +292,7 @@ def build_run(settings: TrainSettings, context: ProcessContext) -> Run:
 
     if context.is_main:
         prepare_output_folder(run_dir, "run folder")
-        ckpt.remove_stale_temporaries(run_dir)
+        resume.remove_stale_temporaries(run_dir)
         atomic_save_json(_hyperparameters(settings, config, context), run_dir / HYPERPARAMETERS_NAME)
     recorder = Recorder(run_dir, enabled=context.is_main, resume_iteration=position.iteration if resume_state else None)
     return Run(
@@ -313,8 +315,6 @@ def _seed_everything(seed: int) -> None:
 
 def _load_initial_weights(model: nn.Module, path: str) -> None:
     """--load_model: weights from a model file or a training checkpoint of the same configuration."""
-    from oss_net.models import load_model
-
     loaded = load_model(path, map_location="cpu", config=model.config)
     model.load_state_dict(loaded.state_dict())
 
@@ -336,14 +336,12 @@ def _restore(state: dict[str, Any], model: nn.Module, optimizer: Lookahead, scal
     Checkpoints of earlier versions also hold a "scheduler" entry; the learning rate now follows from
     the epoch alone, so it is not needed.
     """
-    from oss_net.models import model_from_payload
-
     training = state["training"]
     model.load_state_dict(model_from_payload(state, "checkpoint", config=model.config).state_dict())
     optimizer.load_state_dict(training["optimizer"])
     if training["scaler"]:
         scaler.load_state_dict(training["scaler"])
-    ckpt.restore_rng_state(training["rng"])
+    resume.restore_rng_state(training["rng"])
     saved = training["position"]
     return Position(
         epoch=int(saved["epoch"]), batch=int(saved["batch"]), iteration=int(saved["iteration"]),
@@ -355,22 +353,20 @@ def _save(run: Run, position: Position) -> None:
     """Checkpoint at `position` (rank 0), then drop old periodic checkpoints."""
     if not run.context.is_main:
         return
-    from oss_net.models import checkpoint_payload
-
     state = {
         **checkpoint_payload(run.model, run.split),
         "training": {
             "optimizer": run.optimizer.state_dict(),
             "scaler": run.scaler.state_dict() if run.scaler.is_enabled() else {},
-            "rng": ckpt.capture_rng_state(),
+            "rng": resume.capture_rng_state(),
             "position": {"epoch": position.epoch, "batch": position.batch, "iteration": position.iteration,
                          "best_metric": position.best_metric},
             "history": position.history,
             "settings": run.settings.to_dict(),
         },
     }
-    ckpt.save_checkpoint(state, ckpt.checkpoint_path(run.run_dir, position.iteration))
-    ckpt.prune_checkpoints(run.run_dir, run.settings.keep_last)
+    resume.save_checkpoint(state, resume.checkpoint_path(run.run_dir, position.iteration))
+    resume.prune_checkpoints(run.run_dir, run.settings.keep_last)
     run.recorder.flush(plot=False)
 
 
@@ -378,15 +374,11 @@ def _save(run: Run, position: Position) -> None:
 
 
 def _discover(settings: TrainSettings, split: str) -> list:
-    from oss_net.data import discover
-
     return discover(settings.dataset, settings.dataset_path, split, seed=settings.seed)
 
 
 def _check_headers(settings: TrainSettings, cases: list) -> None:
     """Every case file's header (3-D, no empty axis, one shape and affine per case), all problems in one error."""
-    from oss_net.data.channels import grid_problems
-
     _raise_bad_cases(settings, grid_problems(cases)[1])
 
 
@@ -398,9 +390,6 @@ def _check_values(settings: TrainSettings, config: Any, train_cases: list, val_c
     epochs read it and the scan costs nothing extra; without one a case is read, checked and dropped
     (a border file is read, but a missing one is not computed here).
     """
-    from oss_net.data import DatasetError, load_case
-    from oss_net.data.case_files import Problem
-
     problems = []
     for cases, border_balance in ((train_cases, settings.border_balance), (val_cases, settings.val_border_balance)):
         for files in cases:
@@ -414,8 +403,6 @@ def _check_values(settings: TrainSettings, config: Any, train_cases: list, val_c
 
 def _raise_bad_cases(settings: TrainSettings, problems: list) -> None:
     """One DatasetError listing every problem (file and problem each) and what to do; nothing when none."""
-    from oss_net.data import DatasetError
-
     if problems:
         raise DatasetError(f"{settings.dataset_path}: {len(problems)} bad case(s), nothing written (fix or remove them; "
                            f"python -m oss_net.data.check {settings.dataset_path} lists every problem): "
@@ -428,10 +415,6 @@ def _dataset_geometry(settings: TrainSettings) -> dict[str, Any]:
     The fingerprint is computed from the training split's files (deterministic), so a resumed or
     evaluated run rebuilds the configuration stored in its checkpoint.
     """
-    from oss_net.data.fingerprint import compute_fingerprint
-    from oss_net.datasets import PAPER_DATASETS
-    from oss_net.data.layouts import dataset_info
-
     if settings.dataset in PAPER_DATASETS:
         return {}
     info = dataset_info(settings.dataset, settings.dataset_path)
@@ -443,8 +426,6 @@ class TrainingData:
     and augmentation only on (seed, epoch, index), so neither resuming nor the worker count changes them."""
 
     def __init__(self, run: Run) -> None:
-        from oss_net.data import OSSNetDataset
-
         settings, context = run.settings, run.context
         self.settings, self.context = settings, context
         flags = behaviour(settings.compat)
@@ -464,8 +445,6 @@ class TrainingData:
 
     def batches(self, epoch: int, start_batch: int = 0) -> DataLoader:
         """This rank's batches of `epoch` from `start_batch` on."""
-        from oss_net.data import collate_samples
-
         settings, context = self.settings, self.context
         self.sampler.set_epoch(epoch, start_batch=start_batch)
         self.dataset.set_epoch(epoch)
@@ -501,16 +480,12 @@ class _Validator:
     BraTS volumes would not fit in memory at once); `--cache_dir` makes the reloads cheap."""
 
     def __init__(self, run: Run) -> None:
-        from oss_net.models import is_dense
-
         self.run = run
         self.dense = is_dense(run.config)
         self.dataset = None if self.dense else _validation_dataset(run)
 
     def __call__(self) -> dict[str, float]:
         """Sampled-point metrics for OSS-Net; a U-Net has no decoder to sample, so it gets the dense Dice always."""
-        from oss_net.data import load_case
-
         run = self.run
         metrics: dict[str, float] = {}
         if self.dataset is not None:
@@ -525,8 +500,6 @@ class _Validator:
 def _validation_dataset(run: Run) -> Any:
     """Fixed validation points: the dataset stays at epoch 0 with its own seed, so every
     validation sees the same points."""
-    from oss_net.data import OSSNetDataset
-
     settings = run.settings
     return OSSNetDataset(
         run.val_cases, run.config, samples=settings.val_samples, border_balance=settings.val_border_balance,

@@ -19,6 +19,7 @@ from oss_net.data.layouts.nnunet import read_nnunet_info
 from oss_net.datasets import DATASETS, PAPER_DATASETS, DatasetError, canonical_dataset
 from oss_net.io import OSSNetError
 from oss_net.labels import DEFAULT_LABEL_MODE, LABEL_MODES, dataset_label_mode
+from oss_net.models import canonical_network_name
 from oss_net.precision import AMP_MODES
 from oss_net.training.loss import SEGMENTATION_LOSS_FACTOR
 
@@ -176,8 +177,6 @@ def resolve_settings(values: Mapping[str, Any]) -> TrainSettings:
     `border_balance` is given explicitly. Table-1 names become the original configuration names
     (C → full), so a run and its resumption compare equal.
     """
-    from oss_net.models import canonical_network_name
-
     values = {key: value for key, value in values.items() if value is not None}
     dataset = canonical_dataset(values["dataset"]) if "dataset" in values else detected_dataset(values.get("dataset_path"))
     if "network_config" in values:

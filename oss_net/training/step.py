@@ -12,7 +12,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from oss_net.data import gather_patches
+from oss_net.data.class_targets import class_segmentation_target
 from oss_net.io import OSSNetError
+from oss_net.models import is_dense, segmentation_loss
 from oss_net.precision import autocast
 from oss_net.training.distributed import ProcessContext, all_ranks_true
 from oss_net.training.loss import SEGMENTATION_LOSS_FACTOR, training_loss
@@ -83,8 +86,6 @@ def step_losses(model: nn.Module, batch: dict, *, amp: str = "off",
     Public so the memory benchmark counts what this step saves for backward on the meta device, where
     `train_step`'s finite check and optimiser cannot run.
     """
-    from oss_net.models import is_dense
-
     bare = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
     if is_dense(bare):
         return _dense_losses(model, bare, batch, amp, generator)
@@ -93,9 +94,6 @@ def step_losses(model: nn.Module, batch: dict, *, amp: str = "off",
 
 def _point_losses(network: nn.Module, config, batch: dict, amp: str, segmentation_loss_factor: float) -> StepLosses:
     """OSS-Net: occupancy BCE at the sampled points (+ factor × the auxiliary BCE when the model has that head)."""
-    from oss_net.data import gather_patches
-    from oss_net.data.class_targets import class_segmentation_target
-
     device = next(network.parameters()).device
     volume = batch["volume"].to(device, non_blocking=True)  # [B, C, D, H, W]
     coords = batch["coords"].to(device, non_blocking=True)  # [B, S, 3]
@@ -114,8 +112,6 @@ def _point_losses(network: nn.Module, config, batch: dict, amp: str, segmentatio
 def _dense_losses(network: nn.Module, bare: nn.Module, batch: dict, amp: str,
                   generator: torch.Generator | None) -> StepLosses:
     """A U-Net: its dense segmentation loss on the whole volumes (a 2D net: on random slices drawn by `generator`)."""
-    from oss_net.models import segmentation_loss
-
     device = next(network.parameters()).device
     volume = batch["volume"].to(device, non_blocking=True)  # [B, C, D, H, W]
     label = batch["label"].to(device, non_blocking=True)  # [B, D, H, W]

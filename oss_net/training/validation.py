@@ -17,7 +17,12 @@ import torch
 from torch import nn
 
 from oss_net.compat import DENSE_DICE, DENSE_IOU, SAMPLED_DICE, SAMPLED_IOU, SAMPLED_LOSS
+from oss_net.data import gather_patches
+from oss_net.inference import make_predictor
+from oss_net.inference.classes import class_values, model_grid_masks
 from oss_net.inference.defaults import CHUNK_SIZE, THRESHOLD
+from oss_net.labels import scheme_of
+from oss_net.metrics import dice, iou
 from oss_net.precision import autocast
 from oss_net.training.loss import clamped_bce
 
@@ -62,10 +67,6 @@ def sampled_validation(
     samples: dataset items {"volume" [C, *grid], "coords" [S, 3], "labels" [S, outputs]}; amp: an
     `oss_net.precision.AMP_MODES` mode.
     """
-    from oss_net.data import gather_patches
-    from oss_net.labels import scheme_of
-    from oss_net.inference.classes import class_values
-
     config = model.config
     was_training = model.training
     model.eval()
@@ -96,11 +97,6 @@ def dense_validation(model: nn.Module, cases: Iterable, amp: str) -> dict[str, f
     """Mean full-volume Dice/IoU over loaded validation cases, predicted by `oss_net.inference.make_predictor`
     (OSS-Net coarse-to-fine in its default mode, a U-Net densely) and compared with the label on the model grid;
     per class or region for a model of several (`class_scores`)."""
-    from oss_net.labels import scheme_of
-    from oss_net.inference import make_predictor
-    from oss_net.inference.classes import model_grid_masks
-    from oss_net.metrics import dice, iou
-
     names = scheme_of(model.config).names
     was_training = model.training  # Predictor switches the model to eval mode
     scores = []

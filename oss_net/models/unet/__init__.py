@@ -9,7 +9,7 @@ PReLU/instance norm by default, and a residual unit whose shortcut we cannot cho
 test dependency of this project, so a training run would need an extra package. The modules here are
 about a hundred lines and give full control over widths, activation, normalisation and padding.
 
-    config.py   UNetConfig, get_unet_config, the U-Net names (is_unet_name, canonical_network_name)
+    unet_config.py UNetConfig, get_unet_config, the U-Net names (is_unet_name, canonical_network_name)
     blocks.py   ResidualBlock and ResidualUNet, the body shared by both dimensionalities
     nets.py     UNet3D, UNet2D (training_pair / forward / predict_volume), build_unet, the "unet" model kind
     loss.py     segmentation_loss: BCE + soft Dice on logits
@@ -21,7 +21,7 @@ about a hundred lines and give full control over widths, activation, normalisati
     probs = model.predict_volume(volume)                    # [B, 1, *volume_shape] in [0, 1]
 """
 from .blocks import ResidualBlock, ResidualUNet
-from .config import (
+from .unet_config import (
     ACTIVATIONS,
     LITS_UNET3D_INPUT_SHAPE,
     NORMALIZATIONS,

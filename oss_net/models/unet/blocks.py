@@ -17,14 +17,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import UNetConfig
+from pade_activation_unit import PAU
+
+from .unet_config import UNetConfig
 
 
 def _activation(config: UNetConfig) -> nn.Module:
     """A fresh activation module per site (every PAU learns its own coefficients, as in OSS-Net)."""
     if config.activation == "pau":
-        from pade_activation_unit import PAU
-
         return PAU()
     return nn.LeakyReLU(0.01)
 

@@ -17,7 +17,7 @@ from ..config import ConfigError
 from ..oss_net import ModelInputError
 from ..registry import register_model
 from .blocks import ResidualUNet
-from .config import UNetConfig
+from .unet_config import UNetConfig
 
 
 class _UNetBaseline(nn.Module):
