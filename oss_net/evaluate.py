@@ -31,6 +31,7 @@ from oss_net.labels import BRATS_REGIONS
 from oss_net.metrics import (
     METRIC_KEYS,
     NSD_DEFINITIONS,
+    NSD_TOLERANCE_MM,
     VOLUME_KEYS,
     brats_regions,
     evaluate_case,
@@ -150,7 +151,7 @@ def statistics(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, 
 
 def evaluate_folders(pred_dir: str | Path, label_dir: str | Path, output_dir: str | Path,
                      labels: Sequence[int] | None = None, regions: Sequence[str] | None = None,
-                     tolerance_mm: float = 1.0, nsd_definition: str = "voxel") -> dict[str, Any]:
+                     tolerance_mm: float = NSD_TOLERANCE_MM, nsd_definition: str = "voxel") -> dict[str, Any]:
     """Score every labelled case that has a prediction; write summary.json / .csv and the box plots.
 
     Returns the summary (as written to summary.json, NaN as null there).
@@ -242,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--labels", nargs="+", type=int, help="score each of these label values (default: foreground > 0)")
     which.add_argument("--regions", nargs="+", choices=tuple(dict(BRATS_REGIONS)), help="score these BraTS regions")
-    parser.add_argument("--tolerance_mm", type=float, default=1.0, help="NSD tolerance in mm (default: %(default)s)")
+    parser.add_argument("--tolerance_mm", type=float, default=NSD_TOLERANCE_MM, help="NSD tolerance in mm (default: %(default)s)")
     parser.add_argument("--nsd", default="voxel", choices=NSD_DEFINITIONS,
                         help="voxel: surface voxels counted; surfel: area-weighted (DeepMind surface-distance)")
     return parser

@@ -212,11 +212,20 @@ def build(force: bool = False, jobs: int | None = None) -> Path:
         return _build_locked(key, torch_version, jobs or os.cpu_count() or 1, reuse_objects=not force)
 
 
-def _build_locked(key: str, torch_version: ext.TorchVersion, jobs: int, reuse_objects: bool) -> Path:
-    """Compile and link both libraries under the build lock.
+@dataclass
+class Recipe:
+    """What one build compiles and links: the compiler, the object jobs of each library and their targets."""
 
-    Over 60 lines on purpose: the flags, the compile jobs and the link steps read as one recipe from top to bottom.
-    """
+    cxx: str
+    torch_lib: Path
+    isas: list[str]
+    arch_list: str | None
+    cuda_jobs: list[Job]
+    cpu_jobs: list[Job]
+
+
+def _build_locked(key: str, torch_version: ext.TorchVersion, jobs: int, reuse_objects: bool) -> Path:
+    """Compile and link both libraries under the build lock, then put the new build folder in place."""
     start = time.perf_counter()
     toolkit, cuda_skipped = find_cuda_toolkit()
     if torch_version.cuda is None:
@@ -224,11 +233,50 @@ def _build_locked(key: str, torch_version: ext.TorchVersion, jobs: int, reuse_ob
     if toolkit is not None:
         # torch.utils.cpp_extension and friends read CUDA_HOME at import: point them at the real root.
         os.environ["CUDA_HOME"] = str(toolkit.root)
-    import torch
+    recipe = _recipe(torch_version, toolkit)
+
+    print(f"Building the PAU extension (torch {torch_version.version}, {jobs} jobs) into {ext.build_dir(key)}", flush=True)
+    if toolkit is None:
+        print(f"  skipping the CUDA library: {cuda_skipped}", flush=True)
+    # The longest compile (nvcc) goes first so that the CPU objects fill the other workers meanwhile.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        for future in [pool.submit(run_job, job, reuse_objects) for job in (*recipe.cuda_jobs, *recipe.cpu_jobs)]:
+            future.result()
+
+    partial_dir = ext.BUILD_ROOT / f".{key}.{os.getpid()}.partial"
+    shutil.rmtree(partial_dir, ignore_errors=True)
+    partial_dir.mkdir(parents=True)
+    _link(recipe, toolkit, partial_dir)
+    manifest = {
+        "key": key,
+        "torch": torch_version.version,
+        "torch_cuda": torch_version.cuda,
+        "cpu_library": ext.CPU_LIBRARY,
+        "cpu_isas": [isa.removeprefix("cpu_") for isa in recipe.isas],
+        "cuda_library": ext.CUDA_LIBRARY if toolkit is not None else None,
+        "cuda_skipped": cuda_skipped or None,
+        "arch_list": recipe.arch_list,
+        **toolkit_fingerprint(torch_version),
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    (partial_dir / ext.MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + "\n")
+    final_dir = ext.build_dir(key)
+    if final_dir.exists():
+        stale = ext.BUILD_ROOT / f".{key}.{os.getpid()}.stale"
+        os.replace(final_dir, stale)
+        shutil.rmtree(stale, ignore_errors=True)
+    os.replace(partial_dir, final_dir)
+    _prune(key, torch_version, keep_objects={job.output for job in (*recipe.cuda_jobs, *recipe.cpu_jobs)})
+    print(f"PAU extension built in {manifest['seconds']:.1f} s: {describe(manifest)}", flush=True)
+    return final_dir
+
+
+def _recipe(torch_version: ext.TorchVersion, toolkit: CudaToolkit | None) -> Recipe:
+    """The compile jobs: the CUDA kernels and glue when there is a toolkit, the CPU glue and one kernel object per ISA."""
+    import torch  # after CUDA_HOME is set (see _build_locked)
 
     OBJECT_CACHE.mkdir(parents=True, exist_ok=True)
     torch_include = torch_version.package_dir / "include"
-    torch_lib = torch_version.package_dir / "lib"
     cxx = os.environ.get("CXX", "g++")
     abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
     common = ["-std=c++20", "-fPIC", f"-D_GLIBCXX_USE_CXX11_ABI={abi}", f"-I{torch_include}", f"-I{ext.CSRC_DIR}"]
@@ -251,49 +299,20 @@ def _build_locked(key: str, torch_version: ext.TorchVersion, jobs: int, reuse_ob
     for isa in isas:
         flags = ["-O3", "-ffp-contract=fast", f"-DPAU_CPU_ISA={isa}", *CPU_ISAS[isa]]
         cpu_jobs.append(object_job(f"{ext.CPU_KERNELS} [{isa}]", [cxx, *flags, *common], ext.CSRC_DIR / ext.CPU_KERNELS))
+    return Recipe(cxx, torch_version.package_dir / "lib", isas, arch_list, cuda_jobs, cpu_jobs)
 
-    print(f"Building the PAU extension (torch {torch_version.version}, {jobs} jobs) into {ext.build_dir(key)}", flush=True)
-    if toolkit is None:
-        print(f"  skipping the CUDA library: {cuda_skipped}", flush=True)
-    # The longest compile (nvcc) goes first so that the CPU objects fill the other workers meanwhile.
-    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        for future in [pool.submit(run_job, job, reuse_objects) for job in (*cuda_jobs, *cpu_jobs)]:
-            future.result()
 
-    partial_dir = ext.BUILD_ROOT / f".{key}.{os.getpid()}.partial"
-    shutil.rmtree(partial_dir, ignore_errors=True)
-    partial_dir.mkdir(parents=True)
-
+def _link(recipe: Recipe, toolkit: CudaToolkit | None, folder: Path) -> None:
+    """Link the CPU library (and the CUDA one when there is a toolkit) into `folder`."""
     def link(library: str, objects: list[Job], libraries: list[str]) -> None:
-        output = partial_dir / library
-        command = [cxx, "-shared", *(str(job.output) for job in objects), f"-L{torch_lib}", f"-Wl,-rpath,{torch_lib}"]
+        output = folder / library
+        command = [recipe.cxx, "-shared", *(str(job.output) for job in objects), f"-L{recipe.torch_lib}",
+                   f"-Wl,-rpath,{recipe.torch_lib}"]
         run_job(Job(library, [*command, *libraries, "-o", str(output)], output), reuse=False)
 
-    link(ext.CPU_LIBRARY, cpu_jobs, ["-lc10", "-ltorch_cpu", "-fopenmp"])
+    link(ext.CPU_LIBRARY, recipe.cpu_jobs, ["-lc10", "-ltorch_cpu", "-fopenmp"])
     if toolkit is not None:
-        link(ext.CUDA_LIBRARY, cuda_jobs, ["-lc10", "-lc10_cuda", "-ltorch_cpu", f"-L{toolkit.root / 'lib64'}", "-lcudart"])
-    manifest = {
-        "key": key,
-        "torch": torch_version.version,
-        "torch_cuda": torch_version.cuda,
-        "cpu_library": ext.CPU_LIBRARY,
-        "cpu_isas": [isa.removeprefix("cpu_") for isa in isas],
-        "cuda_library": ext.CUDA_LIBRARY if toolkit is not None else None,
-        "cuda_skipped": cuda_skipped or None,
-        "arch_list": arch_list,
-        **toolkit_fingerprint(torch_version),
-        "seconds": round(time.perf_counter() - start, 1),
-    }
-    (partial_dir / ext.MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + "\n")
-    final_dir = ext.build_dir(key)
-    if final_dir.exists():
-        stale = ext.BUILD_ROOT / f".{key}.{os.getpid()}.stale"
-        os.replace(final_dir, stale)
-        shutil.rmtree(stale, ignore_errors=True)
-    os.replace(partial_dir, final_dir)
-    _prune(key, torch_version, keep_objects={job.output for job in (*cuda_jobs, *cpu_jobs)})
-    print(f"PAU extension built in {manifest['seconds']:.1f} s: {describe(manifest)}", flush=True)
-    return final_dir
+        link(ext.CUDA_LIBRARY, recipe.cuda_jobs, ["-lc10", "-lc10_cuda", "-ltorch_cpu", f"-L{toolkit.root / 'lib64'}", "-lcudart"])
 
 
 def _prune(key: str, torch_version: ext.TorchVersion, keep_objects: set[Path]) -> None:

@@ -25,7 +25,7 @@ from oss_net.datasets import DatasetError
 Grid = tuple[tuple[int, ...], np.ndarray, Path]  # (spatial shape, 4×4 affine, file): what check_same_grid compares
 
 
-def channel_slots(case: CaseFiles) -> list[tuple[Path, int | None]]:
+def channel_positions(case: CaseFiles) -> list[tuple[Path, int | None]]:
     """Per channel: (file, index along the file's last axis), or (file, None) for a file holding one 3-D channel."""
     counts = Counter(case.images)
     seen: Counter[Path] = Counter()
@@ -50,7 +50,7 @@ def read_channels(case: CaseFiles) -> list[Volume]:
             files = dict(zip(counts, pool.map(read_file_channels, counts, counts.values())))
     else:
         files = {path: read_file_channels(path, count) for path, count in counts.items()}
-    return [files[path][0 if index is None else index] for path, index in channel_slots(case)]
+    return [files[path][0 if index is None else index] for path, index in channel_positions(case)]
 
 
 def read_file_channels(path: Path, channels: int = 1) -> list[Volume]:

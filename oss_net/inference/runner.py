@@ -35,6 +35,7 @@ from oss_net.datasets import DatasetError
 from oss_net.io import atomic_save_json, atomic_write, check_output_folder, prepare_output_folder
 from oss_net.meshing.extract import MESH_EDGE_MM, MIN_COMPONENT_VOXELS
 from oss_net.meshing.save import MESH_FORMATS, MESH_SPACES
+from oss_net.metrics import NSD_TOLERANCE_MM
 from oss_net.precision import AMP_MODES
 
 from . import outputs
@@ -80,7 +81,7 @@ class InferenceSettings:
     mesh_edge_mm: float | None = MESH_EDGE_MM  # target mesh edge length: sizes the face budget from the surface
     face_budget: int | None = None  # an upper limit on that budget
     min_component_voxels: int = MIN_COMPONENT_VOXELS
-    tolerance_mm: float = 1.0  # NSD tolerance
+    tolerance_mm: float = NSD_TOLERANCE_MM
     flat: bool = False  # also <output_dir>/<case>.nii.gz, for oss-net-evaluate and nnU-Net's evaluation
     cache_dir: str | None = None
     wait: bool = False  # wait for another run holding the output folder instead of refusing

@@ -27,12 +27,13 @@ from oss_net.metrics.evaluate import (
 )
 from oss_net.metrics.masks import MetricError, UndefinedMetricWarning, as_mask
 from oss_net.metrics.overlap import dice, iou
-from oss_net.metrics.surface import hd95, nsd, surface_distances, surface_voxels
+from oss_net.metrics.surface import NSD_TOLERANCE_MM, hd95, nsd, surface_distances, surface_voxels
 from oss_net.metrics.surfels import nsd_surfel, surfel_area_table, surfel_distances
 
 __all__ = [
     "METRIC_KEYS",
     "NSD_DEFINITIONS",
+    "NSD_TOLERANCE_MM",
     "VOLUME_KEYS",
     "MetricError",
     "UndefinedMetricWarning",

@@ -14,7 +14,8 @@ import numpy as np
 from oss_net.labels import BRATS_REGIONS
 from oss_net.metrics.masks import MetricError, as_mask, as_pair, check_spacing
 from oss_net.metrics.overlap import dice, iou
-from oss_net.metrics.surface import check_tolerance, hd95_from_distances, nsd_from_distances, surface_distances
+from oss_net.metrics.surface import (NSD_TOLERANCE_MM, check_tolerance, hd95_from_distances, nsd_from_distances,
+                                     surface_distances)
 from oss_net.metrics.surfels import nsd_surfel
 
 METRIC_KEYS = ("dice", "iou", "hd95_mm", "nsd")
@@ -25,7 +26,7 @@ NSD_DEFINITIONS = ("voxel", "surfel")
 
 
 def evaluate_case(
-    pred: Any, target: Any, spacing: Sequence[float] | np.ndarray, tolerance_mm: float = 1.0,
+    pred: Any, target: Any, spacing: Sequence[float] | np.ndarray, tolerance_mm: float = NSD_TOLERANCE_MM,
     nsd_definition: str = "voxel",
 ) -> dict[str, float]:
     """Dice, IoU, HD95 (mm) and NSD (at `tolerance_mm`) of one case as plain floats.
@@ -88,7 +89,8 @@ def _is_label_map(array: Any) -> bool:
 
 
 def evaluate_brats(
-    pred_label_or_mask: Any, target_label: Any, spacing: Sequence[float] | np.ndarray, tolerance_mm: float = 1.0
+    pred_label_or_mask: Any, target_label: Any, spacing: Sequence[float] | np.ndarray,
+    tolerance_mm: float = NSD_TOLERANCE_MM,
 ) -> dict[str, dict[str, float]]:
     """`evaluate_case` per BraTS region: WT always, TC and ET when the prediction carries those labels.
 

@@ -28,6 +28,8 @@ from scipy import ndimage
 
 from oss_net.metrics.masks import MetricError, as_pair, check_spacing, warn_undefined
 
+NSD_TOLERANCE_MM = 1.0  # the default NSD tolerance τ in mm, everywhere a score is written (docs/metrics.md)
+
 
 def surface_voxels(mask: np.ndarray) -> np.ndarray:
     """Boolean [*mask.shape]: foreground voxels with a background face neighbour (array border = background)."""
@@ -107,7 +109,7 @@ def hd95(pred: Any, target: Any, spacing: Sequence[float] | np.ndarray) -> float
     return hd95_from_distances(surface_distances(pred, target, spacing))
 
 
-def nsd(pred: Any, target: Any, spacing: Sequence[float] | np.ndarray, tolerance_mm: float = 1.0) -> float:
+def nsd(pred: Any, target: Any, spacing: Sequence[float] | np.ndarray, tolerance_mm: float = NSD_TOLERANCE_MM) -> float:
     """Normalised surface Dice at a tolerance in mm (Nikolov et al. 2018), voxel-counted.
 
     (#pred surface voxels within `tolerance_mm` of the target surface + #target surface voxels

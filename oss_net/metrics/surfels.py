@@ -22,7 +22,7 @@ from scipy import ndimage
 from skimage.measure import marching_cubes, mesh_surface_area
 
 from oss_net.metrics.masks import as_pair, check_spacing
-from oss_net.metrics.surface import check_tolerance
+from oss_net.metrics.surface import NSD_TOLERANCE_MM, check_tolerance
 
 CORNER_BITS = 1 << np.arange(7, -1, -1).reshape(2, 2, 2)  # corner (a, b, c) of a cell → bit 7 − (4a + 2b + c)
 
@@ -80,7 +80,8 @@ def surfel_distances(
     return pred_side, target_side
 
 
-def nsd_surfel(pred: Any, target: Any, spacing: Sequence[float] | np.ndarray, tolerance_mm: float = 1.0) -> float:
+def nsd_surfel(pred: Any, target: Any, spacing: Sequence[float] | np.ndarray,
+               tolerance_mm: float = NSD_TOLERANCE_MM) -> float:
     """NSD at `tolerance_mm`, area-weighted over surfels (the `surface-distance` package's definition).
 
     (pred surfel area within the tolerance of the target surface + target surfel area within the

@@ -71,7 +71,7 @@ class TrainSettings:
     load_model: str | None = None  # initial weights (a model file or a training checkpoint)
     segmentation_loss_factor: float = SEGMENTATION_LOSS_FACTOR  # weight of the low-res segmentation BCE
     network_config: str = "full"  # Table-1 name (O-Net, A, B, C, D) or an original config name
-    dataset: str = "brats"  # "brats" | "lits"
+    dataset: str = "brats"  # one of oss_net.datasets.DATASETS: brats, lits, nnunet, msd, flare
     dataset_path: str | None = None
     uniform_sampling: bool = False  # original flag: border_balance 0 instead of 0.5
     border_balance: float = 0.0  # fraction of training points drawn from the border band (resolved)
