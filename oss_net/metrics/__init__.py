@@ -15,7 +15,9 @@ area-weighted surfels as Google DeepMind's `surface-distance` package (`nsd_surf
 from __future__ import annotations
 
 from oss_net.geometry import spacing_from_affine  # re-exported: metrics take spacings, read off affines
-from oss_net.metrics.evaluate import (
+from oss_net.metrics.masks import MetricError, UndefinedMetricWarning, as_mask
+from oss_net.metrics.overlap import dice, iou
+from oss_net.metrics.scores import (
     METRIC_KEYS,
     NSD_DEFINITIONS,
     VOLUME_KEYS,
@@ -25,8 +27,6 @@ from oss_net.metrics.evaluate import (
     summarise,
     volumes_ml,
 )
-from oss_net.metrics.masks import MetricError, UndefinedMetricWarning, as_mask
-from oss_net.metrics.overlap import dice, iou
 from oss_net.metrics.surface import NSD_TOLERANCE_MM, hd95, nsd, surface_distances, surface_voxels
 from oss_net.metrics.surfels import nsd_surfel, surfel_area_table, surfel_distances
 

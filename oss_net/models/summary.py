@@ -19,7 +19,7 @@ from .config import CONFIG_NAMES, TABLE1_ALIASES, OSSNetConfig, get_config
 from .parameters import count_parameters, count_pau_modules
 from .registry import build_model
 
-COLUMNS = (
+CONFIG_COLUMNS = (
     "config",
     "table1",
     "dataset",
@@ -61,9 +61,9 @@ def summary_rows() -> list[dict[str, Any]]:
 
 def format_rows(rows: list[dict[str, Any]]) -> str:
     """A fixed-width text table with thousands separators."""
-    cells = [[f"{row[c]:,}" if isinstance(row[c], int) else str(row[c]) for c in COLUMNS] for row in rows]
-    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(COLUMNS)]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(COLUMNS, widths))]
+    cells = [[f"{row[c]:,}" if isinstance(row[c], int) else str(row[c]) for c in CONFIG_COLUMNS] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(CONFIG_COLUMNS)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(CONFIG_COLUMNS, widths))]
     lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells]
     return "\n".join(lines)
 

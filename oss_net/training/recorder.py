@@ -16,7 +16,7 @@ from oss_net.io import atomic_write
 
 CSV_NAME = "metrics.csv"
 PLOT_NAME = "progress.png"
-COLUMNS = ("iteration", "epoch", "name", "value")
+CSV_COLUMNS = ("iteration", "epoch", "name", "value")
 
 
 class Recorder:
@@ -50,7 +50,7 @@ class Recorder:
         self._writer.flush()
         with atomic_write(self.run_dir / CSV_NAME, "w") as handle:
             writer = csv.writer(handle)
-            writer.writerow(COLUMNS)
+            writer.writerow(CSV_COLUMNS)
             writer.writerows(self.rows)
         if plot:
             write_progress_plot(self.rows, self.run_dir / PLOT_NAME)

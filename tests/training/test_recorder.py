@@ -1,7 +1,7 @@
 """The run recorder: metrics.csv rows as logged, the rows kept on resume, and nothing written off rank 0."""
 from __future__ import annotations
 
-from oss_net.training.recorder import CSV_NAME, COLUMNS, PLOT_NAME, Recorder, read_metrics_csv
+from oss_net.training.recorder import CSV_COLUMNS, CSV_NAME, PLOT_NAME, Recorder, read_metrics_csv
 
 ROWS = [(1, 0, "train/loss", 0.5), (1, 0, "train/lr", 0.001), (2, 0, "train/loss", 0.25), (3, 1, "val/sampled_dice", 0.75)]
 
@@ -17,7 +17,7 @@ def test_csv_holds_the_logged_rows_in_order(tmp_path):
     recorder = _record(tmp_path)
     recorder.flush(plot=False)
     recorder.close()
-    assert (tmp_path / CSV_NAME).read_text().splitlines()[0] == ",".join(COLUMNS)
+    assert (tmp_path / CSV_NAME).read_text().splitlines()[0] == ",".join(CSV_COLUMNS)
     assert read_metrics_csv(tmp_path / CSV_NAME) == ROWS
     assert not (tmp_path / PLOT_NAME).exists()
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))

@@ -60,7 +60,7 @@ def indexed_names(mapping: Any, field: str, path: Path) -> tuple[str, ...]:
     return tuple(by_index[i] for i in indices)
 
 
-def case_count(value: Any, field: str, path: Path) -> int:
+def non_negative_count(value: Any, field: str, path: Path) -> int:
     """A dataset.json's count field (numTraining), which must be a non-negative integer."""
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise DatasetError(f"{path}: {field!r} must be a non-negative integer, got {value!r}")

@@ -14,7 +14,7 @@ from pathlib import Path
 from oss_net.data.case_files import CaseFiles, LayoutScan, Problem
 from oss_net.data.dataset_info import DatasetInfo, parse_labels
 from oss_net.data.layouts.common import border_path, make_scan, nifti_files, scanned_layout
-from oss_net.data.layouts.dataset_json import (DATASET_JSON, case_count, dataset_json_layout, indexed_names,
+from oss_net.data.layouts.dataset_json import (DATASET_JSON, dataset_json_layout, indexed_names, non_negative_count,
                                                read_dataset_json, read_json)
 from oss_net.datasets import DatasetError
 
@@ -31,7 +31,7 @@ def read_msd_info(root: Path) -> DatasetInfo:
     training = record["training"]
     if not isinstance(training, list):
         raise DatasetError(f"{path}: 'training' must be a list of {{'image', 'label'}} entries")
-    declared = case_count(record["numTraining"], "numTraining", path) if "numTraining" in record else len(training)
+    declared = non_negative_count(record["numTraining"], "numTraining", path) if "numTraining" in record else len(training)
     return DatasetInfo(str(record.get("name", root.name)), indexed_names(record["modality"], "modality", path),
                        parse_labels({str(name): int(value) for value, name in labels.items()}, str(path)),
                        MSD_FILE_ENDING, declared)

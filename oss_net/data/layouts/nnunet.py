@@ -13,7 +13,7 @@ from pathlib import Path
 from oss_net.data.case_files import CaseFiles, LayoutScan, Problem
 from oss_net.data.dataset_info import DatasetInfo, parse_labels
 from oss_net.data.layouts.common import border_path, make_scan, nifti_files, scanned_layout
-from oss_net.data.layouts.dataset_json import (DATASET_JSON, case_count, dataset_json_layout, indexed_names,
+from oss_net.data.layouts.dataset_json import (DATASET_JSON, dataset_json_layout, indexed_names, non_negative_count,
                                                read_dataset_json)
 
 NNUNET_FIELDS = ("channel_names", "labels", "numTraining", "file_ending")
@@ -24,7 +24,7 @@ def read_nnunet_info(root: Path) -> DatasetInfo:
     path, record = read_dataset_json(root, NNUNET_FIELDS)
     return DatasetInfo(root.name, indexed_names(record["channel_names"], "channel_names", path),
                        parse_labels(record["labels"], str(path)), str(record["file_ending"]),
-                       case_count(record["numTraining"], "numTraining", path))
+                       non_negative_count(record["numTraining"], "numTraining", path))
 
 
 def scan_nnunet(root: Path, border_dir: str | Path | None = None, check_grids: bool = True) -> LayoutScan:
