@@ -2,10 +2,11 @@
 
 Every import counts, those inside functions included; relative imports are resolved, and
 `from package import name` is an import of the submodule `package.name` when such a module exists
-(else of `package` itself). The graph must have no cycle, `oss_net.models` and `oss_net.metrics`
-stand alone (no `oss_net.data` module), and `pade_activation_unit` imports nothing of `oss_net`.
+(else of `package` itself); names loaded through `importlib` (pade_activation_unit's lazy public names)
+are not seen. The graph must have no cycle, `oss_net.models` and `oss_net.metrics` stand alone (no
+`oss_net.data` module), and `pade_activation_unit` imports nothing of `oss_net`.
 
-    python tests/test_import_graph.py          # prints every module's project imports
+    python tests/test_import_graph.py          # the import-graph section of docs/architecture.md, from the code
 """
 from __future__ import annotations
 
@@ -19,10 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("oss_net", "pade_activation_unit")
 
 
-def module_files(root: Path = ROOT) -> dict[str, Path]:
-    """Dotted module name -> source file, for every .py file of PACKAGES (a package is its __init__.py)."""
+def module_files(root: Path = ROOT, packages: tuple[str, ...] = PACKAGES) -> dict[str, Path]:
+    """Dotted module name -> source file, for every .py file of `packages` (a package is its __init__.py)."""
     modules = {}
-    for package in PACKAGES:
+    for package in packages:
         for path in sorted((root / package).rglob("*.py")):
             parts = path.relative_to(root).with_suffix("").parts
             if parts[-1] == "__init__":
@@ -56,9 +57,9 @@ def imported_modules(module: str, path: Path, known: set[str]) -> set[str]:
     return found
 
 
-def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
+def import_graph(root: Path = ROOT, packages: tuple[str, ...] = PACKAGES) -> dict[str, set[str]]:
     """Module -> the project modules it imports."""
-    files = module_files(root)
+    files = module_files(root, packages)
     known = set(files)
     return {module: imported_modules(module, path, known) for module, path in files.items()}
 
@@ -135,14 +136,55 @@ def test_models_and_metrics_import_no_data_module(graph, package):
     assert not offending, f"{package} imports oss_net.data: {offending}"
 
 
+def test_data_imports_no_package_above_it(graph):
+    above = ("oss_net.models", "oss_net.metrics", "oss_net.meshing", "oss_net.inference", "oss_net.training")
+    offending = sorted(f"{m} -> {t}" for m in within(graph, "oss_net.data")
+                       for t in graph[m] if t.startswith(above))
+    assert not offending, offending
+
+
+@pytest.mark.parametrize("leaf", ["oss_net.io", "oss_net.datasets", "oss_net.geometry", "oss_net.labels"])
+def test_shared_leaf_modules_import_no_package(graph, leaf):
+    packages = {m.rsplit(".", 1)[0] for m in graph if m.count(".") >= 2} | {"pade_activation_unit"}
+    offending = sorted(t for t in graph[leaf] if t in packages or t.rsplit(".", 1)[0] in packages)
+    assert not offending, f"{leaf} imports {offending}"
+
+
 def test_pade_activation_unit_imports_nothing_of_oss_net(graph):
     offending = sorted(f"{m} -> {t}" for m in within(graph, "pade_activation_unit")
                        for t in graph[m] if t.startswith("oss_net"))
     assert not offending, offending
 
 
+def layers(graph: dict[str, set[str]]) -> dict[str, int]:
+    """Module -> its layer: 0 for a module importing nothing of the project, else 1 + the highest layer it imports."""
+    found: dict[str, int] = {}
+
+    def layer(module: str) -> int:
+        if module not in found:
+            found[module] = 0  # a module on a cycle counts its way back as layer 0 (find_cycle reports the cycle)
+            found[module] = 1 + max((layer(target) for target in graph[module]), default=-1)
+        return found[module]
+
+    for module in graph:
+        layer(module)
+    return found
+
+
+def markdown(graph: dict[str, set[str]]) -> str:
+    """The modules layer by layer, each with the project modules it imports (`oss_net.` left out)."""
+    def short(name: str) -> str:
+        return name.removeprefix("oss_net.")
+
+    depth = layers(graph)
+    rows = ["| layer | module | imports |", "|---|---|---|"]
+    for module in sorted(graph, key=lambda m: (depth[m], m)):
+        rows.append(f"| {depth[module]} | `{short(module)}` | {', '.join(short(t) for t in sorted(graph[module])) or '-'} |")
+    return "\n".join(rows)
+
+
 if __name__ == "__main__":
-    edges = import_graph()
-    for name in sorted(edges):
-        print(name, "->", ", ".join(sorted(edges[name])) or "-")
-    print("cycle:", find_cycle(edges), file=sys.stderr)
+    everything = import_graph(packages=(*PACKAGES, "benchmarks"))
+    cycle = find_cycle(everything)
+    print(markdown(everything))
+    print(f"\ncycle: {' -> '.join(cycle) if cycle else 'none'}", file=sys.stderr)
