@@ -11,6 +11,7 @@ are not seen. The graph must have no cycle, `oss_net.models` and `oss_net.metric
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 from pathlib import Path
 
@@ -134,6 +135,15 @@ def test_models_and_metrics_import_no_data_module(graph, package):
     offending = sorted(f"{m} -> {t}" for m in within(graph, package)
                        for t in graph[m] if t == "oss_net.data" or t.startswith("oss_net.data."))
     assert not offending, f"{package} imports oss_net.data: {offending}"
+
+
+def test_importing_models_and_metrics_loads_no_data_module():
+    """At run time too (lazy and dynamic imports included): `import oss_net.models, oss_net.metrics` in a fresh
+    interpreter leaves no `oss_net.data` module in sys.modules."""
+    probe = ("import sys, oss_net.models, oss_net.metrics; "
+             "print(sorted(m for m in sys.modules if m == 'oss_net.data' or m.startswith('oss_net.data.')))")
+    loaded = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"
 
 
 def test_data_imports_no_package_above_it(graph):

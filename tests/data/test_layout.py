@@ -7,6 +7,7 @@ import nibabel as nib
 import pytest
 
 from oss_net.data import DatasetError, discover, discover_case_folder, load_case
+from oss_net.data.layouts import EXTERNAL_DATASETS, LAYOUTS
 from oss_net.data.layouts.brats import BRATS_TRAINING, BRATS_VALIDATION, brats_file_role
 from oss_net.data.splits import SPLITS, default_split
 from oss_net.datasets import DATASETS, canonical_dataset
@@ -21,6 +22,14 @@ def test_brats_default_split_is_deterministic_disjoint_and_complete(synthetic_br
     case = discover("brats", synthetic_brats_root, "all")[0]
     assert [p.name.split("_")[-1] for p in case.images] == ["flair.nii.gz", "t1.nii.gz", "t1ce.nii.gz", "t2.nii.gz"]
     assert case.label.name.endswith("_seg.nii.gz") and case.border is None
+
+
+def test_every_dataset_has_one_layout_in_the_registry(tmp_path):
+    assert sorted(LAYOUTS) == sorted(DATASETS) and all(layout.name == name for name, layout in LAYOUTS.items())
+    assert EXTERNAL_DATASETS == ("nnunet", "msd", "flare")  # the layouts a scan lists whole
+    assert [name for name, layout in LAYOUTS.items() if layout.read_case is not None] == ["brats", "lits"]
+    with pytest.raises(DatasetError, match="a single case can be given for brats or lits only, not 'flare'"):
+        discover_case_folder(tmp_path, "flare")
 
 
 @pytest.mark.parametrize(("spelling", "dataset"), [
