@@ -20,9 +20,9 @@ from oss_net.models import (
     ConfigError, OSSNetConfig, build_model, count_parameters, demo_config, get_config, get_unet_config,
 )
 from oss_net.training import train
-from oss_net.training.resume import find_checkpoint, load_checkpoint, training_state
 from oss_net.training.cli import build_parser, settings_from_args
 from oss_net.training.distributed import ProcessContext
+from oss_net.training.resume import find_checkpoint, load_checkpoint, training_state
 from oss_net.training.settings import SettingsError, TrainSettings, check_resume_compatible, resolve_settings
 
 SWITCHES = ("raw_coordinates", "include_last_index", "large_patch_pooling", "best_metrics", "augmentation", "global_batch",
