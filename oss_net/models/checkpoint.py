@@ -1,7 +1,9 @@
 """One checkpoint format for every model: {format_version, kind, config, model}.
 
 The configuration travels with the weights, so `load_model(path)` rebuilds the right architecture, and
-the file holds only plain types and tensors, so it loads with torch.load(weights_only=True). Training
+the file holds only plain types and tensors, so it loads with torch.load(weights_only=True). A model loads
+in the dtype its weights were saved in (a float64 conversion of the original's weights stays float64), or
+in the dtype the caller asks for; it is never rounded silently. Training
 embeds `checkpoint_payload(model)` in its own checkpoint and rebuilds with `model_from_payload`.
 """
 from __future__ import annotations
@@ -73,10 +75,12 @@ def stored_split(path: str | os.PathLike) -> dict[str, list[str]] | None:
     return {str(name): [str(case_id) for case_id in ids] for name, ids in split.items()}
 
 
-def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu", config: Any = None) -> nn.Module:
+def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu", config: Any = None,
+               dtype: torch.dtype | None = None) -> nn.Module:
     """The model stored at `path`, built from the configuration in the file, on `map_location`.
 
     config: the configuration the caller expects; a checkpoint of any other one raises CheckpointError.
+    dtype: the floating dtype of the model; None: the one its weights were saved in (`saved_dtype`).
     """
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
@@ -85,11 +89,13 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     except Exception as error:  # the unpickler fails in many ways on a foreign file; all mean "not a checkpoint"
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"{path}: not a model checkpoint ({reason}); {GIVE_A_CHECKPOINT}") from None
-    return model_from_payload(payload, path, config).to(map_location)
+    return model_from_payload(payload, path, config, dtype).to(map_location)
 
 
-def model_from_payload(payload: Any, source: str | os.PathLike, config: Any = None) -> nn.Module:
-    """Rebuild the model of a checkpoint payload; `source` names the file in every error."""
+def model_from_payload(payload: Any, source: str | os.PathLike, config: Any = None,
+                       dtype: torch.dtype | None = None) -> nn.Module:
+    """Rebuild the model of a checkpoint payload, in `dtype` or else the dtype it was saved in; `source` names
+    the file in every error."""
     if is_original_state_dict(payload):
         raise CheckpointError(
             f"{source}: this is a bare state dict saved by the original OSS-Net code, not a checkpoint of this "
@@ -114,6 +120,7 @@ def model_from_payload(payload: Any, source: str | os.PathLike, config: Any = No
         raise CheckpointError(f"{source}: checkpoint is {_describe(stored)}, expected {_describe(config)}; {_config_difference(stored, config)}")
     model = kind.builder(stored)
     _check_state_dict(model, payload["model"], source, stored)
+    model = model.to(dtype if dtype is not None else saved_dtype(payload["model"], source))
     bad = non_finite_tensors(payload["model"])
     if bad:  # such a model predicts nothing (NaN occupancy) without any other sign
         shown = ", ".join(bad[:5]) + (f", ... ({len(bad)} in all)" if len(bad) > 5 else "")
@@ -121,6 +128,16 @@ def model_from_payload(payload: Any, source: str | os.PathLike, config: Any = No
                               "(the training diverged; use an earlier checkpoint)")
     model.load_state_dict(payload["model"])
     return model
+
+
+def saved_dtype(state: dict[str, Any], source: str | os.PathLike) -> torch.dtype:
+    """The one floating dtype of a state dict's tensors (float32 when it has none); CheckpointError when it
+    mixes several, so that no weight is rounded without the caller asking (`load_model(..., dtype=...)`)."""
+    dtypes = {value.dtype for value in state.values() if isinstance(value, torch.Tensor) and value.is_floating_point()}
+    if len(dtypes) > 1:
+        raise CheckpointError(f"{source}: weights of several dtypes ({', '.join(sorted(map(str, dtypes)))}); "
+                              "load them with an explicit dtype")
+    return dtypes.pop() if dtypes else torch.float32
 
 
 def non_finite_tensors(state: dict[str, Any]) -> list[str]:

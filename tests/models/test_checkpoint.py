@@ -41,6 +41,28 @@ def test_model_from_payload_round_trip(saved: tuple[torch.nn.Module, Path]) -> N
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), rebuilt.state_dict().values()))
 
 
+def test_a_model_loads_in_the_dtype_it_was_saved_in_or_the_one_asked_for(saved: tuple[torch.nn.Module, Path],
+                                                                         tmp_path: Path) -> None:
+    model, _ = saved
+    wide = build_model(model.config).double()
+    with torch.no_grad():
+        for parameter in wide.parameters():
+            parameter.copy_(torch.randn_like(parameter))  # values that float32 cannot hold
+    save_model(tmp_path / "double.pt", wide)
+    loaded = load_model(tmp_path / "double.pt")
+    assert all(torch.equal(a, b) and a.dtype == b.dtype for a, b in zip(wide.state_dict().values(), loaded.state_dict().values()))
+    assert next(loaded.parameters()).dtype == torch.float64
+    narrowed = load_model(tmp_path / "double.pt", dtype=torch.float32)  # asked for: rounded
+    assert next(narrowed.parameters()).dtype == torch.float32
+    assert torch.equal(narrowed.state_dict()["decoder.output.weight"], wide.state_dict()["decoder.output.weight"].float())
+    assert next(load_model(saved[1]).parameters()).dtype == torch.float32
+    payload = checkpoint_payload(model)
+    payload["model"]["decoder.output.weight"] = payload["model"]["decoder.output.weight"].double()
+    with pytest.raises(CheckpointError, match=r"mixed.pt: weights of several dtypes \(torch.float32, torch.float64\)"):
+        model_from_payload(payload, "mixed.pt")
+    assert model_from_payload(payload, "mixed.pt", dtype=torch.float32).state_dict()["decoder.output.weight"].dtype == torch.float32
+
+
 def test_loading_into_another_configuration_names_file_and_fields(saved: tuple[torch.nn.Module, Path]) -> None:
     _, path = saved
     expected = demo_config("D1")

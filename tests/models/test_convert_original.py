@@ -39,6 +39,7 @@ from oss_net.models.convert_original import (
     KEY_RULES,
     ConversionError,
     absent_in_original,
+    convert_file,
     convert_state_dict,
     main,
     original_config,
@@ -171,6 +172,24 @@ def test_converted_model_reproduces_the_originals_golden_outputs(original: str) 
         assert list(segmentation.shape) == case["segmentation_low_res_shape"]
         assert max_relative_error(segmentation.sum(), [case["segmentation_low_res_sum"]]) < TOLERANCE
         assert max_relative_error(segmentation.flatten()[:8], case["segmentation_low_res_first8"]) < TOLERANCE
+
+
+def test_the_converters_output_file_keeps_float64_and_reproduces_the_golden_outputs(tmp_path: Path) -> None:
+    """Through the file, not only in memory: convert_file writes, load_model reads back in float64, bit for bit."""
+    original = "oss_net_D1_bra_ts"
+    weights, output = tmp_path / "d1.pt", tmp_path / "ours.pt"
+    torch.save(synthetic_state_dict(original), weights)
+    in_memory = convert_file(weights, *split_original_name(original), output).model
+    model = load_model(output).eval()
+    assert next(model.parameters()).dtype == torch.float64
+    assert all(torch.equal(a, b) for a, b in zip(in_memory.state_dict().values(), model.state_dict().values()))
+    for module in model.modules():
+        if isinstance(module, PAU):
+            module.backend = "reference"
+    volume, coords, patches = golden_inputs(GOLDEN[original])
+    with torch.no_grad():
+        occupancy = model.decode(coords, encode_once(model, original, volume), patches)  # [1, N, 1]
+    assert max_relative_error(occupancy, GOLDEN[original]["occupancy"]) < TOLERANCE
 
 
 def test_data_parallel_prefix_is_accepted() -> None:
