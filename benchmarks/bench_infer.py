@@ -19,7 +19,8 @@ which decodes every voxel next to a positive, so its counts and seconds are the 
 the paper's Fig. 6); dense has one stage and no rule ("-"). At the demo grid the ellipsoid is small and
 the two rules decode about as many points; `brats_point_counts` (in the CPU result, no model, seconds)
 gives the decoder queries of ellipsoids of 0.4%, 1.2% and 3.4% of the BraTS-size grid under each rule
-and each seed upsampling. All run through `oss_net.inference.Predictor`. Without a checkpoint the model
+and each seed upsampling, and paper mode's (the original's rule on the original's lattices, which have
+no last index: stage 0 of standard decodes exactly the original's 163,840 points). All run through `oss_net.inference.Predictor`. Without a checkpoint the model
 is an untrained OSSNet wrapped in `bench_chunks.SyntheticOccupancy`: every decoder computation is real,
 but the answers are a fixed ellipsoid of 3.4% of the volume (a large tumour), so the point counts are
 those of a well-trained model on that object.
@@ -198,27 +199,34 @@ def run(size: str = "cpu", smoke: bool = False, checkpoint: str | None = None, o
 
 
 POINT_COUNT_RADII = (0.1, 0.14, ELLIPSOID_RADIUS)  # ellipsoid radii (fractions of the grid): 0.4%, 1.2%, 3.4% of it
+# (refinement rule, lattices with the last index): ours, the original's rule on our lattices, and paper mode's
+# (the original's rule on the original's lattices arange(0, R, s), oss_net.compat)
+POINT_COUNT_SCHEMES = (("ours", True), ("original", True), ("original", False))
 
 
 def brats_point_counts() -> list[dict[str, Any]]:
     """Decoder queries of standard and prior for ellipsoids of three sizes on the BraTS-size grid (256x256x160),
-    under each refinement rule and, for prior, each seed upsampling (cell-centred, ours; corner-aligned, the
+    under each refinement rule and lattice (`POINT_COUNT_SCHEMES`; paper mode = rule "original", lattice
+    "original", seed "corners") and, for prior, each seed upsampling (cell-centred, ours; corner-aligned, the
     original's); the lattice is driven with the ellipsoid's answers and no model (counts only, seconds)."""
     config = oracle_config("gpu", smoke=False)
     rows = []
     for radius in POINT_COUNT_RADII:
         mask = ellipsoid(config.volume_shape, radius=radius)  # [*S] bool
         low_res = torch.nn.functional.adaptive_max_pool3d(mask[None, None].float(), config.encoder_output_shape)[0]
-        seeds = {"-": None, **{("corners" if corners else "cells"): seed_from_segmentation(
-            low_res, config.volume_shape, STAGES[0], align_corners=corners) for corners in (False, True)}}
-        for refinement in REFINEMENTS:
+        for refinement, last_index in POINT_COUNT_SCHEMES:
+            seeds = {"-": None, **{("corners" if corners else "cells"): seed_from_segmentation(
+                low_res, config.volume_shape, STAGES[0], align_corners=corners, last_index=last_index)
+                for corners in (False, True)}}
             standard_points = None
             for seed_name, seed in seeds.items():
-                lattice = OccupancyLattice(config.volume_shape, STAGES, seed=seed, refinement=refinement)
+                lattice = OccupancyLattice(config.volume_shape, STAGES, seed=seed, refinement=refinement,
+                                           last_index=last_index)
                 stats = refine_lattice(lattice, lambda coords: mask[coords[:, 0], coords[:, 1], coords[:, 2]].float())
                 standard_points = standard_points or stats.points_evaluated
                 rows.append({"object_fraction": round(float(mask.float().mean()), 4),
-                             "method": "standard" if seed is None else "prior", "refinement": refinement, "seed": seed_name,
+                             "method": "standard" if seed is None else "prior", "refinement": refinement,
+                             "lattice": "ours" if last_index else "original", "seed": seed_name,
                              "decoder_points": stats.points_evaluated,
                              "points_ratio_standard_vs_this": round(standard_points / max(stats.points_evaluated, 1), 3),
                              "voxel_fraction": round(stats.points_evaluated / mask.numel(), 5),

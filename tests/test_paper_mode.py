@@ -1,32 +1,41 @@
 """Paper mode (`--paper`, compat "paper"): each switch turns exactly its own behaviour, ours stays the default."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from collections import Counter
 from types import SimpleNamespace
 
+import nibabel as nib
 import numpy as np
 import pytest
 import torch
 
 from oss_net.compat import (
-    COMPAT_MODES, CompatError, apply_compat, behaviour, best_score, check_compat, per_rank_batch,
+    COMPAT_MODES, CompatError, apply_compat, behaviour, best_score, check_compat, per_rank_batch, replicas_per_process,
+    validation_batch,
 )
-from oss_net.data import GridMeta, sample_coordinates
+from oss_net.data import DatasetError, GridMeta, compute_border, discover, gather_patches, load_case, sample_coordinates
 from oss_net.data.augment import ORIGINAL_FLIP_PROBABILITIES, augment, augment_original, augment_with, native_box
+from oss_net.data.cases import cache_key, preprocessing_rules, zscore
+from oss_net.data.grid import nearest_indices
 from oss_net.data.splits import listed_split, original_split, original_split_file
 from oss_net.models import (
     ConfigError, OSSNetConfig, build_model, count_parameters, demo_config, get_config, get_unet_config,
 )
 from oss_net.training import train
 from oss_net.training.cli import build_parser, settings_from_args
-from oss_net.training.distributed import ProcessContext
+from oss_net.training import loop
+from oss_net.training.distributed import ProcessContext, VirtualReplicas, bare_model, wrap_model
 from oss_net.training.resume import find_checkpoint, load_checkpoint, training_state
 from oss_net.training.settings import SettingsError, TrainSettings, check_resume_compatible, resolve_settings
+from oss_net.training.validation import batch_means, sampled_validation
 
 SWITCHES = ("raw_coordinates", "include_last_index", "large_patch_pooling", "best_metrics", "augmentation", "global_batch",
-            "refinement", "seed_align_corners")
+            "refinement", "seed_align_corners", "lattice_last_index", "optimizer", "replica_batch_norm", "validation",
+            "label_resampling", "zscore")
+CPU = torch.device("cpu")
 
 
 def tiny(dataset_path, tmp_path, **overrides) -> TrainSettings:
@@ -48,6 +57,10 @@ def test_every_switch_differs_between_the_modes_and_ours_is_the_default():
     assert (paper.augmentation, paper.global_batch, paper.best_metrics[0]) == ("original", True, "val/sampled_iou")
     assert (paper.refinement, ours.refinement) == ("original", "ours")
     assert (paper.seed_align_corners, ours.seed_align_corners) == (True, False)
+    assert (paper.lattice_last_index, paper.optimizer, paper.replica_batch_norm, paper.validation) == (
+        False, "original", True, "original")
+    assert (paper.label_resampling, paper.zscore, ours.label_resampling, ours.zscore) == (
+        "nearest", "original", "nearest-exact", "ours")
     assert (ours.raw_coordinates, ours.include_last_index, ours.large_patch_pooling) == (False, True, "avg")
     assert build_parser().parse_args([]).compat is None and build_parser().parse_args(["--paper"]).compat == "paper"
     assert settings_from_args(build_parser().parse_args(["--demo"])).compat == "ours"
@@ -230,3 +243,132 @@ def test_a_paper_run_keeps_its_best_model_on_the_sampled_iou(synthetic_brats_roo
     saved_settings = training_state(checkpoint, run_dir)["settings"]
     with pytest.raises(SettingsError, match="compat: checkpoint 'paper', now 'ours'"):
         check_resume_compatible(TrainSettings.from_dict({**saved_settings, "compat": "ours"}), saved_settings, "run")
+
+
+
+# ------------------------------------------------------------------------------- batch norm per replica
+
+
+def replica_inputs(config, volumes: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(2)
+    volume = torch.randn(volumes, config.in_channels, *config.volume_shape, generator=generator)
+    coords = torch.randint(0, 32, (volumes, 48, 3), generator=generator).float()  # raw voxel indices (paper mode)
+    return volume, coords, gather_patches(volume, coords, large=config.large_patches)
+
+
+def test_paper_batch_norm_is_per_replica_with_the_first_replicas_running_statistics():
+    """A 2-replica paper-mode forward equals two separate forwards on the halves (as DataParallel on 2 GPUs ran it);
+    the running statistics are those after the first half."""
+    config = demo_config("C", "lits", volume_shape=(32, 32, 32), compat="paper")
+    torch.manual_seed(0)
+    model = build_model(config).train()
+    halves, pooled = copy.deepcopy(model), copy.deepcopy(model)
+    volume, coords, patches = replica_inputs(config, 4)
+    assert replicas_per_process(2, 1, "paper") == 2 and replicas_per_process(2, 2, "paper") == 1
+    assert replicas_per_process(2, 1, "ours") is None
+    network = wrap_model(model, ProcessContext(0, 1, 0, CPU), replicas_per_process(2, 1, "paper"))
+    assert isinstance(network, VirtualReplicas) and bare_model(network) is model
+    occupancy, segmentation = network(volume, coords, patches)
+    first = halves(volume[:2], coords[:2], patches[:2])
+    statistics = {key: value.clone() for key, value in halves.state_dict().items() if "running" in key}
+    second = halves(volume[2:], coords[2:], patches[2:])
+    torch.testing.assert_close(occupancy, torch.cat([first[0], second[0]]))
+    torch.testing.assert_close(segmentation, torch.cat([first[1], second[1]]))
+    assert statistics and all(torch.equal(model.state_dict()[key], value) for key, value in statistics.items())
+    assert (occupancy - pooled(volume, coords, patches)[0]).abs().max() > 1e-3  # one pooled batch is not the same
+    (occupancy.mean() + segmentation.mean()).backward()  # one graph through both replicas
+    assert all(parameter.grad is not None for parameter in model.parameters() if parameter.requires_grad)
+    assert wrap_model(build_model(config), ProcessContext(0, 1, 0, CPU), None).__class__.__name__ == "OSSNet"
+    with pytest.raises(CompatError, match="--paper_replicas 2 must be a positive multiple of the 4 processes"):
+        replicas_per_process(2, 4, "paper")
+
+
+def test_an_odd_batch_is_split_as_data_parallel_scatters_it():
+    config = demo_config("C", "lits", volume_shape=(32, 32, 32), compat="paper")
+    model = build_model(config).train()
+    halves = copy.deepcopy(model)
+    volume, coords, patches = replica_inputs(config, 3)
+    occupancy, _ = VirtualReplicas(model, 2)(volume, coords, patches)  # chunks of 2 and 1
+    expected = torch.cat([halves(volume[:2], coords[:2], patches[:2])[0], halves(volume[2:], coords[2:], patches[2:])[0]])
+    torch.testing.assert_close(occupancy, expected)
+
+
+# ------------------------------------------------------------------------------------------ validation
+
+
+def test_paper_validation_means_are_per_batch_of_two_and_a_last_batch_of_one_counts_as_one():
+    assert [validation_batch(2, mode) for mode in COMPAT_MODES] == [1, 2]
+    assert batch_means([0.0, 1.0, 1.0], 2) == [0.5, 1.0]
+    assert batch_means([[(1.0, 0.5)], [(0.0, 0.0)], [(1.0, 1.0)]], 2) == [[(0.5, 0.25)], [(1.0, 1.0)]]
+    assert batch_means([0.25, 1.0], 1) == [0.25, 1.0]
+    config = demo_config("C", "lits", volume_shape=(32, 32, 32))
+    model = build_model(config)
+    generator = torch.Generator().manual_seed(3)
+    samples = [{"volume": torch.randn(1, 32, 32, 32, generator=generator),
+                "coords": torch.randint(0, 32, (64, 3), generator=generator).float(),
+                "labels": torch.randint(0, 2, (64, 1), generator=generator).float()} for _ in range(3)]
+    each = [sampled_validation(model, [sample], CPU, "off") for sample in samples]
+    batched = sampled_validation(model, samples, CPU, "off", batch=2)
+    for name in ("val/sampled_loss", "val/sampled_iou", "val/sampled_dice"):
+        assert batched[name] == pytest.approx(((each[0][name] + each[1][name]) / 2 + each[2][name]) / 2)
+
+
+def test_paper_validation_redraws_its_points_at_every_validation(monkeypatch, synthetic_brats_root, tmp_path):
+    calls = []
+
+    def record(model, samples, device, amp, batch):
+        calls.append((batch, [sample["coords"] for sample in samples]))
+        return {}
+
+    monkeypatch.setattr(loop, "sampled_validation", record)
+    cases = discover("brats", synthetic_brats_root, "all")[:2]
+    for mode in COMPAT_MODES:
+        history: list[dict] = []
+        run = SimpleNamespace(settings=tiny(synthetic_brats_root, tmp_path, compat=mode, test=True),
+                              config=demo_config("C", compat=mode), val_cases=cases, model=None,
+                              position=SimpleNamespace(history=history), context=ProcessContext(0, 1, 0, CPU))
+        validate = loop.Validator(run)
+        for _ in range(2):
+            validate()
+            history.append({})
+    (ours_batch, ours_first), (_, ours_second), (paper_batch, paper_first), (_, paper_second) = calls
+    assert (ours_batch, paper_batch) == (1, 2)
+    assert all(torch.equal(a, b) for a, b in zip(ours_first, ours_second))  # ours: one fixed set
+    assert not any(torch.equal(a, b) for a, b in zip(paper_first, paper_second))  # paper: fresh points
+
+
+# ------------------------------------------------------------------------------------- preprocessing
+
+
+def test_paper_lits_labels_and_borders_are_resampled_with_torchs_nearest(synthetic_lits_root, lits_config):
+    for size_in, size_out in ((40, 32), (24, 32), (7, 3)):
+        ramp = torch.arange(size_in, dtype=torch.float64)[None, None]
+        for mode in ("nearest", "nearest-exact"):
+            expected = torch.nn.functional.interpolate(ramp, size=size_out, mode=mode)[0, 0].long().numpy()
+            np.testing.assert_array_equal(nearest_indices(size_in, size_out, mode), expected)
+    files = discover("lits", synthetic_lits_root, "all")[0]
+    raw = np.asarray(nib.load(files.label).dataobj).astype(np.uint8)
+    loaded = {mode: load_case(files, apply_compat(lits_config, mode)) for mode in COMPAT_MODES}
+    for mode, torch_mode in (("ours", "nearest-exact"), ("paper", "nearest")):
+        def resampled(array):
+            grid = torch.from_numpy(array.astype(np.float32))[None, None]
+            return torch.nn.functional.interpolate(grid, size=lits_config.volume_shape, mode=torch_mode)[0, 0].numpy()
+        np.testing.assert_array_equal(loaded[mode].raw_label, resampled(raw))
+        np.testing.assert_array_equal(loaded[mode].border, resampled(compute_border(raw)))
+    assert not np.array_equal(loaded["ours"].raw_label, loaded["paper"].raw_label)
+
+
+def test_paper_zscore_uses_the_unbiased_std_without_epsilon_and_refuses_a_constant_image(synthetic_brats_root):
+    array = np.array([[[1.0, 3.0], [5.0, 7.0]]])  # mean 4; population std √5, unbiased √(20/3)
+    np.testing.assert_allclose(zscore(array, rule="original"), (array - 4) / np.sqrt(20 / 3), rtol=1e-6)
+    np.testing.assert_allclose(zscore(array), (array - 4) / (np.sqrt(5) + 1e-6), rtol=1e-6)
+    assert not zscore(np.ones((2, 2, 2))).any()  # ours: a constant image becomes zeros
+    with pytest.raises(DatasetError, match="flair.nii.gz: the image is constant"):
+        zscore(np.ones((2, 2, 2)), rule="original", path="flair.nii.gz")
+    rules = {mode: preprocessing_rules(demo_config("C", compat=mode)) for mode in COMPAT_MODES}
+    assert rules == {"ours": {"zscore": "ours", "label_resampling": "nearest-exact"},
+                     "paper": {"zscore": "original", "label_resampling": "nearest"}}
+    assert preprocessing_rules(get_unet_config("unet3d", "brats")) == rules["ours"]
+    files = discover("brats", synthetic_brats_root, "all")[0]
+    keys = {mode: cache_key(files, "brats", (64, 64, 40), None, rules[mode]) for mode in COMPAT_MODES}
+    assert keys["ours"] != keys["paper"]  # a cached case of one mode is never read by the other

@@ -1,10 +1,11 @@
 """Loading one case onto the model grid: read, check, normalise, reorient, pad or resample, and cache the result.
 
 BraTS and LiTS follow the paper: per-modality z-score over the whole volume (with an epsilon, so a
-constant image gives zeros instead of NaN), then BraTS is centre-padded to `config.volume_shape` (a
+constant image gives zeros instead of NaN; paper mode: the original's unbiased std without one), then BraTS is centre-padded to `config.volume_shape` (a
 scan larger than the grid loses only background that is zero in every file, or is resampled when
 even its content does not fit: never a silent crop) and LiTS resampled to it
-(`oss_net.data.grid`). Every other dataset is preprocessed as its fingerprint says
+(`oss_net.data.grid`; labels and border maps by centre-aligned nearest neighbour, or in paper mode by
+torch's "nearest" as the original). Every other dataset is preprocessed as its fingerprint says
 (`oss_net.data.fingerprint`, stored in `config.fingerprint`): reoriented to the closest canonical
 frame, intensities normalised by modality (CT: clip and z-score with the training foreground's
 statistics; MRI: z-score over non-zero voxels), then resampled to `config.volume_shape`. Channels are
@@ -30,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from oss_net.compat import DEFAULT_COMPAT, behaviour
 from oss_net.data.borders import compute_border, read_border
 from oss_net.data.case_files import CaseFiles
 from oss_net.data.channels import read_channels, read_label_values
@@ -78,20 +80,28 @@ def load_case(case: CaseFiles, config: Any, cache_dir: str | Path | None = None,
     dataset = str(config.dataset)
     volume_shape = tuple(int(s) for s in config.volume_shape)
     fingerprint = case_fingerprint(config)
+    rules = preprocessing_rules(config)
     if len(case.images) != int(config.in_channels):
         raise DatasetError(f"{case.case_id}: {len(case.images)} image file(s) but the model expects "
                            f"{config.in_channels} channel(s) ({case.images[0].parent})")
     want_border = with_border and case.label is not None
     if cache_dir is None:
-        return _preprocess(case, dataset, volume_shape, fingerprint, want_border)
-    key = cache_key(case, dataset, volume_shape, fingerprint)
+        return _preprocess(case, dataset, volume_shape, fingerprint, want_border, rules)
+    key = cache_key(case, dataset, volume_shape, fingerprint, rules)
     entry = Path(cache_dir) / f"{case.case_id}-{key[:16]}"
     cached = _read_entry(entry, key, want_border)
     if cached is not None:
         return cached
-    loaded = _preprocess(case, dataset, volume_shape, fingerprint, want_border)
+    loaded = _preprocess(case, dataset, volume_shape, fingerprint, want_border, rules)
     _write_entry(entry, key, loaded)
     return _read_entry(entry, key, want_border) or loaded
+
+
+def preprocessing_rules(config: Any) -> dict[str, str]:
+    """The z-score and label-resampling rules of `config`'s compat mode (`oss_net.compat`; a configuration
+    without one, a U-Net's, takes ours)."""
+    flags = behaviour(getattr(config, "compat", DEFAULT_COMPAT))
+    return {"zscore": flags.zscore, "label_resampling": flags.label_resampling}
 
 
 def case_fingerprint(config: Any) -> Fingerprint | None:
@@ -105,8 +115,10 @@ def case_fingerprint(config: Any) -> Fingerprint | None:
     return fingerprint
 
 
-def cache_key(case: CaseFiles, dataset: str, volume_shape: tuple[int, ...], fingerprint: Fingerprint | None = None) -> str:
-    """Hash of the source files (path, size, mtime) and the preprocessing settings (the fingerprint included)."""
+def cache_key(case: CaseFiles, dataset: str, volume_shape: tuple[int, ...], fingerprint: Fingerprint | None = None,
+              rules: dict[str, str] | None = None) -> str:
+    """Hash of the source files (path, size, mtime) and the preprocessing settings (the fingerprint and the
+    `preprocessing_rules` included; None: ours)."""
     files = [p for p in (*case.images, case.label, case.border) if p is not None]
     stats = []
     for path in files:
@@ -118,12 +130,13 @@ def cache_key(case: CaseFiles, dataset: str, volume_shape: tuple[int, ...], fing
     settings = {"version": CACHE_VERSION, "dataset": dataset, "volume_shape": list(volume_shape),
                 "epsilon": ZSCORE_EPSILON, "files": stats, "has_label": case.label is not None,
                 "has_border_file": case.border is not None,
-                "fingerprint": None if fingerprint is None else fingerprint.to_dict()}
+                "fingerprint": None if fingerprint is None else fingerprint.to_dict(),
+                "rules": rules or preprocessing_rules(None)}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 
 def _preprocess(case: CaseFiles, dataset: str, volume_shape: tuple[int, ...], fingerprint: Fingerprint | None,
-                want_border: bool) -> Case:
+                want_border: bool, rules: dict[str, str]) -> Case:
     images = read_channels(case)
     reference = (images[0].array.shape, images[0].affine, images[0].path)
     for volume in images[1:]:
@@ -147,25 +160,41 @@ def _preprocess(case: CaseFiles, dataset: str, volume_shape: tuple[int, ...], fi
         meta = (GridMeta.for_padding(affine, header, reference[0], volume_shape, source=case.case_id, content=content)
                 if dataset == "brats" else GridMeta.for_resampling(affine, header, reference[0], volume_shape))
         # Statistics over the voxels that reach the model grid: the whole scan, unless empty background was cropped.
-        stacked = np.stack([zscore(volume.array, meta.input_window) for volume in images])  # [C, *input_shape]
+        stacked = np.stack([zscore(volume.array, meta.input_window, rules["zscore"], path=volume.path)
+                            for volume in images])  # [C, *input_shape]
     else:
         raise DatasetError(f"{case.case_id}: unknown dataset {dataset!r}")
     del images
     image = np.ascontiguousarray(meta.to_model_grid(stacked, order=1), dtype=np.float32)
-    model_label = None if raw is None else np.ascontiguousarray(meta.to_model_grid(raw, order=0))
+    nearest = rules["label_resampling"]
+    model_label = None if raw is None else np.ascontiguousarray(meta.to_model_grid(raw, order=0, nearest=nearest))
     if want_border:
         # Computed on the input grid, like the border scripts, then carried to the model grid.
         border = compute_border(raw) if border is None else border
-        border = np.ascontiguousarray(meta.to_model_grid(border, order=0))
+        border = np.ascontiguousarray(meta.to_model_grid(border, order=0, nearest=nearest))
     return Case(case.case_id, image, model_label, border, meta)
 
 
-def zscore(array: np.ndarray, window: tuple[slice, ...] | None = None) -> np.ndarray:
+ZSCORE_RULES = ("ours", "original")
+
+
+def zscore(array: np.ndarray, window: tuple[slice, ...] | None = None, rule: str = "ours",
+           path: Any = "image") -> np.ndarray:
     """(x − mean) / (std + ε), the statistics over the whole volume (or its `window`), background included
-    (as the paper); float32."""
+    (as the paper); float32. rule "original" (paper mode): (x − mean) / std with the unbiased std and no ε, as
+    the original (docs/reference.md §6.1); a constant image then has no z-score and is a DatasetError naming
+    `path`."""
+    if rule not in ZSCORE_RULES:
+        raise ValueError(f"unknown z-score rule {rule!r}; expected one of {', '.join(ZSCORE_RULES)}")
     region = array if window is None else array[window]
     mean = float(region.mean(dtype=np.float64))
-    scale = float(region.std(dtype=np.float64)) + ZSCORE_EPSILON
+    if rule == "ours":
+        scale = float(region.std(dtype=np.float64)) + ZSCORE_EPSILON
+    else:
+        scale = float(region.std(dtype=np.float64, ddof=1)) if region.size > 1 else 0.0
+        if not scale > 0:
+            raise DatasetError(f"{path}: the image is constant (std 0), so the original's z-score (paper mode: "
+                               "unbiased std, no epsilon) is undefined")
     out = np.empty_like(array, dtype=np.float32)  # the input's memory order (NIfTI voxels are Fortran-ordered)
     source, target = array.ravel(order="K"), out.ravel(order="K")  # views, in the same order, for either layout
     for start in range(0, source.size, ZSCORE_CHUNK):  # float64 maths a chunk at a time: no full-size float64 copy

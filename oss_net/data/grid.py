@@ -12,7 +12,7 @@ Three steps, each recorded in `GridMeta` and each inverted by `to_input_grid`:
    resampled like LiTS (`resampled_to_fit`). Either way a warning names the case and both shapes.
 3. LiTS and every other dataset are resampled to `volume_shape`: images trilinearly (align_corners=False,
    as the original), labels and border maps by centre-aligned nearest neighbour (torch's
-   "nearest-exact"; the original's "nearest" is shifted by half a voxel).
+   "nearest-exact"; the original's "nearest", shifted by half a voxel, in paper mode: `NEAREST_MODES`).
 """
 from __future__ import annotations
 
@@ -131,12 +131,13 @@ class GridMeta:
         return tuple(slice(max(-b, 0), size - max(-a, 0))
                      for size, b, a in zip(self.oriented_shape, self.pad_before, self.pad_after))
 
-    def to_model_grid(self, array: ArrayT, order: int) -> ArrayT:
-        """Input grid → model grid. `array [..., *input_shape]`; order 0 nearest (labels), 1 linear (images)."""
+    def to_model_grid(self, array: ArrayT, order: int, nearest: str = "nearest-exact") -> ArrayT:
+        """Input grid → model grid. `array [..., *input_shape]`; order 0 nearest (labels), 1 linear (images);
+        `nearest`: one of NEAREST_MODES, the rule of order 0."""
         array = reorient(array, self.orientation)
         if self.mode == "pad":
             return _pad_or_crop(array, self.pad_before, self.pad_after)
-        return _resample(array, self.volume_shape, order)
+        return _resample(array, self.volume_shape, order, nearest)
 
     def to_input_grid(self, array: ArrayT, order: int = 0) -> ArrayT:
         """Model grid → input grid: undo the pad exactly (or resample back), then the reorientation.
@@ -262,15 +263,33 @@ def _pad_or_crop(array: ArrayT, before: tuple[int, ...], after: tuple[int, ...])
     return F.pad(array, [w for pair in reversed(widths) for w in pair])
 
 
-def _resample(array: ArrayT, shape: tuple[int, int, int], order: int) -> ArrayT:
-    """Trilinear (order 1, align_corners=False) or centre-aligned nearest (order 0) resampling.
+NEAREST_MODES = ("nearest-exact", "nearest")  # torch's names: centre-aligned (ours), and the original's
 
-    Nearest picks source index floor((o + 0.5)·in/out) per axis by indexing, so labels keep their
-    dtype and no float copy of a large label volume is made.
+
+def nearest_indices(size_in: int, size_out: int, mode: str = "nearest-exact") -> np.ndarray:
+    """The source index of every output index along an axis, as torch's interpolate `mode` picks it: [size_out].
+
+    "nearest-exact": floor((o + 0.5)·in/out), the voxel whose centre is nearest. "nearest" (the original's,
+    paper mode): torch's own floor(o·in/out), which takes the output voxel's first corner and so is up to half
+    a source voxel off; taken from torch itself, so it matches the original exactly.
+    """
+    if mode == "nearest-exact":
+        return np.minimum(np.floor((np.arange(size_out) + 0.5) * (size_in / size_out)).astype(np.int64), size_in - 1)
+    if mode != "nearest":
+        raise ValueError(f"unknown nearest mode {mode!r}; expected one of {', '.join(NEAREST_MODES)}")
+    ramp = torch.arange(size_in, dtype=torch.float64)[None, None]  # [1, 1, size_in]
+    return F.interpolate(ramp, size=size_out, mode="nearest")[0, 0].numpy().astype(np.int64)
+
+
+def _resample(array: ArrayT, shape: tuple[int, int, int], order: int, nearest: str = "nearest-exact") -> ArrayT:
+    """Trilinear (order 1, align_corners=False) or nearest (order 0) resampling.
+
+    Nearest picks one source index per output index and axis (`nearest_indices`) by indexing, so labels keep
+    their dtype and no float copy of a large label volume is made.
     """
     if order == 0:
         for axis, (size_in, size_out) in enumerate(zip(array.shape[-3:], shape)):
-            index = np.minimum(np.floor((np.arange(size_out) + 0.5) * (size_in / size_out)).astype(np.int64), size_in - 1)
+            index = nearest_indices(size_in, size_out, nearest)
             dim = array.ndim - 3 + axis
             if isinstance(array, np.ndarray):
                 array = np.take(array, index, axis=dim)

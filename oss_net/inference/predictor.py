@@ -134,14 +134,16 @@ class Predictor:
         self.mode = mode
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.model = model.to(self.device).eval()
+        self.dtype = next(self.model.parameters()).dtype  # the input's, so a float64 model runs in float64
         self.chunk_size = int(chunk_size) if chunk_size is not None else default_chunk_size(self.device)
         self.amp = amp
         self.threshold = float(threshold)
         self.recheck_boundary = bool(recheck_boundary)
 
     def predict(self, image: Any) -> Prediction:
-        """Occupancy of one volume `image [C, *volume_shape]` (numpy or torch) on the model grid."""
-        volume = torch.as_tensor(image, dtype=torch.float32).to(self.device)[None]  # [1, C, D, H, W]
+        """Occupancy of one volume `image [C, *volume_shape]` (numpy or torch) on the model grid, computed in the
+        model's dtype (float32, or float64 for a model loaded so)."""
+        volume = torch.as_tensor(image).to(self.device, self.dtype)[None]  # [1, C, D, H, W]
         modes = ("standard", "prior") if self.mode == "both" else (self.mode,)
         grids: dict[str, torch.Tensor] = {}
         runs: dict[str, dict[str, Any]] = {}
@@ -173,13 +175,14 @@ class Predictor:
             encoding = self.model.encode(volume)
         source = self._patch_source(volume)
         seed = None
+        flags = behaviour(self.config.compat)  # paper mode: the original's seed upsampling and lattices
         if mode == "prior":
             seed = seed_from_segmentation(encoding.segmentation[0].float(), self.config.volume_shape, self.stages[0],
-                                          align_corners=behaviour(self.config.compat).seed_align_corners)
+                                          align_corners=flags.seed_align_corners, last_index=flags.lattice_last_index)
         lattice = OccupancyLattice(
             self.config.volume_shape, self.stages, seed=seed, threshold=self.threshold,
             classes=lattice_classes(self.config), recheck_boundary=self.recheck_boundary, device=self.device,
-            refinement=self.refinement,
+            refinement=self.refinement, last_index=flags.lattice_last_index,
         )
         _synchronize(self.device)
         encode_seconds = time.perf_counter() - start
@@ -214,13 +217,13 @@ class Predictor:
 
         Points are model-grid voxel coordinates and may require grad; the latents are computed once
         without grad, the patches come from the nearest voxel (no gradient flows through them), and the
-        decoder runs in float32 whatever `amp` says.
+        decoder runs in the model's dtype (float32 unless loaded otherwise) whatever `amp` says.
         """
-        volume = torch.as_tensor(image, dtype=torch.float32).to(self.device)[None]  # [1, C, D, H, W]
+        volume = torch.as_tensor(image).to(self.device, self.dtype)[None]  # [1, C, D, H, W]
         with torch.no_grad():
             encoding = self.model.encode(volume)
         decode = self._decoder(self._patch_source(volume), encoding, amp="off")
-        return lambda points: decode(points.float())[:, 0]
+        return lambda points: decode(points.to(self.dtype))[:, 0]
 
     def predict_case(self, case: Any) -> Prediction:
         """`predict` on a loaded `oss_net.data.Case` (its `image` is already on the model grid)."""

@@ -14,6 +14,8 @@ The rule, stage by stage (strides s_0 > s_1 > ... , each dividing the one before
 
 - A *lattice* of stride s holds the indices 0, s, 2s, ... along each axis plus the last index, so the
   far faces of the volume are always covered and every lattice contains the coarser ones.
+  `last_index=False` leaves the last index out: the original's arange(0, size, s) (paper mode,
+  `oss_net.compat`), on which the prior's seed lands exactly on the original's R/s grid.
 - Stage 0 evaluates the stride-s_0 lattice: all of it (standard) or only where `seed` is set
   (prior). Unevaluated seed points count as negative with probability 0.
 - Stage k (stride s, previous stride p): every stride-s point first *inherits* the values of the
@@ -39,8 +41,10 @@ mode and for timings comparable with the paper's Fig. 6; the loop and the first 
 - Stage k (stride s): a point is a candidate when it is not an evaluated positive and an evaluated
   positive lies within Chebyshev distance (3^s − 1) / 2 of it (the original dilated with a kernel of
   3^s: radius 4 at stride 2, 1 at stride 1; only sensible for (4, 2, 1), ever wider after). Known
-  negatives near a positive are decoded again, as the original did, so `points_evaluated` counts
-  the original's decoder queries.
+  negatives near a positive are decoded again, as the original did. With the original's lattices too
+  (`last_index=False`, as paper mode runs it), `points_evaluated` is exactly the number of decoder
+  queries the original makes for the same answers: stage 0 of standard inference on the BraTS grid
+  decodes its 64·64·40 = 163,840 points (173,225 with our lattice, which adds the last indices).
 
 So it decodes every voxel inside the object and next to it (about the whole object instead of a
 shell), keeps small pockets, and cannot recover an object the first lattice missed.
@@ -106,17 +110,18 @@ def check_stages(stages: Sequence[int]) -> tuple[int, ...]:
     return schedule
 
 
-def lattice_indices(size: int, stride: int, device: torch.device | str | None = None) -> torch.Tensor:
-    """Indices 0, stride, 2·stride, ... along one axis of length `size`, plus the last index. [n]"""
+def lattice_indices(size: int, stride: int, device: torch.device | str | None = None, last_index: bool = True) -> torch.Tensor:
+    """Indices 0, stride, 2·stride, ... along one axis of length `size`, plus the last index unless `last_index`
+    is False (the original's lattice). [n]"""
     indices = torch.arange(0, size, stride, device=device)
-    if int(indices[-1]) != size - 1:
+    if last_index and int(indices[-1]) != size - 1:
         indices = torch.cat([indices, indices.new_tensor([size - 1])])
     return indices
 
 
-def lattice_shape(shape: Sequence[int], stride: int) -> tuple[int, int, int]:
+def lattice_shape(shape: Sequence[int], stride: int, last_index: bool = True) -> tuple[int, int, int]:
     """Shape of the stride-`stride` lattice of a volume of `shape` (what a prior seed must match)."""
-    sizes = [len(range(0, n, stride)) + (0 if (n - 1) % stride == 0 else 1) for n in shape]
+    sizes = [len(range(0, n, stride)) + (0 if not last_index or (n - 1) % stride == 0 else 1) for n in shape]
     return sizes[0], sizes[1], sizes[2]
 
 
@@ -126,6 +131,7 @@ def seed_from_segmentation(
     stride: int,
     threshold: float = THRESHOLD,
     align_corners: bool = False,
+    last_index: bool = True,
 ) -> torch.Tensor:
     """The prior seed: the encoder's low-res probabilities, trilinearly interpolated onto the stride
     lattice and thresholded; with K classes a lattice point is seeded when any class is above the threshold.
@@ -136,20 +142,23 @@ def seed_from_segmentation(
     edge value holds. `align_corners=True` is the original's upsampling instead (docs/reference.md §8.2, §12.28):
     the first and last low-res values at the first and last lattice points, which stretches the coarse
     map over the volume, shifts it by up to half a cell near the faces (an object near a corner can fall
-    outside the seed and be lost) and widens the seed of a centred object (18,570 instead of 30,077
-    stride-4 points for the benchmark's ellipsoid). Paper mode keeps it (`oss_net.compat`).
+    outside the seed and be lost) and widens the seed of a centred object (30,077 stride-4 points instead of
+    18,570 for the benchmark's ellipsoid). Paper mode keeps it (`oss_net.compat`), on the original's lattice
+    (`last_index=False`), where it is exactly the original's interpolation onto R/stride.
 
-    segmentation: [d, h, w], [K, d, h, w] or [1, K, d, h, w] probabilities. Returns bool [*lattice_shape(shape, stride)].
+    segmentation: [d, h, w], [K, d, h, w] or [1, K, d, h, w] probabilities.
+    Returns bool [*lattice_shape(shape, stride, last_index)].
     """
     low_res = segmentation.reshape(-1, *segmentation.shape[-3:]).float()  # [K, d, h, w]
     if align_corners:
         upsampled = torch.nn.functional.interpolate(
-            low_res[None], size=lattice_shape(shape, stride), mode="trilinear", align_corners=True
+            low_res[None], size=lattice_shape(shape, stride, last_index), mode="trilinear", align_corners=True
         )[0]
     else:
         upsampled = low_res
         for axis, (size, cells) in enumerate(zip(shape, low_res.shape[1:])):
-            weights = cell_interpolation(lattice_indices(size, stride, low_res.device), size, cells)  # [n, cells]
+            positions = lattice_indices(size, stride, low_res.device, last_index)  # [n]
+            weights = cell_interpolation(positions, size, cells)  # [n, cells]
             upsampled = torch.tensordot(upsampled, weights, dims=([1], [1]))  # this axis moves last
     return (upsampled > threshold).any(dim=0)
 
@@ -187,12 +196,13 @@ class OccupancyLattice:
     Args:
         shape: (D, H, W) of the model grid.
         stages: strides, coarse to fine, each dividing the previous one; (1,) is dense evaluation.
-        seed: bool [*lattice_shape(shape, stages[0])]; when given, stage 0 decodes only there (prior mode).
+        seed: bool [*lattice_shape(shape, stages[0], last_index)]; when given, stage 0 decodes only there (prior mode).
         threshold: a class is positive at a point when its probability exceeds it.
         classes: K, the probabilities per point.
         recheck_boundary: widen the candidate window to two previous strides (more points, safer on
             thin structures); "ours" only.
         refinement: the candidate rule, "ours" or "original" (module docstring).
+        last_index: whether every lattice adds the last index of each axis; False: the original's lattices.
         device: where the state lives and the coordinates are created (default: the seed's, else CPU).
     """
 
@@ -206,6 +216,7 @@ class OccupancyLattice:
         recheck_boundary: bool = False,
         device: torch.device | str | None = None,
         refinement: str = REFINEMENT,
+        last_index: bool = True,
     ) -> None:
         self.stages = check_stages(stages)
         if refinement not in REFINEMENTS:
@@ -217,10 +228,11 @@ class OccupancyLattice:
         if classes < 1:
             raise ValueError(f"`classes` must be positive, got {classes}")
         self.shape = tuple(int(n) for n in shape)
-        if seed is not None and tuple(seed.shape) != lattice_shape(self.shape, self.stages[0]):
+        self.last_index = bool(last_index)
+        expected_seed = lattice_shape(self.shape, self.stages[0], self.last_index)
+        if seed is not None and tuple(seed.shape) != expected_seed:
             raise ValueError(
-                f"`seed` has shape {tuple(seed.shape)}, expected the stride-{self.stages[0]} lattice "
-                f"shape {lattice_shape(self.shape, self.stages[0])}"
+                f"`seed` has shape {tuple(seed.shape)}, expected the stride-{self.stages[0]} lattice shape {expected_seed}"
             )
         self.device = torch.device(device) if device is not None else seed.device if seed is not None else torch.device("cpu")
         self.seed = seed
@@ -283,7 +295,7 @@ class OccupancyLattice:
 
     def _first_stage(self) -> torch.Tensor:
         """Set up the coarsest lattice with nothing known; candidates: all of it, or the seed. [n0, n1, n2]"""
-        self.axes = [lattice_indices(n, self.stride, self.device) for n in self.shape]
+        self.axes = [lattice_indices(n, self.stride, self.device, self.last_index) for n in self.shape]
         sizes = tuple(len(a) for a in self.axes)
         self.values = torch.zeros(self.classes, *sizes, dtype=torch.float32, device=self.device)
         self.evaluated = torch.zeros(sizes, dtype=torch.bool, device=self.device)
@@ -294,7 +306,7 @@ class OccupancyLattice:
     def _next_stage(self) -> torch.Tensor:
         """Carry the previous lattice onto the finer one; candidates by the rule. [n0, n1, n2]"""
         coarse_axes = self.axes
-        axes = [lattice_indices(n, self.stride, self.device) for n in self.shape]
+        axes = [lattice_indices(n, self.stride, self.device, self.last_index) for n in self.shape]
         nearest = [_nearest(axes[a], coarse_axes[a]) for a in range(3)]
         on_coarse = [coarse_axes[a][nearest[a]] == axes[a] for a in range(3)]
         labels = self.values > self.threshold  # [K, m0, m1, m2] on the previous lattice

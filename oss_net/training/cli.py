@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="skip the full-volume Dice at validation")
     new.add_argument("--border_balance", type=float, default=None, help="fraction of border points (overrides --uniform_sampling)")
     new.add_argument("--lr", type=float, default=None, help="learning rate (paper 3e-4; demo preset 2e-3)")
-    new.add_argument("--pau_lr", type=float, default=None, help="learning rate of the PAU coefficients (1e-2)")
+    new.add_argument("--pau_lr", type=float, default=None, help="learning rate of the PAU coefficients (1e-2); "
+                     "no effect with --paper, where they move at --lr as in the original (docs/reference.md §5.1)")
     new.add_argument("--demo", action="store_true", default=None, help="small CPU preset: demo model and sample counts")
     new.add_argument("--no_augmentation", dest="augment", action="store_false", default=None, help="train without augmentation")
     new.add_argument("--max_iterations", type=int, default=None, help="stop after this many steps in total (smoke runs; not carried over by --resume)")
@@ -83,8 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "(softmax over background + classes): oss_net.labels (default: regions for "
                           "an nnU-Net dataset.json listing regions, else binary)")
     new.add_argument("--paper", dest="compat", action="store_const", const="paper", default=None,
-                     help="paper mode: every behaviour of the original code (split, raw coordinates, sampling, "
-                          "max-pooled large patches, best model on sampled IoU, augmentation, global batch)")
+                     help="paper mode: every behaviour of the original code (oss_net.compat; README 'Paper mode')")
+    new.add_argument("--paper_replicas", type=int, default=None,
+                     help="paper mode: the original's GPU count (2): batch norm per replica of --batch_size / this many "
+                          "volumes, validation scores averaged per batch of this many volumes")
     return parser
 
 

@@ -31,7 +31,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from oss_net.compat import apply_compat, behaviour, best_score, per_rank_batch
+from oss_net.compat import (
+    apply_compat, behaviour, best_score, per_rank_batch, replicas_per_process, validation_batch,
+)
 from oss_net.data import DatasetError, OSSNetDataset, collate_samples, discover, load_case
 from oss_net.data.case_files import Problem
 from oss_net.data.channels import grid_problems
@@ -74,6 +76,7 @@ class Position:
     iteration: int = 0
     best_metric: float = -math.inf
     history: list[dict[str, float]] = field(default_factory=list)
+    pau_at_epoch_start: list[float] | None = None  # every PAU coefficient when `epoch` began (`pau_coefficients`)
 
 
 @dataclass
@@ -126,7 +129,7 @@ def fit(run: Run) -> None:
     """Train from `run.position` to the last epoch (or --max_iterations), then write the final model."""
     settings, context, position = run.settings, run.context, run.position
     data = TrainingData(run)
-    validate = _Validator(run) if settings.test and context.is_main else None
+    validate = Validator(run) if settings.test and context.is_main else None
     batches = data.batches_from(position.epoch, position.batch)
     max_iterations = settings.max_iterations or math.inf
     progress = tqdm(total=settings.epochs * data.batches_per_epoch, initial=position.iteration, desc="training",
@@ -134,6 +137,8 @@ def fit(run: Run) -> None:
     clock = _EpochClock()
     run.network.train()
     while position.epoch < settings.epochs and position.iteration < max_iterations:
+        if position.batch == 0:
+            position.pau_at_epoch_start = pau_coefficients(run.model).tolist()
         batch = clock.fetch(batches)
         values = _optimise(run, batch)
         position.iteration += 1
@@ -179,10 +184,10 @@ def _optimise(run: Run, batch: dict) -> dict[str, float]:
     return values
 
 
-def _end_epoch(run: Run, validate: _Validator | None) -> None:
+def _end_epoch(run: Run, validate: Validator | None) -> None:
     """The PAU summary, validation every `val_every` epochs and after the last, the epoch-end checkpoint."""
     settings, position = run.settings, run.position
-    run.recorder.log(position.iteration, position.epoch, _pau_summary(run.model))
+    run.recorder.log(position.iteration, position.epoch, _pau_summary(run.model, position.pau_at_epoch_start))
     finished = position.epoch + 1
     if validate is not None and (finished % settings.val_every == 0 or finished == settings.epochs):
         _record_validation(run, validate())
@@ -213,6 +218,7 @@ def _finish(run: Run) -> None:
         position = run.position
         save_model(run.run_dir / FINAL_NAME, run.model, run.split)
         summary = {**vars(position), "best_metric": position.best_metric if math.isfinite(position.best_metric) else None}
+        del summary["pau_at_epoch_start"]
         atomic_save_json({"position": summary, "run_dir": str(run.run_dir)}, run.run_dir / SUMMARY_NAME)
         run.recorder.flush()
     barrier(run.context)
@@ -238,8 +244,17 @@ class _EpochClock:
         return {"time/iterations_per_s": self.steps / elapsed, "time/data_wait_fraction": self.waited / elapsed}
 
 
-def _pau_summary(model: nn.Module) -> dict[str, float]:
-    """Mean and max |coefficient| over every PAU's numerator and denominator."""
+def pau_coefficients(model: nn.Module) -> torch.Tensor:
+    """Every PAU coefficient of `model` (numerators and denominators, in parameter order) as one float64 CPU vector."""
+    values = [p.detach().double().flatten().cpu() for name, p in model.named_parameters()
+              if name.endswith(("numerator", "denominator"))]
+    return torch.cat(values) if values else torch.zeros(0, dtype=torch.float64)
+
+
+def _pau_summary(model: nn.Module, at_epoch_start: list[float] | None) -> dict[str, float]:
+    """Mean and max |coefficient| over every PAU's numerator and denominator, and the L2 norm of the change of all
+    PAU coefficients over the epoch (`pau/change_l2`; it shows the PAUs' effective learning rate, which paper
+    mode's optimiser ties to the ordinary one: docs/reference.md §5.1)."""
     summary = {}
     for part in ("numerator", "denominator"):
         values = [p.detach().abs().flatten() for name, p in model.named_parameters() if name.endswith(part)]
@@ -247,6 +262,9 @@ def _pau_summary(model: nn.Module) -> dict[str, float]:
             joined = torch.cat(values)
             summary[f"pau/{part}_mean_abs"] = joined.mean().item()
             summary[f"pau/{part}_max_abs"] = joined.max().item()
+    now = pau_coefficients(model)
+    if at_epoch_start is not None and len(at_epoch_start) == len(now) and len(now):
+        summary["pau/change_l2"] = (now - torch.tensor(at_epoch_start, dtype=torch.float64)).norm().item()
     return summary
 
 
@@ -286,9 +304,9 @@ def build_run(settings: TrainSettings, context: ProcessContext) -> Run:
     if settings.load_model is not None and resume_state is None:
         _load_initial_weights(model, settings.load_model)
     model.to(context.device)
-    optimizer = build_optimizer(parameter_groups(model, lr=settings.lr, pau_lr=settings.pau_lr))
+    optimizer = build_optimizer(parameter_groups(model, lr=settings.lr, pau_lr=settings.pau_lr), compat=settings.compat)
     scaler = torch.amp.GradScaler(context.device.type, enabled=settings.amp == "fp16")
-    position = Position() if resume_state is None else _restore(resume_state, model, optimizer, scaler)
+    position = Position() if resume_state is None else _restore(resume_state, model, optimizer, scaler, resume_path)
 
     if context.is_main:
         prepare_output_folder(run_dir, "run folder")
@@ -297,7 +315,8 @@ def build_run(settings: TrainSettings, context: ProcessContext) -> Run:
     recorder = Recorder(run_dir, enabled=context.is_main, resume_iteration=position.iteration if resume_state else None)
     return Run(
         settings=settings, context=context, run_dir=run_dir, config=config, model=model,
-        network=wrap_model(model, context), optimizer=optimizer, scaler=scaler, position=position,
+        network=wrap_model(model, context, replicas_per_process(settings.paper_replicas, context.world_size, settings.compat)),
+        optimizer=optimizer, scaler=scaler, position=position,
         recorder=recorder, train_cases=train_cases, val_cases=val_cases, split=split,
     )
 
@@ -314,8 +333,9 @@ def _seed_everything(seed: int) -> None:
 
 
 def _load_initial_weights(model: nn.Module, path: str) -> None:
-    """--load_model: weights from a model file or a training checkpoint of the same configuration."""
-    loaded = load_model(path, map_location="cpu", config=model.config)
+    """--load_model: weights from a model file or a training checkpoint of the same configuration, in the dtype
+    of the model being trained (a float64 file is rounded to it because training asks so)."""
+    loaded = load_model(path, map_location="cpu", config=model.config, dtype=next(model.parameters()).dtype)
     model.load_state_dict(loaded.state_dict())
 
 
@@ -330,7 +350,8 @@ def _hyperparameters(settings: TrainSettings, config: Any, context: ProcessConte
     }
 
 
-def _restore(state: dict[str, Any], model: nn.Module, optimizer: Lookahead, scaler: torch.amp.GradScaler) -> Position:
+def _restore(state: dict[str, Any], model: nn.Module, optimizer: Lookahead, scaler: torch.amp.GradScaler,
+             source: Path) -> Position:
     """Load a training checkpoint into freshly built objects; returns the saved position.
 
     Checkpoints of earlier versions also hold a "scheduler" entry; the learning rate now follows from
@@ -338,7 +359,10 @@ def _restore(state: dict[str, Any], model: nn.Module, optimizer: Lookahead, scal
     """
     training = state["training"]
     model.load_state_dict(model_from_payload(state, "checkpoint", config=model.config).state_dict())
-    optimizer.load_state_dict(training["optimizer"])
+    try:
+        optimizer.load_state_dict(training["optimizer"])
+    except ValueError as error:
+        raise TrainingError(f"{source}: cannot resume: {error}") from None
     if training["scaler"]:
         scaler.load_state_dict(training["scaler"])
     resume.restore_rng_state(training["rng"])
@@ -346,6 +370,7 @@ def _restore(state: dict[str, Any], model: nn.Module, optimizer: Lookahead, scal
     return Position(
         epoch=int(saved["epoch"]), batch=int(saved["batch"]), iteration=int(saved["iteration"]),
         best_metric=float(saved["best_metric"]), history=list(training["history"]),
+        pau_at_epoch_start=saved.get("pau_at_epoch_start"),
     )
 
 
@@ -360,7 +385,7 @@ def _save(run: Run, position: Position) -> None:
             "scaler": run.scaler.state_dict() if run.scaler.is_enabled() else {},
             "rng": resume.capture_rng_state(),
             "position": {"epoch": position.epoch, "batch": position.batch, "iteration": position.iteration,
-                         "best_metric": position.best_metric},
+                         "best_metric": position.best_metric, "pau_at_epoch_start": position.pau_at_epoch_start},
             "history": position.history,
             "settings": run.settings.to_dict(),
         },
@@ -475,7 +500,7 @@ def _seed_worker(epoch_seed: int, worker_id: int) -> None:
 # ------------------------------------------------------------------------------------------ validation
 
 
-class _Validator:
+class Validator:
     """Validation on rank 0. Cases are loaded one at a time at every validation (45 full-size
     BraTS volumes would not fit in memory at once); `--cache_dir` makes the reloads cheap."""
 
@@ -485,12 +510,19 @@ class _Validator:
         self.dataset = None if self.dense else _validation_dataset(run)
 
     def __call__(self) -> dict[str, float]:
-        """Sampled-point metrics for OSS-Net; a U-Net has no decoder to sample, so it gets the dense Dice always."""
-        run = self.run
+        """Sampled-point metrics for OSS-Net; a U-Net has no decoder to sample, so it gets the dense Dice always.
+
+        Paper mode draws new points at every validation (the dataset's epoch is the validation's index, so a
+        resumed run draws the same) and averages per batch of --paper_replicas volumes, as the original.
+        """
+        run, settings = self.run, self.run.settings
         metrics: dict[str, float] = {}
         if self.dataset is not None:
+            if behaviour(settings.compat).validation == "original":
+                self.dataset.set_epoch(len(run.position.history))
             samples = (self.dataset[index] for index in range(len(self.dataset)))
-            metrics = sampled_validation(run.model, samples, run.context.device, run.settings.amp)
+            metrics = sampled_validation(run.model, samples, run.context.device, settings.amp,
+                                         batch=validation_batch(settings.paper_replicas, settings.compat))
         if run.settings.dense_validation or self.dense:
             cases = (load_case(files, run.config, cache_dir=run.settings.cache_dir, with_border=False) for files in run.val_cases)
             metrics.update(dense_validation(run.model, cases, run.settings.amp))
@@ -498,8 +530,8 @@ class _Validator:
 
 
 def _validation_dataset(run: Run) -> Any:
-    """Fixed validation points: the dataset stays at epoch 0 with its own seed, so every
-    validation sees the same points."""
+    """The validation points, from a seed of their own: fixed (the dataset stays at epoch 0, so every validation
+    sees the same points), or in paper mode redrawn per validation by `Validator`."""
     settings = run.settings
     return OSSNetDataset(
         run.val_cases, run.config, samples=settings.val_samples, border_balance=settings.val_border_balance,
@@ -512,6 +544,6 @@ def _evaluate_only(run: Run) -> None:
     """--test without --train: validate the given weights once and write metrics.json."""
     if not run.context.is_main:
         return
-    metrics = _Validator(run)()
+    metrics = Validator(run)()
     atomic_save_json(metrics, run.run_dir / "metrics.json")
     tqdm.write(", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))

@@ -71,7 +71,7 @@ PANELS = (  # (title, metric name prefixes, log scale)
     ("loss", ("train/loss", "train/aux_loss", SAMPLED_LOSS), True),
     ("validation Dice / IoU", VALIDATION_SCORES, False),
     ("learning rate", ("train/lr",), True),
-    ("PAU |coefficients|", ("pau/",), False),
+    ("PAU |coefficients|, change per epoch", ("pau/",), False),
 )
 
 

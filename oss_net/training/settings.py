@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from oss_net.compat import COMPAT_MODES, DEFAULT_COMPAT
+from oss_net.compat import COMPAT_MODES, DEFAULT_COMPAT, ORIGINAL_REPLICAS
 from oss_net.data.layouts import detect_dataset
 from oss_net.data.layouts.nnunet import read_nnunet_info
 from oss_net.datasets import DATASETS, PAPER_DATASETS, DatasetError, canonical_dataset
@@ -49,7 +49,7 @@ DEMO_CLASSES_PRESET = {"epochs": 30, "border_balance": 0.8}
 # Fields that define what is trained; a resumed run must agree with its checkpoint on all of them.
 RUN_DEFINING_FIELDS = (
     "network_config", "dataset", "demo", "seed", "batch_size", "training_samples", "border_balance",
-    "lr", "pau_lr", "amp", "segmentation_loss_factor", "augment", "epochs", "compat", "label_mode",
+    "lr", "pau_lr", "amp", "segmentation_loss_factor", "augment", "epochs", "compat", "label_mode", "paper_replicas",
 )
 
 
@@ -85,7 +85,7 @@ class TrainSettings:
     val_border_balance: float = 0.0  # 0 for BraTS (uniform), 0.4 for LiTS as the original
     dense_validation: bool = True  # also compute full-volume Dice through oss_net.inference
     lr: float = 3e-4
-    pau_lr: float = 1e-2  # PAU coefficients (docs/reference.md §5), no weight decay
+    pau_lr: float = 1e-2  # PAU coefficients, no weight decay; unused by paper mode's optimiser (docs/reference.md §5.1)
     demo: bool = False  # small CPU preset: demo model config and small sample counts
     augment: bool = True  # flips, brightness and noise as the original
     max_iterations: int | None = None  # stop after this many optimiser steps in total (smoke runs)
@@ -93,6 +93,7 @@ class TrainSettings:
     keep_last: int = 3  # periodic checkpoints kept on disk
     cache_dir: str | None = None  # cache of pre-processed cases (oss_net.data.load_case)
     compat: str = DEFAULT_COMPAT  # "ours" | "paper" (`--paper`): every original behaviour, see oss_net.compat
+    paper_replicas: int = ORIGINAL_REPLICAS  # paper mode: the original's GPUs (batch-norm replicas, validation batch)
     volume_shape: tuple[int, int, int] | None = None  # model grid of nnunet/msd/flare (default: from the fingerprint)
     label_mode: str = DEFAULT_LABEL_MODE  # binary | regions | exclusive (oss_net.labels)
 
@@ -112,7 +113,8 @@ class TrainSettings:
             problems.append(f"label_mode {self.label_mode!r} is not one of {', '.join(LABEL_MODES)}")
         if self.amp not in AMP_MODES:
             problems.append(f"amp {self.amp!r} is not one of {', '.join(AMP_MODES)}")
-        for name in ("epochs", "batch_size", "training_samples", "val_every", "val_samples", "checkpoint_every", "keep_last"):
+        for name in ("epochs", "batch_size", "training_samples", "val_every", "val_samples", "checkpoint_every", "keep_last",
+                     "paper_replicas"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1 (got {getattr(self, name)})")
         if self.num_workers < 0:

@@ -17,7 +17,7 @@ from oss_net.data.class_targets import class_segmentation_target
 from oss_net.io import OSSNetError
 from oss_net.models import is_dense, segmentation_loss
 from oss_net.precision import autocast
-from oss_net.training.distributed import ProcessContext, all_ranks_true
+from oss_net.training.distributed import ProcessContext, all_ranks_true, bare_model
 from oss_net.training.loss import SEGMENTATION_LOSS_FACTOR, training_loss
 
 
@@ -55,7 +55,7 @@ def train_step(
 ) -> StepLosses:
     """Forward, loss, backward and optimiser step on `batch`; returns the losses.
 
-    model: an OSS-Net or a U-Net baseline on its device, bare or DDP-wrapped; the batch is moved there.
+    model: an OSS-Net or a U-Net baseline on its device, bare or as `wrap_model` wraps it; the batch is moved there.
     batch: `oss_net.data.collate_samples` output ("volume" [B, C, D, H, W], "label" [B, D, H, W],
     "coords" [B, S, 3], "labels" [B, S, 1]). amp: an `oss_net.precision.AMP_MODES` mode for the forward
     pass; scaler: the GradScaler of an fp16 run (None: a plain backward). generator: draws a 2D U-Net's
@@ -86,7 +86,7 @@ def step_losses(model: nn.Module, batch: dict, *, amp: str = "off",
     Public so the memory benchmark counts what this step saves for backward on the meta device, where
     `train_step`'s finite check and optimiser cannot run.
     """
-    bare = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    bare = bare_model(model)
     if is_dense(bare):
         return _dense_losses(model, bare, batch, amp, generator)
     return _point_losses(model, bare.config, batch, amp, segmentation_loss_factor)

@@ -1,8 +1,9 @@
 """Validation during training: the original's sampled-point Dice/IoU and a dense full-volume Dice.
 
-Sampled (docs/reference.md §5, §9): every validation volume gets a fixed set of points (2^17 uniform for
-BraTS, 2^14 with border balance 0.4 for LiTS); the prediction is thresholded at 0.5 and Dice/IoU are
-computed per volume (with the original's 1e-10 in the denominators) and averaged over volumes.
+Sampled (docs/reference.md §5, §9): every validation volume gets a set of points (2^17 uniform for
+BraTS, 2^14 with border balance 0.4 for LiTS; fixed, or in paper mode redrawn at every validation); the
+prediction is thresholded at 0.5 and Dice/IoU are computed per volume (with the original's 1e-10 in the
+denominators) and averaged over volumes, or in paper mode per batch of volumes first, then over batches.
 Dense: the whole volume is predicted through `oss_net.inference.Predictor` and compared with the
 label on the model grid, which is what the reported numbers should have been (docs/reference.md §12.12).
 The metric names say which (`val/sampled_*`, `val/dense_*_model_grid`; docs/metrics.md "Which grid").
@@ -11,7 +12,7 @@ A model of several classes or regions (`oss_net.labels`) is scored per class, `<
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -54,18 +55,37 @@ def class_scores(names: Sequence[str], scores: Sequence[Sequence[tuple[float, fl
     return metrics
 
 
+def batch_means(values: Sequence[Any], batch: int) -> list[Any]:
+    """Means over consecutive groups of `batch` volumes' values (each a number, or nested lists/tuples of
+    numbers of one shape); the last group may be smaller. batch 1: the values themselves."""
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1 (got {batch})")
+    if batch == 1:
+        return list(values)
+    return [_mean(values[start:start + batch]) for start in range(0, len(values), batch)]
+
+
+def _mean(group: Sequence[Any]) -> Any:
+    first = group[0]
+    if isinstance(first, (list, tuple)):
+        return type(first)(_mean([member[i] for member in group]) for i in range(len(first)))
+    return sum(group) / len(group)
+
+
 @torch.no_grad()
 def sampled_validation(
     model: nn.Module,
     samples: Iterable[dict],
     device: torch.device,
     amp: str,
+    batch: int = 1,
 ) -> dict[str, float]:
     """Mean BCE, Dice and IoU over validation volumes at their sampled points (model in eval mode), per class
     or region for a model of several (`class_scores`).
 
     samples: dataset items {"volume" [C, *grid], "coords" [S, 3], "labels" [S, outputs]}; amp: an
-    `oss_net.precision.AMP_MODES` mode.
+    `oss_net.precision.AMP_MODES` mode; batch: volumes averaged together first, in order, before the mean over
+    these batches (the original's loader of 2; a last, smaller batch counts as one), 1: the mean over volumes.
     """
     config = model.config
     was_training = model.training
@@ -88,6 +108,7 @@ def sampled_validation(
             scores.append([point_scores(prediction[:, k], labels[:, k]) for k in range(labels.shape[1])])
     finally:
         model.train(was_training)
+    losses, scores = batch_means(losses, batch), batch_means(scores, batch)
     metrics = {SAMPLED_LOSS: sum(losses) / max(len(losses), 1)}
     metrics.update(class_scores(scheme_of(config).names, scores, SAMPLED_DICE, SAMPLED_IOU))
     return metrics

@@ -39,16 +39,18 @@ def test_chunk_size_and_stages_do_not_change_the_mask(brats_case):
     assert reference.occupancy.shape == brats_case.image.shape[1:] and reference.occupancy.dtype == torch.float32
 
 
-@pytest.mark.parametrize("compat, align_corners", [("ours", False), ("paper", True)])
-def test_the_prior_seed_is_upsampled_as_the_compat_mode_says(brats_case, compat, align_corners):
+@pytest.mark.parametrize("compat, align_corners, last_index", [("ours", False, True), ("paper", True, False)])
+def test_the_prior_seed_and_the_lattices_are_as_the_compat_mode_says(brats_case, compat, align_corners, last_index):
     model = intensity_model("C", compat=compat)
-    prediction = Predictor(model, mode="prior", refinement="ours").predict_case(brats_case)
+    prediction = Predictor(model, mode="both", refinement="ours").predict_case(brats_case)
     with torch.no_grad():
         segmentation = model.encode(torch.as_tensor(brats_case.image, dtype=torch.float32)[None]).segmentation[0]
-    seeds = {corners: seed_from_segmentation(segmentation, model.config.volume_shape, 4, align_corners=corners)
-             for corners in (False, True)}
-    assert int(seeds[True].sum()) != int(seeds[False].sum())
-    assert prediction.runs["prior"]["stages"][0]["points_evaluated"] == int(seeds[align_corners].sum())
+    seeds = {(corners, last): seed_from_segmentation(segmentation, model.config.volume_shape, 4, align_corners=corners,
+                                                     last_index=last) for corners in (False, True) for last in (False, True)}
+    assert len({int(seed.sum()) for seed in seeds.values()}) == 4
+    assert prediction.runs["prior"]["stages"][0]["points_evaluated"] == int(seeds[align_corners, last_index].sum())
+    lattice = prediction.runs["standard"]["stages"][0]  # the demo grid 64 x 64 x 40: the original's 16 x 16 x 10
+    assert (lattice["lattice_points"], lattice["points_evaluated"]) == ((16 * 16 * 10,) * 2 if compat == "paper" else (17 * 17 * 11,) * 2)
 
 
 def test_the_default_chunk_follows_the_device():

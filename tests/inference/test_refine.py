@@ -38,9 +38,9 @@ def sphere(centre: tuple[float, float, float], radius: float):
     return decode, calls
 
 
-def dense(decode) -> torch.Tensor:
-    grid = torch.stack(torch.meshgrid(*[torch.arange(n) for n in SHAPE], indexing="ij"), dim=-1)
-    return decode(grid.reshape(-1, 3)).reshape(*SHAPE, -1).squeeze(-1)  # [*SHAPE] or [*SHAPE, K]
+def dense(decode, shape=SHAPE) -> torch.Tensor:
+    grid = torch.stack(torch.meshgrid(*[torch.arange(n) for n in shape], indexing="ij"), dim=-1)
+    return decode(grid.reshape(-1, 3)).reshape(*shape, -1).squeeze(-1)  # [*shape] or [*shape, K]
 
 
 @pytest.mark.parametrize("stages", [(4, 2, 1), (8, 4, 2, 1), (2, 1), (6, 3, 1)])
@@ -179,6 +179,59 @@ def test_lattice_includes_last_index():
     assert lattice_indices(10, 4).tolist() == [0, 4, 8, 9]
     assert lattice_indices(9, 4).tolist() == [0, 4, 8]
     assert lattice_shape((10, 9, 1), 4) == (4, 3, 1)
+
+
+def test_the_originals_lattice_leaves_the_last_index_out():
+    assert lattice_indices(10, 4, last_index=False).tolist() == [0, 4, 8]
+    assert lattice_shape((10, 9, 1), 4, last_index=False) == (3, 3, 1)
+    assert lattice_shape((256, 256, 160), 4, last_index=False) == (64, 64, 40)  # the original's R/4
+    assert lattice_shape((256, 256, 160), 4) == (65, 65, 41)
+
+
+def test_standard_inference_on_the_brats_grid_decodes_the_originals_163840_points_at_stage_0():
+    counts = {}
+    for last_index in (False, True):
+        lattice = OccupancyLattice((256, 256, 160), refinement="original", last_index=last_index)
+        counts[last_index] = [stage.points_evaluated for stage in refine_lattice(lattice, lambda c: torch.zeros(len(c))).stages]
+    assert counts == {False: [163_840, 0, 0], True: [173_225, 0, 0]}
+
+
+def original_inference(decode, shape, seed=None) -> tuple[torch.Tensor, list[int]]:
+    """The original's inference as docs/reference.md §8.1 writes it: a dense grid G, lattices arange(0, R, s),
+    stage 0 on the whole lattice (or the seed), then the stride-s points where G dilated by 3^s differs from G.
+    (G [*shape] of 0/1, decoder queries per stage)"""
+    grid = torch.zeros(shape)
+    counts = []
+    for stride in (4, 2, 1):
+        axes = torch.meshgrid(*[torch.arange(0, n, stride) for n in shape], indexing="ij")
+        if stride == 4:
+            mask = torch.ones(axes[0].shape, dtype=torch.bool) if seed is None else seed
+        else:
+            kernel = 3**stride
+            dilated = torch.nn.functional.max_pool3d(grid[None, None], kernel, stride=1, padding=kernel // 2)[0, 0]
+            mask = (dilated != grid)[axes]
+        points = torch.stack([axis[mask] for axis in axes], dim=1)  # [N, 3]
+        counts.append(len(points))
+        positive = points[decode(points) > 0.5]
+        grid[positive[:, 0], positive[:, 1], positive[:, 2]] = 1.0
+    return grid, counts
+
+
+@pytest.mark.parametrize("centre, radius", [((24.0, 20.0, 14.0), 9.0), ((45.0, 41.0, 30.0), 6.0)])
+def test_paper_lattices_and_rule_make_exactly_the_originals_queries_and_grid(centre, radius):
+    """Standard and prior, the second ball touching the far faces (where the original's lattice stops short)."""
+    shape = (48, 44, 32)
+    decode, _ = sphere(centre, radius)
+    low_res = torch.nn.functional.adaptive_max_pool3d((dense(decode, shape) > 0.5).float()[None], (6, 6, 4))[0]
+    original_seed = torch.nn.functional.interpolate(low_res[None, None], size=(12, 11, 8), mode="trilinear",
+                                                    align_corners=True)[0, 0] > 0.5  # onto R/4, as §8.2
+    seed = seed_from_segmentation(low_res, shape, 4, align_corners=True, last_index=False)
+    assert torch.equal(seed, original_seed)
+    for first in (None, seed):
+        expected, counts = original_inference(decode, shape, first)
+        grid, stats = refine_grid(decode, shape, seed=first, refinement="original", last_index=False)
+        assert [stage.points_evaluated for stage in stats.stages] == counts
+        assert torch.equal((grid > 0.5).float(), expected)
 
 
 @pytest.mark.parametrize(

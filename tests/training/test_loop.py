@@ -39,7 +39,9 @@ def test_short_run_writes_every_output(tiny_settings, synthetic_brats_root, tmp_
     rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
     names = {row["name"] for row in rows}
     assert {"train/loss", "train/aux_loss", "train/lr", "val/sampled_dice", "val/sampled_iou", "val/sampled_loss",
-            "pau/numerator_mean_abs", "time/data_wait_fraction"} <= names
+            "pau/numerator_mean_abs", "pau/change_l2", "time/data_wait_fraction"} <= names
+    change = [float(r["value"]) for r in rows if r["name"] == "pau/change_l2"]
+    assert len(change) == 1 and change[0] > 0  # the PAU coefficients moved over the epoch
     assert "val/dense_dice_model_grid" in names
     assert [int(r["iteration"]) for r in rows if r["name"] == "train/loss"] == [1, 2, 3]
     assert (run_dir / "progress.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
