@@ -14,6 +14,11 @@ Label maps are written with the dataset's own values: regions are painted in the
 the one value it does not share with a later region (BraTS: WT \\ TC -> 2, TC \\ ET -> 1, ET -> 4,
 as the BraTS tools do); exclusive maps take the likeliest output, background included.
 
+One decision rule per mode (`DecisionRule`, `LabelScheme.rule`), used by every consumer: the refinement's
+candidates, the label map, the meshes, the probabilities written, sampled and dense validation, metrics.
+Exclusive: the argmax over background + classes (the background is 1 − the classes' sum); a class's surface
+is where its probability equals the best other one's. Regions and binary: each probability at the threshold.
+
 A leaf module (it imports nothing of the packages), so the models, the metrics and the data share it;
 what training draws from a label mode (each class's border band, the auxiliary head's target) is in
 `oss_net.data.class_targets`.
@@ -97,6 +102,72 @@ def _own_values(class_labels: ClassLabels) -> list[set[int]]:
 
 
 @dataclass(frozen=True)
+class DecisionRule:
+    """How K class probabilities become decisions: the argmax over background + classes (`exclusive`), or each
+    probability above `threshold` (regions, binary). Written once; `LabelScheme.rule(threshold)` gives a model's.
+
+    Every method takes class probabilities [K, *S] (torch or numpy; the exclusive background is implied as
+    1 − their sum, exact for a softmax, so the refinement lattice's unevaluated zeros are background) and
+    returns the same kind of array.
+    """
+
+    exclusive: bool = False
+    threshold: float = 0.5
+
+    def winners(self, probabilities: Any) -> Any:
+        """int64 [*S]: 0 for the background, k for class k (exclusive: the argmax, ties to the lower index;
+        otherwise the last class above the threshold, as nested regions paint)."""
+        values, was_numpy = _as_tensor(probabilities)
+        if self.exclusive:
+            background = 1.0 - values.sum(dim=0, keepdim=True)
+            winner = torch.cat([background, values]).argmax(dim=0)
+        else:
+            above = (values > self.threshold).to(torch.int64)  # [K, *S]
+            order = torch.arange(1, len(values) + 1, device=values.device).reshape(-1, *([1] * (values.dim() - 1)))
+            winner = (above * order).amax(dim=0)
+        return winner.numpy() if was_numpy else winner
+
+    def decide(self, probabilities: Any) -> Any:
+        """bool [K, *S]: where each class is (exclusive: its argmax wins; otherwise its probability > threshold)."""
+        values, was_numpy = _as_tensor(probabilities)
+        if self.exclusive:
+            order = torch.arange(1, len(values) + 1, device=values.device).reshape(-1, *([1] * (values.dim() - 1)))
+            decided = self.winners(values)[None] == order
+        else:
+            decided = values > self.threshold
+        return decided.numpy() if was_numpy else decided
+
+    def surface(self, probabilities: Any) -> tuple[Any, float]:
+        """(fields [K, *S] in [0, 1], level): each class's surface is its field's `level` isosurface, inside above.
+
+        Regions and binary: the probabilities at the threshold. Exclusive: (1 + p_k − max_{j≠k} p_j) / 2 at 1/2
+        (the background among the j), so a mesher that pads with zeros finds its outside; at exact ties the
+        field is nudged to the side the argmax took, so `field > level` is `decide` voxel for voxel.
+        """
+        if not self.exclusive:
+            return probabilities, self.threshold
+        values, was_numpy = _as_tensor(probabilities)
+        values = values.float()
+        every = torch.cat([1.0 - values.sum(dim=0, keepdim=True), values])  # [K + 1, *S]
+        top2 = every.topk(2, dim=0).values if len(every) > 1 else torch.cat([every, every])
+        best_other = torch.where(values >= top2[0], top2[1], top2[0])  # [K, *S]: the best of the other outputs
+        fields = ((1.0 + values - best_other) / 2).clamp(0.0, 1.0)
+        decided = self.decide(values)
+        fields = torch.where(decided, fields.clamp(min=_ABOVE_HALF), fields.clamp(max=0.5))
+        return (fields.numpy() if was_numpy else fields), 0.5
+
+
+_ABOVE_HALF = float(np.nextafter(np.float32(0.5), np.float32(1.0)))  # the smallest float32 above the exclusive level
+
+
+def _as_tensor(array: Any) -> tuple[torch.Tensor, bool]:
+    """A torch view of a numpy or torch array, and whether it was numpy (to answer in kind)."""
+    if isinstance(array, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(array)), True
+    return array, False
+
+
+@dataclass(frozen=True)
 class LabelScheme:
     """A label mode with its classes; `scheme_of(config)` gives a model's."""
 
@@ -171,23 +242,24 @@ class LabelScheme:
         masks = self.class_masks(label).to(torch.float32)  # [B, K, D, H, W]
         return F.adaptive_max_pool3d(masks, tuple(int(s) for s in output_shape))
 
+    def rule(self, threshold: float) -> DecisionRule:
+        """The decision rule of this mode: argmax (exclusive; `threshold` is not used), else `threshold`."""
+        return DecisionRule(self.mode == "exclusive", float(threshold))
+
     def class_probabilities(self, occupancy: np.ndarray) -> np.ndarray:
         """[K, *S] per-class probabilities of decoder outputs occupancy [outputs, *S] (the background dropped)."""
         return occupancy[1:] if self.mode == "exclusive" else occupancy
 
     def label_map(self, occupancy: np.ndarray, threshold: float) -> np.ndarray:
-        """uint8 [*S] label map with the dataset's values from decoder outputs occupancy [outputs, *S]."""
+        """uint8 [*S] label map with the dataset's values from decoder outputs occupancy [outputs, *S], by `rule`."""
         if self.mode == "binary":
             return (occupancy[0] > threshold).astype(np.uint8)
-        labels = np.zeros(occupancy.shape[1:], dtype=np.uint8)
-        if self.mode == "exclusive":
-            winner = occupancy.argmax(axis=0)
-            for index, (_, values) in enumerate(self.class_labels, start=1):
-                labels[winner == index] = values[0]
-            return labels
-        for own, probability in zip(_own_values(self.class_labels), occupancy):
-            labels[probability > threshold] = own.pop()
-        return labels
+        winner = self.rule(threshold).winners(self.class_probabilities(occupancy))  # [*S] 0..K
+        paint = np.zeros(len(self.class_labels) + 1, dtype=np.uint8)  # class index -> the value it writes
+        owns = [values[0] for _, values in self.class_labels] if self.mode == "exclusive" else \
+            [own.pop() for own in _own_values(self.class_labels)]
+        paint[1:] = owns
+        return paint[winner]
 
     def label_map_masks(self, label_map: np.ndarray) -> np.ndarray:
         """bool [K, *S] class masks of a label map with the dataset's values (the inverse of `label_map`)."""

@@ -33,6 +33,7 @@ from torch import nn
 from oss_net.compat import behaviour
 from oss_net.data import PatchSource
 from oss_net.io import OSSNetError
+from oss_net.labels import scheme_of
 from oss_net.models import Encoding, is_dense
 from oss_net.precision import AMP_MODES, autocast
 
@@ -153,7 +154,8 @@ class Predictor:
         kept = modes[-1]
         disagreement = None
         if len(modes) == 2:
-            disagreement = int(((grids["standard"] > self.threshold) != (grids["prior"] > self.threshold)).sum())
+            decide = scheme_of(self.config).rule(self.threshold).decide
+            disagreement = int((decide(grids["standard"]) != decide(grids["prior"])).any(dim=0).sum())
             logger.info("standard and prior disagree in %d voxels", disagreement)
         grid = decoder_outputs(self.config, grids[kept])  # [K, *volume_shape] (exclusive: the background first)
         return Prediction(
@@ -176,13 +178,15 @@ class Predictor:
         source = self._patch_source(volume)
         seed = None
         flags = behaviour(self.config.compat)  # paper mode: the original's seed upsampling and lattices
+        scheme = scheme_of(self.config)
         if mode == "prior":
             seed = seed_from_segmentation(encoding.segmentation[0].float(), self.config.volume_shape, self.stages[0],
-                                          align_corners=flags.seed_align_corners, last_index=flags.lattice_last_index)
+                                          align_corners=flags.seed_align_corners, last_index=flags.lattice_last_index,
+                                          keep_classes=scheme.mode != "binary")
         lattice = OccupancyLattice(
             self.config.volume_shape, self.stages, seed=seed, threshold=self.threshold,
             classes=lattice_classes(self.config), recheck_boundary=self.recheck_boundary, device=self.device,
-            refinement=self.refinement, last_index=flags.lattice_last_index,
+            refinement=self.refinement, last_index=flags.lattice_last_index, rule=scheme.rule(self.threshold),
         )
         _synchronize(self.device)
         encode_seconds = time.perf_counter() - start

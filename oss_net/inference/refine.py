@@ -21,7 +21,9 @@ The rule, stage by stage (strides s_0 > s_1 > ... , each dividing the one before
 - Stage k (stride s, previous stride p): every stride-s point first *inherits* the values of the
   nearest point of the previous lattice (ties go to the lower index). A point is a *candidate* when
   it has not been evaluated yet and, for any class, the previous-lattice points within Chebyshev
-  distance r of it do not all share one label (`prob > threshold`), with r = p, or r = 2p when
+  distance r of it do not all share one decision (`oss_net.labels.DecisionRule.decide`: `prob > threshold`,
+  or in exclusive mode whether the class wins the argmax over background + classes, so a candidate is
+  wherever the argmax can change between lattice neighbours), with r = p, or r = 2p when
   `recheck_boundary` is set. "Zeros near positives" (the original's rule) is the half of this where
   the inherited label is 0; the other half re-checks inherited positives next to the boundary, so
   nothing outside the object stays positive only because its coarse neighbour was inside. Only
@@ -56,6 +58,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
+
+from oss_net.labels import DecisionRule
 
 from .defaults import CHUNK_SIZE, REFINEMENT, STAGES, THRESHOLD
 
@@ -132,9 +136,16 @@ def seed_from_segmentation(
     threshold: float = THRESHOLD,
     align_corners: bool = False,
     last_index: bool = True,
+    keep_classes: bool = False,
 ) -> torch.Tensor:
     """The prior seed: the encoder's low-res probabilities, trilinearly interpolated onto the stride
     lattice and thresholded; with K classes a lattice point is seeded when any class is above the threshold.
+
+    `keep_classes` (models of several classes): every lattice point inside a cell where some class is above
+    the threshold is seeded too (the nearest one to the cell's centre when none lies inside), so no class the
+    coarse prediction holds can vanish because interpolation diluted it, however small it is: a class in a
+    single cell at 0.6 among zeros interpolates to well under 0.5 at every lattice point. The binary seed is
+    the paper's alone.
 
     By default each low-res value sits at the centre of the voxels its cell pooled in training (the
     coarse target is an adaptive max-pool of the label, `oss_net.data.segmentation_target`), and the
@@ -160,7 +171,33 @@ def seed_from_segmentation(
             positions = lattice_indices(size, stride, low_res.device, last_index)  # [n]
             weights = cell_interpolation(positions, size, cells)  # [n, cells]
             upsampled = torch.tensordot(upsampled, weights, dims=([1], [1]))  # this axis moves last
-    return (upsampled > threshold).any(dim=0)
+    seed = (upsampled > threshold).any(dim=0)
+    if keep_classes:
+        seed |= positive_cell_points(low_res > threshold, shape, stride, last_index)
+    return seed
+
+
+def positive_cell_points(positive: torch.Tensor, shape: Sequence[int], stride: int, last_index: bool = True) -> torch.Tensor:
+    """bool [*lattice_shape]: the stride-lattice points inside any cell set in `positive [K, d, h, w]`, and per set
+    cell without a lattice point inside, the nearest one to its centre. Cells are adaptive pooling's."""
+    covered = positive.any(dim=0).float()  # [d, h, w]
+    for size, cells in zip(shape, positive.shape[1:]):
+        positions = lattice_indices(size, stride, positive.device, last_index)  # [n]
+        covered = torch.tensordot(covered, cell_membership(positions, size, cells), dims=([0], [1]))  # axis moves last
+    return covered > 0
+
+
+def cell_membership(positions: torch.Tensor, size: int, cells: int) -> torch.Tensor:
+    """float [n, cells]: 1 where lattice position n lies in adaptive-pooling cell c (voxels
+    [floor(c·size/cells), ceil((c+1)·size/cells))), or is the position nearest to the centre of a cell that holds none."""
+    index = torch.arange(cells, device=positions.device)
+    starts = torch.div(index * size, cells, rounding_mode="floor")
+    ends = -torch.div(-(index + 1) * size, cells, rounding_mode="floor")
+    inside = (positions[:, None] >= starts[None]) & (positions[:, None] < ends[None])  # [n, cells]
+    centres = (starts + ends - 1).double() / 2
+    nearest = (positions[:, None].double() - centres[None]).abs().argmin(dim=0)  # [cells]
+    inside[nearest, index] |= ~inside.any(dim=0)
+    return inside.float()
 
 
 def cell_interpolation(positions: torch.Tensor, size: int, cells: int) -> torch.Tensor:
@@ -197,7 +234,8 @@ class OccupancyLattice:
         shape: (D, H, W) of the model grid.
         stages: strides, coarse to fine, each dividing the previous one; (1,) is dense evaluation.
         seed: bool [*lattice_shape(shape, stages[0], last_index)]; when given, stage 0 decodes only there (prior mode).
-        threshold: a class is positive at a point when its probability exceeds it.
+        threshold: a class is positive at a point when its probability exceeds it (unless `rule` is given).
+        rule: the label mode's decision (`oss_net.labels.LabelScheme.rule`); None: `threshold` per class.
         classes: K, the probabilities per point.
         recheck_boundary: widen the candidate window to two previous strides (more points, safer on
             thin structures); "ours" only.
@@ -217,6 +255,7 @@ class OccupancyLattice:
         device: torch.device | str | None = None,
         refinement: str = REFINEMENT,
         last_index: bool = True,
+        rule: DecisionRule | None = None,
     ) -> None:
         self.stages = check_stages(stages)
         if refinement not in REFINEMENTS:
@@ -237,6 +276,7 @@ class OccupancyLattice:
         self.device = torch.device(device) if device is not None else seed.device if seed is not None else torch.device("cpu")
         self.seed = seed
         self.threshold = float(threshold)
+        self.rule = rule if rule is not None else DecisionRule(threshold=self.threshold)
         self.classes = int(classes)
         self.recheck_boundary = bool(recheck_boundary)
         self.refinement = refinement
@@ -309,7 +349,7 @@ class OccupancyLattice:
         axes = [lattice_indices(n, self.stride, self.device, self.last_index) for n in self.shape]
         nearest = [_nearest(axes[a], coarse_axes[a]) for a in range(3)]
         on_coarse = [coarse_axes[a][nearest[a]] == axes[a] for a in range(3)]
-        labels = self.values > self.threshold  # [K, m0, m1, m2] on the previous lattice
+        labels = self.rule.decide(self.values)  # [K, m0, m1, m2] bool on the previous lattice
         self.values = _take(self.values, nearest)
         self.evaluated = _take(self.evaluated, nearest)
         self.evaluated &= on_coarse[0][:, None, None] & on_coarse[1][None, :, None] & on_coarse[2][None, None, :]
@@ -337,7 +377,7 @@ class OccupancyLattice:
         windows = [_window(self.axes[a], coarse_axes[a], radius) for a in range(3)]
         bits = _box_bits(labels, [w[0] for w in windows], [w[1] for w in windows])  # [K, n0, n1, n2]
         near_positive = (bits & _POSITIVE).bool()
-        return _any_class(near_positive & ~(self.values > self.threshold))
+        return _any_class(near_positive & ~self.rule.decide(self.values))
 
 
 def refine_lattice(lattice: OccupancyLattice, decode_fn: DecodeFn, chunk_size: int = CHUNK_SIZE) -> RefineStats:
