@@ -164,10 +164,11 @@ def atomic_save_torch(obj: Any, path: str | os.PathLike) -> None:
                              f"(free some space or write to another disk)") from error
 
 
-def atomic_save_json(obj: Any, path: str | os.PathLike) -> None:
-    """JSON (indented, sorted keys) through a temporary file."""
+def atomic_save_json(obj: Any, path: str | os.PathLike, sort_keys: bool = True) -> None:
+    """JSON (indented, sorted keys unless `sort_keys` is False: where the order means something, as the
+    regions of a dataset.json) through a temporary file."""
     with atomic_write(path, "w") as handle:
-        json.dump(obj, handle, indent=2, sort_keys=True, default=str)
+        json.dump(obj, handle, indent=2, sort_keys=sort_keys, default=str)
         handle.write("\n")
 
 

@@ -11,8 +11,9 @@ A `LabelScheme` is the mode plus its class definitions; the model configuration 
 `scheme.outputs` values per point (K, or K + 1 with the background first in exclusive mode); the
 segmentation head gives `scheme.classes_count` sigmoid channels ("class present in the cell").
 Label maps are written with the dataset's own values: regions are painted in their order, each with
-the one value it does not share with a later region (BraTS: WT \\ TC -> 2, TC \\ ET -> 1, ET -> 4,
-as the BraTS tools do); exclusive maps take the likeliest output, background included.
+the value nnU-Net's `regions_class_order` gives it, else the one value it does not share with a later
+region (BraTS: WT \\ TC -> 2, TC \\ ET -> 1, ET -> 4, as the BraTS tools do); exclusive maps take the
+likeliest output, background included.
 
 One decision rule per mode (`DecisionRule`, `LabelScheme.rule`), used by every consumer: the refinement's
 candidates, the label map, the meshes, the probabilities written, sampled and dense validation, metrics.
@@ -63,14 +64,18 @@ def normalize_class_labels(class_labels: Any) -> ClassLabels:
     return tuple(normalized)
 
 
-def label_mode_problems(mode: str, class_labels: ClassLabels, outputs: int) -> list[str]:
+def label_mode_problems(mode: str, class_labels: ClassLabels, outputs: int,
+                        regions_class_order: Sequence[int] = ()) -> list[str]:
     """Every inconsistency of a label mode, its classes and the decoder's output count (empty: consistent).
 
     Binary keeps any output count (a legacy softmax with several outputs); the other modes need
-    K regions / classes and K (regions) or K + 1 (exclusive) outputs.
+    K regions / classes and K (regions) or K + 1 (exclusive) outputs. `regions_class_order` (regions only)
+    names the value each region writes in a label map, one of its own values.
     """
     if mode not in LABEL_MODES:
         return [f"label_mode must be one of {LABEL_MODES}, got {mode!r}"]
+    if regions_class_order and mode != "regions":
+        return [f"regions_class_order is for label_mode 'regions', not {mode!r}"]
     if mode == "binary":
         return [] if not class_labels else [f"label_mode 'binary' takes no class_labels, got {class_labels}"]
     problems = []
@@ -89,9 +94,14 @@ def label_mode_problems(mode: str, class_labels: ClassLabels, outputs: int) -> l
         values = [v for _, vs in class_labels for v in vs]
         if len(set(values)) != len(values):
             problems.append(f"exclusive classes may not share label values, got {class_labels}")
+    elif regions_class_order:
+        if len(regions_class_order) != len(class_labels) or any(
+                value not in values for value, (_, values) in zip(regions_class_order, class_labels)):
+            problems.append(f"regions_class_order must give each region one of its own values, got "
+                            f"{list(regions_class_order)} for {class_labels}")
     elif class_labels and any(len(own) != 1 for own in _own_values(class_labels)):
         problems.append(f"each region needs exactly one label value that no later region has, to write label maps "
-                        f"(order the regions from the largest), got {class_labels}")
+                        f"(order the regions from the largest, or give regions_class_order), got {class_labels}")
     return problems
 
 
@@ -173,10 +183,12 @@ class LabelScheme:
 
     mode: str = DEFAULT_LABEL_MODE
     class_labels: ClassLabels = ()
+    regions_class_order: tuple[int, ...] = ()  # regions: the value each writes in a label map (nnU-Net's)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "class_labels", normalize_class_labels(self.class_labels))
-        problems = label_mode_problems(self.mode, self.class_labels, self.outputs)
+        object.__setattr__(self, "regions_class_order", tuple(int(v) for v in self.regions_class_order or ()))
+        problems = label_mode_problems(self.mode, self.class_labels, self.outputs, self.regions_class_order)
         if problems:
             raise LabelModeError("; ".join(problems))
 
@@ -256,10 +268,17 @@ class LabelScheme:
             return (occupancy[0] > threshold).astype(np.uint8)
         winner = self.rule(threshold).winners(self.class_probabilities(occupancy))  # [*S] 0..K
         paint = np.zeros(len(self.class_labels) + 1, dtype=np.uint8)  # class index -> the value it writes
-        owns = [values[0] for _, values in self.class_labels] if self.mode == "exclusive" else \
-            [own.pop() for own in _own_values(self.class_labels)]
-        paint[1:] = owns
+        paint[1:] = self.written_values
         return paint[winner]
+
+    @property
+    def written_values(self) -> tuple[int, ...]:
+        """The value each class or region writes in a label map (binary: 1)."""
+        if self.mode == "binary":
+            return (1,)
+        if self.mode == "exclusive":
+            return tuple(values[0] for _, values in self.class_labels)
+        return self.regions_class_order or tuple(own.pop() for own in _own_values(self.class_labels))
 
     def label_map_masks(self, label_map: np.ndarray) -> np.ndarray:
         """bool [K, *S] class masks of a label map with the dataset's values (the inverse of `label_map`)."""
@@ -268,21 +287,28 @@ class LabelScheme:
 
 def scheme_of(config: Any) -> LabelScheme:
     """The label scheme of a model configuration (binary for one without the fields, e.g. a U-Net)."""
-    return LabelScheme(getattr(config, "label_mode", DEFAULT_LABEL_MODE), getattr(config, "class_labels", ()))
+    return LabelScheme(getattr(config, "label_mode", DEFAULT_LABEL_MODE), getattr(config, "class_labels", ()),
+                       getattr(config, "regions_class_order", ()))
 
 
 def dataset_label_mode(labels: dict[str, Any]) -> str:
     """The label mode a dataset's labels {name: value | (values)} select when none is asked for: regions when
-    some label is a tuple of values (an nnU-Net dataset.json listing regions), binary otherwise."""
-    return "regions" if any(isinstance(value, tuple) for value in labels.values()) else DEFAULT_LABEL_MODE
+    some label is a tuple of values (an nnU-Net dataset.json listing regions), exclusive for more than one
+    foreground label (FLARE21's four organs, a dataset.json naming grey and white matter), binary otherwise."""
+    if any(isinstance(value, tuple) for value in labels.values()):
+        return "regions"
+    foreground = [name for name, value in labels.items() if name != BACKGROUND and value != 0]
+    return "exclusive" if len(foreground) > 1 else DEFAULT_LABEL_MODE
 
 
-def default_class_labels(mode: str, dataset: str, labels: dict[str, Any]) -> ClassLabels:
+def default_class_labels(mode: str, dataset: str, labels: dict[str, Any],
+                         regions_class_order: Sequence[int] = ()) -> ClassLabels:
     """The classes of `mode` for a dataset with labels {name: value | (values)} (`DatasetInfo.labels`).
 
-    regions: the dataset's regions when its labels list some (nnU-Net dataset.json; ordered from the largest,
-    whatever the order of the JSON keys, so nested regions each keep a value of their own for the label
-    map), the BraTS and LiTS nested regions, else one region per label. exclusive: one class per label
+    regions: the dataset's regions when its labels list some (nnU-Net dataset.json): in the JSON's order when
+    it gives `regions_class_order` (nnU-Net paints them in that order, each with its value), else ordered from
+    the largest, whatever the order of the JSON keys, so nested regions each keep a value of their own for the
+    label map; the BraTS and LiTS nested regions; else one region per label. exclusive: one class per label
     (regions refused).
     """
     if mode == "binary":
@@ -290,6 +316,8 @@ def default_class_labels(mode: str, dataset: str, labels: dict[str, Any]) -> Cla
     named = [(name, value) for name, value in labels.items() if name != BACKGROUND and value != 0]
     has_regions = any(isinstance(value, tuple) for _, value in named)
     if mode == "regions":
+        if has_regions and regions_class_order:
+            return normalize_class_labels(named)
         if has_regions:
             return tuple(sorted(normalize_class_labels(named), key=lambda region: -len(region[1])))
         if dataset == "brats":
@@ -305,8 +333,10 @@ def default_class_labels(mode: str, dataset: str, labels: dict[str, Any]) -> Cla
     raise LabelModeError(f"label_mode must be one of {LABEL_MODES}, got {mode!r}")
 
 
-def config_with_label_mode(config: Any, mode: str, labels: dict[str, Any] | None = None) -> Any:
-    """`config` predicting the classes of `mode` for a dataset with `labels` (`DatasetInfo.labels`).
+def config_with_label_mode(config: Any, mode: str, labels: dict[str, Any] | None = None,
+                           regions_class_order: Sequence[int] = ()) -> Any:
+    """`config` predicting the classes of `mode` for a dataset with `labels` (`DatasetInfo.labels`) and, for
+    regions, nnU-Net's `regions_class_order` (`DatasetInfo.regions_class_order`; used when the labels list regions).
 
     Binary returns `config` itself (unchanged). The other modes widen the decoder's last layer and
     the segmentation head; a U-Net baseline has neither and is refused.
@@ -316,6 +346,9 @@ def config_with_label_mode(config: Any, mode: str, labels: dict[str, Any] | None
     if not hasattr(config, "label_mode"):
         raise DatasetError(f"{config.name}: label_mode {mode!r} needs an OSS-Net configuration "
                            "(the U-Net baselines predict one class)")
-    scheme = LabelScheme(mode, default_class_labels(mode, config.dataset, dict(labels or {})))
+    labels = dict(labels or {})
+    has_regions = any(isinstance(value, tuple) for value in labels.values())
+    order = tuple(regions_class_order) if mode == "regions" and has_regions else ()
+    scheme = LabelScheme(mode, default_class_labels(mode, config.dataset, labels, order), order)
     return dataclasses.replace(config, label_mode=mode, class_labels=scheme.class_labels,
-                               number_of_classes=scheme.outputs)
+                               number_of_classes=scheme.outputs, regions_class_order=scheme.regions_class_order)

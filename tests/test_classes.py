@@ -18,7 +18,9 @@ from oss_net.data.synthetic_layouts import write_nnunet_dataset
 from oss_net.inference import InferenceSettings, Predictor
 from oss_net.inference.predictor import Prediction
 from oss_net.inference.runner import write_case
-from oss_net.labels import BRATS_REGIONS, LabelScheme, LabelValueError, config_with_label_mode, default_class_labels
+from oss_net.datasets import DatasetError
+from oss_net.labels import (BRATS_REGIONS, LabelModeError, LabelScheme, LabelValueError, config_with_label_mode,
+                            default_class_labels)
 from oss_net.models import Encoding, OSSNetConfig, build_model, count_parameters, demo_config
 from oss_net.models.config import ConfigError
 from oss_net.training.loss import training_loss
@@ -112,9 +114,62 @@ def test_a_dataset_json_listing_regions_trains_regions_unless_told_otherwise(tmp
                                  detected.dataset, detected.dataset_path)
     assert [name for name, _ in config.class_labels] == ["whole tumour", "tumour core", "enhancing tumour"]
     assert resolve_settings({"train": True, "dataset_path": str(regions_root), "label_mode": "binary"}).label_mode == "binary"
-    assert resolve_settings({"train": True, "dataset_path": str(plain_root)}).label_mode == "binary"
+    assert resolve_settings({"train": True, "dataset_path": str(plain_root)}).label_mode == "exclusive"  # 3 labels
     assert resolve_settings({"train": True, "dataset_path": str(tmp_path / "missing"), "dataset": "nnunet"}
                             ).label_mode == "binary"  # discovery reports the missing folder later
+
+
+def test_a_flare_folder_trains_its_four_organs_as_exclusive_classes(tmp_path):
+    from oss_net.data.synthetic_layouts import write_flare_dataset
+    from oss_net.training import resolve_settings
+
+    root = write_flare_dataset(tmp_path / "flare", 2, (16, 16, 8), test_cases=0)
+    settings = resolve_settings({"train": True, "dataset_path": str(root)})
+    assert (settings.dataset, settings.label_mode) == ("flare", "exclusive")
+    config = training_label_mode(demo_config("C", "flare", in_channels=1, volume_shape=(32, 32, 32)), settings.label_mode,
+                                 settings.dataset, settings.dataset_path)
+    assert config.class_labels == (("liver", (1,)), ("kidney", (2,)), ("spleen", (3,)), ("pancreas", (4,)))
+    assert config.number_of_classes == 5
+
+
+@pytest.mark.parametrize(("labels", "mode"), [
+    ({"background": 0, "grey matter": 1, "white matter": 2}, "exclusive"),
+    ({"background": 0, "liver": 1}, "binary"),
+    ({"background": 0, "tumour": [1, 2, 4]}, "regions"),
+])
+def test_a_dataset_json_selects_its_label_mode(tmp_path, labels, mode):
+    from oss_net.training import resolve_settings
+
+    root = tmp_path / "Dataset900_Brain"
+    root.mkdir()
+    (root / "dataset.json").write_text(json.dumps({"channel_names": {"0": "T1"}, "labels": labels, "numTraining": 0,
+                                                   "file_ending": ".nii.gz"}))
+    assert resolve_settings({"train": True, "dataset_path": str(root)}).label_mode == mode
+
+
+def test_regions_class_order_is_read_and_writes_the_label_map(tmp_path):
+    """nnU-Net's "tumour": [1, 2, 4] with "regions_class_order": [1]: one region that writes 1 (refused before:
+    no single value of its own)."""
+    from oss_net.data.layouts.nnunet import read_nnunet_info
+
+    root = tmp_path / "Dataset902_Tumour"
+    root.mkdir()
+    record = {"channel_names": {"0": "FLAIR"}, "labels": {"background": 0, "tumour": [1, 2, 4]},
+              "regions_class_order": [1], "numTraining": 0, "file_ending": ".nii.gz"}
+    (root / "dataset.json").write_text(json.dumps(record))
+    info = read_nnunet_info(root)
+    assert info.regions_class_order == (1,)
+    config = config_with_label_mode(demo_config("C", "nnunet", in_channels=1, volume_shape=(32, 32, 32)), "regions",
+                                    dict(info.labels), info.regions_class_order)
+    assert config.class_labels == (("tumour", (1, 2, 4)),) and config.regions_class_order == (1,)
+    assert OSSNetConfig.from_dict(config.to_dict()) == config
+    scheme = LabelScheme("regions", config.class_labels, config.regions_class_order)
+    assert scheme.label_map(np.array([0.2, 0.7, 0.9]).reshape(1, 3, 1, 1), 0.5).reshape(-1).tolist() == [0, 1, 1]
+    with pytest.raises(LabelModeError, match="no later region has, to write label maps"):
+        LabelScheme("regions", config.class_labels)  # without the order the region has no value to write
+    (root / "dataset.json").write_text(json.dumps({**record, "regions_class_order": [1, 2]}))
+    with pytest.raises(DatasetError, match=r"dataset\.json: 'regions_class_order' gives 2 value\(s\) for 1 region"):
+        read_nnunet_info(root)
 
 
 def test_the_regions_demo_preset_trains_longer_on_more_border_points(synthetic_brats_root):

@@ -64,4 +64,5 @@ def training_label_mode(config: Any, mode: str, dataset: str, root: Any) -> Any:
     binary returns `config` unchanged without reading anything."""
     if mode == "binary":
         return config
-    return config_with_label_mode(config, mode, dict(dataset_info(dataset, root).labels))
+    info = dataset_info(dataset, root)
+    return config_with_label_mode(config, mode, dict(info.labels), info.regions_class_order)

@@ -31,6 +31,8 @@ class DatasetInfo:
         labels: label name -> value, or -> tuple of values for a region; "background" is 0.
         file_ending: the image file suffix, e.g. ".nii.gz".
         num_training: number of labelled training cases the dataset declares.
+        regions_class_order: nnU-Net's value each region (labels listing several values, in their order)
+            writes in a label map; () when the dataset.json gives none.
     """
 
     name: str
@@ -38,6 +40,7 @@ class DatasetInfo:
     labels: Mapping[str, LabelValue] = field(hash=False)
     file_ending: str = ".nii.gz"
     num_training: int = 0
+    regions_class_order: tuple[int, ...] = ()
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -65,13 +68,14 @@ class DatasetInfo:
         """A JSON-ready dict (region tuples become lists); `from_dict` inverts it."""
         return {"name": self.name, "channel_names": list(self.channel_names),
                 "labels": {k: list(v) if isinstance(v, tuple) else v for k, v in self.labels.items()},
-                "file_ending": self.file_ending, "num_training": self.num_training}
+                "file_ending": self.file_ending, "num_training": self.num_training,
+                "regions_class_order": list(self.regions_class_order)}
 
     @classmethod
     def from_dict(cls, record: Mapping[str, Any]) -> "DatasetInfo":
         return cls(str(record["name"]), tuple(str(c) for c in record["channel_names"]),
                    parse_labels(record["labels"], "dataset info"), str(record["file_ending"]),
-                   int(record["num_training"]))
+                   int(record["num_training"]), tuple(int(v) for v in record.get("regions_class_order", ())))
 
 
 def parse_labels(labels: Any, source: str) -> dict[str, LabelValue]:
@@ -86,6 +90,18 @@ def parse_labels(labels: Any, source: str) -> dict[str, LabelValue]:
                                f"got {value!r}")
         parsed[str(name)] = tuple(values) if isinstance(value, (list, tuple)) else int(value)
     return parsed
+
+
+def parse_regions_class_order(value: Any, labels: Mapping[str, LabelValue], source: str) -> tuple[int, ...]:
+    """nnU-Net's `regions_class_order` (one label value per region, in the order of the labels' regions) as a
+    tuple; DatasetError naming `source` when it is not such a list."""
+    regions = [name for name, values in labels.items() if isinstance(values, tuple)]
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+        raise DatasetError(f"{source}: 'regions_class_order' must be a list of positive label values, got {value!r}")
+    if len(value) != len(regions):
+        raise DatasetError(f"{source}: 'regions_class_order' gives {len(value)} value(s) for {len(regions)} region(s) "
+                           f"({', '.join(regions) or 'none'}): one per region, in the order of 'labels'")
+    return tuple(value)
 
 
 BRATS_INFO = DatasetInfo("BraTS2020", ("flair", "t1", "t1ce", "t2"),

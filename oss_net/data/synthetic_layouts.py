@@ -73,8 +73,8 @@ def write_nnunet_dataset(out: str | Path, cases: int, shape: Sequence[int], seed
     record = {"name": NNUNET_FOLDER, "channel_names": {str(i): n for i, n in enumerate(NNUNET_CHANNELS)},
               "labels": labels, "numTraining": cases, "file_ending": ".nii.gz"}
     if regions:
-        record["regions_class_order"] = [1, 2, 3]
-    atomic_save_json(record, root / "dataset.json")
+        record["regions_class_order"] = [1, 2, 3]  # nnU-Net paints the regions in the order of "labels"
+    atomic_save_json(record, root / "dataset.json", sort_keys=False)
     return root
 
 

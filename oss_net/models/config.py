@@ -90,6 +90,8 @@ class OSSNetConfig:
             preprocessing of datasets other than BraTS and LiTS; None for those two.
         label_mode: "binary" (the paper's), "regions" or "exclusive" (`oss_net.labels`).
         class_labels: (name, label values) per region or class; () in binary mode.
+        regions_class_order: regions only, nnU-Net's value each region writes in a label map; () for the default
+            (each region's one value that no later region has).
     """
 
     name: str
@@ -112,6 +114,7 @@ class OSSNetConfig:
     fingerprint: Fingerprint | None = None
     label_mode: str = DEFAULT_LABEL_MODE
     class_labels: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    regions_class_order: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         # Lists (from JSON, checkpoints or overrides) become tuples so configs compare and hash by value.
@@ -120,6 +123,7 @@ class OSSNetConfig:
         if isinstance(self.fingerprint, dict):
             object.__setattr__(self, "fingerprint", Fingerprint.from_dict(self.fingerprint))
         object.__setattr__(self, "class_labels", normalize_class_labels(self.class_labels))
+        object.__setattr__(self, "regions_class_order", tuple(int(v) for v in self.regions_class_order or ()))
         self._validate()
 
     def _validate(self) -> None:
@@ -157,7 +161,8 @@ class OSSNetConfig:
         for field in ("in_channels", "decoder_width", "decoder_blocks", "number_of_classes"):
             if getattr(self, field) < 1:
                 problems.append(f"{field} must be >= 1, got {getattr(self, field)}")
-        problems += label_mode_problems(self.label_mode, self.class_labels, self.number_of_classes)
+        problems += label_mode_problems(self.label_mode, self.class_labels, self.number_of_classes,
+                                        self.regions_class_order)
         if self.fingerprint is not None and self.fingerprint.num_channels != self.in_channels:
             problems.append(f"the dataset fingerprint has {self.fingerprint.num_channels} channel(s) but in_channels is {self.in_channels}")
         if problems:
@@ -213,6 +218,10 @@ class OSSNetConfig:
         data["volume_shape"] = list(self.volume_shape)
         data["fingerprint"] = None if self.fingerprint is None else self.fingerprint.to_dict()
         data["class_labels"] = [[name, list(values)] for name, values in self.class_labels]
+        if self.regions_class_order:  # only when set: a configuration without it keeps its earlier dict (and hash)
+            data["regions_class_order"] = list(self.regions_class_order)
+        else:
+            del data["regions_class_order"]
         return data
 
     @classmethod

@@ -13,6 +13,7 @@ run was started with, so `--resume DIR` alone continues the same run.
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -38,12 +39,17 @@ def _network_config_names() -> str:
 def build_parser() -> argparse.ArgumentParser:
     """Every flag defaults to None so that presets and resumed runs can tell what was given."""
     parser = argparse.ArgumentParser(  # no prog: `oss-net-train` and `train_oss_net.py` each name themselves
-        description="Train (and validate) OSS-Net on BraTS 2020 or LiTS.",
+        description="Train (and validate) OSS-Net on BraTS 2020, LiTS, nnU-Net, Decathlon or FLARE21 data.",
+        allow_abbrev=False,
     )
     original = parser.add_argument_group("original flags")
     original.add_argument("--train", action="store_true", default=None, help="run the training loop")
-    original.add_argument("--test", action="store_true", default=None,
-                          help="validate every --val_every epochs (alone: evaluate --load_model once)")
+    validation = original.add_mutually_exclusive_group()
+    validation.add_argument("--test", action="store_true", default=None,
+                            help="validate every --val_every epochs (the default with --train; alone: evaluate "
+                                 "--load_model once)")
+    validation.add_argument("--no_validation", dest="test", action="store_false", default=None,
+                            help="(new) train without validation: no val/ metrics and no best_model.pt")
     original.add_argument("--cuda_devices", type=str, default=None,
                           help='GPUs to use, e.g. "0, 1" (sets CUDA_VISIBLE_DEVICES; use torchrun for several)')
     original.add_argument("--cpu", action="store_true", default=None, help="train on the CPU")
@@ -82,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--label_mode", choices=LABEL_MODES, default=None,
                      help="binary (the paper's), regions (sigmoid per region, BraTS WT/TC/ET) or exclusive "
                           "(softmax over background + classes): oss_net.labels (default: regions for "
-                          "an nnU-Net dataset.json listing regions, else binary)")
+                          "a dataset.json listing regions, exclusive for several foreground labels as FLARE21's "
+                          "four organs, else binary)")
     new.add_argument("--paper", dest="compat", action="store_const", const="paper", default=None,
                      help="paper mode: every behaviour of the original code (oss_net.compat; README 'Paper mode')")
     new.add_argument("--paper_replicas", type=int, default=None,
@@ -95,6 +102,8 @@ def settings_from_args(arguments: argparse.Namespace) -> TrainSettings:
     """Resolve presets; with --resume, start from the run's saved settings and apply the given flags."""
     given: dict[str, Any] = {key: value for key, value in vars(arguments).items() if value is not None}
     if "resume" not in given:
+        if given.get("train") and "test" not in given:
+            given["test"] = True  # training validates unless --no_validation says otherwise
         return resolve_settings(given)
     path = find_checkpoint(given["resume"])
     saved = dict(training_state(load_checkpoint(path), path)["settings"])
@@ -124,6 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_verbose_flag(parser)
     arguments = parser.parse_args(argv)
     verbose = vars(arguments).pop("verbose")  # not a training setting
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     def work() -> None:
         print(f"run folder: {train(settings_from_args(arguments))}")

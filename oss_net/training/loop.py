@@ -16,6 +16,7 @@ the same checkpoint on resume.
 """
 from __future__ import annotations
 
+import logging
 import math
 import random
 import time
@@ -50,6 +51,7 @@ from oss_net.training.distributed import (
 )
 from oss_net.training.lookahead import Lookahead, build_optimizer
 from oss_net.training.recorder import Recorder
+from oss_net.training.run_header import run_header
 from oss_net.training.sampler import ResumableSampler, derive_seed
 from oss_net.training.settings import (
     SettingsError, TrainSettings, check_resume_compatible, learning_rate, lr_milestones,
@@ -61,6 +63,8 @@ HYPERPARAMETERS_NAME = "hyperparameters.json"
 BEST_NAME = "best_model.pt"
 FINAL_NAME = "final_model.pt"
 SUMMARY_NAME = "summary.json"
+
+logger = logging.getLogger(__name__)
 
 
 class TrainingError(OSSNetError):
@@ -277,7 +281,8 @@ def build_run(settings: TrainSettings, context: ProcessContext) -> Run:
     train_cases = _discover(settings, "train") if settings.train else []
     val_cases = _discover(settings, "val") if settings.test else []
     if settings.test and not val_cases:
-        raise TrainingError(f"{settings.dataset_path}: no validation cases found (needed by --test)")
+        raise TrainingError(f"{settings.dataset_path}: no validation cases: too few labelled cases to hold one out "
+                            "(training validates by default; pass --no_validation to train without)")
     _check_headers(settings, train_cases + val_cases)  # a bad case fails now, not after an epoch
     split = {"train": [c.case_id for c in (train_cases if settings.train else _discover(settings, "train"))],
              "val": [c.case_id for c in (val_cases if settings.test else _discover(settings, "val"))]}
@@ -311,7 +316,10 @@ def build_run(settings: TrainSettings, context: ProcessContext) -> Run:
     if context.is_main:
         prepare_output_folder(run_dir, "run folder")
         resume.remove_stale_temporaries(run_dir)
-        atomic_save_json(_hyperparameters(settings, config, context), run_dir / HYPERPARAMETERS_NAME)
+        header = run_header(settings, config, split)
+        for line in header:
+            logger.info(line)
+        atomic_save_json({**_hyperparameters(settings, config, context), "run": header}, run_dir / HYPERPARAMETERS_NAME)
     recorder = Recorder(run_dir, enabled=context.is_main, resume_iteration=position.iteration if resume_state else None)
     return Run(
         settings=settings, context=context, run_dir=run_dir, config=config, model=model,

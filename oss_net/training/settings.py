@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from oss_net.compat import COMPAT_MODES, DEFAULT_COMPAT, ORIGINAL_REPLICAS
-from oss_net.data.layouts import detect_dataset
-from oss_net.data.layouts.nnunet import read_nnunet_info
+from oss_net.data.layouts import dataset_info, detect_dataset
 from oss_net.datasets import DATASETS, PAPER_DATASETS, DatasetError, canonical_dataset
 from oss_net.io import OSSNetError
 from oss_net.labels import DEFAULT_LABEL_MODE, LABEL_MODES, dataset_label_mode
@@ -158,14 +157,15 @@ def detected_dataset(dataset_path: str | None) -> str:
 
 
 def detected_label_mode(dataset: str, dataset_path: str | None) -> str:
-    """The label mode of a dataset (`--label_mode` omitted): regions for an nnU-Net dataset whose dataset.json
-    gives labels as lists of values (the only layout that can declare regions), binary otherwise."""
-    if dataset != "nnunet" or dataset_path is None:
+    """The label mode of a dataset (`--label_mode` omitted), from its labels (`oss_net.labels.dataset_label_mode`):
+    regions for a dataset.json listing regions, exclusive for several foreground labels (FLARE21's four organs,
+    a dataset.json naming several classes), binary for one. BraTS and LiTS keep the paper's binary model."""
+    if dataset in PAPER_DATASETS or dataset_path is None:
         return DEFAULT_LABEL_MODE
     try:
-        info = read_nnunet_info(Path(dataset_path))
+        info = dataset_info(dataset, Path(dataset_path))
     except DatasetError:
-        return DEFAULT_LABEL_MODE  # discovery then reports what is wrong with the dataset.json
+        return DEFAULT_LABEL_MODE  # discovery then reports what is wrong with the dataset
     return dataset_label_mode(dict(info.labels))
 
 

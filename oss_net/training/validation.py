@@ -2,7 +2,9 @@
 
 Sampled (docs/reference.md §5, §9): every validation volume gets a set of points (2^17 uniform for
 BraTS, 2^14 with border balance 0.4 for LiTS; fixed, or in paper mode redrawn at every validation); the
-prediction is thresholded at 0.5 and Dice/IoU are computed per volume (with the original's 1e-10 in the
+prediction is decided by the label mode's rule, the one inference uses (`oss_net.labels.DecisionRule`:
+thresholded at 0.5, or in exclusive mode the argmax over background + classes) and Dice/IoU are
+computed per volume (with the original's 1e-10 in the
 denominators) and averaged over volumes, or in paper mode per batch of volumes first, then over batches.
 Dense: the whole volume is predicted through `oss_net.inference.Predictor` and compared with the
 label on the model grid, which is what the reported numbers should have been (docs/reference.md §12.12).
@@ -30,9 +32,8 @@ from oss_net.training.loss import clamped_bce
 EPSILON = 1e-10  # the original's denominator guard
 
 
-def point_scores(prediction: torch.Tensor, label: torch.Tensor) -> tuple[float, float]:
-    """(Dice, IoU) of one volume's points: prediction probabilities [N], label [N] in {0, 1}."""
-    predicted = prediction > THRESHOLD
+def point_scores(predicted: torch.Tensor, label: torch.Tensor) -> tuple[float, float]:
+    """(Dice, IoU) of one volume's points: decisions `predicted` [N] bool (the label mode's rule), label [N] in {0, 1}."""
     truth = label > 0.5  # labels are 0 or 1
     intersection = (predicted & truth).sum().item()
     union = (predicted | truth).sum().item()
@@ -88,6 +89,7 @@ def sampled_validation(
     these batches (the original's loader of 2; a last, smaller batch counts as one), 1: the mean over volumes.
     """
     config = model.config
+    rule = scheme_of(config).rule(THRESHOLD)
     was_training = model.training
     model.eval()
     losses, scores = [], []
@@ -105,7 +107,8 @@ def sampled_validation(
                     chunks.append(class_values(config, model.decode(chunk, encoding, patches)[0].float()))
             prediction = torch.cat(chunks)  # [S, K]
             losses.append(clamped_bce(prediction.reshape(-1), labels.reshape(-1)).item())
-            scores.append([point_scores(prediction[:, k], labels[:, k]) for k in range(labels.shape[1])])
+            decided = rule.decide(prediction.t())  # [K, S]: inference's rule (exclusive: the argmax)
+            scores.append([point_scores(decided[k], labels[:, k]) for k in range(labels.shape[1])])
     finally:
         model.train(was_training)
     losses, scores = batch_means(losses, batch), batch_means(scores, batch)

@@ -1,6 +1,7 @@
 """nnU-Net v2 raw datasets, described by their ``dataset.json``::
 
     DatasetXXX_Name/dataset.json         channel_names, labels (values or region lists), numTraining, file_ending
+                                         [, regions_class_order: the value each region writes in a label map]
     DatasetXXX_Name/imagesTr/<case>_0000.nii.gz, <case>_0001.nii.gz, ...   one 3-D file per channel
     DatasetXXX_Name/labelsTr/<case>.nii.gz
     DatasetXXX_Name/imagesTs/<case>_0000.nii.gz, ...                       unlabelled
@@ -11,7 +12,7 @@ import re
 from pathlib import Path
 
 from oss_net.data.case_files import CaseFiles, LayoutScan, Problem
-from oss_net.data.dataset_info import DatasetInfo, parse_labels
+from oss_net.data.dataset_info import DatasetInfo, parse_labels, parse_regions_class_order
 from oss_net.data.layouts.common import border_path, make_scan, nifti_files, scanned_layout
 from oss_net.data.layouts.dataset_json import (DATASET_JSON, dataset_json_layout, indexed_names, non_negative_count,
                                                read_dataset_json)
@@ -22,9 +23,11 @@ NNUNET_FIELDS = ("channel_names", "labels", "numTraining", "file_ending")
 def read_nnunet_info(root: Path) -> DatasetInfo:
     """The DatasetInfo of an nnU-Net v2 raw dataset; every missing or malformed field in one DatasetError."""
     path, record = read_dataset_json(root, NNUNET_FIELDS)
-    return DatasetInfo(root.name, indexed_names(record["channel_names"], "channel_names", path),
-                       parse_labels(record["labels"], str(path)), str(record["file_ending"]),
-                       non_negative_count(record["numTraining"], "numTraining", path))
+    labels = parse_labels(record["labels"], str(path))
+    order = parse_regions_class_order(record["regions_class_order"], labels, str(path)) \
+        if "regions_class_order" in record else ()
+    return DatasetInfo(root.name, indexed_names(record["channel_names"], "channel_names", path), labels,
+                       str(record["file_ending"]), non_negative_count(record["numTraining"], "numTraining", path), order)
 
 
 def scan_nnunet(root: Path, border_dir: str | Path | None = None, check_grids: bool = True) -> LayoutScan:
