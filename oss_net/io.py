@@ -175,7 +175,9 @@ def atomic_save_json(obj: Any, path: str | os.PathLike, sort_keys: bool = True) 
 def atomic_save_nifti(array: Any, affine: Any, path: str | os.PathLike, header: Any = None) -> None:
     """Write a NIfTI-1 image (.nii, or gzip-compressed .nii.gz by suffix) through a temporary file.
 
-    Passing the input image's header keeps its qform/sform codes and units; the data type follows `array`.
+    Passing the input image's header keeps its qform/sform codes and units, also when `affine` is another grid's
+    (the model grid's, or an output spacing's: nibabel alone would mark that qform "unknown"); the data type
+    follows `array`.
     """
     import gzip
 
@@ -183,7 +185,13 @@ def atomic_save_nifti(array: Any, affine: Any, path: str | os.PathLike, header: 
     import numpy as np
 
     data = np.asarray(array)
-    image = nib.Nifti1Image(data, np.asarray(affine, dtype=np.float64), header=header)
+    matrix = np.asarray(affine, dtype=np.float64)
+    if header is not None:
+        header = header.copy()
+        for code_key, setter in (("qform_code", header.set_qform), ("sform_code", header.set_sform)):
+            if int(header[code_key]) > 0:
+                setter(matrix, code=int(header[code_key]))
+    image = nib.Nifti1Image(data, matrix, header=header)
     image.set_data_dtype(data.dtype)
     payload = image.to_bytes()
     if str(path).endswith(".gz"):

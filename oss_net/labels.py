@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from oss_net.datasets import DatasetError
-from oss_net.geometry import nearest_voxel
+from oss_net.geometry import CORNER_OFFSETS, corner_weights, nearest_voxel, trilinear_stencil
 
 LABEL_MODES = ("binary", "regions", "exclusive")
 DEFAULT_LABEL_MODE = "binary"
@@ -243,9 +243,24 @@ class LabelScheme:
         background = 1.0 - masks.sum(dim=-4, keepdim=True)
         return torch.cat([background, masks], dim=-4)
 
-    def point_targets(self, label: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-        """float32 [N, outputs] targets of label [D, H, W] at the nearest voxel of coords [N, 3]."""
-        index = nearest_voxel(coords, label.shape)  # [N, 3]
+    def point_targets(self, label: torch.Tensor, coords: torch.Tensor, interpolate: bool = False) -> torch.Tensor:
+        """float32 [N, outputs] targets of label [D, H, W] at coords [N, 3]: those of the nearest voxel, or with
+        `interpolate` the trilinear interpolation of each output's indicator (continuous sampling: a point between
+        voxel centres gets the share of each class around it; exclusive targets still sum to 1)."""
+        if not interpolate:
+            index = nearest_voxel(coords, label.shape)  # [N, 3]
+            return self._voxel_targets(label, index)
+        base, fraction = trilinear_stencil(coords, label.shape)  # [N, 3] each
+        weights = corner_weights(fraction.to(torch.float32))  # [N, 8]
+        upper = base.new_tensor([int(s) - 1 for s in label.shape])
+        targets = 0
+        for corner, offset in enumerate(CORNER_OFFSETS):  # a zero-weight corner may lie outside: clamped, adds 0
+            index = torch.minimum(base + base.new_tensor(offset), upper)
+            targets = targets + weights[:, corner, None] * self._voxel_targets(label, index)
+        return targets
+
+    def _voxel_targets(self, label: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """float32 [N, outputs] targets of label [D, H, W] at the voxels index [N, 3] (int64)."""
         values = label[index[:, 0], index[:, 1], index[:, 2]]  # [N]
         return self.targets(values.reshape(-1, 1, 1, 1))[..., 0, 0, 0]
 

@@ -44,7 +44,8 @@ class OSSNetDataset(Dataset):
         augment: the paper's flips / brightness / noise (training only).
         augmentation: "ours" or "original" (paper mode): see `oss_net.data.augment`.
         cache_dir: folder of the preprocessed cache; None re-reads the NIfTI files every time.
-        include_last_index, continuous: see `sample_coordinates`.
+        include_last_index, continuous: see `sample_coordinates`; with `continuous` the targets are the label
+            interpolated at the points (`LabelScheme.point_targets`).
         seed: base seed of every random draw.
     """
 
@@ -101,7 +102,10 @@ class OSSNetDataset(Dataset):
             border = None
         coords = sample_coordinates(volume.shape[1:], border, self.samples, self.border_balance if border is not None
                                     else 0.0, generator, self.include_last_index, self.continuous)
-        labels = labels_at(label, coords) if self.scheme.mode == "binary" else self.scheme.point_targets(label, coords)
+        if self.scheme.mode == "binary" and not self.continuous:
+            labels = labels_at(label, coords)
+        else:  # continuous points: the label interpolated there (binary included, as the foreground's indicator)
+            labels = self.scheme.point_targets(label, coords, interpolate=self.continuous)
         return {"volume": volume.contiguous(), "label": label.contiguous(), "coords": coords,
                 "labels": labels, "case_id": files.case_id}
 

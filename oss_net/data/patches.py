@@ -1,6 +1,7 @@
 """Image patches around query points: the 7³ neighbourhood the decoder sees (and, for the large-patch
 configurations B and D, the 14³ neighbourhood average-pooled 2× to 7³, or max-pooled as the original's
-inference did: `pooling="max"`).
+inference did: `pooling="max"`), at any centre: integer centres read the voxels as they are, fractional
+ones interpolate them trilinearly (`PatchSource.gather`), so the decoder can be queried between voxel centres.
 
     source = PatchSource(volume, large=True)        # pad (and box-average) the volume once per case
     patches = source.gather(coords)                 # then gather any number of chunks from it
@@ -16,7 +17,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from oss_net.geometry import LARGE_PATCH_POOLINGS, LARGE_PATCH_SIZE, PATCH_SIZE, nearest_voxel
+from oss_net.geometry import (
+    CORNER_OFFSETS, LARGE_PATCH_POOLINGS, LARGE_PATCH_SIZE, PATCH_SIZE, corner_weights, trilinear_stencil,
+)
 
 GATHER_ELEMENTS = 1 << 24  # values gathered per step (64 MiB of float32), to bound temporaries
 
@@ -57,21 +60,50 @@ class PatchSource:
         return self.channels * len(self.parts)
 
     def gather(self, coords: torch.Tensor) -> torch.Tensor:
-        """Patches `[B, N, C_p, 7, 7, 7]` around the nearest voxel of each of `coords [B, N, 3]` (float or int)."""
+        """Patches `[B, N, C_p, 7, 7, 7]` centred at `coords [B, N, 3]` (model-grid voxel coordinates, float or int).
+
+        At an integer centre (of any dtype) the patch is read as it is. At a fractional centre c every value
+        is the trilinear interpolation of the padded (and pooled) volume at its position c + m: the blend of
+        the eight integer-centred patches around c with the corner weights (`oss_net.geometry.corner_weights`),
+        which at an integer centre leaves exactly that centre's patch. Centres beyond the outer voxel centres
+        take the edge's patch (clamped, as `trilinear_stencil` says).
+        """
         runs = self.parts[0][0]
-        centres = nearest_voxel(coords.to(runs.device), self.shape)  # [B, N, 3]
-        count = centres.shape[1]
+        base, fraction = trilinear_stencil(coords.to(runs.device), self.shape)  # [B, N, 3] each
+        weights = corner_weights(fraction.to(runs.dtype)) if bool(fraction.any()) else None  # [B, N, 8]
+        count = base.shape[1]
         out = runs.new_empty(self.batch, count, self.patch_channels, PATCH_SIZE**3)
         step = max(1, GATHER_ELEMENTS // (self.patch_channels * PATCH_SIZE**3))
         for b in range(self.batch):
             for start in range(0, count, step):
-                points = centres[b, start:start + step]  # [n, 3]
-                for part, (runs, grid, offsets) in enumerate(self.parts):
-                    base = (points[:, 0] * grid[1] + points[:, 1]) * grid[2] + points[:, 2]  # [n]
-                    values = runs[b].index_select(0, (base[:, None] + offsets).reshape(-1))  # [n·49, 7, C]
-                    values = values.reshape(len(points), PATCH_SIZE**3, self.channels).transpose(1, 2)
-                    out[b, start:start + step, part * self.channels:(part + 1) * self.channels] = values
+                target = out[b, start:start + step]  # [n, C_p, 343]
+                self._read(target, b, base[b, start:start + step])
+                if weights is not None:
+                    self._blend(target, b, base[b, start:start + step], weights[b, start:start + step])
         return out.reshape(self.batch, count, self.patch_channels, PATCH_SIZE, PATCH_SIZE, PATCH_SIZE)
+
+    def _read(self, target: torch.Tensor, b: int, centres: torch.Tensor) -> None:
+        """Write the patches of volume `b` at the integer `centres [n, 3]` into `target [n, C_p, 343]`."""
+        for part, (runs, grid, offsets) in enumerate(self.parts):
+            flat = (centres[:, 0] * grid[1] + centres[:, 1]) * grid[2] + centres[:, 2]  # [n]
+            values = runs[b].index_select(0, (flat[:, None] + offsets).reshape(-1))  # [n·49, 7, C]
+            values = values.reshape(len(centres), PATCH_SIZE**3, self.channels).transpose(1, 2)
+            target[:, part * self.channels:(part + 1) * self.channels] = values
+
+    def _blend(self, target: torch.Tensor, b: int, base: torch.Tensor, weights: torch.Tensor) -> None:
+        """`target [n, C_p, 343]` holding the patches at `base [n, 3]` → the trilinear blend with `weights [n, 8]`.
+
+        The base corner's weight multiplies in place (1 at an integer centre: the values stay bit for bit);
+        each other corner is read and added only for the points that give it a weight above 0.
+        """
+        target.mul_(weights[:, 0, None, None])
+        for corner, offset in enumerate(CORNER_OFFSETS[1:], start=1):
+            active = (weights[:, corner] > 0).nonzero().squeeze(1)  # [n_c]
+            if len(active) == 0:
+                continue
+            values = target.new_empty(len(active), *target.shape[1:])
+            self._read(values, b, base[active] + base.new_tensor(offset))
+            target.index_add_(0, active, values.mul_(weights[active, corner, None, None]))
 
 
 def gather_patches(volume: torch.Tensor, coords: torch.Tensor, large: bool = False, pooling: str = "avg") -> torch.Tensor:

@@ -1,7 +1,9 @@
 """Query points, their labels and the low-resolution target (the patches around them: `patches`).
 
 One sampler serves both datasets and every split (docs/reference.md §6.4), with two fixes of the original:
-uniform draws can reach the last index of each axis, and off-grid continuous points are an option.
+uniform draws can reach the last index of each axis, and continuous points (`--continuous_sampling`) are an
+option: each drawn voxel is jittered uniformly inside itself, and its target is the label interpolated
+there (`oss_net.labels.LabelScheme.point_targets`), so the decoder learns the field between voxel centres.
 """
 from __future__ import annotations
 
@@ -24,9 +26,10 @@ def sample_coordinates(shape: Sequence[int], border_mask: np.ndarray | torch.Ten
     floor(S·ρ) points are border voxels drawn without replacement (all of them when the band is
     smaller), the rest uniform with replacement. With `include_last_index` uniform indices cover
     0..dim−1; otherwise floor(U·(dim−1)) as the original, which never reaches dim−1. With
-    `continuous`, uniform points are U·(dim−1) and border points get a U(−½, ½) offset (clamped to
-    the grid); their labels are those of the nearest voxel (see `labels_at`). An empty border band
-    falls back to uniform sampling with a warning.
+    `continuous` every drawn voxel (border or uniform, the last index included) moves by a uniform
+    offset in [−½, ½)³, inside its own voxel, so border points stay in the band's voxels; an offset
+    that leaves the grid's outer voxel centres is folded back inside (`fold_into_grid`), where the
+    patches and labels are defined. An empty border band falls back to uniform sampling with a warning.
 
     Args:
         shape: the model grid (D, H, W).
@@ -50,19 +53,21 @@ def sample_coordinates(shape: Sequence[int], border_mask: np.ndarray | torch.Ten
                 candidates = candidates[torch.randperm(candidates.numel(), generator=generator)[:wanted]]
             border = _unravel(candidates, dims)  # [K, 3]
     uniform_count = samples - border.shape[0]
+    last = include_last_index or continuous  # a continuous point may lie anywhere in the grid
+    uniform = torch.floor(torch.rand(uniform_count, 3, generator=generator, dtype=torch.float64) * (dims if last else dims - 1))
+    points = torch.cat([border.double(), uniform])  # [S, 3] voxel indices
     if continuous:
-        uniform = torch.rand(uniform_count, 3, generator=generator, dtype=torch.float64) * (dims - 1)
-        jitter = torch.rand(border.shape[0], 3, generator=generator, dtype=torch.float64) - 0.5
-        border_points = (border + jitter).clamp(min=torch.zeros(3, dtype=torch.float64), max=(dims - 1).double())
-        points = torch.cat([border_points, uniform])
-    else:
-        if include_last_index:
-            uniform = torch.floor(torch.rand(uniform_count, 3, generator=generator, dtype=torch.float64) * dims)
-        else:
-            uniform = torch.floor(torch.rand(uniform_count, 3, generator=generator, dtype=torch.float64) * (dims - 1))
-        points = torch.cat([border.double(), uniform])
+        points = fold_into_grid(points + torch.rand(points.shape, generator=generator, dtype=torch.float64) - 0.5, dims)
     points = points[torch.randperm(points.shape[0], generator=generator)]
     return points.to(torch.float32)  # [S, 3]
+
+
+def fold_into_grid(points: torch.Tensor, dims: torch.Tensor) -> torch.Tensor:
+    """Points `[S, 3]` within half a voxel of the grid `dims` folded back into [0, dim − 1] by reflection at the
+    outer voxel centres (no point mass on the faces, as a clamp would make)."""
+    upper = (dims - 1).to(points.dtype)
+    points = points.abs()
+    return torch.minimum(torch.where(points > upper, 2 * upper - points, points).clamp(min=0), upper)
 
 
 def labels_at(label: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:

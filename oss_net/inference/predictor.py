@@ -206,7 +206,7 @@ class Predictor:
 
     def _decoder(self, source: PatchSource | None, encoding: Encoding, amp: str) -> Callable[[torch.Tensor], torch.Tensor]:
         """points [N, 3] (model-grid voxel coordinates, any dtype, may require grad) -> probabilities [N, K],
-        with the patches of the nearest voxels gathered on the device from the case's source."""
+        with the patches at the points (interpolated between voxel centres) gathered on the device from the case's source."""
 
         def decode(points: torch.Tensor) -> torch.Tensor:
             query = points.to(self.device)[None]  # [1, N, 3]
@@ -220,7 +220,7 @@ class Predictor:
         """A differentiable decoder of one volume for mesh refinement: points [N, 3] float → probabilities [N].
 
         Points are model-grid voxel coordinates and may require grad; the latents are computed once
-        without grad, the patches come from the nearest voxel (no gradient flows through them), and the
+        without grad, the patches are interpolated at the points (no gradient flows through them), and the
         decoder runs in the model's dtype (float32 unless loaded otherwise) whatever `amp` says.
         """
         volume = torch.as_tensor(image).to(self.device, self.dtype)[None]  # [1, C, D, H, W]

@@ -90,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "(softmax over background + classes): oss_net.labels (default: regions for "
                           "a dataset.json listing regions, exclusive for several foreground labels as FLARE21's "
                           "four organs, else binary)")
+    new.add_argument("--continuous_sampling", action="store_true", default=None,
+                     help="jitter each training point uniformly inside its voxel and train on the label interpolated "
+                          "there, so the decoder learns the field between voxel centres (for --output_spacing finer "
+                          "than the scan; off by default, not in paper mode)")
     new.add_argument("--paper", dest="compat", action="store_const", const="paper", default=None,
                      help="paper mode: every behaviour of the original code (oss_net.compat; README 'Paper mode')")
     new.add_argument("--paper_replicas", type=int, default=None,

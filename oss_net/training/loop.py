@@ -466,6 +466,7 @@ class TrainingData:
             run.train_cases, run.config, samples=settings.training_samples, border_balance=settings.border_balance,
             augment=settings.augment, cache_dir=settings.cache_dir, seed=settings.seed,
             include_last_index=flags.include_last_index, augmentation=flags.augmentation,
+            continuous=settings.continuous_sampling,
         )
         self.batch_size = per_rank_batch(settings.batch_size, context.world_size, settings.compat)
         self.sampler = ResumableSampler(len(self.dataset), self.batch_size, settings.seed, context.rank, context.world_size)

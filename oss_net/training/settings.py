@@ -49,6 +49,7 @@ DEMO_CLASSES_PRESET = {"epochs": 30, "border_balance": 0.8}
 RUN_DEFINING_FIELDS = (
     "network_config", "dataset", "demo", "seed", "batch_size", "training_samples", "border_balance",
     "lr", "pau_lr", "amp", "segmentation_loss_factor", "augment", "epochs", "compat", "label_mode", "paper_replicas",
+    "continuous_sampling",
 )
 
 
@@ -95,6 +96,9 @@ class TrainSettings:
     paper_replicas: int = ORIGINAL_REPLICAS  # paper mode: the original's GPUs (batch-norm replicas, validation batch)
     volume_shape: tuple[int, int, int] | None = None  # model grid of nnunet/msd/flare (default: from the fingerprint)
     label_mode: str = DEFAULT_LABEL_MODE  # binary | regions | exclusive (oss_net.labels)
+    # training points jittered inside their voxels, targets the label interpolated there (oss_net.data.sampling);
+    # not the original's sampling, so never in paper mode
+    continuous_sampling: bool = False
 
     def __post_init__(self) -> None:
         problems = []
@@ -108,6 +112,9 @@ class TrainSettings:
             problems.append(f"dataset {self.dataset!r} is not one of {', '.join(DATASETS)}")
         if self.compat not in COMPAT_MODES:
             problems.append(f"compat {self.compat!r} is not one of {', '.join(COMPAT_MODES)}")
+        if self.continuous_sampling and self.compat == "paper":
+            problems.append("continuous_sampling is not the original's sampling: paper mode trains on voxel centres "
+                            "(drop --continuous_sampling or --paper)")
         if self.label_mode not in LABEL_MODES:
             problems.append(f"label_mode {self.label_mode!r} is not one of {', '.join(LABEL_MODES)}")
         if self.amp not in AMP_MODES:

@@ -24,6 +24,19 @@ def test_item_contract_and_point_labels(synthetic_brats_root, brats_config):
     assert torch.equal(item["labels"][:, 0], item["label"][index[:, 0], index[:, 1], index[:, 2]].float())
 
 
+def test_continuous_items_have_points_inside_voxels_and_interpolated_labels(synthetic_brats_root, brats_config):
+    dataset = OSSNetDataset(discover("brats", synthetic_brats_root, "train"), brats_config, samples=512,
+                            border_balance=0.5, continuous=True)
+    item = dataset[0]
+    coords, labels, label = item["coords"], item["labels"][:, 0], item["label"].float()
+    assert not torch.equal(coords, torch.round(coords))
+    # the target is the foreground's indicator interpolated at the point, by an independent trilinear sampler
+    grid = (2 * coords / (torch.tensor(label.shape) - 1) - 1).flip(-1)[None, :, None, None]  # [1, S, 1, 1, 3]
+    expected = torch.nn.functional.grid_sample((label > 0).float()[None, None], grid, align_corners=True).reshape(-1)
+    assert torch.allclose(labels, expected, atol=1e-6)
+    assert ((labels > 0) & (labels < 1)).any()  # points near the boundary get a share
+
+
 def test_same_seed_same_samples_new_epoch_new_samples(synthetic_brats_root, brats_config, tmp_path):
     cases = discover("brats", synthetic_brats_root, "train")
     a = OSSNetDataset(cases, brats_config, samples=256, border_balance=0.5, augment=True, seed=5, cache_dir=tmp_path)

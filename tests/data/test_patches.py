@@ -16,7 +16,7 @@ def _generator(seed=0):
 
 
 def _naive_patches(volume, coords, large):
-    """Per point: slice the zero-padded volume on the CPU."""
+    """Per point: slice the zero-padded volume on the CPU at the nearest voxel (integer centres)."""
     padded = F.pad(volume, [7] * 6)
     out = []
     for b in range(volume.shape[0]):
@@ -32,16 +32,56 @@ def _naive_patches(volume, coords, large):
     return torch.stack(out)
 
 
+def _sampled_patches(volume, coords, large):
+    """Trilinear interpolation of the zero-padded volume (and of its 2³ box average) at each patch position,
+    by grid_sample: an independent reference for fractional centres (clamped into the grid, as documented)."""
+    upper = torch.tensor([s - 1.0 for s in volume.shape[2:]], dtype=torch.float64)
+    centres = torch.minimum(coords.double().clamp(min=0), upper)  # [B, N, 3]
+    padded = F.pad(volume, [7] * 6)  # index p of the volume is p + 7 here
+    box = F.avg_pool3d(padded, 2, stride=1)  # box[q] = mean(padded[q..q+1]): pooled cell m of c's block is box[c + 2m]
+    offsets = torch.arange(7, dtype=torch.float64)
+    parts = [(padded, offsets - 3 + 7)] + ([(box, 2 * offsets)] if large else [])
+    out = []
+    for grid_volume, steps in parts:
+        positions = centres[..., None, :] + torch.stack(torch.meshgrid(steps, steps, steps, indexing="ij"), -1).reshape(-1, 3)
+        size = torch.tensor(grid_volume.shape[2:], dtype=torch.float64)
+        normalised = (2 * positions / (size - 1) - 1).flip(-1)  # [B, N, 343, 3] as (x, y, z) = (k, j, i)
+        values = F.grid_sample(grid_volume, normalised[:, :, :, None, :], mode="bilinear", align_corners=True)
+        out.append(values[..., 0].permute(0, 2, 1, 3))  # [B, N, C, 343]
+    return torch.cat(out, dim=2).reshape(*coords.shape[:2], -1, 7, 7, 7)
+
+
 @pytest.mark.parametrize("large", [False, True])
-def test_gather_patches_equals_a_naive_gather(large):
+def test_gather_patches_at_fractional_centres_interpolates_the_volume(large):
     generator = _generator(3)
     volume = torch.randn(2, 3, *SHAPE, generator=generator, dtype=torch.float64)
-    coords = torch.stack([sample_coordinates(SHAPE, None, 50, 0.0, generator, continuous=True) for _ in range(2)])
+    coords = torch.stack([sample_coordinates(SHAPE, None, 50, 0.0, generator, continuous=True) for _ in range(2)]).double()
     coords[0, 0] = torch.tensor([0.0, 0.0, 0.0])  # corners: mostly outside
     coords[1, 0] = torch.tensor([s - 1.0 for s in SHAPE])
-    patches = gather_patches(volume, coords.double(), large=large)
+    coords[1, 1] = torch.tensor([-0.4, 4.5, SHAPE[2] - 0.6])  # beyond the outer centres: clamped
+    patches = gather_patches(volume, coords, large=large)
     assert patches.shape == (2, 50, 6 if large else 3, 7, 7, 7) and patches.dtype == torch.float64
-    assert torch.allclose(patches, _naive_patches(volume, coords, large), atol=1e-12)
+    assert torch.allclose(patches, _sampled_patches(volume, coords, large), atol=1e-12)
+
+
+@pytest.mark.parametrize("large", [False, True])
+def test_integer_centres_give_todays_patches_bit_for_bit(large):
+    """Integer centres read the voxels as they are, as float or int, alone or among fractional centres."""
+    generator = _generator(4)
+    volume = torch.randn(1, 4, *SHAPE, generator=generator)
+    volume[0, 0, 5, 5, 4] = -0.0  # a negative zero keeps its sign: no blend arithmetic touches an integer centre
+    whole = sample_coordinates(SHAPE, None, 60, 0.0, generator)[None]  # [1, 60, 3] integer-valued float32
+    whole[0, 0] = torch.tensor([5.0, 5.0, 4.0])
+    mixed = whole.clone()
+    mixed[0, 1::2] += torch.rand(30, 3, generator=generator) * 0.9 + 0.05  # every other centre fractional
+    read = gather_patches(volume, whole.long(), large=large)
+    assert torch.equal(gather_patches(volume, whole, large=large), read)
+    assert torch.equal(gather_patches(volume, mixed, large=large)[:, ::2], read[:, ::2])
+    if not large:  # the small patch is a plain copy of the padded volume
+        assert torch.equal(read, _naive_patches(volume, whole, large))
+    assert torch.signbit(read[0, 0, 0, 3, 3, 3])
+    assert torch.allclose(gather_patches(volume, mixed, large=large)[:, 1::2].double(),
+                          _sampled_patches(volume.double(), mixed[:, 1::2], large), atol=1e-5)
 
 
 @pytest.mark.gpu

@@ -53,6 +53,22 @@ def test_continuous_points_are_off_grid_and_inside():
     assert (coords >= 0).all() and (coords <= torch.tensor(SHAPE) - 1).all()
 
 
+def test_continuous_points_stay_inside_their_voxels():
+    """Border points keep their meaning: each lies in a voxel of the band (within half a voxel of its centre);
+    uniform points fill the whole grid up to its outer voxel centres, with no point mass on the faces."""
+    border = sample_coordinates(SHAPE, _border(), 27, 1.0, _generator(), continuous=True)
+    voxels = torch.round(border).long()
+    assert _border()[voxels.unbind(1)].all() and len({tuple(v) for v in voxels.tolist()}) == 27
+    assert (border - voxels).abs().max() <= 0.5 and (border - voxels).abs().mean() > 0.15
+    uniform = sample_coordinates(SHAPE, None, 20000, 0.0, _generator(1), continuous=True)
+    upper = torch.tensor(SHAPE, dtype=torch.float32) - 1
+    assert (uniform >= 0).all() and (uniform <= upper).all()
+    assert (uniform.amin(0) < 0.01).all() and (uniform.amax(0) > upper - 0.01).all()
+    assert int((uniform == 0).sum() + (uniform == upper).sum()) == 0
+    fraction = uniform - torch.floor(uniform)
+    assert abs(float(fraction.mean()) - 0.5) < 0.02  # uniform within the voxels
+
+
 def test_reproducible_and_empty_band_falls_back_with_a_warning():
     a = sample_coordinates(SHAPE, _border(), 64, 0.5, _generator(7))
     assert torch.equal(a, sample_coordinates(SHAPE, _border(), 64, 0.5, _generator(7)))
@@ -77,3 +93,21 @@ def test_segmentation_target_is_any_foreground_per_cell():
     target = segmentation_target(label, (2, 2, 1))
     assert target.shape == (1, 1, 2, 2, 1)
     assert target.flatten().tolist() == [0.0, 0.0, 1.0, 0.0]
+
+
+def test_interpolated_targets_share_each_class_between_voxel_centres():
+    """Continuous sampling's targets: each output's indicator interpolated trilinearly (binary and every label mode)."""
+    from oss_net.labels import LabelScheme
+
+    label = torch.zeros(SHAPE, dtype=torch.uint8)
+    label[4, 5, 6] = 4
+    label[5, 5, 6] = 1
+    coords = torch.tensor([[4.0, 5.0, 6.0], [4.5, 5.0, 6.0], [4.25, 5.5, 6.0], [0.0, 0.0, 0.0], [11.0, 9.0, 7.0]])
+    binary = LabelScheme().point_targets(label, coords, interpolate=True)
+    assert binary[:, 0].tolist() == pytest.approx([1.0, 1.0, 0.5, 0.0, 0.0])
+    assert torch.equal(LabelScheme().point_targets(label, coords[:1].long(), interpolate=True), labels_at(label, coords[:1]))
+    regions = LabelScheme("regions", (("WT", (1, 4)), ("ET", (4,)))).point_targets(label, coords, interpolate=True)
+    assert regions[:, 1].tolist() == pytest.approx([1.0, 0.5, 0.375, 0.0, 0.0])
+    exclusive = LabelScheme("exclusive", (("a", (1,)), ("b", (4,)))).point_targets(label, coords, interpolate=True)
+    assert exclusive.sum(1).tolist() == pytest.approx([1.0] * 5)
+    assert exclusive[1].tolist() == pytest.approx([0.0, 0.5, 0.5]) and exclusive[2, 0] == pytest.approx(0.5)

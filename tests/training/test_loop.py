@@ -11,7 +11,7 @@ from oss_net.data import discover, load_case
 from oss_net.models import build_model, demo_config, load_model, save_model
 from oss_net.training import learning_rate, main, train
 from oss_net.training.distributed import ProcessContext
-from oss_net.training.loop import TrainingData, TrainingError, build_run, fit
+from oss_net.training.loop import TrainingData, TrainingError, Validator, build_run, fit
 from oss_net.training.settings import SettingsError
 from oss_net.training.validation import dense_validation, sampled_validation
 from pade_activation_unit import PAU
@@ -112,3 +112,15 @@ def test_batches_do_not_depend_on_the_number_of_workers(tiny_settings):
         run.recorder.close()
     assert len(batches[0]) == 2  # 3 batches per epoch, started at the second
     assert all(a[0] == b[0] and torch.equal(a[1], b[1]) for a, b in zip(*batches))
+
+
+def test_continuous_sampling_trains_on_points_inside_voxels_and_validates_on_voxel_centres(tiny_settings):
+    run = build_run(tiny_settings(continuous_sampling=True, border_balance=0.5, epochs=1, max_iterations=1), CPU)
+    data = TrainingData(run)
+    batch = next(iter(data.batches(0)))
+    coords, labels = batch["coords"], batch["labels"]
+    assert not torch.equal(coords, coords.round()) and ((labels > 0) & (labels < 1)).any()  # shares at the boundary
+    assert not Validator(run).dataset.continuous
+    fit(run)
+    run.recorder.close()
+    assert json.loads((run.run_dir / "hyperparameters.json").read_text())["settings"]["continuous_sampling"] is True

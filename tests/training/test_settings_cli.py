@@ -44,6 +44,14 @@ def test_new_flags_are_parsed():
     assert settings.dense_validation is False and settings.augment is False
 
 
+def test_continuous_sampling_is_a_stored_run_setting_off_by_default_and_refused_in_paper_mode():
+    assert parse("--train").continuous_sampling is False
+    settings = parse("--train", "--continuous_sampling")
+    assert settings.continuous_sampling is True and settings.to_dict()["continuous_sampling"] is True
+    with pytest.raises(SettingsError, match="continuous_sampling is not the original's sampling"):
+        parse("--train", "--paper", "--continuous_sampling")
+
+
 def test_paper_defaults_per_dataset():
     brats, lits = parse("--train"), parse("--train", "--dataset", "LiTS")
     assert (brats.batch_size, brats.training_samples, brats.epochs, brats.val_every) == (8, 2**14, 50, 5)
