@@ -1,4 +1,4 @@
-"""Segmentation metrics at native resolution: Dice, IoU, HD95 (mm), NSD, BraTS regions, summaries.
+"""Segmentation metrics at native resolution: Dice, IoU, HD95 and MSD (mm), NSD, BraTS regions, summaries.
 
 Pure functions on boolean masks (numpy or torch) plus the spacing in mm per array axis, which
 `spacing_from_affine` reads off a NIfTI affine. Empty-mask convention, everywhere:
@@ -27,7 +27,7 @@ from oss_net.metrics.scores import (
     summarise,
     volumes_ml,
 )
-from oss_net.metrics.surface import NSD_TOLERANCE_MM, hd95, nsd, surface_distances, surface_voxels
+from oss_net.metrics.surface import NSD_TOLERANCE_MM, hd95, msd, nsd, surface_distances, surface_voxels
 from oss_net.metrics.surfels import nsd_surfel, surfel_area_table, surfel_distances
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "evaluate_case",
     "hd95",
     "iou",
+    "msd",
     "nsd",
     "nsd_surfel",
     "spacing_from_affine",

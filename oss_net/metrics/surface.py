@@ -1,4 +1,4 @@
-"""Surface metrics in millimetres: HD95 and the normalised surface Dice (NSD).
+"""Surface metrics in millimetres: HD95, the mean surface distance (MSD) and the normalised surface Dice (NSD).
 
 Surface definition (identical to MONAI's `get_mask_edges` without `spacing`, i.e. the default
 `use_subvoxels=False` of `SurfaceDiceMetric` and what `HausdorffDistanceMetric` always uses):
@@ -79,6 +79,17 @@ def hd95_from_distances(distances: tuple[np.ndarray, np.ndarray] | None, context
     return float(max(np.percentile(pred_to_target, 95), np.percentile(target_to_pred, 95)))
 
 
+def msd_from_distances(distances: tuple[np.ndarray, np.ndarray] | None, context: str = "msd") -> float:
+    """Mean surface distance in mm from `surface_distances` output (see `msd` for the definition and conventions)."""
+    if distances is None:
+        warn_undefined(f"{context}: exactly one of prediction and target is empty; the mean surface distance is "
+                       "undefined (NaN)")
+        return math.nan
+    pred_to_target, target_to_pred = distances
+    total = pred_to_target.size + target_to_pred.size
+    return float((pred_to_target.sum() + target_to_pred.sum()) / total) if total else 0.0
+
+
 def nsd_from_distances(distances: tuple[np.ndarray, np.ndarray] | None, tolerance_mm: float) -> float:
     """NSD from `surface_distances` output (see `nsd` for the definition and conventions)."""
     if distances is None:
@@ -107,6 +118,13 @@ def hd95(pred: Any, target: Any, spacing: Sequence[float] | np.ndarray) -> float
     (`summarise` leaves NaNs out of the mean and counts them).
     """
     return hd95_from_distances(surface_distances(pred, target, spacing))
+
+
+def msd(pred: Any, target: Any, spacing: Sequence[float] | np.ndarray) -> float:
+    """Mean (average symmetric) surface distance in mm: the mean of every directed surface distance, P→T and T→P
+    pooled, so each surface voxel of either mask counts once. Empty masks as `hd95`: both empty → 0.0, exactly
+    one empty → NaN with an `UndefinedMetricWarning`."""
+    return msd_from_distances(surface_distances(pred, target, spacing))
 
 
 def nsd(pred: Any, target: Any, spacing: Sequence[float] | np.ndarray, tolerance_mm: float = NSD_TOLERANCE_MM) -> float:

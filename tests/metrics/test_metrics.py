@@ -18,6 +18,7 @@ from oss_net.metrics import (
     evaluate_case,
     hd95,
     iou,
+    msd,
     nsd,
     summarise,
 )
@@ -61,6 +62,15 @@ def test_disjoint_cubes_known_surface_distances() -> None:
     assert nsd(a, b, SPACING, tolerance_mm=1.0) == 0.0
     assert nsd(a, b, SPACING, tolerance_mm=12.5) == pytest.approx(32 / 112)  # the 16 facing voxels per side
     assert hd95(a, b, (2.5, 1.0, 0.8)) == pytest.approx(8 * 0.8)  # spacing is per array axis
+    assert msd(a, b, SPACING) == pytest.approx(2.5 * (16 * 5 + 12 * 6 + 12 * 7 + 16 * 8) / 56)  # 16.25 mm both ways
+
+
+def test_mean_surface_distance_conventions() -> None:
+    mask = blob((24, 20, 12), seed=1)
+    empty = np.zeros_like(mask)
+    assert msd(mask, mask, SPACING) == 0.0 and msd(empty, empty, SPACING) == 0.0
+    with pytest.warns(UndefinedMetricWarning, match="msd: exactly one of prediction and target is empty"):
+        assert math.isnan(msd(mask, empty, SPACING))
 
 
 def test_both_empty_convention() -> None:
