@@ -1,0 +1,195 @@
+"""Is querying the occupancy network at a finer spacing better than resampling its output? (issue 28)
+
+    python -m benchmarks.bench_resolution            # CPU: trains C twice on the demo preset, predicts at 0.5 mm (minutes)
+    python -m benchmarks.bench_resolution --smoke    # seconds: two training steps, predictions at 1 mm
+
+The cases are analytic shapes whose true surface is known in closed form (`benchmarks.analytic_shapes`:
+ellipsoids, tori, thin spherical shells), rendered at 2 mm with partial-volume intensities and noise, their
+labels at 2 mm (voxels at least half inside). Configuration C is trained on them with the demo preset twice:
+on voxel centres (the paper's sampling) and with `--continuous_sampling`. On held-out shapes each model then
+predicts a 0.5 mm grid covering the scan's box (`oss_net.geometry.grid_at_spacing`) three ways:
+
+- (a) "fine_queries": the decoder queried on the 0.5 mm lattice itself (`--output_spacing 0.5`);
+- (b) "trilinear_upsampling": the 2 mm probability map upsampled trilinearly, then thresholded at 0.5 (how
+  nnU-Net changes resolution);
+- (c) "nearest_upsampling": the 2 mm mask upsampled by nearest neighbour (what resampling a mask gives).
+
+Against the analytic truth at 0.5 mm (fine voxel centres inside the shape): Dice, mean surface distance and
+HD95 in mm (`oss_net.metrics`), the mean distance of the mesh's vertices to the true surface (marching cubes
+at 0.5 of each method's field: the fine probabilities, the upsampled probabilities, the upsampled mask; no
+decimation), and the seconds each method costs (its prediction plus its upsampling). Rows are means over
+the test shapes per training and method; `case_rows` has every case. benchmarks/results/resolution.json and
+resolution.png (one slice of a torus: the truth filled, the three methods' contours over it).
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from benchmarks.analytic_shapes import AnalyticShape, case_affine, shape_series, truth_mask, write_shape_cases
+from benchmarks.common import RESULTS_DIR, format_table, write_result
+from oss_net.data import discover, load_case
+from oss_net.geometry import SpacedGrid, grid_at_spacing
+from oss_net.inference import Predictor
+from oss_net.io import atomic_write
+from oss_net.meshing import extract_mesh
+from oss_net.metrics import dice, hd95, msd
+from oss_net.models import load_model
+from oss_net.training import demo_settings, train
+
+OUTPUT_SPACING_MM = 0.5
+SMOKE_OUTPUT_SPACING_MM = 1.0
+TRAIN_CASES, TEST_CASES = 18, 6  # the test shapes: two of each kind
+SMOKE_TRAIN_CASES, SMOKE_TEST_CASES = 3, 3
+TRAININGS = {"voxel_centres": False, "continuous": True}  # name -> --continuous_sampling
+COLUMNS = ("training", "method", "dice", "msd_mm", "hd95_mm", "mesh_mm", "seconds")
+CONTOUR_STYLES = {"fine_queries": ("red", "solid"), "trilinear_upsampling": ("deepskyblue", "dashed"),
+                  "nearest_upsampling": ("yellow", "dotted")}
+
+
+def train_model(root: Path, folder: Path, continuous: bool, smoke: bool) -> Any:
+    """Configuration C trained on the shapes under `root` with the demo preset (`continuous`: --continuous_sampling);
+    the final model."""
+    options: dict[str, Any] = {"test": False, "continuous_sampling": continuous, "seed": 0}
+    if smoke:
+        options.update(max_iterations=2, training_samples=64, epochs=1)
+    run_dir = train(demo_settings(str(root), str(folder), **options))
+    return load_model(run_dir / "final_model.pt")
+
+
+def coarse_methods(predictor: Predictor, case: Any, grid: SpacedGrid) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
+    """(b) and (c): {method: (mask [*grid.shape] bool, field for the mesh [*grid.shape], seconds)} from one
+    prediction on the input grid, upsampled."""
+    start = time.perf_counter()
+    prediction = predictor.predict_case(case)
+    probability = torch.as_tensor(np.asarray(case.meta.to_input_grid(prediction.occupancy.numpy(), order=1)))
+    predicted = time.perf_counter() - start
+    start = time.perf_counter()
+    upsampled = F.interpolate(probability[None, None].float(), size=grid.shape, mode="trilinear", align_corners=False)[0, 0]
+    trilinear = (upsampled.numpy(), time.perf_counter() - start)
+    start = time.perf_counter()
+    mask = (probability > prediction.threshold).float()[None, None]
+    nearest = F.interpolate(mask, size=grid.shape, mode="nearest-exact")[0, 0].numpy()
+    nearest_seconds = time.perf_counter() - start
+    return {
+        "trilinear_upsampling": (trilinear[0] > prediction.threshold, trilinear[0], predicted + trilinear[1]),
+        "nearest_upsampling": (nearest > 0.5, nearest, predicted + nearest_seconds),
+    }
+
+
+def scores(mask: np.ndarray, field: np.ndarray, truth: np.ndarray, shape: AnalyticShape, grid: SpacedGrid) -> dict[str, float]:
+    """Dice, MSD and HD95 (mm) against the truth, and the mean distance (mm) of the field's mesh to the true surface."""
+    mesh = extract_mesh(field, grid.affine, level=0.5, min_component_voxels=0, edge_mm=None)
+    vertices = np.asarray(mesh.vertices)
+    return {"dice": dice(mask, truth), "msd_mm": msd(mask, truth, grid.spacing), "hd95_mm": hd95(mask, truth, grid.spacing),
+            "mesh_mm": float(shape.surface_distance(vertices).mean()) if len(vertices) else float("nan")}
+
+
+def case_rows(predictor: Predictor, case: Any, shape: AnalyticShape, spacing: float, training: str,
+              methods: Callable[..., dict]) -> tuple[list[dict[str, Any]], dict[str, np.ndarray], np.ndarray, SpacedGrid]:
+    """One test case under every method: (rows, {method: mask}, truth mask, the fine grid)."""
+    grid = grid_at_spacing(case.meta.affine, case.meta.input_shape, spacing)
+    truth = truth_mask(shape, grid)
+    rows, masks = [], {}
+    for method, (mask, field, seconds) in methods(predictor, case, grid).items():
+        masks[method] = mask
+        rows.append({"training": training, "method": method, "case": case.case_id, "kind": shape.kind,
+                     **scores(mask, field, truth, shape, grid), "seconds": seconds})
+    return rows, masks, truth, grid
+
+
+def mean_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (training, method): the mean of every score over the cases."""
+    keys = list(dict.fromkeys((row["training"], row["method"]) for row in rows))
+    means = []
+    for training, method in keys:
+        group = [row for row in rows if (row["training"], row["method"]) == (training, method)]
+        means.append({"training": training, "method": method, "cases": len(group),
+                      **{key: float(np.nanmean([row[key] for row in group])) for key in COLUMNS[2:]}})
+    return means
+
+
+def write_picture(path: Path, truth: np.ndarray, masks: dict[str, np.ndarray], grid: SpacedGrid, title: str) -> Path:
+    """PNG of the axis-2 slice through the truth's middle: the truth filled grey, each method's contour over it."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    inside = np.nonzero(truth.any(axis=(0, 1)))[0]
+    k = int((inside.min() + inside.max()) // 2) if inside.size else truth.shape[2] // 2
+    figure = Figure(figsize=(7, 7), dpi=110)
+    axes = figure.add_subplot()
+    extent = (0, truth.shape[0] * grid.spacing[0], 0, truth.shape[1] * grid.spacing[1])
+    axes.imshow(truth[:, :, k].T, cmap="gray", origin="lower", extent=extent, vmin=0, vmax=1.6)
+    handles = []
+    for method, mask in masks.items():
+        colour, style = CONTOUR_STYLES[method]
+        axes.contour(mask[:, :, k].T.astype(float), levels=[0.5], colors=colour, linestyles=style, linewidths=1.4,
+                     origin="lower", extent=extent)
+        handles.append(Line2D([], [], color=colour, linestyle=style, label=method))
+    axes.legend(handles=handles, loc="upper right", fontsize=8)
+    axes.set_title(title, fontsize=9)
+    axes.set_xlabel("axis 0 (mm)")
+    axes.set_ylabel("axis 1 (mm)")
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    with atomic_write(path, "wb") as handle:
+        canvas.print_png(handle)
+    return path
+
+
+def run(size: str = "cpu", smoke: bool = False) -> dict:
+    """Train C with and without continuous sampling, compare the three ways to a fine grid on held-out shapes."""
+    if size != "cpu":
+        raise ValueError("bench_resolution trains on the CPU: --size cpu")
+    spacing = SMOKE_OUTPUT_SPACING_MM if smoke else OUTPUT_SPACING_MM
+    train_count, test_count = (SMOKE_TRAIN_CASES, SMOKE_TEST_CASES) if smoke else (TRAIN_CASES, TEST_CASES)
+    affine = case_affine()
+    train_shapes, test_shapes = shape_series(train_count, seed=1, affine=affine), shape_series(test_count, seed=2, affine=affine)
+    rows: list[dict[str, Any]] = []
+    picture: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        train_root = write_shape_cases(Path(folder) / "train", train_shapes, seed=1)
+        test_root = write_shape_cases(Path(folder) / "test", test_shapes, seed=2)
+        test_files = discover("brats", test_root, "all")
+        for training, continuous in TRAININGS.items():
+            model = train_model(train_root, Path(folder) / training, continuous, smoke)
+            predictor = Predictor(model, device="cpu")
+            for files, shape in zip(test_files, test_shapes):
+                case = load_case(files, model.config, with_border=False)
+                found, masks, truth, grid = case_rows(predictor, case, shape, spacing, training, coarse_methods)
+                rows += found
+                if shape.kind == "torus" and training == "continuous" and not picture:
+                    picture = {"truth": truth, "masks": masks, "grid": grid, "case": files.case_id}
+    means = mean_rows(rows)
+    result: dict[str, Any] = {
+        "smoke": smoke, "input_spacing_mm": float(abs(affine[0, 0])), "output_spacing_mm": spacing,
+        "train_cases": train_count, "test_cases": test_count, "columns": list(COLUMNS), "rows": means, "case_rows": rows,
+    }
+    if picture:
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        title = f"{picture['case']} (torus), {spacing} mm grid: truth filled, contours per method"
+        result["picture"] = write_picture(RESULTS_DIR / "resolution.png", picture["truth"], picture["masks"],
+                                          picture["grid"], title).name
+    print(format_table(means, COLUMNS))
+    write_result("resolution", result)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="two training steps, predictions at 1 mm: seconds")
+    args = parser.parse_args(argv)
+    run("cpu", args.smoke)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
