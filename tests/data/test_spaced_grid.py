@@ -13,28 +13,16 @@ from oss_net.datasets import DatasetError
 from oss_net.geometry import grid_at_spacing, spacing_from_affine
 from oss_net.io import atomic_save_nifti
 
+from tests.data.test_geometry import affine_of, rotation
+
 SHAPE = (10, 12, 7)
 
 
-def _rotation(axis: int, degrees: float) -> np.ndarray:
-    c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
-    i, j = [k for k in range(3) if k != axis]
-    matrix = np.eye(3)
-    matrix[i, i], matrix[i, j], matrix[j, i], matrix[j, j] = c, -s, s, c
-    return matrix
-
-
-def _affine(columns: np.ndarray, origin=(3.0, -7.0, 11.0)) -> np.ndarray:
-    affine = np.eye(4)
-    affine[:3, :3], affine[:3, 3] = columns, origin
-    return affine
-
-
 AFFINES = {
-    "axis-aligned 2 mm": _affine(np.diag([2.0, 2.0, 2.0])),
-    "flipped (LPS-like), anisotropic": _affine(np.diag([-0.8, -0.8, 3.0])),
-    "permuted and flipped": _affine(np.array([[0.0, 0.0, -5.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])),
-    "oblique, anisotropic": _affine(_rotation(0, 20) @ _rotation(2, -35) @ np.diag([1.0, 1.2, 5.0])),
+    "axis-aligned 2 mm": affine_of(np.diag([2.0, 2.0, 2.0])),
+    "flipped (LPS-like), anisotropic": affine_of(np.diag([-0.8, -0.8, 3.0])),
+    "permuted and flipped": affine_of(np.array([[0.0, 0.0, -5.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])),
+    "oblique, anisotropic": affine_of(rotation(0, 20) @ rotation(2, -35) @ np.diag([1.0, 1.2, 5.0])),
 }
 
 
