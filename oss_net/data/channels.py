@@ -15,11 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable
 
-import nibabel as nib
 import numpy as np
 
 from oss_net.data.case_files import CaseFiles, Problem
-from oss_net.data.nifti import Volume, check_same_grid, check_spatial_shape, read_header, read_image
+from oss_net.data.nifti import NiftiFile, Volume, check_same_grid, check_spatial_shape, open_nifti, read_header, read_image
 from oss_net.datasets import DatasetError
 
 Grid = tuple[tuple[int, ...], np.ndarray, Path]  # (spatial shape, 4×4 affine, file): what check_same_grid compares
@@ -63,8 +62,8 @@ def file_grid(path: Path, channels: int = 1) -> Grid:
     if channels == 1:
         shape, affine, _ = read_header(path)
         return shape, affine, path
-    image = _open_4d(path, channels)
-    return tuple(int(s) for s in image.shape[:3]), np.asarray(image.affine, dtype=np.float64), path
+    opened = _open_4d(path, channels)
+    return tuple(int(s) for s in opened.image.shape[:3]), opened.affine, path
 
 
 def check_case_grids(case: CaseFiles) -> None:
@@ -105,7 +104,8 @@ def read_label_values(path: Path, allowed: frozenset[int]) -> Volume:
 
 
 def _read_4d(path: Path, channels: int) -> list[Volume]:
-    image = _open_4d(path, channels)
+    opened = _open_4d(path, channels)
+    image = opened.image
     try:
         data = np.asarray(image.dataobj, dtype=np.float32)
     except (EOFError, OSError, ValueError, zlib.error) as error:
@@ -114,20 +114,16 @@ def _read_4d(path: Path, channels: int) -> list[Volume]:
         raise DatasetError(f"{path}: image contains {int(data.size - np.isfinite(data).sum())} NaN or Inf voxel(s)")
     header = image.header.copy()
     header.set_data_shape(image.shape[:3])
-    affine = np.asarray(image.affine, dtype=np.float64)
+    affine = opened.affine
     return [Volume(np.ascontiguousarray(data[..., c]), affine, header.binaryblock, path) for c in range(channels)]
 
 
-def _open_4d(path: Path, channels: int) -> nib.Nifti1Image:
-    """The file's image (header read, voxels not yet), which must be 4-D with `channels` channels last."""
-    if not path.is_file():
-        raise DatasetError(f"{path}: file not found")
-    try:
-        image = nib.load(str(path))
-    except Exception as error:  # nibabel raises many types for a damaged header
-        raise DatasetError(f"{path}: not a readable NIfTI file ({type(error).__name__}: {error})") from error
+def _open_4d(path: Path, channels: int) -> NiftiFile:
+    """The opened file (header checked, voxels not read yet), which must be 4-D with `channels` channels last."""
+    opened = open_nifti(path)
+    image = opened.image
     if len(image.shape) != 4 or image.shape[3] != channels:
         raise DatasetError(f"{path}: expected a 4-D image with {channels} channels on its last axis, "
                            f"got shape {tuple(image.shape)}")
     check_spatial_shape(image.shape[:3], path)
-    return image
+    return opened

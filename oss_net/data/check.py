@@ -1,9 +1,10 @@
 """Check a whole dataset before training on it: every file of every case, all problems in one report.
 
-    python -m oss_net.data.check /data/BraTS2020 [--dataset brats|lits|nnunet|msd|flare]
+    python -m oss_net.data.check /data/BraTS2020 [--dataset brats|lits|nnunet|msd|flare] [--prefer sform|qform]
 
 Like nnU-Net's dataset-integrity check, every case is read fully (shape, affine, NaN/Inf, label
-values, 2D/4D, corrupt files, stray or duplicate files) and every problem is listed in one table;
+values, 2D/4D, corrupt files, a header declaring more than the file holds, a degenerate affine or
+disagreeing qform and sform, stray or duplicate files) and every problem is listed in one table;
 the command then fails once (exit status 1) if any case failed. Empty labels are warnings: such a
 case trains with uniform instead of border-weighted sampling.
 """
@@ -28,6 +29,7 @@ from oss_net.data.layouts.brats import brats_case_folders, read_brats_case
 from oss_net.data.layouts.lits import discover_lits
 from oss_net.data.nifti import check_same_grid, read_label
 from oss_net.datasets import DATASETS, DatasetError, canonical_dataset
+from oss_net.geometry import add_prefer_flag, preferred_affine
 
 
 @dataclass
@@ -160,14 +162,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                  "FLARE21 dataset.")
     parser.add_argument("root", type=Path, help="dataset folder")
     parser.add_argument("--dataset", choices=DATASETS, default=None, help="layout (default: detected)")
+    add_prefer_flag(parser)
     add_verbose_flag(parser)
     args = parser.parse_args(argv)
-    return run_command(lambda: print_check(args.root, args.dataset), prog=parser.prog, verbose=args.verbose)
+    return run_command(lambda: print_check(args.root, args.dataset, args.prefer), prog=parser.prog,
+                       verbose=args.verbose)
 
 
-def print_check(root: Path, dataset: str | None) -> int:
-    """Print the table of `check_dataset`; 1 if any case failed, else 0."""
-    reports = check_dataset(root, dataset)
+def print_check(root: Path, dataset: str | None, prefer: str | None = None) -> int:
+    """Print the table of `check_dataset` (each file's affine as `prefer` says); 1 if any case failed, else 0."""
+    with preferred_affine(prefer):
+        reports = check_dataset(root, dataset)
     print(format_reports(reports))
     return 1 if any(r.errors for r in reports) else 0
 

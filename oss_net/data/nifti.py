@@ -1,15 +1,23 @@
 """Reading NIfTI files with every check a training run needs before it touches the data.
 
-Each reader returns the array plus the nibabel affine and header, and raises one `DatasetError`
-naming the file for anything a real dataset can get wrong: a missing, truncated or corrupt file,
-a 2D or 4D image, an empty or degenerate grid (a zero-size axis, or a single voxel along an axis),
-NaN/Inf intensities, label values outside the dataset's set.
+Each reader returns the array plus the checked affine and the header, and raises one `DatasetError`
+naming the file for anything a real dataset can get wrong: a missing, unreadable (permission), truncated
+or corrupt file, a 2D or 4D image, an empty or degenerate grid (a zero-size axis, or a single voxel along
+an axis), a degenerate affine or disagreeing qform and sform (`oss_net.geometry.header_affine`), NaN/Inf
+intensities, label values outside the dataset's set.
+
+The header is read before the data (`open_nifti`): the voxel count × data type it declares must match
+the file (an uncompressed file's size exactly; a gzip file can inflate at most `MAX_DEFLATE_RATIO` times)
+and fit in the memory available, so a tiny file declaring a huge volume is refused in milliseconds
+instead of allocating it.
 
 A constant image (every voxel equal) is only a warning (RuntimeWarning): a blank modality does occur
 in real data, and the z-score turns it into zeros instead of dividing by zero; the dataset check lists it.
 """
 from __future__ import annotations
 
+import math
+import os
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -20,7 +28,7 @@ import nibabel as nib
 import numpy as np
 
 from oss_net.datasets import DatasetError
-from oss_net.geometry import spacing_from_affine
+from oss_net.geometry import affine_preference, header_affine, spacing_from_affine
 
 # Label values each dataset may contain: BraTS (background, necrosis, oedema, enhancing), LiTS (liver, tumour).
 # "border" is the set of a stored border map.
@@ -30,6 +38,11 @@ LABEL_VALUES: dict[str, frozenset[int]] = {
 
 MIN_AXIS_VOXELS = 2  # fewer along any axis is a single slice or voxel, not a volume to segment in 3D
 FIX_LABELS = "(fix the label file, or check it belongs to this dataset)"  # what to do about unknown label values
+# deflate's largest possible ratio (RFC 1951: a 258-byte match costs at least 2 bits, 258·8/2 = 1032): a
+# gzip file cannot inflate to more than this many times its size, whatever it holds.
+MAX_DEFLATE_RATIO = 1032
+# Bytes per voxel a reader may hold at once beyond the file's own: the float32 (or uint8) copy it converts to.
+CONVERTED_BYTES = 4
 
 
 @dataclass(frozen=True)
@@ -49,13 +62,14 @@ class Volume:
 
 def read_header(path: Path) -> tuple[tuple[int, ...], np.ndarray, bytes]:
     """Shape, affine and header of a NIfTI file without reading its voxels (fast)."""
-    image = _open(path)
-    return _spatial_shape(image.shape, path), np.asarray(image.affine, dtype=np.float64), image.header.binaryblock
+    opened = open_nifti(path)
+    return _spatial_shape(opened.image.shape, path), opened.affine, opened.image.header.binaryblock
 
 
 def read_image(path: Path) -> Volume:
     """An intensity volume as float32; NaN or Inf anywhere is an error."""
-    image = _open(path)
+    opened = open_nifti(path)
+    image = opened.image
     shape = _spatial_shape(image.shape, path)
     array = _voxels(image, path).astype(np.float32, copy=False).reshape(shape)
     if not np.isfinite(array).all():
@@ -65,7 +79,7 @@ def read_image(path: Path) -> Volume:
     if array.min() == array.max():
         warnings.warn(f"{path}: constant image (every voxel is {array.flat[0]:g}); it carries no information",
                       RuntimeWarning, stacklevel=2)
-    return Volume(array, np.asarray(image.affine, dtype=np.float64), image.header.binaryblock, path)
+    return Volume(array, opened.affine, image.header.binaryblock, path)
 
 
 def read_label(path: Path, dataset: str) -> Volume:
@@ -75,7 +89,8 @@ def read_label(path: Path, dataset: str) -> Volume:
 
 def read_label_map(path: Path, allowed: Iterable[int] | None = None, dataset: str | None = None) -> Volume:
     """An integer label map (uint8 when it fits); values must be non-negative integers, and of `allowed` when given."""
-    image = _open(path)
+    opened = open_nifti(path)
+    image = opened.image
     shape = _spatial_shape(image.shape, path)
     raw = _voxels(image, path).reshape(shape)
     allowed = None if allowed is None else frozenset(int(v) for v in allowed)
@@ -96,7 +111,7 @@ def read_label_map(path: Path, allowed: Iterable[int] | None = None, dataset: st
         unexpected = sorted(int(v) for v in present if int(v) not in allowed)
         if unexpected:
             raise DatasetError(f"{path}: label values {unexpected} outside {sorted(allowed)}{where} {FIX_LABELS}")
-    return Volume(label, np.asarray(image.affine, dtype=np.float64), image.header.binaryblock, path)
+    return Volume(label, opened.affine, image.header.binaryblock, path)
 
 
 def check_same_grid(reference: tuple[tuple[int, ...], np.ndarray, Path], other: tuple[tuple[int, ...], np.ndarray, Path]) -> None:
@@ -110,7 +125,19 @@ def check_same_grid(reference: tuple[tuple[int, ...], np.ndarray, Path], other: 
                            "(resample the files of a case onto one grid)")
 
 
-def _open(path: Path) -> nib.Nifti1Image:
+@dataclass(frozen=True)
+class NiftiFile:
+    """An opened NIfTI file whose header passed every check: its voxels are not read yet."""
+
+    image: nib.Nifti1Image
+    affine: np.ndarray  # [4, 4] the checked voxel→mm affine (`oss_net.geometry.header_affine`)
+    path: Path
+
+
+def open_nifti(path: Path) -> NiftiFile:
+    """Open `path` and check its header before any voxel is read: readable (permissions), a NIfTI file, a
+    declared size that matches the file and fits in memory (`check_declared_size`), a usable affine."""
+    path = Path(path)
     try:
         path.stat()  # is_file() alone says "no" for a file in a folder we may not enter, hiding the cause
     except FileNotFoundError:
@@ -120,12 +147,80 @@ def _open(path: Path) -> nib.Nifti1Image:
     if not path.is_file():
         raise DatasetError(f"{path}: a folder, not a NIfTI file")
     try:
-        return nib.load(str(path))
+        with open(path, "rb"):  # nibabel reports an unreadable file as "cannot work out file type"
+            pass
+        image = nib.load(str(path))
     except PermissionError as error:
         raise DatasetError(unreadable_message(path, error)) from None
     except Exception as error:  # nibabel raises many types for a damaged header
         raise DatasetError(f"{path}: not a readable NIfTI file ({type(error).__name__}: {error}); "
                            "copy or export it again") from error
+    check_declared_size(image, path)
+    return NiftiFile(image, file_affine(image, path), path)
+
+
+def file_affine(image: nib.Nifti1Image, path: Path) -> np.ndarray:
+    """The image's checked voxel→mm affine: its qform or sform as `oss_net.geometry.header_affine` decides."""
+    header = image.header
+    if not hasattr(header, "get_sform"):  # not a NIfTI header: one affine, checked as it is
+        return header_affine(path, None, 0, None, 0, image.affine)
+    qform, qform_code = header.get_qform(coded=True)
+    sform, sform_code = header.get_sform(coded=True)
+    return header_affine(path, qform, int(qform_code), sform, int(sform_code), header.get_base_affine(),
+                         affine_preference())
+
+
+def check_declared_size(image: nib.Nifti1Image, path: Path) -> None:
+    """Refuse a header whose shape × data type cannot be this file's voxels, or cannot be read into memory.
+
+    An uncompressed file holds exactly the header's offset plus the declared voxel bytes; a gzip file can
+    inflate at most MAX_DEFLATE_RATIO times its size. Only the header was read; nothing is allocated.
+    """
+    shape = tuple(int(s) for s in image.shape)
+    dtype = image.header.get_data_dtype()
+    declared = math.prod(shape) * dtype.itemsize
+    offset = int(getattr(image.dataobj, "offset", image.header.get_data_offset()))  # the loaded header says 0
+    size = path.stat().st_size
+    what = f"the header declares {'×'.join(map(str, shape))} {dtype} ({human_bytes(declared)})"
+    if path.name.endswith(".gz") and offset + declared > size * MAX_DEFLATE_RATIO:
+        raise DatasetError(f"{path}: truncated or corrupt voxel data: {what} but the file is {human_bytes(size)} "
+                           f"of gzip, which inflates to at most {human_bytes(size * MAX_DEFLATE_RATIO)} (copy or "
+                           "export it again)")
+    if not path.name.endswith(".gz") and offset + declared != size:
+        problem = ("truncated or corrupt voxel data" if size < offset + declared else
+                   "longer than its header says (the header's shape or data type is wrong)")
+        raise DatasetError(f"{path}: {problem}: {what} after a {offset}-byte header, {offset + declared} bytes in "
+                           f"all, but the file holds {size} bytes (copy or export it again)")
+    memory = math.prod(shape) * (dtype.itemsize + CONVERTED_BYTES)
+    budget = memory_budget()
+    if memory > budget:
+        raise DatasetError(f"{path}: {what} needs about {human_bytes(memory)} of memory to read, more than the "
+                           f"{human_bytes(budget)} available (resample or crop the image, or free memory)")
+
+
+def memory_budget() -> int:
+    """Bytes of memory a reader may use: the system's available memory (MemAvailable), else its physical memory."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 2**63
+
+
+def human_bytes(count: int) -> str:
+    """A byte count in words: 400 B, 3.1 MB, 8.0 TB (powers of 1000)."""
+    value = float(count)
+    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
+        if value < 1000 or unit == "PB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{count} B"
 
 
 def unreadable_message(path: Path, error: OSError) -> str:

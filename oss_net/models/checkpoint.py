@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any
+import zipfile
+from typing import Any, Iterable
 
 import torch
 from torch import nn
@@ -23,6 +24,7 @@ from .registry import model_kind
 FORMAT_VERSION = 1
 PAYLOAD_KEYS = ("format_version", "kind", "config", "model")
 GIVE_A_CHECKPOINT = "give a model file or training checkpoint written by oss_net (e.g. a run's best_model.pt)"
+SHOWN_KEYS = 5  # an error lists at most this many names (weights, keys), then how many there are in all
 
 
 class CheckpointError(OSSNetError):
@@ -62,11 +64,7 @@ def save_model(path: str | os.PathLike, model: nn.Module, split: dict[str, list[
 
 def stored_split(path: str | os.PathLike) -> dict[str, list[str]] | None:
     """The case ids per split stored in a checkpoint by training, or None (files written before it was stored)."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # as load_model: every failure means "not a checkpoint"
-        raise CheckpointError(f"{path}: not a model checkpoint ({type(error).__name__}: {error}); "
-                              f"{GIVE_A_CHECKPOINT}") from None
+    payload = read_checkpoint_file(path)
     split = payload.get("split") if isinstance(payload, dict) else None
     if split is None:
         return None
@@ -82,14 +80,56 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     config: the configuration the caller expects; a checkpoint of any other one raises CheckpointError.
     dtype: the floating dtype of the model; None: the one its weights were saved in (`saved_dtype`).
     """
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: checkpoint file does not exist") from None
-    except Exception as error:  # the unpickler fails in many ways on a foreign file; all mean "not a checkpoint"
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{path}: not a model checkpoint ({reason}); {GIVE_A_CHECKPOINT}") from None
+    payload = read_checkpoint_file(path, map_location)
     return model_from_payload(payload, path, config, dtype).to(map_location)
+
+
+def read_checkpoint_file(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
+    """What `path` holds, read with torch's safe unpickler (tensors and plain values only).
+
+    Every failure is one CheckpointError in our words, naming the file: a missing file, a folder, a permission
+    problem, or why it is no checkpoint (`unloadable_reason`). torch's own advice to retry with
+    `weights_only=False` is never passed on: for a file of unknown origin that would run its code.
+    """
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        message, reason = f"{path}: checkpoint file does not exist (check the path)", "it does not exist"
+    except IsADirectoryError:
+        message, reason = f"{path}: a folder, not a checkpoint file; {GIVE_A_CHECKPOINT}", "a folder"
+    except PermissionError:
+        reason = "permission denied; check the permissions of the file and its folders"
+        message = f"permission denied reading {path} (check the permissions of the file and its folders)"
+    except Exception as error:  # the unpickler fails in many ways on a foreign file; all mean "not a checkpoint"
+        reason = unloadable_reason(path, error)
+        message = f"{path}: not a model checkpoint ({reason}); {GIVE_A_CHECKPOINT}"
+    raised = CheckpointError(message)
+    raised.reason = reason  # the cause alone, for callers that phrase their own line
+    raise raised
+
+
+def unloadable_reason(path: str | os.PathLike, error: BaseException) -> str:
+    """Why torch's safe loader refused `path`, in our words (torch's message suggests the unsafe loader)."""
+    try:
+        archive = zipfile.is_zipfile(path)
+        with open(path, "rb") as handle:
+            start = handle.read(2)
+    except OSError:
+        archive, start = False, b""
+    if archive and ("weights_only" in str(error).lower() or "Unsupported" in str(error)):
+        return ("it holds Python objects besides tensors and plain values, which no checkpoint of this package "
+                "does; it is not unpickled, since that could run code from the file")
+    if archive:
+        return f"a damaged PyTorch archive ({type(error).__name__})"
+    if start[:1] == b"\x80":
+        return "a Python pickle, not a checkpoint archive of this package; it is not unpickled"
+    return "not a PyTorch file, or one cut short"
+
+
+def shown_names(names: Iterable[Any], limit: int = SHOWN_KEYS) -> str:
+    """At most `limit` names, then how many there are: "a, b, c, d, e, ... (312 in all)"."""
+    names = [str(name) for name in names]
+    return ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
 def model_from_payload(payload: Any, source: str | os.PathLike, config: Any = None,
@@ -103,7 +143,7 @@ def model_from_payload(payload: Any, source: str | os.PathLike, config: Any = No
             "--dataset brats|lits --output OUT.pt"
         )
     if not isinstance(payload, dict) or any(key not in payload for key in PAYLOAD_KEYS):
-        found = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
+        found = f"[{shown_names(repr(key) for key in sorted(map(str, payload)))}]" if isinstance(payload, dict) else type(payload).__name__
         raise CheckpointError(f"{source}: not a model checkpoint (expected keys {list(PAYLOAD_KEYS)}, found {found}); "
                               f"{GIVE_A_CHECKPOINT}")
     if payload["format_version"] != FORMAT_VERSION:
@@ -123,8 +163,7 @@ def model_from_payload(payload: Any, source: str | os.PathLike, config: Any = No
     model = model.to(dtype if dtype is not None else saved_dtype(payload["model"], source))
     bad = non_finite_tensors(payload["model"])
     if bad:  # such a model predicts nothing (NaN occupancy) without any other sign
-        shown = ", ".join(bad[:5]) + (f", ... ({len(bad)} in all)" if len(bad) > 5 else "")
-        raise CheckpointError(f"{source}: checkpoint holds NaN or Inf weights in {shown} "
+        raise CheckpointError(f"{source}: checkpoint holds NaN or Inf weights in {shown_names(bad)} "
                               "(the training diverged; use an earlier checkpoint)")
     model.load_state_dict(payload["model"])
     return model
@@ -177,7 +216,6 @@ def _check_state_dict(model: nn.Module, state: Any, source: str | os.PathLike, c
     problems = []
     for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mismatched)):
         if items:
-            shown = ", ".join(items[:5]) + (f", ... ({len(items)} in all)" if len(items) > 5 else "")
-            problems.append(f"{label}: {shown}")
+            problems.append(f"{label}: {shown_names(items)}")
     if problems:
         raise CheckpointError(f"{source}: weights do not match configuration {_describe(config)}: " + "; ".join(problems))

@@ -24,7 +24,7 @@ from oss_net.cli_errors import add_verbose_flag, run_command
 from oss_net.datasets import canonical_dataset
 from oss_net.io import OSSNetError, atomic_save_torch
 
-from .checkpoint import checkpoint_payload, is_original_state_dict
+from .checkpoint import checkpoint_payload, is_original_state_dict, unloadable_reason
 from .config import CONFIG_NAMES, OSSNetConfig, get_config
 from .oss_net import OSSNet
 from .registry import build_model
@@ -168,9 +168,10 @@ def convert_file(weights: str | os.PathLike, name: str, dataset: str, output: st
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise ConversionError(f"{weights}: file does not exist") from None
+    except PermissionError:
+        raise ConversionError(f"permission denied reading {weights} (check the permissions of the file)") from None
     except Exception as error:  # the unpickler fails in many ways on a foreign file
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ConversionError(f"{weights}: not a PyTorch state dict ({reason})") from None
+        raise ConversionError(f"{weights}: not a PyTorch state dict ({unloadable_reason(weights, error)})") from None
     if not is_original_state_dict(state):
         raise ConversionError(
             f"{weights}: not a state dict of the original OSS-Net code (expected tensors with PAU keys '*.weight_numerator'); "

@@ -5,10 +5,11 @@
     python train_oss_net.py --train --test --demo --dataset_path /tmp/synthetic_brats --cpu
     python train_oss_net.py --train --test --paper ...                 # every original behaviour (oss_net.compat)
     python train_oss_net.py --resume runs/2021_..._full_brats          # continue a killed run exactly
+    python train_oss_net.py --train ... --output_dir runs/x --overwrite # a new run in a used folder (old files kept aside)
     torchrun --nproc_per_node 2 train_oss_net.py --train --test ...    # DDP, one process per GPU
 
 A flag left out takes the preset value (paper, or `--demo`); with `--resume` it takes the value the
-run was started with, so `--resume DIR` alone continues the same run.
+run was started with, so `--resume DIR` alone continues the same run (from its newest intact checkpoint).
 """
 from __future__ import annotations
 
@@ -19,10 +20,11 @@ from typing import Any, Sequence
 
 from oss_net.cli_errors import add_verbose_flag, run_command
 from oss_net.datasets import canonical_dataset
+from oss_net.geometry import add_prefer_flag
 from oss_net.labels import LABEL_MODES
 from oss_net.models import CONFIG_NAMES, UNET_NAMES, canonical_network_name
 from oss_net.precision import AMP_MODES
-from oss_net.training.resume import find_checkpoint, load_checkpoint, training_state
+from oss_net.training.resume import resume_checkpoint, training_state
 from oss_net.training.settings import TrainSettings, resolve_settings
 
 # Flags that may differ between a run and its resumption; everything else comes from the checkpoint.
@@ -65,7 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
                           help="sample training points uniformly (otherwise half from the border band)")
     new = parser.add_argument_group("new flags")
     new.add_argument("--output_dir", type=str, default=None, help="run folder (default runs/<timestamp>_<config>_<dataset>)")
-    new.add_argument("--resume", type=str, default=None, metavar="DIR|CKPT", help="continue a run from its newest (or this) checkpoint")
+    new.add_argument("--resume", type=str, default=None, metavar="DIR|CKPT",
+                     help="continue a run from its newest intact (or this) checkpoint")
+    new.add_argument("--overwrite", action="store_true", default=None,
+                     help="start a new run in a --output_dir that holds files (the earlier run's files are moved "
+                          "into replaced_<time>/ there; nothing is deleted)")
     new.add_argument("--seed", type=int, default=None, help="seed of weights, data order and sampling (0)")
     new.add_argument("--amp", choices=AMP_MODES, default=None, help="autocast dtype (off); fp16 adds a GradScaler")
     new.add_argument("--num_workers", type=int, default=None, help="DataLoader workers (0)")
@@ -99,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--paper_replicas", type=int, default=None,
                      help="paper mode: the original's GPU count (2): batch norm per replica of --batch_size / this many "
                           "volumes, validation scores averaged per batch of this many volumes")
+    add_prefer_flag(new)
     return parser
 
 
@@ -109,9 +116,11 @@ def settings_from_args(arguments: argparse.Namespace) -> TrainSettings:
         if given.get("train") and "test" not in given:
             given["test"] = True  # training validates unless --no_validation says otherwise
         return resolve_settings(given)
-    path = find_checkpoint(given["resume"])
-    saved = dict(training_state(load_checkpoint(path), path)["settings"])
+    path, state = resume_checkpoint(given["resume"])
+    saved = dict(training_state(state, path)["settings"])
     saved["max_iterations"] = None  # a limit of the interrupted invocation, not of the run
+    saved["overwrite"] = False  # of the invocation that started the run
+    given["resume"] = str(path)  # the checkpoint chosen (the newest intact one of a folder), read again by train
     changed = {key: value for key, value in given.items() if key in RESUME_OVERRIDABLE or key == "resume"}
     fixed = {key: value for key, value in given.items() if key not in changed}
     if "dataset" in fixed:

@@ -42,6 +42,7 @@ from oss_net.data.class_targets import training_label_mode
 from oss_net.data.fingerprint import compute_fingerprint
 from oss_net.data.layouts import dataset_info
 from oss_net.datasets import PAPER_DATASETS
+from oss_net.geometry import preferred_affine
 from oss_net.io import OSSNetError, atomic_save_json, atomic_save_torch, check_output_folder, prepare_output_folder
 from oss_net.models import (build_model, checkpoint_payload, is_dense, load_model, model_from_payload, network_config,
                             parameter_groups, save_model)
@@ -50,7 +51,7 @@ from oss_net.training.distributed import (
     ProcessContext, barrier, select_cuda_devices, setup_process, teardown_process, wrap_model,
 )
 from oss_net.training.lookahead import Lookahead, build_optimizer
-from oss_net.training.recorder import Recorder
+from oss_net.training.recorder import CSV_NAME, PLOT_NAME, TENSORBOARD_DIR, Recorder
 from oss_net.training.run_header import run_header
 from oss_net.training.sampler import ResumableSampler, derive_seed
 from oss_net.training.settings import (
@@ -63,6 +64,10 @@ HYPERPARAMETERS_NAME = "hyperparameters.json"
 BEST_NAME = "best_model.pt"
 FINAL_NAME = "final_model.pt"
 SUMMARY_NAME = "summary.json"
+METRICS_NAME = "metrics.json"  # --test without --train
+# Everything a run writes at the top of its folder: what --overwrite moves aside (resume.claim_run_folder).
+RUN_OUTPUTS = (HYPERPARAMETERS_NAME, BEST_NAME, FINAL_NAME, SUMMARY_NAME, METRICS_NAME, CSV_NAME, PLOT_NAME,
+               TENSORBOARD_DIR, resume.CHECKPOINT_DIR)
 
 logger = logging.getLogger(__name__)
 
@@ -113,14 +118,15 @@ def train(settings: TrainSettings) -> Path:
         raise SettingsError("--test without --train evaluates a model: pass --load_model (or --resume)")
     context = setup_process(settings.cpu)
     try:
-        run = build_run(settings, context)
-        try:
-            if settings.train:
-                fit(run)
-            else:
-                _evaluate_only(run)
-        finally:
-            run.recorder.close()
+        with preferred_affine(settings.prefer):  # every file this run reads takes the affine --prefer chose
+            run = build_run(settings, context)
+            try:
+                if settings.train:
+                    fit(run)
+                else:
+                    _evaluate_only(run)
+            finally:
+                run.recorder.close()
         return run.run_dir
     finally:
         teardown_process(context)
@@ -288,8 +294,7 @@ def build_run(settings: TrainSettings, context: ProcessContext) -> Run:
              "val": [c.case_id for c in (val_cases if settings.test else _discover(settings, "val"))]}
     resume_state = None
     if settings.resume is not None:
-        resume_path = resume.find_checkpoint(settings.resume)
-        resume_state = resume.load_checkpoint(resume_path)
+        resume_path, resume_state = resume.resume_checkpoint(settings.resume)
         check_resume_compatible(settings, resume.training_state(resume_state, resume_path)["settings"], str(resume_path))
         run_dir = Path(settings.output_dir) if settings.output_dir else resume.run_dir_of(resume_path)
     config = apply_compat(network_config(settings.network_config, settings.dataset, demo=settings.demo,
@@ -299,6 +304,8 @@ def build_run(settings: TrainSettings, context: ProcessContext) -> Run:
         run_dir = Path(settings.output_dir) if settings.output_dir else _default_run_dir(settings, config.name)
     if context.is_main:  # before any work: a run or cache folder that cannot be written fails here, writing nothing
         check_output_folder(run_dir, "run folder")
+        if not settings.overwrite and (resume_state is None or run_dir != resume.run_dir_of(resume_path)):
+            resume.claim_run_folder(run_dir, RUN_OUTPUTS)  # refuses a folder holding anything
         if settings.cache_dir is not None:
             check_output_folder(settings.cache_dir, "cache folder")
         if resume_state is None:  # a resumed run's cases were read in full when it started
@@ -314,6 +321,8 @@ def build_run(settings: TrainSettings, context: ProcessContext) -> Run:
     position = Position() if resume_state is None else _restore(resume_state, model, optimizer, scaler, resume_path)
 
     if context.is_main:
+        if settings.overwrite:
+            resume.claim_run_folder(run_dir, RUN_OUTPUTS, overwrite=True)  # the earlier run's files moved aside
         prepare_output_folder(run_dir, "run folder")
         resume.remove_stale_temporaries(run_dir)
         header = run_header(settings, config, split)
@@ -554,5 +563,5 @@ def _evaluate_only(run: Run) -> None:
     if not run.context.is_main:
         return
     metrics = Validator(run)()
-    atomic_save_json(metrics, run.run_dir / "metrics.json")
+    atomic_save_json(metrics, run.run_dir / METRICS_NAME)
     tqdm.write(", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))

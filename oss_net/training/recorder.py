@@ -16,6 +16,7 @@ from oss_net.io import atomic_write
 
 CSV_NAME = "metrics.csv"
 PLOT_NAME = "progress.png"
+TENSORBOARD_DIR = "tensorboard"
 CSV_COLUMNS = ("iteration", "epoch", "name", "value")
 
 
@@ -34,7 +35,7 @@ class Recorder:
         from torch.utils.tensorboard import SummaryWriter
 
         purge_step = None if resume_iteration is None else resume_iteration + 1
-        self._writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=purge_step)
+        self._writer = SummaryWriter(log_dir=str(run_dir / TENSORBOARD_DIR), purge_step=purge_step)
 
     def log(self, iteration: int, epoch: int, values: dict[str, float]) -> None:
         if not self.enabled:

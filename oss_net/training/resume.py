@@ -6,22 +6,33 @@ learning rate is a pure function of the epoch, so there is no scheduler state; t
 checkpoints written by earlier versions is ignored, and they resume as before). numpy's and Python's
 RNG states are converted to tensors and plain lists so the safe unpickler accepts them. Periodic checkpoints are `checkpoints/ckpt_<iteration>.pt`, the last K kept;
 a file is only ever visible under its final name once fully written (oss_net.io.atomic_save_torch),
-so a run killed mid-write leaves the previous checkpoint as the newest loadable one.
+so a run killed mid-write leaves the previous checkpoint as the newest loadable one; `resume_checkpoint`
+passes over a newest checkpoint that cannot be read (cut short by a full disk, say) to the newest intact one
+and says so.
+
+A run folder holds one run: training into a folder that holds anything needs `--resume` (continue its run)
+or `--overwrite` (start a new one; the earlier run's files are moved into `replaced_<time>/`, nothing is
+deleted), so a new run never mixes with, prunes or replaces an earlier one (`claim_run_folder`).
 """
 from __future__ import annotations
 
+import logging
 import random
 import re
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import torch
 
 from oss_net.io import OSSNetError, atomic_save_torch
+from oss_net.models.checkpoint import CheckpointError, read_checkpoint_file, shown_names
 
 CHECKPOINT_DIR = "checkpoints"
+REPLACED_PREFIX = "replaced_"  # --overwrite moves an earlier run's files into replaced_<time>/ of its folder
 _PERIODIC = re.compile(r"^ckpt_(\d+)\.pt$")
+_log = logging.getLogger(__name__)
 
 
 class ResumeError(OSSNetError):
@@ -54,6 +65,37 @@ def find_checkpoint(location: str | Path) -> Path:
     raise ResumeError(f"{path}: no such run folder or checkpoint file")
 
 
+def resume_checkpoint(location: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The checkpoint `--resume` continues from, and its contents: a file as is; for a run folder the newest
+    periodic checkpoint that reads, with a warning naming each newer one that does not (and why)."""
+    path = Path(location)
+    if path.is_file():
+        try:
+            return path, load_checkpoint(path)
+        except ResumeError as error:
+            intact, _ = _newest_intact([p for p in periodic_checkpoints(run_dir_of(path)) if p != path])
+            hint = f"; the newest intact checkpoint of its run is {intact[0]}" if intact else ""
+            raise ResumeError(f"{error}{hint}") from None
+    find_checkpoint(path)  # the errors for a missing folder and for one without checkpoints
+    found, failures = _newest_intact(periodic_checkpoints(path))
+    if found is None:
+        raise ResumeError(f"{path}: no intact checkpoint to resume from: {shown_names(failures, 2)}")
+    if failures:
+        _log.warning("%s; resuming from the newest intact checkpoint, %s", "; ".join(failures), found[0])
+    return found
+
+
+def _newest_intact(candidates: list[Path]) -> tuple[tuple[Path, dict[str, Any]] | None, list[str]]:
+    """The newest of `candidates` that loads (and its contents), and why each newer one did not."""
+    failures = []
+    for candidate in reversed(candidates):
+        try:
+            return (candidate, load_checkpoint(candidate)), failures
+        except ResumeError as error:
+            failures.append(str(error))
+    return None, failures
+
+
 def run_dir_of(checkpoint: Path) -> Path:
     """The run folder a checkpoint belongs to (its parent's parent when inside checkpoints/)."""
     return checkpoint.parent.parent if checkpoint.parent.name == CHECKPOINT_DIR else checkpoint.parent
@@ -81,12 +123,32 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read a training checkpoint with the safe unpickler; a clear error for anything else."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for corrupt or foreign files
-        raise ResumeError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error})") from error
+        state = read_checkpoint_file(path)
+    except CheckpointError as error:
+        raise ResumeError(f"{path}: not a readable checkpoint ({error.reason})") from None
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise ResumeError(f"{path}: not an OSS-Net checkpoint (no model/config entries)")
     return state
+
+
+def claim_run_folder(run_dir: Path, own_names: Iterable[str], overwrite: bool = False) -> None:
+    """Refuse a run folder that holds anything, unless `overwrite`: then move the entries named `own_names` (what
+    a run writes there) into `replaced_<time>/`, so the new run starts clean and nothing is deleted."""
+    entries = sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else []
+    if not entries:
+        return
+    if not overwrite:
+        raise ResumeError(f"{run_dir}: run folder is not empty (holds {shown_names(entries)}); pass --resume {run_dir} "
+                          f"to continue its run, or --overwrite to start a new run there (the earlier run's files move "
+                          f"to {REPLACED_PREFIX}<time>/, nothing is deleted), or choose another path for --output_dir")
+    earlier = [name for name in entries if name in set(own_names)]
+    if not earlier:
+        return
+    aside = run_dir / f"{REPLACED_PREFIX}{datetime.now().strftime('%Y%m%d_%H%M%S_%f')}"
+    aside.mkdir()
+    for name in earlier:
+        (run_dir / name).rename(aside / name)
+    _log.warning("%s: --overwrite: the earlier run's %s moved to %s", run_dir, shown_names(earlier), aside.name)
 
 
 def training_state(state: dict[str, Any], path: Path) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 from oss_net.compat import COMPAT_MODES, DEFAULT_COMPAT, ORIGINAL_REPLICAS
 from oss_net.data.layouts import dataset_info, detect_dataset
 from oss_net.datasets import DATASETS, PAPER_DATASETS, DatasetError, canonical_dataset
+from oss_net.geometry import AFFINE_SOURCES
 from oss_net.io import OSSNetError
 from oss_net.labels import DEFAULT_LABEL_MODE, LABEL_MODES, dataset_label_mode
 from oss_net.models import canonical_network_name
@@ -50,6 +51,7 @@ RUN_DEFINING_FIELDS = (
     "network_config", "dataset", "demo", "seed", "batch_size", "training_samples", "border_balance",
     "lr", "pau_lr", "amp", "segmentation_loss_factor", "augment", "epochs", "compat", "label_mode", "paper_replicas",
     "continuous_sampling",
+    "prefer",
 )
 
 
@@ -99,6 +101,8 @@ class TrainSettings:
     # training points jittered inside their voxels, targets the label interpolated there (oss_net.data.sampling);
     # not the original's sampling, so never in paper mode
     continuous_sampling: bool = False
+    prefer: str | None = None  # sform | qform: the affine of a file whose two disagree (None: refuse it)
+    overwrite: bool = False  # start a new run in a non-empty run folder (its earlier run's files are moved aside)
 
     def __post_init__(self) -> None:
         problems = []
@@ -117,6 +121,10 @@ class TrainSettings:
                             "(drop --continuous_sampling or --paper)")
         if self.label_mode not in LABEL_MODES:
             problems.append(f"label_mode {self.label_mode!r} is not one of {', '.join(LABEL_MODES)}")
+        if self.prefer is not None and self.prefer not in AFFINE_SOURCES:
+            problems.append(f"prefer {self.prefer!r} is not one of {', '.join(AFFINE_SOURCES)}")
+        if self.overwrite and self.resume is not None:
+            problems.append("--overwrite starts a new run and --resume continues one: pass only one of them")
         if self.amp not in AMP_MODES:
             problems.append(f"amp {self.amp!r} is not one of {', '.join(AMP_MODES)}")
         for name in ("epochs", "batch_size", "training_samples", "val_every", "val_samples", "checkpoint_every", "keep_last",

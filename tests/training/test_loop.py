@@ -103,11 +103,11 @@ def test_validation_leaves_the_model_in_training_mode(synthetic_brats_root):
     assert model.training and set(sampled) == {"val/sampled_loss", "val/sampled_dice", "val/sampled_iou"}
 
 
-def test_batches_do_not_depend_on_the_number_of_workers(tiny_settings):
+def test_batches_do_not_depend_on_the_number_of_workers(tiny_settings, tmp_path):
     """Each sample's points come from (seed, epoch, index), so workers change nothing."""
     batches = []
-    for workers in (0, 1):
-        run = build_run(tiny_settings(num_workers=workers, training_samples=16), CPU)
+    for workers in (0, 1):  # one run folder each: a run folder holds one run
+        run = build_run(tiny_settings(num_workers=workers, training_samples=16, output_dir=str(tmp_path / f"run{workers}")), CPU)
         batches.append([(b["case_id"], b["coords"]) for b in TrainingData(run).batches(1, start_batch=1)])
         run.recorder.close()
     assert len(batches[0]) == 2  # 3 batches per epoch, started at the second
