@@ -23,7 +23,7 @@ from oss_net.data.layouts import discover
 from oss_net.data.layouts.common import border_file_name, default_border_path
 from oss_net.data.nifti import check_same_grid, read_header, read_label
 from oss_net.datasets import DatasetError
-from oss_net.io import atomic_save_nifti, check_output_folder, write_error
+from oss_net.io import WriteError, atomic_save_nifti, check_output_folder, write_error
 
 DILATION = 13  # cube side of the dilation (max-pool kernel 13, stride 1, padding 6)
 
@@ -53,6 +53,8 @@ def generate_borders(dataset: str, root: str | Path, output: str | Path | None =
         output = Path(output)
         check_output_folder(output)  # created, with its parents, when the first map is written
     cases = discover(dataset, root, "all")
+    if output is None:
+        check_case_folders(case_folders(cases, dataset, overwrite))
     written = []
     with tqdm(cases, desc=f"borders ({dataset})", unit="case", disable=not progress) as bar:  # closed on error too
         for case in bar:
@@ -67,6 +69,21 @@ def generate_borders(dataset: str, root: str | Path, output: str | Path | None =
             write_border(case, dataset, target, device)
             written.append(target)
     return written
+
+
+def case_folders(cases: list[CaseFiles], dataset: str, overwrite: bool = False) -> list[Path]:
+    """The folders the maps of `cases` go to when written next to their cases (those still to write)."""
+    targets = (default_border_path(case, dataset) for case in cases)
+    return sorted({target.parent for target in targets if overwrite or not target.exists()})
+
+
+def check_case_folders(folders: list[Path]) -> None:
+    """Before any work: each folder a map goes to must be writable; if not, say so and point to --output."""
+    for folder in folders:
+        try:
+            check_output_folder(folder, "case folder")
+        except WriteError as error:
+            raise WriteError(f"{error}; pass --output FOLDER to write the border maps elsewhere") from None
 
 
 def check_stored_border(case: CaseFiles, border: Path) -> None:

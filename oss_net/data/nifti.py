@@ -194,7 +194,7 @@ def check_declared_size(image: nib.Nifti1Image, path: Path) -> None:
     memory = math.prod(shape) * (dtype.itemsize + CONVERTED_BYTES)
     budget = memory_budget()
     if memory > budget:
-        raise DatasetError(f"{path}: {what} needs about {human_bytes(memory)} of memory to read, more than the "
+        raise DatasetError(f"{path}: {what}, which needs about {human_bytes(memory)} of memory to read, more than the "
                            f"{human_bytes(budget)} available (resample or crop the image, or free memory)")
 
 
