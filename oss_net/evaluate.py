@@ -23,10 +23,13 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+import nibabel as nib
 import numpy as np
+from tqdm import tqdm
 
+from oss_net.cli_errors import add_verbose_flag, run_command
 from oss_net.data.nifti import LABEL_VALUES, read_label_map
-from oss_net.io import OSSNetError, atomic_save_json, atomic_write, check_output_folder
+from oss_net.io import OSSNetError, atomic_save_json, atomic_write, check_output_folder, nifti_stem
 from oss_net.labels import BRATS_REGIONS
 from oss_net.metrics import (
     METRIC_KEYS,
@@ -47,14 +50,6 @@ AFFINE_TOLERANCE_MM = 1e-3
 
 class EvaluationError(OSSNetError):
     """Folders that cannot be scored: nothing to pair, a prediction off its label's grid, a bad label."""
-
-
-def nifti_stem(path: Path) -> str | None:
-    """The name without `.nii` / `.nii.gz`, or None for another file."""
-    for suffix in (".nii.gz", ".nii"):
-        if path.name.lower().endswith(suffix):
-            return path.name[: -len(suffix)]
-    return None
 
 
 def case_files(folder: Path) -> dict[str, Path]:
@@ -80,8 +75,6 @@ def load_pair(pred_path: Path, label_path: Path, dataset: str | None = None) -> 
     `dataset` ("brats" for --regions): both files' values must be of its label set; else any non-negative
     integer is a label.
     """
-    import nibabel as nib
-
     pred_image, label_image = nib.load(str(pred_path)), nib.load(str(label_path))
     if pred_image.shape != label_image.shape:
         raise EvaluationError(f"{pred_path} has shape {pred_image.shape} but its label {label_path} has "
@@ -156,8 +149,6 @@ def evaluate_folders(pred_dir: str | Path, label_dir: str | Path, output_dir: st
 
     Returns the summary (as written to summary.json, NaN as null there).
     """
-    from tqdm import tqdm
-
     if labels and regions:
         raise EvaluationError("give --labels or --regions, not both")
     check_output_folder(output_dir)  # before the scoring, which may take long
@@ -216,6 +207,8 @@ def write_outputs(output_dir: Path, summary: dict[str, Any]) -> None:
 
 def boxplot_png(rows: Sequence[dict[str, Any]], key: str, path: Path) -> None:
     """Box plot of one score over the cases, one box per structure, each case drawn as a dot."""
+    # late on purpose: matplotlib adds MATPLOTLIB_SECONDS to the command's start (`--help`, a bad folder), and
+    # only the plots, written last, need it
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -251,8 +244,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Evaluate, print the table of means; an error prints one line (oss_net.cli_errors): status 2 for bad input."""
-    from oss_net.cli_errors import add_verbose_flag, run_command
-
     parser = build_parser()
     add_verbose_flag(parser)
     arguments = parser.parse_args(argv)

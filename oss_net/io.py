@@ -198,3 +198,19 @@ def atomic_save_nifti(array: Any, affine: Any, path: str | os.PathLike, header: 
         payload = gzip.compress(payload, compresslevel=6, mtime=0)
     with atomic_write(path, "wb") as handle:
         handle.write(payload)
+
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+
+def nifti_stem(path: str | os.PathLike) -> str | None:
+    """The file name without `.nii` / `.nii.gz` (any case), or None for a name that is not a NIfTI file's.
+
+    The case id of nnU-Net-style files (`<case>.nii.gz`) and of the files `oss-net-predict` and
+    `oss-net-evaluate` pair by name.
+    """
+    name = Path(path).name
+    for suffix in NIFTI_SUFFIXES:
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return None
