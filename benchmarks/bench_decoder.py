@@ -4,16 +4,17 @@
     python -m benchmarks.bench_decoder --smoke    # a 16-wide decoder, seconds
 
 Decoding runs as inference does: eval mode, no autograd, the volume's `FoldedDecoder` built once (as
-`OSSNet.encode` does per case; not timed), one chunk of CHUNK_SIZE points per call, patches gathered
-beforehand (not timed). The folded decoder is GEMMs plus PAU: every CBN folded into the linear layer
+the predictor asks `OSSNet.fold` per case; not timed), CHUNK_SIZE points decoded in the refinement
+loop's chunks (`default_chunk_size`: 2^10 points per call on the CPU, all 2^14 at once on a GPU),
+patches gathered beforehand (not timed). The folded decoder is GEMMs plus PAU: every CBN folded into the linear layer
 before it, latent 0's share of the first layer in its bias. "executed MFLOP/point" are the matmul FLOPs
 that torch.utils.flop_counter counts for one folded decode of a chunk (element-wise ops are not
 counted), and "GFLOP/s" is that times points/s: the machine efficiency. The ceiling is the GFLOP/s of a
 large float32 matmul measured in the same run, with the same threads: "of matmul" is the share of the
 machine's matmul throughput the decoder reaches. "model MFLOP/point" are the FLOPs of the unfolded
 decoder module (the model's nominal cost, 8.4 MFLOP for C) and "model GFLOP/s" that times points/s.
-The row "decoder C, module" times the unfolded module path (mesh refinement's, with autograd off) for
-comparison. All are timed in interleaved rounds, so load from other jobs on a shared machine hits them
+The row "decoder C, module" times the unfolded module path (mesh refinement's, with autograd off, all
+points in one call) for comparison. All are timed in interleaved rounds, so load from other jobs on a shared machine hits them
 alike; "ms" is the median round, "min ms" the fastest, and the GFLOP/s columns use the median.
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from benchmarks.common import bench_main, benchmark_device, format_table, interleaved_seconds, write_result
 from oss_net.geometry import PATCH_SIZE
 from oss_net.inference.defaults import CHUNK_SIZE
+from oss_net.inference.predictor import default_chunk_size
 from oss_net.models import Encoding, build_model, get_config
 
 MATMUL_SIZE = 2048  # [n, n] @ [n, n]: large enough for the BLAS to run at its peak
@@ -66,15 +68,17 @@ def decoder_calls(device: torch.device, points: int, overrides: dict) -> dict[st
     )  # [1, N, C_p, 7, 7, 7]
 
     with torch.no_grad():
-        folded = Encoding(latents, None, model.decoder.fold(latents))  # built once per volume, as encode does
+        folded = model.fold(Encoding(latents, None))  # built once per volume, as the predictor asks for it
 
-    def decode(encoding: Encoding) -> Callable[[], object]:
-        def call() -> object:
+    def decode(encoding: Encoding, chunk_size: int) -> Callable[[], object]:
+        def call() -> object:  # [1, N, classes], chunk by chunk as the refinement loop calls the decoder
             with torch.no_grad():
-                return model.decode(coords, encoding, patches)
+                return torch.cat([model.decode(coords[:, start:start + chunk_size], encoding,
+                                               None if patches is None else patches[:, start:start + chunk_size])
+                                  for start in range(0, points, chunk_size)], dim=1)
         return call
 
-    return {"folded": decode(folded), "module": decode(Encoding(latents, None))}
+    return {"folded": decode(folded, default_chunk_size(device)), "module": decode(Encoding(latents, None), points)}
 
 
 def run(size: str = "cpu", smoke: bool = False) -> dict:

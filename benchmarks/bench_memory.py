@@ -106,7 +106,8 @@ def training_forward(model: nn.Module, points: int, device: torch.device | str) 
 def inference_call(model: nn.Module, points: int, device: torch.device | str) -> Callable[[], torch.Tensor]:
     """A closure that creates the inputs and predicts, as one inference call would (inputs count as memory).
 
-    OSS-Net: encode the volume, decode `points` points (with their patches) in one chunk. 3D U-Net: the dense
+    OSS-Net: encode the volume, fold the decoder for it, decode `points` points (with their patches) in one
+    chunk. 3D U-Net: the dense
     prediction of the whole volume (the point count does not matter). 2D U-Net: one slice.
     """
     config = model.config
@@ -120,7 +121,7 @@ def inference_call(model: nn.Module, points: int, device: torch.device | str) ->
         volume = torch.randn(1, config.in_channels, *config.volume_shape, device=device)
         coords = torch.rand(1, points, 3, device=device) * (torch.tensor(config.volume_shape, device=device) - 1)
         patches = torch.randn(1, points, config.patch_channels, 7, 7, 7, device=device) if config.patches else None
-        return model.decode(coords, model.encode(volume), patches)
+        return model.decode(coords, model.fold(model.encode(volume)), patches)  # folded, as the predictor does
 
     return predict
 

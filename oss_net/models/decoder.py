@@ -22,9 +22,6 @@ from .config import FOURIER_FEATURES, PATCH_FEATURES, OSSNetConfig
 
 FOURIER_SCALE = 4.0  # standard deviation of the random frequencies (docs/reference.md §3.2)
 GEMM_ALIGN = 16  # FoldedDecoder pads GEMM output widths to a multiple of this (fast BLAS paths on the CPU)
-# FoldedDecoder runs at most this many points per pass on the CPU: C's [1024, 512] fp32 activations (2 MiB)
-# stay in cache from each GEMM to its PAU; 2^14 points at once stream 32 MiB per layer (1.3-1.6x slower).
-CPU_BLOCK_POINTS = 1024
 
 
 class ConditionalBatchNorm(nn.Module):
@@ -276,10 +273,11 @@ class FoldedDecoder:
     += h @ weight2: no separate add). The patch mapping's Toeplitz matrices are built once, their output
     widths padded to a multiple of GEMM_ALIGN with zero columns (the CPU BLAS runs the odd widths 686 and
     343 at about 60% of its speed), and the point features are written into the patch features' padding
-    instead of being concatenated. On the CPU the points go through in blocks of CPU_BLOCK_POINTS.
+    instead of being concatenated. All the points of a call go through in one pass: the caller sizes the
+    calls (inference's CPU chunks of 1024 points keep each layer's activations in cache).
     Same maths as the module in eval mode, up to float rounding.
 
-    Built once per volume (`OSSNet.encode` attaches it to the `Encoding` in eval mode without autograd)
+    Built once per volume when the predictor asks for it (`OSSNet.fold` attaches it to the `Encoding`)
     and used for every chunk of that volume. Inference only: it runs without autograd. The weights are
     folded in at least float32 and cast once per compute dtype (the autocast dtype when autocast is on).
 
@@ -392,12 +390,6 @@ class FoldedDecoder:
         batch, count = points.shape[:2]
         if batch != self.batch:
             raise ValueError(f"this folded decoder holds {self.batch} volume(s), got points for {batch}")
-        if self.device_type == "cpu" and count > CPU_BLOCK_POINTS:  # each block's activations stay in cache
-            return torch.cat([
-                self(points[:, start:start + CPU_BLOCK_POINTS],
-                     None if patches is None else patches[:, start:start + CPU_BLOCK_POINTS], logits)
-                for start in range(0, count, CPU_BLOCK_POINTS)
-            ], dim=1)
         autocasting = torch.amp.is_autocast_available(self.device_type) and torch.is_autocast_enabled(self.device_type)
         dtype = torch.get_autocast_dtype(self.device_type) if autocasting else points.dtype
         layers, output, patch_matrices = self._operands(dtype)

@@ -2,7 +2,11 @@
 
     model = build_model(get_config("C", "brats"))
     encoding = model.encode(volume)                   # volume [B, 4, 256, 256, 160] on the model grid
-    occupancy = model.decode(coords, encoding, patches, chunk_size=2**14)   # [B, N, 1]
+    occupancy = model.decode(coords, encoding, patches)   # [B, N, 1]
+
+For inference, `model.eval()` then `encoding = model.fold(encoding)` under `torch.no_grad()` attaches
+the decoder folded for these latents (`FoldedDecoder`); `decode` then runs it. Folding happens only
+when asked for: `encode` never folds, so training and plain encode/decode see the live weights.
 """
 from __future__ import annotations
 
@@ -27,8 +31,8 @@ class ModelInputError(OSSNetError, ValueError):
 
 class Encoding(NamedTuple):
     """What the encoder gives the decoder: latents [B, K, L] and the low-res segmentation [B, K_seg, *out] | None
-    (K_seg = 1, or one channel per class / region of the label mode); in eval mode without autograd also the
-    decoder folded for these latents (`FoldedDecoder`), which `decode` then uses for every chunk."""
+    (K_seg = 1, or one channel per class / region of the label mode); after `OSSNet.fold` also the decoder
+    folded for these latents (`FoldedDecoder`), which `decode` then uses in eval mode without autograd."""
 
     latents: torch.Tensor
     segmentation: torch.Tensor | None
@@ -75,8 +79,15 @@ class OSSNet(nn.Module):
                 f"got {list(small.shape)}"
             )
         latents, segmentation = self.encoder(small)
-        folded = self.decoder.fold(latents) if not self.training and not torch.is_grad_enabled() else None
-        return Encoding(latents, segmentation, folded)
+        return Encoding(latents, segmentation)
+
+    def fold(self, encoding: Encoding) -> Encoding:
+        """`encoding` with the decoder folded for its latents (`OccupancyDecoder.fold`), for inference.
+
+        Eval mode only (the fold uses the batch norms' running statistics). The fold computes its GEMM
+        operands from the weights as they are now: decode a folded encoding only while they stay unchanged.
+        """
+        return encoding._replace(decoder=self.decoder.fold(encoding.latents))
 
     def normalize_coordinates(self, coords: torch.Tensor) -> torch.Tensor:
         """Model-grid voxel indices [.., 3] -> [-1, 1] (or unchanged with raw_coordinates), in float."""
@@ -90,39 +101,27 @@ class OSSNet(nn.Module):
         coords: torch.Tensor,
         encoding: Encoding,
         patches: torch.Tensor | None = None,
-        chunk_size: int | None = None,
         logits: bool = False,
     ) -> torch.Tensor:
         """Occupancy probabilities [B, N, classes] at coords [B, N, 3] (voxel indices, any numeric dtype).
 
         patches [B, N, C_p, 7, 7, 7] are required exactly when the configuration uses them.
-        chunk_size decodes at most that many points per volume at a time (same result, less memory).
-        It is meant for eval mode: in train mode the CBN batch statistics are taken per chunk, so the
-        result then depends on the chunking.
+        All N points go through at once: a caller with many points splits them (inference's refinement
+        loop decodes chunks of its `chunk_size`). In train mode the CBN batch statistics are those of these
+        points.
         logits=True returns the scores before sigmoid/softmax (for autocast-safe losses).
-        The encoding's folded decoder, when it has one folded from this model's decoder, does the work in
-        eval mode without autograd (the same maths up to float rounding; the weights as they were at
-        encode time); otherwise the decoder module does.
+        A folded encoding (`fold`) of this model's decoder is decoded by the folded decoder in eval mode
+        without autograd (the same maths up to float rounding, with the operands folded at `fold`);
+        otherwise, and always with autograd on, the decoder module does the work.
         """
         latents = encoding.latents
         self._check_decode_inputs(coords, latents, patches)
         points = self.normalize_coordinates(coords.to(latents.dtype))  # [B, N, 3]
         folded = encoding.decoder
-        if self.training or torch.is_grad_enabled() or folded is None or folded.decoder is not self.decoder:
-            folded = None  # an encoding shared with another model of the same encoder keeps that model's fold
-
-        def run(points: torch.Tensor, patches: torch.Tensor | None) -> torch.Tensor:  # [B, n, 3] -> [B, n, classes]
-            return folded(points, patches, logits) if folded is not None else self.decoder(points, latents, patches, logits)
-
-        if chunk_size is None or chunk_size >= points.shape[1]:
-            return run(points, patches)
-        if chunk_size < 1:
-            raise ModelInputError(f"chunk_size must be >= 1, got {chunk_size}")
-        outputs = []
-        for start in range(0, points.shape[1], chunk_size):
-            stop = start + chunk_size
-            outputs.append(run(points[:, start:stop], patches[:, start:stop] if patches is not None else None))
-        return torch.cat(outputs, dim=1)
+        if folded is not None and not self.training and not torch.is_grad_enabled() and folded.decoder is self.decoder:
+            return folded(points, patches, logits)
+        # (an encoding folded by another model of the same encoder keeps that model's fold: not used here)
+        return self.decoder(points, latents, patches, logits)
 
     def forward(
         self, volume: torch.Tensor, coords: torch.Tensor, patches: torch.Tensor | None = None, logits: bool = False

@@ -48,39 +48,46 @@ def test_folded_decoder_equals_the_module(name, overrides, dtype, tolerance):
     torch.testing.assert_close(probabilities, expected_probabilities, rtol=tolerance, atol=tolerance)
 
 
-def test_folded_decoder_chunks_give_the_same_answer():
-    model, coords, latents, patches = model_and_inputs("C", {})
-    with torch.no_grad():
-        encoding = Encoding(latents, None, model.decoder.fold(latents))
-        whole = model.decode(coords, encoding, patches)
-        chunked = model.decode(coords, encoding, patches, chunk_size=7)
-    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6)
-
-
-def test_folded_decoder_blocks_on_the_cpu_equal_one_pass(monkeypatch):
-    """More points than CPU_BLOCK_POINTS go through in blocks (the last one partial), row for row as in one pass."""
-    from oss_net.models import decoder as decoder_module
-
+def test_folded_decoder_splits_no_call():
+    """The folded decoder runs all the points of a call in one pass (the refinement loop sizes the calls)."""
     model, coords, latents, patches = model_and_inputs("C", {}, points=50)
     passes = []
     with torch.no_grad():
         folded = model.decoder.fold(latents)
         folded.patch_acts[0].register_forward_hook(lambda module, inputs, output: passes.append(len(output)))
-        one_pass = folded(coords / 10, patches)  # 50 points <= CPU_BLOCK_POINTS: a single pass
-        monkeypatch.setattr(decoder_module, "CPU_BLOCK_POINTS", 16)
-        blocked = folded(coords / 10, patches)
-    assert passes == [2 * 50, 2 * 16, 2 * 16, 2 * 16, 2 * 2]  # rows of the first PAU: 2 volumes x points per pass
-    assert blocked.shape == one_pass.shape == (2, 50, 1)
-    torch.testing.assert_close(blocked, one_pass, rtol=1e-6, atol=1e-7)
+        whole = folded(coords / 10, patches)
+        halves = torch.cat([folded(coords[:, :25] / 10, patches[:, :25]), folded(coords[:, 25:] / 10, patches[:, 25:])], 1)
+    assert passes == [2 * 50, 2 * 25, 2 * 25]  # rows of the first PAU: 2 volumes x points per pass
+    torch.testing.assert_close(halves, whole, rtol=1e-6, atol=1e-7)
 
 
-def test_encode_attaches_the_fold_only_in_eval_mode_without_autograd():
+def test_encode_never_folds_and_fold_is_asked_for():
+    """Folding is the predictor's explicit step: encode gives latents only, in any mode, with or without autograd;
+    `fold` attaches the decoder folded for those latents (eval mode only)."""
     model = build_model(demo_config("C"))
     volume = torch.randn(1, 4, *model.config.volume_shape)
     with torch.no_grad():
-        assert model.train().encode(volume).decoder is None  # batch statistics: nothing to fold
-        assert model.eval().encode(volume).decoder is not None
+        assert model.train().encode(volume).decoder is None
+        encoding = model.eval().encode(volume)
+        assert encoding.decoder is None  # eval mode without autograd: still no fold
+        folded = model.fold(encoding)
+        assert folded.decoder is not None and folded.decoder.decoder is model.decoder
+        assert torch.equal(folded.latents, encoding.latents)
     assert model.encode(volume).decoder is None  # autograd on
+    with pytest.raises(RuntimeError, match="eval mode"):
+        model.train().fold(encoding)
+
+
+def test_decode_uses_the_weights_of_now_unless_folded():
+    """A plain encoding decodes with the decoder's current weights; a folded one with the operands folded at `fold`."""
+    model, coords, latents, patches = model_and_inputs("A", {})
+    with torch.no_grad():
+        plain, folded = Encoding(latents, None), model.fold(Encoding(latents, None))
+        before = model.decode(coords, plain, patches)
+        model.decoder.blocks[0].fc2.weight.mul_(-1.0)  # the weights change after encoding (as a training step would)
+        after = model.decode(coords, plain, patches)
+        torch.testing.assert_close(model.decode(coords, folded, patches), before, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(after, before)
 
 
 def test_decode_with_autograd_uses_the_module_and_its_gradients():

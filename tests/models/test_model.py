@@ -71,17 +71,6 @@ def test_forward_backward_gives_finite_gradients_for_every_parameter(name: str, 
             assert float(parameter.grad.abs().sum()) > 0, parameter_name
 
 
-def test_chunked_decoding_equals_unchunked_in_eval_mode() -> None:
-    torch.manual_seed(1)
-    model = build_model(_tiny("D")).eval()
-    data = _batch(model, points=37)
-    with torch.no_grad():
-        encoding = model.encode(data["volume"])
-        whole = model.decode(data["coords"], encoding, data["patches"])
-        chunked = model.decode(data["coords"], encoding, data["patches"], chunk_size=8)
-    torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-6)
-
-
 def test_forward_equals_encode_then_decode() -> None:
     torch.manual_seed(2)
     model = build_model(_tiny("A")).eval()
