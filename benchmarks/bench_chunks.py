@@ -34,8 +34,8 @@ from torch import nn
 from benchmarks.bench_memory import build, inference_peak_bytes, parameter_bytes
 from benchmarks.common import RESULTS_DIR, bench_main, benchmark_device, format_table, time_call, to_gib, write_result
 from benchmarks.paper import FIG6_SECONDS
-from oss_net.inference import Predictor
-from oss_net.inference.refine import REFINEMENTS
+from oss_net.inference import PredictOptions, Predictor
+from oss_net.inference.lattice import REFINEMENTS
 from oss_net.io import atomic_write
 from oss_net.models import build_model, demo_config, get_config
 
@@ -70,6 +70,9 @@ class SyntheticOccupancy(nn.Module):
         low_res = torch.nn.functional.adaptive_max_pool3d(self.mask[None, None].float(), self.config.encoder_output_shape)
         return encoding._replace(segmentation=low_res.expand(volume.shape[0], -1, -1, -1, -1).to(encoding.latents.dtype))
 
+    def fold(self, encoding: Any) -> Any:
+        return self.model.fold(encoding)
+
     def decode(self, coords: torch.Tensor, encoding: Any, patches: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
         probabilities = self.model.decode(coords, encoding, patches, **kwargs)  # [B, N, 1], computed and discarded
         index = coords.round().long()  # [B, N, 3]
@@ -98,7 +101,7 @@ def _measure(
     model: nn.Module, volume: torch.Tensor, mode: str, refinement: str, chunk: int, device: torch.device, repeats: int
 ) -> dict[str, Any]:
     """Median seconds of Predictor.predict, its decoder queries and (GPU) its peak memory."""
-    predictor = Predictor(model, mode=mode, chunk_size=chunk, device=device, refinement=refinement)
+    predictor = Predictor(model, PredictOptions(mode=mode, chunk_size=chunk, refinement=refinement), device=device)
     synchronize = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -119,7 +122,7 @@ def run(size: str = "cpu", smoke: bool = False) -> dict:
     chunks = SMOKE_CHUNK_SIZES if smoke else CPU_TIMED_CHUNK_SIZES if size == "cpu" else CHUNK_SIZES
     repeats = 1 if smoke or size == "cpu" else 3
     if not smoke:
-        Predictor(model, mode="prior", chunk_size=chunks[-1], device=device).predict(volume)  # warm-up
+        Predictor(model, PredictOptions(mode="prior", chunk_size=chunks[-1]), device=device).predict(volume)  # warm-up
 
     rows = []
     for chunk in chunks:

@@ -7,8 +7,9 @@ The regions model (label mode "regions", WT/TC/ET) is the binary model with its 
 segmentation head repeated three times, so every region's output equals the binary output: both
 refine exactly the same points, and what differs is only the K-wide last layer and the K-channel
 lattice. Two measurements, each timed in interleaved rounds (load from other jobs hits both alike),
-medians reported: "decode" is one chunk of CHUNK_SIZE points through the decoder (patches gathered
-beforehand), "predict" a whole standard-mode prediction of one volume (encode, refine, dense grid).
+medians reported: "decode" is CHUNK_SIZE points through the decoder folded for the volume, in the
+refinement loop's chunks (`default_chunk_size`; patches gathered beforehand), "predict" a whole
+standard-mode prediction of one volume (encode, refine, dense grid).
 """
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ import torch
 from benchmarks.common import interleaved_seconds
 from benchmarks.common import bench_main, benchmark_device, format_table, write_result
 from oss_net.geometry import PATCH_SIZE
-from oss_net.inference import Predictor
+from oss_net.inference import PredictOptions, Predictor
 from oss_net.inference.defaults import CHUNK_SIZE
+from oss_net.inference.predictor import default_chunk_size
 from oss_net.labels import config_with_label_mode
 from oss_net.models import build_model, demo_config, get_config
 
@@ -51,8 +53,8 @@ def run(size: str = "cpu", smoke: bool = False) -> dict:
     coords = torch.rand(1, points, 3, device=device) * (torch.tensor(config.volume_shape, device=device) - 1)
     patches = torch.rand(1, points, config.patch_channels, PATCH_SIZE, PATCH_SIZE, PATCH_SIZE, device=device)
     with torch.no_grad():
-        encodings = {name: model.encode(volume) for name, model in models.items()}
-    predictors = {name: Predictor(model, mode="standard", device=device) for name, model in models.items()}
+        encodings = {name: model.fold(model.encode(volume)) for name, model in models.items()}  # as the predictor
+    predictors = {name: Predictor(model, PredictOptions(mode="standard"), device=device) for name, model in models.items()}
     steps = {}
     for name, model in models.items():
         steps[f"decode {name}"] = lambda m=model, e=encodings[name]: _decode(m, coords, e, patches)
@@ -75,8 +77,11 @@ def run(size: str = "cpu", smoke: bool = False) -> dict:
 
 
 def _decode(model: torch.nn.Module, coords: torch.Tensor, encoding, patches: torch.Tensor) -> torch.Tensor:
+    """[1, N, K] decoded chunk by chunk, as the refinement loop calls the decoder."""
+    chunk = default_chunk_size(coords.device)
     with torch.no_grad():
-        return model.decode(coords, encoding, patches)
+        return torch.cat([model.decode(coords[:, start:start + chunk], encoding, patches[:, start:start + chunk])
+                          for start in range(0, coords.shape[1], chunk)], dim=1)
 
 
 def main(argv: list[str] | None = None) -> int:

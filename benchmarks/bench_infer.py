@@ -61,11 +61,11 @@ from benchmarks.bench_chunks import ELLIPSOID_RADIUS, SyntheticOccupancy, ellips
 from benchmarks.common import benchmark_device, format_table, time_call, write_result
 from oss_net.data import discover, load_case
 from oss_net.data.synthetic import write_synthetic_dataset
-from oss_net.inference import DensePredictor, Predictor
+from oss_net.inference import DensePredictor, PredictOptions, Predictor
 from oss_net.inference.defaults import REFINEMENT, STAGES
-from oss_net.inference.outputs import input_grid_labels, save_input_grid_nifti
+from oss_net.inference.lattice import REFINEMENTS, OccupancyLattice, refine_lattice, seed_from_segmentation
 from oss_net.inference.predictor import default_chunk_size
-from oss_net.inference.refine import REFINEMENTS, OccupancyLattice, refine_lattice, seed_from_segmentation
+from oss_net.inference.writers import input_grid_labels, save_input_grid_nifti
 from oss_net.models import build_model, get_unet_config, load_model
 
 SIZES = ("cpu", "gpu", "cpu-brats")
@@ -104,9 +104,9 @@ def _refinements(name: str) -> tuple[str, ...]:
 def _measure(
     model: Any, volume: torch.Tensor, name: str, refinement: str, device: torch.device, amp: str, repeats: int
 ) -> tuple[dict, torch.Tensor]:
-    options = MODES[name]
-    predictor = Predictor(model, mode=options["mode"], stages=options["stages"], amp=amp, device=device,
-                          refinement=REFINEMENT if refinement == "-" else refinement)  # the device's default chunk
+    method, rule = MODES[name], REFINEMENT if refinement == "-" else refinement
+    options = PredictOptions(mode=method["mode"], stages=method["stages"], amp=amp, refinement=rule)
+    predictor = Predictor(model, options, device=device)  # the device's default chunk
     synchronize = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
     outcome: list[Any] = []
     # the last timed call's prediction gives the counts, so nothing is decoded only for them
@@ -154,7 +154,7 @@ def run(size: str = "cpu", smoke: bool = False, checkpoint: str | None = None, o
     repeats = 1 if smoke or size == "cpu" else 5
     amps = ("off", "bf16") if size == "gpu" else ("off",)
     if device.type == "cuda":
-        Predictor(model, mode="standard", device=device).predict(volume)  # warm-up (kernels, allocator)
+        Predictor(model, PredictOptions(mode="standard"), device=device).predict(volume)  # warm-up (kernels, allocator)
 
     rows = [row for amp in amps for row in _measure_methods(model, volume, device, amp, repeats)]
     timed = {(r["method"], r["amp"]): r for r in rows if r["refinement"] in ("-", REFINEMENT)}
@@ -245,10 +245,11 @@ def run_full_scan(smoke: bool = False, original: bool = False) -> dict:
     oracle = SyntheticOccupancy(build_model(config))
     # prior runs first: its first run pays the one-time warm-up (thread pool, allocator, first pages), the median drops it
     predictors: dict[tuple[str, str], Any] = {
-        (mode, refinement): Predictor(oracle, mode=mode, device="cpu", refinement=refinement)
+        (mode, refinement): Predictor(oracle, PredictOptions(mode=mode, refinement=refinement), device="cpu")
         for refinement in (REFINEMENTS if original else (REFINEMENT,)) for mode in ("prior", "standard")
     }
-    predictors["unet3d", "-"] = DensePredictor(build_model(get_unet_config("unet3d", "brats", **unet_overrides)), device="cpu")
+    unet = build_model(get_unet_config("unet3d", "brats", **unet_overrides))
+    predictors["unet3d", "-"] = DensePredictor(unet, device="cpu")
     with tempfile.TemporaryDirectory() as folder:
         files = _write_scan(Path(folder), SMOKE_INPUT_SHAPE if smoke else BRATS_INPUT_SHAPE)
         runs: dict[tuple[str, str], list] = {key: [] for key in predictors}

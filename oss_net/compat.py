@@ -59,9 +59,9 @@ class Behaviour:
     best_metrics: tuple[str, ...]  # the first of these present in a validation's metrics decides "best"
     augmentation: str
     global_batch: bool
-    refinement: str  # inference's candidate rule (oss_net.inference.refine.REFINEMENTS)
-    seed_align_corners: bool  # how the prior seed is upsampled (oss_net.inference.refine.seed_from_segmentation)
-    lattice_last_index: bool  # whether inference lattices add each axis's last index (oss_net.inference.refine)
+    refinement: str  # inference's candidate rule (oss_net.inference.lattice.REFINEMENTS)
+    seed_align_corners: bool  # how the prior seed is upsampled (oss_net.inference.lattice.seed_from_segmentation)
+    lattice_last_index: bool  # whether inference lattices add each axis's last index (oss_net.inference.lattice)
     optimizer: str  # "ours" | "original": the RAdam of oss_net.training.lookahead.build_optimizer
     replica_batch_norm: bool  # batch norm per virtual replica (oss_net.training.distributed.wrap_model)
     validation: str  # "ours" | "original": fixed points and per-volume means, or redrawn points and batch means

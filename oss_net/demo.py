@@ -28,9 +28,13 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from oss_net.inference.classes import class_report
+from oss_net.cli_errors import add_verbose_flag, run_command
+from oss_net.data.synthetic import write_synthetic_dataset
+from oss_net.inference import InferenceSettings, run_inference
+from oss_net.inference.run_summary import class_report
 from oss_net.io import OSSNetError, atomic_save_json
 from oss_net.labels import DEFAULT_LABEL_MODE, LABEL_MODES
+from oss_net.training import demo_settings, train
 
 STATE_FILE = "demo_state.json"
 DEMO_SHAPE = (60, 60, 38)  # a 240×240×155 BraTS volume at 1/4 resolution, padded to the 64×64×40 model grid
@@ -56,8 +60,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo; an error prints one line (oss_net.cli_errors): status 2 for bad input, 1 for a bug."""
-    from oss_net.cli_errors import add_verbose_flag, run_command
-
     parser = build_parser()
     add_verbose_flag(parser)
     arguments = parser.parse_args(argv)
@@ -91,9 +93,6 @@ def run_demo(
     label_mode: str = DEFAULT_LABEL_MODE,
 ) -> dict[str, Any]:
     """Data → training → inference; returns {"summary": rows, "folders": {...}, "seconds": {...}}."""
-    from oss_net.inference import InferenceSettings, run_inference
-    from oss_net.training import demo_settings
-
     if cases < 2:
         raise OSSNetError(f"--cases must be at least 2 (one training and one validation case), got {cases}")
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -138,8 +137,6 @@ def run_demo(
 
 def _train_unless_current(settings: Any, train_dir: Path, state: dict[str, Any], state_path: Path, retrain: bool) -> Path:
     """The trained model file; trains (into a clean `train_dir`) when asked, or when none matches `settings`."""
-    from oss_net.training import train
-
     model_path = _trained_model(train_dir)
     if not retrain and state.get("train") == settings.to_dict() and model_path is not None:
         return model_path
@@ -155,8 +152,6 @@ def _train_unless_current(settings: Any, train_dir: Path, state: dict[str, Any],
 
 
 def _write_dataset(data_dir: Path, key: dict[str, Any]) -> None:
-    from oss_net.data.synthetic import write_synthetic_dataset
-
     if data_dir.exists():
         shutil.rmtree(data_dir)
     write_synthetic_dataset("brats", data_dir, cases=key["cases"], shape=tuple(key["shape"]), seed=key["seed"])
@@ -175,8 +170,8 @@ def report(result: dict[str, Any]) -> str:
     rows = [r for r in result["summary"] if r["case"] != "mean"]
     mean = next((r for r in result["summary"] if r["case"] == "mean"), {})
     folders, seconds = result["folders"], result["seconds"]
-    classes = next((row["classes"] for row in rows if row.get("classes")), None)  # a model of several regions
-    scored = f"mean over {classes.replace(',', ', ')}" if classes else "whole tumour"
+    classes = next((row["classes"] for row in rows if row.get("label_mode", "binary") != "binary"), None)
+    scored = f"mean over {classes.replace(',', ', ')}" if classes else "whole tumour"  # several regions, or binary
     lines = ["", f"OSS-Net demo: validation cases ({scored}, input grid)",
              f"{'case':<24} {'dice':>7} {'iou':>7} {'hd95 mm':>8} {'points':>8} {'disagree':>8}"]
     for row in rows:

@@ -15,9 +15,9 @@ from torch.nn import functional as F
 from oss_net.data import OSSNetDataset, compute_border, discover, load_case
 from oss_net.data.class_targets import CLASS_BAND_MARGIN, class_border_band, class_label_and_border, training_label_mode
 from oss_net.data.synthetic_layouts import write_nnunet_dataset
-from oss_net.inference import InferenceSettings, Predictor
+from oss_net.inference import InferenceSettings, PredictOptions, Predictor
 from oss_net.inference.predictor import Prediction
-from oss_net.inference.runner import write_case
+from oss_net.inference.writers import CaseWriter
 from oss_net.datasets import DatasetError
 from oss_net.labels import (BRATS_REGIONS, LabelModeError, LabelScheme, LabelValueError, config_with_label_mode,
                             default_class_labels)
@@ -320,7 +320,10 @@ class RegionOracle(nn.Module):
         segmentation = F.adaptive_max_pool3d((foreground > 0.5).float()[None], self.config.encoder_output_shape)
         return Encoding(volume.new_zeros(1, self.config.number_of_latents, self.config.latent_size), segmentation)
 
-    def decode(self, coords, encoding, patches=None, chunk_size=None, logits=False):  # [1, N, 3] -> [1, N, K]
+    def fold(self, encoding: Encoding) -> Encoding:  # nothing to fold
+        return encoding
+
+    def decode(self, coords, encoding, patches=None, logits=False):  # [1, N, 3] -> [1, N, K]
         index = coords[0].round().long()
         return self.field[:, index[:, 0], index[:, 1], index[:, 2]].t()[None]
 
@@ -343,7 +346,7 @@ def test_refinement_equals_dense_thresholding_per_class(mode, label_mode):
         field = torch.cat([(1 - balls[0])[None], shells])
     else:
         field = balls
-    predictor = Predictor(RegionOracle(config, field), mode=mode)
+    predictor = Predictor(RegionOracle(config, field), PredictOptions(mode=mode))
     prediction = predictor.predict(torch.zeros(4, *config.volume_shape))
     assert prediction.occupancy.shape == field.shape
     assert torch.equal(prediction.occupancy > 0.5, field > 0.5)
@@ -395,7 +398,7 @@ def test_region_case_files_round_trip_the_brats_labels(synthetic_brats_root, tmp
                             runs={"standard": {"seconds": 0.1, "points_evaluated": 7}})
     settings = InferenceSettings(load_model="unused.pt", dataset_path=str(synthetic_brats_root), save_probabilities=True,
                                  mesh_format=("ply",), overlay=True)
-    record = write_case(tmp_path, files, case, prediction, SimpleNamespace(config=config), settings)
+    record = CaseWriter(SimpleNamespace(config=config), settings.write_options()).write(tmp_path, files, case, prediction)
     from matplotlib.colors import to_rgb
     from matplotlib.image import imread
 

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from oss_net.inference import Predictor
-from oss_net.inference.refine import lattice_indices, lattice_shape, seed_from_segmentation
+from oss_net.inference import PredictOptions, Predictor
+from oss_net.inference.lattice import lattice_indices, lattice_shape, seed_from_segmentation
 from oss_net.labels import DecisionRule, LabelScheme, config_with_label_mode
 from oss_net.meshing import extract_mesh
 from oss_net.models import Encoding, OSSNetConfig, demo_config
@@ -42,7 +42,10 @@ class FieldOracle(nn.Module):
         latents = volume.new_zeros(1, self.config.number_of_latents, self.config.latent_size)
         return Encoding(latents, self.segmentation)
 
-    def decode(self, coords, encoding, patches=None, chunk_size=None, logits=False):  # [1, N, 3] -> [1, N, outputs]
+    def fold(self, encoding: Encoding) -> Encoding:  # nothing to fold
+        return encoding
+
+    def decode(self, coords, encoding, patches=None, logits=False):  # [1, N, 3] -> [1, N, outputs]
         index = coords[0].round().long()
         self.decoded += len(index)
         return self.field[:, index[:, 0], index[:, 1], index[:, 2]].t()[None]
@@ -73,7 +76,7 @@ def test_classes_that_never_reach_one_half_are_refined_labelled_and_meshed_by_th
     field = unsure_organs(config.volume_shape)
     assert field[1:].max() < 0.5  # the old rule (each class above 0.5) finds nothing here
     model = FieldOracle(config, field)
-    prediction = Predictor(model, mode=mode).predict(torch.zeros(1, *config.volume_shape))
+    prediction = Predictor(model, PredictOptions(mode=mode)).predict(torch.zeros(1, *config.volume_shape))
     scheme = LabelScheme("exclusive", config.class_labels)
     occupancy = prediction.occupancy.numpy()  # [5, *S]
     truth = argmax_masks(field)
@@ -132,7 +135,7 @@ def test_the_prior_seed_keeps_a_class_that_covers_a_single_coarse_cell():
     field = torch.zeros(5, *shape)
     field[0] = 1.0
     field[0, 37:43, 36:42, 26:32], field[4, 37:43, 36:42, 26:32] = 0.3, 0.7  # a small pancreas inside that cell
-    prediction = Predictor(FieldOracle(config, field, segmentation), mode="prior").predict(torch.zeros(1, *shape))
+    prediction = Predictor(FieldOracle(config, field, segmentation), PredictOptions(mode="prior")).predict(torch.zeros(1, *shape))
     pancreas = prediction.occupancy.numpy().argmax(axis=0) == 4
     assert pancreas.sum() == 216 and np.array_equal(pancreas, (field.argmax(dim=0) == 4).numpy())
 

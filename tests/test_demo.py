@@ -46,8 +46,8 @@ def test_report_says_what_the_dice_column_scores(tmp_path):
     from oss_net.demo import report
 
     folders = {"data": tmp_path, "train": tmp_path, "model": tmp_path / "m.pt", "inference": tmp_path}
-    binary = [{"case": "c1", "dice": 0.9}, {"case": "mean", "dice": 0.9}]
-    regions = [{"case": "c1", "dice": 0.6, "classes": "WT,TC,ET"}, {"case": "mean", "dice": 0.6}]
+    binary = [{"case": "c1", "dice": 0.9, "label_mode": "binary", "classes": "foreground"}, {"case": "mean", "dice": 0.9}]
+    regions = [{"case": "c1", "dice": 0.6, "label_mode": "regions", "classes": "WT,TC,ET"}, {"case": "mean", "dice": 0.6}]
     assert "validation cases (whole tumour, input grid)" in report({"summary": binary, "folders": folders, "seconds": {}})
     printed = report({"summary": regions, "folders": folders, "seconds": {}})
     assert "validation cases (mean over WT, TC, ET, input grid)" in printed and "0.6000" in printed

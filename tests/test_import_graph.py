@@ -123,8 +123,6 @@ def test_no_import_cycle_outside_inference(graph):
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
-@pytest.mark.xfail(strict=True, reason="known cycle inference.classes -> runner -> predictor -> classes "
-                                       "(issue 22 part B removes it; then drop this mark)")
 def test_no_import_cycle_in_inference(graph):
     cycle = find_cycle(within(graph, "oss_net.inference")) or find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle)

@@ -1,22 +1,35 @@
-"""Inference: a refinement lattice and its one loop, a Predictor, and per-case files with metrics.
+"""Inference: a refinement lattice and its one loop, a Predictor, one case writer, and the two commands' runs.
 
-    from oss_net.inference import Predictor, OccupancyLattice, refine_lattice, run_inference, InferenceSettings
-    from oss_net.inference import predict_files   # oss-net-predict: scans in, flat label maps out
+    from oss_net.inference import Predictor, PredictOptions, OccupancyLattice, refine_lattice
+    from oss_net.inference import run_inference, InferenceSettings   # oss-net-infer: case folders, metrics, summary
+    from oss_net.inference import predict_files                      # oss-net-predict: scans in, flat label maps out
+
+Modules, in the order a case passes through them: `options` (every option, checked where it enters),
+`discovery` (which cases), `predictor` (+ `lattice`: encode, fold, refine), `writers` (`CaseWriter`:
+every file of a case on its grid, and its record), `outputs` (case folders published atomically),
+`runner` (`run_inference`: the loop over cases), `run_summary` (summary.json / .csv), `files`
+(`predict_files`: inputs given as files), `cli` (`oss-net-infer`).
 """
 from .cli import build_parser, main
 from .files import predict_files
-from .predictor import DensePredictor, InferenceError, Prediction, Predictor, make_predictor
-from .refine import OccupancyLattice, RefineStats, refine_lattice, seed_from_segmentation
-from .runner import InferenceSettings, run_inference, write_summary
+from .lattice import OccupancyLattice, RefineStats, refine_lattice, seed_from_segmentation
+from .options import InferenceError, InferenceSettings, PredictOptions, WriteOptions
+from .predictor import DensePredictor, Prediction, Predictor, make_predictor
+from .run_summary import write_summary
+from .runner import run_inference
+from .writers import CaseWriter
 
 __all__ = [
+    "CaseWriter",
     "DensePredictor",
     "InferenceError",
     "InferenceSettings",
     "OccupancyLattice",
+    "PredictOptions",
     "Prediction",
     "Predictor",
     "RefineStats",
+    "WriteOptions",
     "build_parser",
     "main",
     "make_predictor",

@@ -16,15 +16,15 @@ from pathlib import Path
 from typing import Sequence
 
 from oss_net.cli_errors import run_command
-from oss_net.data.splits import SPLITS
-from oss_net.datasets import DATASETS, canonical_dataset
+from oss_net.data import DATASETS, SPLITS, canonical_dataset
 from oss_net.io import OSSNetError
-from oss_net.meshing.save import MESH_FORMATS, MESH_SPACES
+from oss_net.meshing import MESH_FORMATS, MESH_SPACES
 from oss_net.precision import AMP_MODES
 
-from .predictor import MODES
-from .refine import REFINEMENTS
-from .runner import InferenceSettings, run_inference, summary_table
+from .lattice import REFINEMENTS
+from .options import MODES, InferenceSettings
+from .run_summary import summary_table
+from .runner import run_inference
 
 
 def _stages(text: str) -> tuple[int, ...]:
@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "voxel next to a positive (slower; keeps pockets under ~4 voxels). Default: original for a "
                               "paper-mode checkpoint, ours otherwise")
     predict.add_argument("--chunk_size", type=int, default=defaults.chunk_size,
-                         help="points decoded at once (default: 2^14 on a GPU, 2^12 on the CPU)")
+                         help="points decoded at once (default: 2^14 on a GPU, 2^10 on the CPU)")
     predict.add_argument("--amp", default=defaults.amp, choices=tuple(AMP_MODES), help="autocast dtype (default: %(default)s)")
     files = parser.add_argument_group("outputs")
     files.add_argument("--output_dir", default=defaults.output_dir, help="default: %(default)s")

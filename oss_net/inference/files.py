@@ -16,11 +16,12 @@ one error.
 
 Outputs, flat in the output folder (what nnU-Net's evaluation and MONAI pair with label files):
 `<case>.nii.gz` (uint8 label map on the input's grid, with its affine and header; the class index for
-a model of several classes; by `outputs.input_grid_labels`), `<case>_probabilities.nii.gz` (float32,
+a model of several classes; by `writers.input_grid_labels`), `<case>_probabilities.nii.gz` (float32,
 input grid; classes on the 4th axis) with `save_probabilities`, and `<case>_prediction.<format>`
-meshes with `mesh`. Each file is written atomically and the label map last, so `resume`
-(`--continue`) skips exactly the cases whose label map exists. Preprocessing, prediction and the
-writers are the inference runner's.
+meshes with `mesh`: the `CaseWriter`'s "flat" layout. Each file is written atomically and the label
+map last, so `resume` (`--continue`) skips exactly the cases whose label map exists. Preprocessing
+(`oss_net.data.load_case`), the predictor (default `PredictOptions`) and the writer are those of
+`oss-net-infer`.
 """
 from __future__ import annotations
 
@@ -29,27 +30,24 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
+import nibabel as nib
 from tqdm import tqdm
 
-from oss_net.data.case_files import CaseFiles
+from oss_net.data import CaseFiles, DatasetError, load_case
 from oss_net.data.channels import check_case_grids
 from oss_net.data.dataset_info import BRATS_INFO, LITS_INFO
 from oss_net.data.layouts.brats import BRATS_MODALITIES, brats_file_role, read_brats_case
-from oss_net.datasets import DatasetError
-from oss_net.io import OSSNetError, prepare_output_folder
-from oss_net.labels import scheme_of
+from oss_net.io import OSSNetError, nifti_stem, prepare_output_folder
+from oss_net.models import load_model
 
-from . import outputs
-from .classes import has_classes
-from .predictor import InferenceError
-from .runner import InferenceSettings, load_predictor, write_meshes
+from .options import InferenceError, WriteOptions
+from .outputs import flat_mask_path
+from .predictor import DensePredictor, Predictor, make_predictor, select_device
+from .writers import CaseWriter, flat_probabilities_path
 
 logger = logging.getLogger(__name__)
 
 NNUNET_CHANNEL_FILE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})\.nii(\.gz)?$", re.IGNORECASE)
-NIFTI_FILE = re.compile(r"^(?P<stem>.+?)\.nii(\.gz)?$", re.IGNORECASE)
-PROBABILITIES_SUFFIX = "_probabilities.nii.gz"
 
 
 def predict_files(
@@ -57,10 +55,10 @@ def predict_files(
     save_probabilities: bool = False, mesh: bool = False, resume: bool = False,
 ) -> list[Path]:
     """Predict every case of `inputs` with the model in `checkpoint`; returns the label map paths, one per case."""
-    settings = InferenceSettings(load_model=str(checkpoint), dataset_path=str(inputs[0]) if inputs else "",
-                                 output_dir=str(output_dir), cpu=cpu, save_probabilities=save_probabilities,
-                                 no_mesh=not mesh, overlay=False, resume=resume)
-    predictor = load_predictor(settings)
+    device = select_device(cpu)
+    predictor = make_predictor(load_model(checkpoint, map_location=device), device=device)
+    writer = CaseWriter(predictor, WriteOptions(layout="flat", probabilities=save_probabilities, meshes=mesh,
+                                                overlay=False))
     cases = resolve_inputs(inputs, predictor.config)
     output = Path(output_dir)
     check_outputs_leave_inputs_alone(cases, output)
@@ -68,55 +66,26 @@ def predict_files(
     progress = tqdm(cases, desc="predict", unit="case", disable=None)
     for files in progress:
         progress.set_postfix_str(files.case_id)
-        if resume and label_map_path(output, files.case_id).is_file():
+        if resume and flat_mask_path(output, files.case_id).is_file():
             logger.info("%s: label map exists, skipped (--continue)", files.case_id)
             continue
-        predict_case_files(files, predictor, settings, output)
-    return [label_map_path(output, files.case_id) for files in cases]
+        predict_and_write(files, predictor, writer, output)
+    return [flat_mask_path(output, files.case_id) for files in cases]
 
 
-def predict_case_files(files: CaseFiles, predictor: Any, settings: InferenceSettings, output_dir: Path) -> Path:
-    """Load, predict and write one case; the label map is written last (it marks the case finished)."""
-    from oss_net.data import load_case
-
+def predict_and_write(files: CaseFiles, predictor: Predictor | DensePredictor, writer: CaseWriter, output_dir: Path) -> None:
+    """Load, predict and write one case (the writer's flat layout: the label map last marks it finished)."""
     case = load_case(files, predictor.config, with_border=False)
-    prediction = predictor.predict_case(case)
-    meta = case.meta
-    occupancy = prediction.occupancy.numpy()  # [*volume_shape] or [K, *volume_shape] float32, model grid
-    probabilities = None
-    if settings.save_probabilities:
-        probabilities = np.asarray(meta.to_input_grid(occupancy, order=1), dtype=np.float32)  # [K?, *input_shape]
-        channels_last = probabilities if probabilities.ndim == 3 else np.moveaxis(probabilities, 0, -1)
-        outputs.save_input_grid_nifti(channels_last, meta, output_dir / f"{files.case_id}{PROBABILITIES_SUFFIX}")
-    if not settings.no_mesh:
-        write_meshes(output_dir, files.case_id, foreground_probability(occupancy, predictor.config), None, meta, case,
-                     predictor, settings)
-    labels = outputs.input_grid_labels(occupancy, meta, prediction.threshold, predictor.config, probabilities)  # uint8
-    path = label_map_path(output_dir, files.case_id)
-    outputs.save_input_grid_nifti(labels, meta, path)
-    if meta.resampled_to_fit:
+    writer.write(output_dir, files, case, predictor.predict_case(case))
+    if case.meta.resampled_to_fit:
         logger.warning("%s: the scan is larger than the model grid and was resampled to fit (not cropped)", files.case_id)
-    return path
-
-
-def foreground_probability(occupancy: np.ndarray, config: Any = None) -> np.ndarray:
-    """[*volume_shape] probability of foreground: the occupancy, or 1 − p(class 0) for several classes
-    (regions: the first, largest region, e.g. BraTS WT)."""
-    if occupancy.ndim == 3 or (has_classes(config) and scheme_of(config).mode == "regions"):
-        return occupancy.reshape(-1, *occupancy.shape[-3:])[0]
-    return 1.0 - occupancy[0]
-
-
-def label_map_path(output_dir: Path, case_id: str) -> Path:
-    return output_dir / f"{case_id}.nii.gz"
 
 
 def check_outputs_leave_inputs_alone(cases: Sequence[CaseFiles], output_dir: Path) -> None:
     """An output file may not be one of the input files (`-o` the input folder with a plain `<case>.nii.gz`)."""
     inputs = {path.resolve() for files in cases for path in files.images}
     clashes = [str(path) for files in cases
-               for path in (label_map_path(output_dir, files.case_id),
-                            output_dir / f"{files.case_id}{PROBABILITIES_SUFFIX}")
+               for path in (flat_mask_path(output_dir, files.case_id), flat_probabilities_path(output_dir, files.case_id))
                if path.resolve() in inputs]
     if clashes:
         raise InferenceError(f"{clashes[0]}: the output would overwrite an input file "
@@ -152,20 +121,20 @@ def resolve_inputs(inputs: Sequence[str | Path], config: Any) -> list[CaseFiles]
 
 def file_cases(paths: Sequence[Path], config: Any, problems: list[str]) -> list[CaseFiles]:
     """nnU-Net-named files grouped by case; any other files together are the channels of one case."""
-    not_nifti = [p for p in paths if NIFTI_FILE.match(p.name) is None]
+    not_nifti = [p for p in paths if nifti_stem(p) is None]
     problems += [f"{p}: not a NIfTI file; give .nii or .nii.gz files" for p in not_nifti]
     paths = [p for p in paths if p not in not_nifti]
     if not paths:
         return []
     if all(NNUNET_CHANNEL_FILE.match(p.name) for p in paths):
         return nnunet_cases(paths, config, problems)
-    return [CaseFiles(nifti_stem(paths[0]), channel_slots(paths, problems), None, None)]
+    return [CaseFiles(nifti_stem(paths[0]), case_images(paths, problems), None, None)]
 
 
 def folder_cases(folder: Path, config: Any, problems: list[str]) -> list[CaseFiles]:
     """The cases of one folder: nnU-Net files, a BraTS case, one case per NIfTI file, or case subfolders."""
     entries = [e for e in sorted(folder.iterdir()) if not e.name.startswith(".")]
-    niftis = [e for e in entries if e.is_file() and NIFTI_FILE.match(e.name)]
+    niftis = [e for e in entries if e.is_file() and nifti_stem(e) is not None]
     if not niftis:
         subfolders = [e for e in entries if e.is_dir()]
         if not subfolders:
@@ -180,7 +149,7 @@ def folder_cases(folder: Path, config: Any, problems: list[str]) -> list[CaseFil
         problems.append(f"{folder}: mixes nnU-Net channel files ({odd[0]}, ...) with other NIfTI files; "
                         "keep one kind per folder")
         return []
-    return [CaseFiles(nifti_stem(p), channel_slots([p], problems), None, None) for p in niftis]
+    return [CaseFiles(nifti_stem(p), case_images([p], problems), None, None) for p in niftis]
 
 
 def nnunet_cases(paths: Sequence[Path], config: Any, problems: list[str]) -> list[CaseFiles]:
@@ -197,7 +166,7 @@ def nnunet_cases(paths: Sequence[Path], config: Any, problems: list[str]) -> lis
             what = ", ".join(f"{case_id}_{i:04d}" + (f" ({names[i]})" if names and i < len(names) else "") for i in missing)
             problems.append(f"{channels[max(channels)]}: case {case_id} has no channel file {what}")
             continue
-        cases.append(CaseFiles(case_id, channel_slots([channels[i] for i in sorted(channels)], problems), None, None))
+        cases.append(CaseFiles(case_id, case_images([channels[i] for i in sorted(channels)], problems), None, None))
     return cases
 
 
@@ -217,7 +186,7 @@ def brats_case(folder: Path, config: Any, problems: list[str]) -> CaseFiles | No
     return CaseFiles(found.case_id, tuple(by_role[name] for name in names), None, None)
 
 
-def channel_slots(paths: Sequence[Path], problems: list[str]) -> tuple[Path, ...]:
+def case_images(paths: Sequence[Path], problems: list[str]) -> tuple[Path, ...]:
     """`CaseFiles.images` for these files: a 4-D file repeated once per channel (`oss_net.data.channels`)."""
     seen = set()
     images: list[Path] = []
@@ -232,8 +201,6 @@ def channel_slots(paths: Sequence[Path], problems: list[str]) -> tuple[Path, ...
 
 def channels_in_file(path: Path, problems: list[str]) -> int:
     """Channels of one NIfTI file from its header: the last axis of a 4-D file, else 1 (0 when unreadable)."""
-    import nibabel as nib
-
     try:
         shape = nib.load(str(path)).shape
     except Exception as error:  # nibabel raises many types for a damaged header
@@ -275,7 +242,7 @@ def misordered_channels(case: CaseFiles, names: Sequence[str]) -> list[str]:
     lookup = {name.casefold(): index for index, name in enumerate(names)}
     problems = []
     for index, path in enumerate(case.images):
-        stem = nifti_stem(path).casefold()
+        stem = (nifti_stem(path) or path.name).casefold()
         claimed = next((lookup[n] for n in sorted(lookup, key=len, reverse=True)
                         if stem == n or stem.endswith(f"_{n}") or stem.endswith(f"-{n}")), None)
         if claimed is not None and claimed != index and len(set(case.images)) == len(case.images):
@@ -294,10 +261,3 @@ def duplicate_problems(cases: Sequence[CaseFiles]) -> list[str]:
                             f"of {first[case.case_id].images[0]}; both would write {case.case_id}.nii.gz")
         first.setdefault(case.case_id, case)
     return problems
-
-
-def nifti_stem(path: Path) -> str:
-    """The file name without `.nii` / `.nii.gz`."""
-    match = NIFTI_FILE.match(path.name)
-    return match.group("stem") if match else path.stem
-

@@ -1,4 +1,4 @@
-"""Per-case output files, written so that a case folder exists only when it is complete and consistent.
+"""Case folders written so that a case folder exists only when it is complete and consistent.
 
 One inference run at a time writes into an output folder: `output_folder_lock` holds an exclusive
 `fcntl.flock` on `<output_dir>/.oss_net.lock` (the holder's pid written in it) for the run's lifetime;
@@ -10,28 +10,8 @@ half-finished case behind; what dead runs left (staging folders, temporary files
 next run takes the lock, and `--continue` reuses a case only when its manifest matches the run's
 settings and its files.
 
-Files of a case `<id>` (in `<output_dir>/<id>/`):
-
-| file                           | grid / frame                                         |
-|--------------------------------|------------------------------------------------------|
-| `<id>_occupancy.nii.gz`        | float32 probabilities on the model grid, with the model grid's own affine |
-| `<id>_mask.nii.gz`             | uint8 mask on the input grid, input affine and header (`input_grid_labels`) |
-| `<id>_probability.nii.gz`      | float32 probabilities on the input grid (`--save_probabilities`) |
-| `<id>_prediction.{obj,ply,stl}` | prediction mesh in scanner mm, LPS (or RAS), `SPACE=` in the header; voxel indices with `--voxel_coordinates` |
-| `<id>_label.{obj,ply,stl}`     | label mesh, same frame                               |
-| `<id>_overlay.png`             | mid-slices of image, label and prediction           |
-| `metrics.json`                 | dice, iou, hd95_mm, nsd, seconds, points_evaluated, ... |
-| `manifest.json`                | run id, settings hash, size and SHA-256 of each file above (written last) |
-
-With `--flat`, `<output_dir>/<id>.nii.gz` is a copy of the mask, nnU-Net's naming. The occupancy
-grid (BraTS: the padded grid; LiTS: the resampled cube) opens aligned with the image in any NIfTI
-viewer: its affine is `model_grid_affine`, the input affine with the pad offset or the resampling
-folded in.
-
-The mask (or label map) goes back to the input grid by `input_grid_labels`: on a padded grid it is
-thresholded on the model grid and un-padded (exact); on a resampled grid the probabilities are
-resampled (trilinear) and thresholded there, so a coarse model grid leaves no staircase on the
-scan's finer axes (nnU-Net's order too).
+The files of a case are the `CaseWriter`'s (`oss_net.inference.writers`, with their table); with `--flat`,
+`<output_dir>/<id>.nii.gz` is a copy of the mask, nnU-Net's naming (`write_flat_mask`).
 """
 from __future__ import annotations
 
@@ -47,10 +27,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
-
-from oss_net.io import OSSNetError, atomic_save_json, atomic_save_nifti, atomic_write
-from oss_net.labels import scheme_of
+from oss_net.io import OSSNetError, atomic_save_json, atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -222,76 +199,8 @@ def is_finished(output_dir: Path, case_id: str, settings_hash: str) -> bool:
     return unfinished_reason(output_dir, case_id, settings_hash) is None
 
 
-def model_grid_affine(meta: Any) -> np.ndarray:
-    """4×4 matrix from model-grid voxel indices to scanner mm (pad or resampling folded into the affine).
-
-    `GridMeta.model_voxel_to_mm` is affine in the point, so its matrix is read off the images of the
-    origin and the three unit vectors.
-    """
-    basis = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], dtype=np.float64)
-    images = np.asarray(meta.model_voxel_to_mm(basis), dtype=np.float64)  # [4, 3]
-    matrix = np.eye(4)
-    matrix[:3, :3] = (images[1:] - images[0]).T
-    matrix[:3, 3] = images[0]
-    return matrix
-
-
-def nifti_header(meta: Any) -> Any:
-    """The input's NIfTI header (orientation codes, units, description) without its intensity scaling."""
-    import nibabel as nib
-
-    if meta.header is None:
-        return None
-    header = nib.Nifti1Header(binaryblock=bytes(meta.header))
-    header.set_slope_inter(None, None)
-    return header
-
-
-def label_map(occupancy: np.ndarray, threshold: float, config: Any = None) -> np.ndarray:
-    """uint8 labels [*S] of model outputs `occupancy` [*S] or [outputs, *S] on any grid (the rule is per voxel).
-
-    Foreground above `threshold`, or the likeliest class of a legacy binary model with several outputs;
-    a model of a label mode's classes or regions (`config`) gets the dataset's values
-    (`oss_net.labels.LabelScheme.label_map`). All-zero outputs give 0, so zeros filled in by an
-    un-pad are background either way.
-    """
-    scheme = scheme_of(config)
-    if scheme.mode != "binary":
-        return scheme.label_map(occupancy.reshape(-1, *occupancy.shape[-3:]), threshold)
-    if occupancy.ndim == 3:
-        return (occupancy > threshold).astype(np.uint8)
-    return occupancy.argmax(axis=0).astype(np.uint8)
-
-
-def input_grid_labels(
-    occupancy: np.ndarray, meta: Any, threshold: float, config: Any = None, input_probabilities: np.ndarray | None = None
-) -> np.ndarray:
-    """uint8 mask or label map [*input_shape] of model-grid outputs `occupancy` [*volume_shape] or [outputs, *volume_shape].
-
-    A padded grid ("pad") is labelled on the model grid and un-padded, exactly. A resampled grid has its
-    probabilities taken back trilinearly (per output) and labelled on the input grid by the same
-    `label_map`: nearest neighbour of a coarse mask would give staircase boundaries. A caller that already
-    took `occupancy` back (`meta.to_input_grid(occupancy, order=1)`, to save it) passes it as
-    `input_probabilities`, and it is labelled instead of resampled again.
-    """
-    if meta.mode == "pad":
-        return np.asarray(meta.to_input_grid(label_map(occupancy, threshold, config), order=0), dtype=np.uint8)
-    if input_probabilities is None:
-        input_probabilities = np.asarray(meta.to_input_grid(np.asarray(occupancy, dtype=np.float32), order=1))
-    return label_map(input_probabilities, threshold, config)
-
-
-def save_input_grid_nifti(array: np.ndarray, meta: Any, path: Path) -> None:
-    """An input-grid array (a model-grid one taken back by `meta.to_input_grid`) with the input affine and header."""
-    atomic_save_nifti(array, meta.affine, path, header=nifti_header(meta))
-
-
-def save_model_grid_nifti(array: np.ndarray, meta: Any, path: Path) -> None:
-    """A model-grid array `[*volume_shape]` with the model grid's affine, so it overlays the input image."""
-    atomic_save_nifti(array, model_grid_affine(meta), path, header=nifti_header(meta))
-
-
 def flat_mask_path(output_dir: Path, case_id: str) -> Path:
+    """`<case>.nii.gz`, nnU-Net's flat naming: `--flat`'s copy of the mask, and oss-net-predict's label map."""
     return output_dir / f"{case_id}.nii.gz"
 
 

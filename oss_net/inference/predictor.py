@@ -1,6 +1,6 @@
 """Predictor: encode a volume once, then refine its occupancy coarse to fine through the decoder.
 
-    predictor = Predictor(load_model("best.pt"), mode="auto", device="cuda")
+    predictor = Predictor(load_model("best.pt"), PredictOptions(mode="auto"), device="cuda")
     prediction = predictor.predict(case.image)        # image [C, *volume_shape] on the model grid
     prediction.occupancy                              # [*volume_shape] float32 probabilities (CPU)
 
@@ -10,12 +10,17 @@ keeps the prior grid (as the original did); "auto" is "prior" when the configura
 segmentation head and "standard" (logged) otherwise. Asking for "prior" or "both" on a
 configuration without the head is an error instead of the original's crash (docs/reference.md §12.2).
 
-The refinement rule ("ours" or "original", `oss_net.inference.refine`) defaults to the one of the
+The refinement rule ("ours" or "original", `oss_net.inference.lattice`) defaults to the one of the
 checkpoint's mode: "original" for a paper-mode configuration (`oss_net.compat`), "ours" otherwise.
 
-Per case the predictor encodes once (in eval mode without autograd, which also folds the decoder's
-batch norms and latent 0 into its GEMM weights for this volume: `oss_net.models.decoder.FoldedDecoder`),
-pads the patch source once, then decodes every chunk of every stage with those.
+Per case the predictor encodes once, asks the model to fold the decoder for that volume (`OSSNet.fold`:
+the batch norms and latent 0 go into the GEMM weights, `oss_net.models.decoder.FoldedDecoder`), pads the
+patch source once, then decodes every chunk of every stage with those. The options arrive checked
+(`PredictOptions`); the predictor checks only what needs the model.
+
+The lattice holds K class probabilities per voxel, the decoder gives its outputs: `lattice_classes`,
+`class_values` and `decoder_outputs` translate between the two (the background of exclusive mode is
+left out of the lattice and put back after it).
 
 The U-Net baselines have no decoder to query: `make_predictor` (the one place that tells them apart)
 gives them a `DensePredictor`, which returns the same `Prediction` with mode "dense".
@@ -23,31 +28,26 @@ gives them a `DensePredictor`, which returns the same `Prediction` with mode "de
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import nn
 
 from oss_net.compat import behaviour
 from oss_net.data import PatchSource
-from oss_net.io import OSSNetError
 from oss_net.labels import scheme_of
 from oss_net.models import Encoding, is_dense
-from oss_net.precision import AMP_MODES, autocast
+from oss_net.precision import autocast
 
-from .classes import class_values, decoder_outputs, lattice_classes
-from .defaults import CHUNK_SIZE, CPU_CHUNK_SIZE, MODE, STAGES, THRESHOLD
-from .refine import REFINEMENTS, OccupancyLattice, RefineStats, check_stages, refine_lattice, seed_from_segmentation
+from .defaults import CHUNK_SIZE, CPU_CHUNK_SIZE, THRESHOLD
+from .lattice import OccupancyLattice, RefineStats, refine_lattice, seed_from_segmentation
+from .options import InferenceError, PredictOptions
 
 logger = logging.getLogger(__name__)
-
-MODES = ("auto", "standard", "prior", "both")
-
-
-class InferenceError(OSSNetError):
-    """A user error of inference: a mode the model cannot run, a bad option, a bad output folder."""
 
 
 @dataclass
@@ -79,67 +79,33 @@ class Prediction:
 
 
 class Predictor:
-    """Inference settings for one model, and the encode → refine steps.
+    """The encode → refine steps of one model with its `PredictOptions`.
 
     Args:
-        model: an OSSNet (`encode`, `decode`, `config`). It is put in eval mode and moved to `device`.
-        mode: "auto", "standard", "prior" or "both" (see the module docstring).
-        stages: refinement strides, coarse to fine, each dividing the previous one.
-        chunk_size: most points decoded at once (and patches gathered at once); None: `default_chunk_size(device)`.
-        amp: "off", "bf16" or "fp16": autocast dtype of encoder and decoder.
+        model: an OSSNet (`encode`, `fold`, `decode`, `config`). It is put in eval mode and moved to `device`.
+        options: mode, stages, chunk_size, amp, threshold, recheck_boundary, refinement (checked there).
         device: where the model runs (default: where its parameters are).
-        threshold: occupancy probability above which a voxel is foreground.
-        recheck_boundary: widen the refinement window of rule "ours" (see `OccupancyLattice`).
-        refinement: the candidate rule, "ours" or "original"; None: the configuration's compat mode decides.
+
+    Attributes `mode`, `refinement` and `chunk_size` hold the resolved values ("auto", None and None
+    decided for this model and device).
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        mode: str = MODE,
-        stages: Sequence[int] = STAGES,
-        chunk_size: int | None = None,
-        amp: str = "off",
-        device: torch.device | str | None = None,
-        threshold: float = THRESHOLD,
-        recheck_boundary: bool = False,
-        refinement: str | None = None,
-    ) -> None:
-        if mode not in MODES:
-            raise InferenceError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
-        if amp not in AMP_MODES:
-            raise InferenceError(f"unknown amp {amp!r}; expected one of {', '.join(AMP_MODES)}")
-        if chunk_size is not None and chunk_size < 1:
-            raise InferenceError(f"chunk_size must be >= 1, got {chunk_size}")
-        try:
-            self.stages = check_stages(stages)
-        except ValueError as error:
-            raise InferenceError(str(error)) from None
+    def __init__(self, model: nn.Module, options: PredictOptions = PredictOptions(),
+                 device: torch.device | str | None = None) -> None:
         self.config = model.config
-        self.refinement = refinement if refinement is not None else behaviour(self.config.compat).refinement
-        if self.refinement not in REFINEMENTS:
-            raise InferenceError(f"unknown refinement {self.refinement!r}; expected one of {', '.join(REFINEMENTS)}")
-        if recheck_boundary and self.refinement != "ours":
+        self.stages = options.stages
+        self.refinement = options.refinement if options.refinement is not None else behaviour(self.config.compat).refinement
+        if options.recheck_boundary and self.refinement != "ours":
             raise InferenceError("recheck_boundary widens the window of refinement 'ours'; "
                                  f"refinement {self.refinement!r} has its own (use --refinement ours)")
-        has_head = bool(self.config.segmentation_head)
-        if mode in ("prior", "both") and not has_head:
-            raise InferenceError(
-                f"mode {mode!r} needs the encoder's segmentation head, which configuration "
-                f"{self.config.name!r} does not have; use --mode standard (or auto)"
-            )
-        if mode == "auto":
-            mode = "prior" if has_head else "standard"
-            if not has_head:
-                logger.info("configuration %s has no segmentation head: mode auto falls back to standard", self.config.name)
-        self.mode = mode
+        self.mode = resolved_mode(options.mode, self.config)
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.model = model.to(self.device).eval()
         self.dtype = next(self.model.parameters()).dtype  # the input's, so a float64 model runs in float64
-        self.chunk_size = int(chunk_size) if chunk_size is not None else default_chunk_size(self.device)
-        self.amp = amp
-        self.threshold = float(threshold)
-        self.recheck_boundary = bool(recheck_boundary)
+        self.chunk_size = options.chunk_size if options.chunk_size is not None else default_chunk_size(self.device)
+        self.amp = options.amp
+        self.threshold = float(options.threshold)
+        self.recheck_boundary = options.recheck_boundary
 
     def predict(self, image: Any) -> Prediction:
         """Occupancy of one volume `image [C, *volume_shape]` (numpy or torch) on the model grid, computed in the
@@ -169,12 +135,12 @@ class Predictor:
         )
 
     def _run(self, volume: torch.Tensor, mode: str) -> tuple[torch.Tensor, dict[str, Any]]:
-        """One mode on `volume [1, C, *S]`: encode (and fold the decoder), pad the patch source once, refine.
+        """One mode on `volume [1, C, *S]`: encode, fold the decoder, pad the patch source once, refine.
         (grid [K, *S], run record)"""
         _synchronize(self.device)
         start = time.perf_counter()
         with autocast(self.amp, self.device):
-            encoding = self.model.encode(volume)
+            encoding = self.model.fold(self.model.encode(volume))  # the decoder folded for this volume
         source = self._patch_source(volume)
         seed = None
         flags = behaviour(self.config.compat)  # paper mode: the original's seed upsampling and lattices
@@ -221,7 +187,8 @@ class Predictor:
 
         Points are model-grid voxel coordinates and may require grad; the latents are computed once
         without grad, the patches are interpolated at the points (no gradient flows through them), and the
-        decoder runs in the model's dtype (float32 unless loaded otherwise) whatever `amp` says.
+        decoder module (not folded: gradients flow through it) runs in the model's dtype (float32 unless loaded
+        otherwise) whatever `amp` says.
         """
         volume = torch.as_tensor(image).to(self.device, self.dtype)[None]  # [1, C, D, H, W]
         with torch.no_grad():
@@ -239,22 +206,21 @@ class DensePredictor:
 
     Args:
         model: a U-Net (`predict_volume`, `config`). It is put in eval mode and moved to `device`.
-        amp: "off", "bf16" or "fp16": autocast dtype of the forward pass.
+        options: of `PredictOptions` only amp (autocast of the forward pass) and threshold apply.
         device: where the model runs (default: where its parameters are).
-        threshold: probability above which a voxel is foreground.
     """
 
     mode = "dense"
     refinement = None  # one dense pass: nothing is refined
+    chunk_size = None  # the whole volume at once
 
-    def __init__(self, model: nn.Module, amp: str = "off", device: torch.device | str | None = None, threshold: float = THRESHOLD) -> None:
-        if amp not in AMP_MODES:
-            raise InferenceError(f"unknown amp {amp!r}; expected one of {', '.join(AMP_MODES)}")
+    def __init__(self, model: nn.Module, options: PredictOptions = PredictOptions(),
+                 device: torch.device | str | None = None) -> None:
         self.config = model.config
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.model = model.to(self.device).eval()
-        self.amp = amp
-        self.threshold = float(threshold)
+        self.amp = options.amp
+        self.threshold = float(options.threshold)
 
     def predict(self, image: Any) -> Prediction:
         """Probabilities of one volume `image [C, *volume_shape]` (numpy or torch) on the model grid."""
@@ -279,20 +245,81 @@ class DensePredictor:
 
 
 def default_chunk_size(device: torch.device) -> int:
-    """Points per decoder call when none is asked for: CPU_CHUNK_SIZE on the CPU, where a smaller chunk keeps
-    its patches in cache, CHUNK_SIZE (the original's) on a GPU, which wants large batches."""
+    """Points per decoder call when none is asked for: CPU_CHUNK_SIZE on the CPU, where a small chunk keeps
+    its patches and the decoder's activations in cache, CHUNK_SIZE (the original's) on a GPU, which wants
+    large batches."""
     return CPU_CHUNK_SIZE if device.type == "cpu" else CHUNK_SIZE
 
 
-def make_predictor(model: nn.Module, **options: Any) -> Predictor | DensePredictor:
-    """The predictor for `model` with `Predictor`'s options; a U-Net ignores mode, stages, chunk_size,
-    recheck_boundary and refinement (logged when one was set)."""
+def resolved_mode(mode: str, config: Any) -> str:
+    """"auto" → prior with a segmentation head, standard without (logged); prior / both need the head."""
+    has_head = bool(config.segmentation_head)
+    if mode in ("prior", "both") and not has_head:
+        raise InferenceError(f"mode {mode!r} needs the encoder's segmentation head, which configuration "
+                             f"{config.name!r} does not have; use --mode standard (or auto)")
+    if mode != "auto":
+        return mode
+    if not has_head:
+        logger.info("configuration %s has no segmentation head: mode auto falls back to standard", config.name)
+    return "prior" if has_head else "standard"
+
+
+def make_predictor(model: nn.Module, options: PredictOptions = PredictOptions(),
+                   device: torch.device | str | None = None) -> Predictor | DensePredictor:
+    """The predictor for `model`: a `Predictor`, or a `DensePredictor` for a U-Net, which ignores mode,
+    stages, chunk_size, recheck_boundary and refinement (logged when one was set)."""
     if not is_dense(model):
-        return Predictor(model, **options)
-    ignored = sorted(k for k in options if k not in ("amp", "device", "threshold"))
+        return Predictor(model, options, device)
+    defaults = PredictOptions()
+    ignored = [name for name in ("chunk_size", "mode", "recheck_boundary", "refinement", "stages")
+               if getattr(options, name) != getattr(defaults, name)]
     if ignored:
         logger.info("%s predicts densely: %s do not apply and are ignored", model.config.name, ", ".join(ignored))
-    return DensePredictor(model, **{k: v for k, v in options.items() if k not in ignored})
+    return DensePredictor(model, options, device)
+
+
+def select_device(cpu: bool = False, cuda_devices: str | None = None) -> torch.device:
+    """The CPU when asked for or without a GPU, else CUDA; `cuda_devices` sets CUDA_VISIBLE_DEVICES first."""
+    if cuda_devices is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = cuda_devices
+    if cpu or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda")
+
+
+# The refinement lattice holds the K class probabilities. In exclusive mode the decoder's background output
+# is left out there (1 − the classes' sum, exact for a softmax), so the prior mode's "unseeded = 0" holds
+# for every channel the lattice refines.
+
+
+def lattice_classes(config: Any) -> int:
+    """Channels of the refinement lattice: the decoder's outputs, without the background of exclusive mode."""
+    return config.number_of_classes - (1 if scheme_of(config).mode == "exclusive" else 0)
+
+
+def class_values(config: Any, outputs: torch.Tensor) -> torch.Tensor:
+    """Decoder outputs [N, outputs] -> the class / region probabilities [N, lattice_classes] (the background of
+    exclusive mode left out): what the lattice refines and sampled validation scores."""
+    return outputs[:, 1:] if scheme_of(config).mode == "exclusive" else outputs
+
+
+def decoder_outputs(config: Any, grid: torch.Tensor) -> torch.Tensor:
+    """The refined lattice [lattice_classes, *S] -> decoder outputs [outputs, *S] (the background put back first)."""
+    if scheme_of(config).mode != "exclusive":
+        return grid
+    return torch.cat([(1.0 - grid.sum(dim=0, keepdim=True)).clamp(min=0.0), grid])
+
+
+def model_grid_masks(config: Any, prediction: Prediction, case: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """(predicted, true) bool masks on the model grid for dense validation: [*S] foreground for a binary
+    model (as the paper), [K, *S] per class or region otherwise (the dataset's values mapped by the scheme)."""
+    scheme = scheme_of(config)
+    if scheme.mode == "binary":
+        return prediction.mask_model_grid, torch.from_numpy(case.label > 0)
+    occupancy = prediction.occupancy.numpy().reshape(scheme.outputs, *case.image.shape[1:])  # [outputs, *S]
+    label_map = scheme.label_map(occupancy, prediction.threshold)
+    predicted = scheme.label_map_masks(label_map)
+    return torch.from_numpy(predicted), torch.from_numpy(scheme.label_map_masks(np.asarray(case.raw_label)))
 
 
 def _run_record(stats: RefineStats, seconds: float, encode_seconds: float) -> dict[str, Any]:

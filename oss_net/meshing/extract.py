@@ -88,7 +88,7 @@ def extract_mesh(
 
     Args:
         probabilities: occupancy probabilities [D, H, W] (numpy or torch), on the grid that
-            `affine` describes (for inference: the model grid, with `outputs.model_grid_affine`, so
+            `affine` describes (for inference: the model grid, with `writers.model_grid_affine`, so
             vertices land in scanner mm).
         affine: 4×4 voxel-index → scanner-mm matrix (NIfTI convention, index (i, j, k) in array
             order), or None for vertices in voxel indices (the original's frame, without its pad).

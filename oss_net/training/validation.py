@@ -21,9 +21,9 @@ from torch import nn
 
 from oss_net.compat import DENSE_DICE, DENSE_IOU, SAMPLED_DICE, SAMPLED_IOU, SAMPLED_LOSS
 from oss_net.data import gather_patches
-from oss_net.inference import make_predictor
-from oss_net.inference.classes import class_values, model_grid_masks
-from oss_net.inference.defaults import CHUNK_SIZE, THRESHOLD
+from oss_net.inference import PredictOptions, make_predictor
+from oss_net.inference.defaults import THRESHOLD
+from oss_net.inference.predictor import class_values, default_chunk_size, model_grid_masks
 from oss_net.labels import scheme_of
 from oss_net.metrics import dice, iou
 from oss_net.precision import autocast
@@ -99,10 +99,11 @@ def sampled_validation(
             coords = sample["coords"].unsqueeze(0).to(device)  # [1, S, 3]
             labels = class_values(config, sample["labels"]).to(device)  # [S, K]
             chunks = []
+            chunk_size = default_chunk_size(device)  # as many points at a time as inference
             with autocast(amp, device):
-                encoding = model.encode(volume)
-                for start in range(0, coords.shape[1], CHUNK_SIZE):  # as many points at a time as inference
-                    chunk = coords[:, start:start + CHUNK_SIZE]  # [1, n, 3]
+                encoding = model.fold(model.encode(volume))  # the decoder folded for this volume, as inference does
+                for start in range(0, coords.shape[1], chunk_size):
+                    chunk = coords[:, start:start + chunk_size]  # [1, n, 3]
                     patches = gather_patches(volume, chunk, large=config.large_patches) if config.patches else None
                     chunks.append(class_values(config, model.decode(chunk, encoding, patches)[0].float()))
             prediction = torch.cat(chunks)  # [S, K]
@@ -125,9 +126,9 @@ def dense_validation(model: nn.Module, cases: Iterable, amp: str) -> dict[str, f
     was_training = model.training  # Predictor switches the model to eval mode
     scores = []
     try:
-        predictor = make_predictor(model, amp=amp)
+        predictor = make_predictor(model, PredictOptions(amp=amp))
         for case in cases:
-            # [*volume_shape] bool foreground, or [K, *volume_shape] per class or region (oss_net.inference.classes)
+            # [*volume_shape] bool foreground, or [K, *volume_shape] per class or region (oss_net.inference.predictor)
             mask, label = model_grid_masks(model.config, predictor.predict_case(case), case)
             if len(names) == 1:
                 mask, label = mask[None], label[None]  # [1, *volume_shape]

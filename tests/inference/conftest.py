@@ -3,7 +3,7 @@
 `IntensityModel` thresholds the z-scored FLAIR (channel 0) at the centre of each query's patch,
 which segments the synthetic tumours almost perfectly (Dice ≈ 1), and its "segmentation head" is
 the same threshold max-pooled to the encoder output grid. It speaks the OSSNet interface (config,
-encode, decode, checkpoints through the model registry), so the real Predictor, patch gathering,
+encode, fold, decode, checkpoints through the model registry), so the real Predictor, patch gathering,
 checkpoint loading and output writing are exercised without training anything.
 """
 from __future__ import annotations
@@ -37,7 +37,10 @@ class IntensityModel(nn.Module):
         latents = volume.new_zeros(volume.shape[0], self.config.number_of_latents, self.config.latent_size)
         return Encoding(latents, segmentation if self.config.segmentation_head else None)
 
-    def decode(self, coords, encoding, patches=None, chunk_size=None, logits=False):  # [B, N, 3] -> [B, N, 1]
+    def fold(self, encoding: Encoding) -> Encoding:  # nothing to fold
+        return encoding
+
+    def decode(self, coords, encoding, patches=None, logits=False):  # [B, N, 3] -> [B, N, 1]
         self.decoded_points += coords.shape[0] * coords.shape[1]
         centre = patches[:, :, 0, 3, 3, 3]  # FLAIR at the query voxel [B, N]
         return torch.sigmoid(self.sharpness * (centre - self.threshold))[..., None]

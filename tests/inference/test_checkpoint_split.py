@@ -7,7 +7,7 @@ import torch
 from oss_net.data import discover
 from oss_net.data.splits import default_split
 from oss_net.inference import InferenceSettings, run_inference
-from oss_net.inference.runner import InferenceError
+from oss_net.inference import InferenceError
 from oss_net.models import stored_split
 from oss_net.training import resolve_settings, train
 

@@ -1,5 +1,5 @@
-"""outputs.py on its own: the model-grid affine, NIfTI writing, staging / publishing, JSON cleaning, and the
-masks and label maps taken back to the input grid."""
+"""outputs.py (staging / publishing, JSON cleaning) and the writer's grid helpers on their own: the model-grid
+affine, NIfTI writing, and the masks and label maps taken back to the input grid."""
 from __future__ import annotations
 
 import json
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from oss_net.data.grid import GridMeta
-from oss_net.inference import outputs
+from oss_net.inference import outputs, writers
 from oss_net.io import OSSNetError, prepare_output_folder
 from oss_net.labels import BRATS_REGIONS, LabelScheme
 from oss_net.metrics import dice
@@ -26,12 +26,12 @@ def test_model_grid_affine_folds_the_pad_into_the_affine() -> None:
     assert meta.pad_before == (3, 2, 1)
     shift = np.eye(4)
     shift[:3, 3] = -np.asarray(meta.pad_before)  # model voxel p is input voxel p − pad_before
-    np.testing.assert_allclose(outputs.model_grid_affine(meta), AFFINE @ shift, atol=1e-12)
+    np.testing.assert_allclose(writers.model_grid_affine(meta), AFFINE @ shift, atol=1e-12)
 
 
 def test_model_grid_affine_of_a_resampled_grid_keeps_the_field_of_view() -> None:
     meta = GridMeta.for_resampling(AFFINE, None, (10, 12, 6), (5, 4, 3))
-    matrix = outputs.model_grid_affine(meta)
+    matrix = writers.model_grid_affine(meta)
     points = np.array([[0.0, 0.0, 0.0], [4.0, 3.0, 2.0], [1.5, 2.25, 0.5]])
     np.testing.assert_allclose(points @ matrix[:3, :3].T + matrix[:3, 3], meta.model_voxel_to_mm(points), atol=1e-12)
     np.testing.assert_allclose(np.linalg.norm(matrix[:3, :3], axis=0), [1.8, 3.6, 5.0])  # spacing × 2, × 3, × 2
@@ -46,16 +46,16 @@ def test_model_grid_nifti_and_flat_mask(tmp_path: Path) -> None:
     header.set_xyzt_units("mm", "sec")
     meta = GridMeta.for_padding(AFFINE, bytes(header.binaryblock), (10, 12, 6), (16, 16, 8))
     grid = np.random.default_rng(0).random(meta.volume_shape).astype(np.float32)
-    outputs.save_model_grid_nifti(grid, meta, tmp_path / "occupancy.nii.gz")
+    writers.save_model_grid_nifti(grid, meta, tmp_path / "occupancy.nii.gz")
     image = nib.load(str(tmp_path / "occupancy.nii.gz"))
-    np.testing.assert_allclose(image.affine, outputs.model_grid_affine(meta), atol=1e-5)
+    np.testing.assert_allclose(image.affine, writers.model_grid_affine(meta), atol=1e-5)
     np.testing.assert_array_equal(np.asarray(image.dataobj), grid)
     assert image.header.get_xyzt_units() == ("mm", "sec")
 
     folder = tmp_path / "case"
     folder.mkdir()
     mask = np.zeros(meta.input_shape, dtype=np.uint8)
-    outputs.save_input_grid_nifti(mask, meta, folder / "case_mask.nii.gz")
+    writers.save_input_grid_nifti(mask, meta, folder / "case_mask.nii.gz")
     flat = outputs.write_flat_mask(tmp_path, "case")
     assert flat == tmp_path / "case.nii.gz" and flat.read_bytes() == (folder / "case_mask.nii.gz").read_bytes()
     np.testing.assert_allclose(nib.load(str(flat)).affine, AFFINE, atol=1e-5)
@@ -180,7 +180,7 @@ def soft_balls(meta: GridMeta) -> np.ndarray:
 
 def nearest_neighbour_labels(occupancy: np.ndarray, meta: GridMeta, config=None) -> np.ndarray:
     """The former path: labelled on the model grid, then taken back by nearest neighbour."""
-    return np.asarray(meta.to_input_grid(outputs.label_map(occupancy, 0.5, config), order=0), dtype=np.uint8)
+    return np.asarray(meta.to_input_grid(writers.label_map(occupancy, 0.5, config), order=0), dtype=np.uint8)
 
 
 @pytest.mark.parametrize("outputs_count, config", [(0, None), (3, None), (3, REGIONS), (4, EXCLUSIVE)])
@@ -190,7 +190,7 @@ def test_padded_grid_labels_are_the_model_grid_labels_un_padded(outputs_count, c
     assert meta.mode == "pad" and meta.pad_before[0] < 0 < meta.pad_before[1]  # axis 0 cropped, axis 1 padded
     shape = (outputs_count, *meta.volume_shape) if outputs_count else meta.volume_shape
     occupancy = np.random.default_rng(outputs_count).random(shape).astype(np.float32)
-    labels = outputs.input_grid_labels(occupancy, meta, 0.5, config)
+    labels = writers.input_grid_labels(occupancy, meta, 0.5, config)
     assert labels.dtype == np.uint8 and labels.shape == meta.input_shape
     assert np.array_equal(labels, nearest_neighbour_labels(occupancy, meta, config))
     outside = np.ones(meta.input_shape, dtype=bool)
@@ -204,14 +204,14 @@ def test_resampled_probabilities_follow_the_ball_better_than_nearest_neighbour()
     meta = resampled_meta()
     occupancy = soft_balls(meta)[0]  # [16, 16, 16]
     truth = ball_distances(meta, model_grid=False) < BALL_RADII_MM[0]  # [64, 64, 16]
-    mask = outputs.input_grid_labels(occupancy, meta, 0.5)
+    mask = writers.input_grid_labels(occupancy, meta, 0.5)
     nearest = nearest_neighbour_labels(occupancy, meta)
     assert mask.dtype == np.uint8 and mask.shape == meta.input_shape == truth.shape and set(np.unique(mask)) == {0, 1}
     resampled = np.asarray(meta.to_input_grid(occupancy, order=1))  # what --save_probabilities writes
     assert np.array_equal(mask > 0, resampled > 0.5)
     # given those probabilities, the labels are theirs (a sentinel shows they are used, not resampled again)
-    assert np.array_equal(outputs.input_grid_labels(occupancy, meta, 0.5, input_probabilities=resampled), mask)
-    assert not outputs.input_grid_labels(occupancy, meta, 0.5, input_probabilities=np.zeros_like(resampled)).any()
+    assert np.array_equal(writers.input_grid_labels(occupancy, meta, 0.5, input_probabilities=resampled), mask)
+    assert not writers.input_grid_labels(occupancy, meta, 0.5, input_probabilities=np.zeros_like(resampled)).any()
     assert int(truth.sum()) == 7093
     assert int((nearest.astype(bool) != truth).sum()) == pytest.approx(801, abs=8)
     assert int((mask.astype(bool) != truth).sum()) == pytest.approx(139, abs=8)
@@ -235,7 +235,7 @@ def test_resampled_classes_and_regions_keep_their_label_values(config) -> None:
     else:  # background, then shells of classes 1, 2 and the core 3 (a softmax's outputs sum to 1)
         occupancy = np.concatenate([1.0 - balls[:1], balls[:-1] - balls[1:], balls[-1:]])
         truth = np.sum(inside, axis=0).astype(np.uint8)
-    labels = outputs.input_grid_labels(occupancy, meta, 0.5, config)
+    labels = writers.input_grid_labels(occupancy, meta, 0.5, config)
     assert labels.dtype == np.uint8 and labels.shape == meta.input_shape
     assert set(np.unique(labels)) == set(np.unique(truth)) <= scheme.label_values
     nearest = nearest_neighbour_labels(occupancy, meta, config)

@@ -18,8 +18,8 @@ from oss_net.data import DATASETS, discover, discover_case_folder, load_case
 from oss_net.inference import InferenceSettings, run_inference
 from oss_net.evaluate import evaluate_folders
 from oss_net.inference.cli import build_parser, main
-from oss_net.inference.runner import summary_table
-from oss_net.inference.outputs import model_grid_affine
+from oss_net.inference.run_summary import summary_table
+from oss_net.inference.writers import model_grid_affine
 from oss_net.metrics import dice
 from oss_net.models import demo_config
 
@@ -120,9 +120,8 @@ def test_lits_class_label_map_resampled_back_from_the_probabilities(synthetic_li
     import torch
 
     from oss_net.data.dataset_info import LITS_INFO
-    from oss_net.inference.outputs import input_grid_labels
     from oss_net.inference.predictor import Prediction
-    from oss_net.inference.runner import write_case
+    from oss_net.inference.writers import CaseWriter, input_grid_labels
     from oss_net.labels import config_with_label_mode, scheme_of
 
     config = config_with_label_mode(demo_config("C", "lits", volume_shape=(32, 32, 32)), "exclusive", LITS_INFO.labels)
@@ -132,7 +131,7 @@ def test_lits_class_label_map_resampled_back_from_the_probabilities(synthetic_li
     occupancy = scheme.targets(torch.from_numpy(np.asarray(case.raw_label).astype(np.int64)))  # [3, 32, 32, 32] one-hot
     prediction = Prediction(occupancy=occupancy, mode="standard", seconds=0.1, points_evaluated=7)
     options = settings(Path("unused.pt"), synthetic_lits_root, tmp_path, no_mesh=True, overlay=False)
-    record = write_case(tmp_path, files, case, prediction, SimpleNamespace(config=config), options)
+    record = CaseWriter(SimpleNamespace(config=config), options.write_options()).write(tmp_path, files, case, prediction)
     written = nib.load(str(tmp_path / f"{files.case_id}_mask.nii.gz"))
     labels = np.asarray(written.dataobj)
     truth = np.asarray(nib.load(str(files.label)).dataobj)
@@ -160,12 +159,12 @@ def test_continue_skips_finished_cases_and_rerun_overwrites(brats_checkpoint, sy
 
 
 def test_a_failure_while_writing_leaves_no_case_folder(brats_checkpoint, synthetic_brats_root, tmp_path, monkeypatch):
-    import oss_net.meshing
+    from oss_net.inference import writers
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(oss_net.meshing, "save_mesh", broken)
+    monkeypatch.setattr(writers, "save_mesh", broken)
     out = tmp_path / "out"
     with pytest.raises(RuntimeError, match="disk on fire"):
         run_inference(settings(brats_checkpoint, synthetic_brats_root, out, overlay=False))

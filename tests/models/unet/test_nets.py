@@ -102,7 +102,7 @@ def test_mask_goes_through_the_inference_writer(synthetic_brats_root, tmp_path):
     import nibabel as nib
 
     from oss_net.data import discover_brats, load_case
-    from oss_net.inference.outputs import save_input_grid_nifti
+    from oss_net.inference.writers import save_input_grid_nifti
 
     config = get_unet_config("unet3d", "brats", volume_shape=(64, 64, 40), channels=(4, 8), strides=(2,), activation="leaky_relu")
     files = discover_brats(synthetic_brats_root, split="val")[0]

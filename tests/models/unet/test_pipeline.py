@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from oss_net.data import discover
-from oss_net.inference import DensePredictor, InferenceSettings, Predictor, make_predictor, run_inference
+from oss_net.inference import DensePredictor, InferenceSettings, PredictOptions, Predictor, make_predictor, run_inference
 from oss_net.models import DEMO_UNET_OVERRIDES, UNetConfig, build_model, demo_config, load_model, network_config
 from oss_net.training import demo_settings, train
 from oss_net.training.cli import main as train_main
@@ -60,13 +60,13 @@ def test_unet_trains_then_infers_through_the_shared_pipeline(name, synthetic_bra
 
 def test_make_predictor_dispatches_on_the_decoder(brats_config):
     unet = build_model(network_config("unet2d", "brats", demo=True))
-    dense = make_predictor(unet, mode="prior", chunk_size=3, amp="off", threshold=0.3)
+    dense = make_predictor(unet, PredictOptions(mode="prior", chunk_size=3, amp="off", threshold=0.3))
     assert isinstance(dense, DensePredictor) and dense.threshold == 0.3 and not dense.model.training
     image = torch.randn(4, *brats_config.volume_shape)  # [C, *volume_shape]
     prediction = dense.predict(image)
     assert prediction.occupancy.shape == brats_config.volume_shape and prediction.mode == "dense"
     assert torch.allclose(prediction.occupancy, unet.predict_volume(image[None])[0, 0])
-    assert isinstance(make_predictor(build_model(brats_config), mode="standard"), Predictor)
+    assert isinstance(make_predictor(build_model(brats_config), PredictOptions(mode="standard")), Predictor)
 
 
 def test_unet2d_resume_is_bitwise_identical(synthetic_brats_root, tmp_path):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from oss_net.inference.defaults import CHUNK_SIZE
-from oss_net.inference.refine import (
+from oss_net.inference.lattice import (
     OccupancyLattice,
     cell_interpolation,
     check_stages,
@@ -378,7 +378,7 @@ def test_original_rule_decodes_known_negatives_again_and_counts_them():
 def test_pocket_smaller_than_the_coarse_spacing_is_kept_by_the_original_and_filled_by_ours():
     """A two-voxel negative pocket between the stride-2 lattice points inside a ball: the original decodes
     every voxel next to a positive and finds it; ours sees agreeing neighbourhoods there, decodes
-    nothing and fills it (documented in oss_net.inference.refine)."""
+    nothing and fills it (documented in oss_net.inference.lattice)."""
     pocket = torch.tensor([[21, 21, 15], [21, 21, 16]])
     ball, _ = sphere((22.0, 20.0, 15.0), 10.0)
 
@@ -415,13 +415,3 @@ def test_original_rule_with_three_classes_matches_the_dense_grid(prior):
     lattice = OccupancyLattice(SHAPE, seed=seed, classes=3, refinement="original")
     refine_lattice(lattice, decode, chunk_size=1000)
     assert torch.equal(lattice.to_dense() > 0.5, truth)
-
-
-@pytest.mark.parametrize(
-    "options, message",
-    [({"refinement": "mise"}, "unknown refinement 'mise'; expected one of ours, original"),
-     ({"refinement": "original", "recheck_boundary": True}, "`recheck_boundary` widens the window of refinement 'ours'")],
-)
-def test_bad_refinement_options(options, message):
-    with pytest.raises(ValueError, match=message):
-        OccupancyLattice(SHAPE, **options)

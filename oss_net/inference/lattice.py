@@ -230,16 +230,19 @@ class OccupancyLattice:
     stage to decode, `update(values)` stores their values and moves to the next stage, and after the
     last stage (`done`) `to_dense()` gives the full grid.
 
+    The options (stages, refinement, recheck_boundary) are checked where they enter, by `PredictOptions`
+    and the `Predictor`; the lattice checks only its own inputs (shape, classes, seed).
+
     Args:
         shape: (D, H, W) of the model grid.
-        stages: strides, coarse to fine, each dividing the previous one; (1,) is dense evaluation.
+        stages: strides, coarse to fine, each dividing the previous one (`check_stages`); (1,) is dense evaluation.
         seed: bool [*lattice_shape(shape, stages[0], last_index)]; when given, stage 0 decodes only there (prior mode).
         threshold: a class is positive at a point when its probability exceeds it (unless `rule` is given).
         rule: the label mode's decision (`oss_net.labels.LabelScheme.rule`); None: `threshold` per class.
         classes: K, the probabilities per point.
         recheck_boundary: widen the candidate window to two previous strides (more points, safer on
             thin structures); "ours" only.
-        refinement: the candidate rule, "ours" or "original" (module docstring).
+        refinement: the candidate rule, one of REFINEMENTS (module docstring).
         last_index: whether every lattice adds the last index of each axis; False: the original's lattices.
         device: where the state lives and the coordinates are created (default: the seed's, else CPU).
     """
@@ -257,11 +260,7 @@ class OccupancyLattice:
         last_index: bool = True,
         rule: DecisionRule | None = None,
     ) -> None:
-        self.stages = check_stages(stages)
-        if refinement not in REFINEMENTS:
-            raise ValueError(f"unknown refinement {refinement!r}; expected one of {', '.join(REFINEMENTS)}")
-        if recheck_boundary and refinement != "ours":
-            raise ValueError("`recheck_boundary` widens the window of refinement 'ours'; 'original' has its own")
+        self.stages = tuple(int(s) for s in stages)
         if len(shape) != 3 or any(int(n) < 1 for n in shape):
             raise ValueError(f"`shape` must be three positive sizes, got {tuple(shape)}")
         if classes < 1:
@@ -280,6 +279,7 @@ class OccupancyLattice:
         self.classes = int(classes)
         self.recheck_boundary = bool(recheck_boundary)
         self.refinement = refinement
+        self.candidates = {"ours": self._disagreeing, "original": self._near_positive}[refinement]  # the rule
         self.stage = 0
         self.axes: list[torch.Tensor] = []  # the current lattice's indices per axis, 3 × [n_a]
         self.values = torch.zeros(0)  # [K, n0, n1, n2] float32 probabilities, evaluated or inherited
@@ -354,9 +354,7 @@ class OccupancyLattice:
         self.evaluated = _take(self.evaluated, nearest)
         self.evaluated &= on_coarse[0][:, None, None] & on_coarse[1][None, :, None] & on_coarse[2][None, None, :]
         self.axes = axes
-        if self.refinement == "original":
-            return self._near_positive(labels, coarse_axes)
-        return self._disagreeing(labels, coarse_axes)
+        return self.candidates(labels, coarse_axes)
 
     def _disagreeing(self, labels: torch.Tensor, coarse_axes: list[torch.Tensor]) -> torch.Tensor:
         """Ours: unevaluated points whose previous-lattice neighbourhood disagrees for any class. [n0, n1, n2]"""
@@ -384,10 +382,9 @@ def refine_lattice(lattice: OccupancyLattice, decode_fn: DecodeFn, chunk_size: i
     """Drive `lattice` to the end: each stage decodes what `query` asks, in chunks, then `update`s.
 
     decode_fn maps integer voxel coordinates [N, 3] (long, on the lattice's device) to probabilities
-    [N, K] (or [N] for one class). Returns the cost per stage; the grid is `lattice.to_dense()`.
+    [N, K] (or [N] for one class). This loop is the one place that splits the decoder's work: at most
+    `chunk_size` points per decode_fn call. Returns the cost per stage; the grid is `lattice.to_dense()`.
     """
-    if chunk_size < 1:
-        raise ValueError(f"`chunk_size` must be positive, got {chunk_size}")
     stats = RefineStats()
     while not lattice.done:
         start = time.perf_counter()
