@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from oss_net.data import discover, load_case
-from oss_net.data.label_modes import config_with_label_mode, scheme_of
 from oss_net.inference import CaseWriter, InferenceError, Prediction, WriteOptions
+from oss_net.labels import config_with_label_mode, scheme_of
 from oss_net.metrics import METRIC_KEYS
 from oss_net.models import demo_config
 
