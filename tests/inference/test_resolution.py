@@ -8,10 +8,11 @@ from oss_net.models import build_model, demo_config
 
 
 def _decoder_of(config, volume):
-    """(model in eval mode, its encoding of `volume [1, C, *S]`, the case's patch source)."""
+    """(model in eval mode, its encoding of `volume [1, C, *S]` with the decoder folded as the predictor folds it,
+    the case's patch source)."""
     model = build_model(config).eval()
     with torch.no_grad():
-        encoding = model.encode(volume)
+        encoding = model.fold(model.encode(volume))
     return model, encoding, PatchSource(volume, large=config.large_patches)
 
 
@@ -26,7 +27,8 @@ def test_integer_queries_decode_byte_identically_as_float_or_int_alone_or_among_
     with torch.no_grad():
         today = model.decode(integer, encoding, source.gather(integer))
         as_float = model.decode(integer.float(), encoding, source.gather(integer.float()))
-        among = model.decode(mixed, encoding, source.gather(mixed), chunk_size=integer.shape[1])
+        among = torch.cat([model.decode(part, encoding, source.gather(part))  # two calls, as two refinement chunks
+                           for part in mixed.split(integer.shape[1], dim=1)], dim=1)
     assert torch.equal(today, as_float) and torch.equal(today, among[:, :integer.shape[1]])
     assert not torch.equal(among[:, integer.shape[1]:], today)
 
