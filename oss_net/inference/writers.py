@@ -284,8 +284,6 @@ def model_grid_affine(meta: Any) -> np.ndarray:
 
 def nifti_header(meta: Any) -> Any:
     """The input's NIfTI header (orientation codes, units, description) without its intensity scaling."""
-    import nibabel as nib
-
     if meta.header is None:
         return None
     header = nib.Nifti1Header(binaryblock=bytes(meta.header))
