@@ -70,7 +70,9 @@ class PatchSource:
         """
         runs = self.parts[0][0]
         base, fraction = trilinear_stencil(coords.to(runs.device), self.shape)  # [B, N, 3] each
-        weights = corner_weights(fraction.to(runs.dtype)) if bool(fraction.any()) else None  # [B, N, 8]
+        # The meta device (memory counts) cannot tell integer centres from fractional ones: it gathers as at integers.
+        fractional = runs.device.type != "meta" and bool(fraction.any())
+        weights = corner_weights(fraction.to(runs.dtype)) if fractional else None  # [B, N, 8]
         count = base.shape[1]
         out = runs.new_empty(self.batch, count, self.patch_channels, PATCH_SIZE**3)
         step = max(1, GATHER_ELEMENTS // (self.patch_channels * PATCH_SIZE**3))
