@@ -5,16 +5,22 @@ half-written file under a final name: data goes to a temporary file in the same 
 fsync'ed, then renamed over the target with os.replace (atomic on POSIX). A failed write (disk
 full, permission denied, ...) removes the temporary file, keeps the previous file and raises one
 `WriteError` naming the target.
+
+No command replaces a file it did not write: an output folder holds a small manifest (`OUTPUT_MANIFEST`)
+of the entries this package wrote there (`record_outputs`); before any work a command refuses an existing
+entry with an output's name that is not in it (`refuse_foreign_outputs`, unless `--overwrite`), and an
+output folder that is, or lies inside, an input folder (`refuse_output_in_inputs`).
 """
 from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Iterable, Iterator
 
 
 class OSSNetError(Exception):
@@ -214,3 +220,95 @@ def nifti_stem(path: str | os.PathLike) -> str | None:
         if name.lower().endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)]
     return None
+
+
+# ------------------------------------------------------------------ what a command wrote in an output folder
+
+OUTPUT_MANIFEST = ".oss_net_outputs.json"  # per output folder: every entry this package wrote there
+
+
+def recorded_outputs(folder: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """The output folder's manifest: entry name → {"size", "mtime_ns"} (a file) or {"folder": True}; {} when none."""
+    try:
+        record = json.loads((Path(folder) / OUTPUT_MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
+    entries = record.get("entries") if isinstance(record, dict) else None
+    return entries if isinstance(entries, dict) else {}
+
+
+def foreign_outputs(folder: str | os.PathLike, names: Iterable[str]) -> list[Path]:
+    """The entries among `names` (relative to `folder`) that exist but that this package did not write there: not
+    in the manifest, or a file changed since (another size or modification time)."""
+    folder = Path(folder)
+    recorded = recorded_outputs(folder)
+    foreign = []
+    for name in dict.fromkeys(names):
+        path = folder / name
+        if not os.path.lexists(path):
+            continue
+        entry = recorded.get(str(name))
+        if entry is None or (not entry.get("folder") and not _same_file(path, entry)):
+            foreign.append(path)
+    return foreign
+
+
+def refuse_foreign_outputs(folder: str | os.PathLike, names: Iterable[str], overwrite: bool = False,
+                           flag: str = "--overwrite") -> None:
+    """Before any work: raise WriteError naming the first entry among `names` that exists in `folder` but was not
+    written by this package (`foreign_outputs`), unless `overwrite`. A command never replaces what the user had."""
+    if overwrite:
+        return
+    foreign = foreign_outputs(folder, names)
+    if foreign:
+        more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+        raise WriteError(f"{foreign[0]}: already exists and was not written by this tool{more}; it is never "
+                         f"replaced: choose another output folder, or pass {flag} to replace it")
+
+
+def record_outputs(folder: str | os.PathLike, paths: Iterable[str | os.PathLike]) -> None:
+    """Add `paths` (entries of `folder` this package just wrote) to the folder's manifest, atomically."""
+    folder = Path(folder)
+    entries = recorded_outputs(folder)
+    for path in paths:
+        path = Path(path)
+        name = str(path.relative_to(folder)) if path.is_absolute() else str(path)
+        target = folder / name
+        if target.is_dir():
+            entries[name] = {"folder": True}
+        elif target.is_file():
+            stat = target.stat()
+            entries[name] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    atomic_save_json({"written_by": "oss_net", "entries": entries}, folder / OUTPUT_MANIFEST)
+
+
+def _same_file(path: Path, entry: dict[str, Any]) -> bool:
+    try:
+        stat = path.stat()
+    except OSError:
+        return False
+    return path.is_file() and stat.st_size == entry.get("size") and stat.st_mtime_ns == entry.get("mtime_ns")
+
+
+def refuse_output_in_inputs(output: str | os.PathLike, inputs: Iterable[str | os.PathLike], option: str = "-o") -> None:
+    """Raise WriteError when the output folder is one of the input folders or lies inside one: its outputs would mix
+    with (or replace) the inputs, and the next read of the inputs would find them."""
+    resolved = Path(output).resolve()
+    for folder in dict.fromkeys(Path(p).resolve() for p in inputs):
+        if resolved == folder or folder in resolved.parents:
+            where = "is the input folder" if resolved == folder else f"lies inside the input folder {folder}"
+            raise WriteError(f"{output}: the output folder {where}; outputs would mix with the inputs "
+                             f"(choose a folder outside the inputs for {option})")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, names: Iterable[str]) -> list[Path]:
+    """Remove the temporary files interrupted atomic writes of `names` left in `folder` (`.<name>.<random>.tmp`,
+    never valid files); returns them. Only this package's own temporaries of these outputs are touched."""
+    folder = Path(folder)
+    removed = []
+    for name in dict.fromkeys(names):
+        for leftover in folder.glob(f".{glob.escape(name)}.*.tmp"):
+            if leftover.is_file():
+                leftover.unlink(missing_ok=True)
+                removed.append(leftover)
+    return removed

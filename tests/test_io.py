@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from oss_net.io import OSSNetError, atomic_save_json, atomic_save_nifti, atomic_save_torch, atomic_write
+from oss_net.io import OSSNetError, WriteError, atomic_save_json, atomic_save_nifti, atomic_save_torch, atomic_write
 
 
 def test_failed_write_keeps_previous_file_and_leaves_no_temporary(tmp_path):
@@ -208,3 +208,43 @@ def test_disk_full_at_a_training_checkpoint_keeps_the_previous_one(synthetic_bra
     monkeypatch.undo()
     assert main(["--resume", str(run), "--max_iterations", "2"]) == 0
     assert (run / "checkpoints" / "ckpt_000000002.pt").is_file()
+
+
+def test_an_output_the_package_did_not_write_is_refused_until_overwrite(tmp_path):
+    from oss_net.io import foreign_outputs, record_outputs, refuse_foreign_outputs
+
+    ours, theirs, case = tmp_path / "a.nii.gz", tmp_path / "b.nii.gz", tmp_path / "case"
+    ours.write_bytes(b"written by us")
+    theirs.write_bytes(b"the user's ground truth")
+    case.mkdir()
+    record_outputs(tmp_path, [ours, "case"])
+    names = ["a.nii.gz", "b.nii.gz", "case", "not_there.nii.gz"]
+    assert foreign_outputs(tmp_path, names) == [theirs]
+    with pytest.raises(WriteError, match=rf"{theirs}: already exists and was not written by this tool; it is never "
+                                         r"replaced: choose another output folder, or pass --overwrite to replace it"):
+        refuse_foreign_outputs(tmp_path, names)
+    refuse_foreign_outputs(tmp_path, names, overwrite=True)
+    ours.write_bytes(b"changed by the user since")  # another size: no longer what we wrote
+    assert foreign_outputs(tmp_path, names) == [ours, theirs]
+
+
+def test_an_output_folder_inside_an_input_folder_is_refused(tmp_path):
+    from oss_net.io import refuse_output_in_inputs
+
+    images, case = tmp_path / "imagesTr", tmp_path / "data" / "case_1"
+    refuse_output_in_inputs(tmp_path / "labelsTr", [images, case])  # a sibling is fine (its files are checked)
+    with pytest.raises(WriteError, match=rf"{case}: the output folder is the input folder; .* for -o\)"):
+        refuse_output_in_inputs(case, [images, case])
+    with pytest.raises(WriteError, match=rf"the output folder lies inside the input folder {images}"):
+        refuse_output_in_inputs(images / "out", [images], "-o")
+
+
+def test_stale_temporaries_of_the_named_outputs_only_are_removed(tmp_path):
+    from oss_net.io import remove_stale_temporaries
+
+    mine = tmp_path / ".case_1.nii.gz.k2j3h4.tmp"
+    other = tmp_path / ".notes.txt.abc.tmp"
+    for path in (mine, other):
+        path.write_bytes(b"")
+    assert remove_stale_temporaries(tmp_path, ["case_1.nii.gz", "case_2.nii.gz"]) == [mine]
+    assert not mine.exists() and other.exists()

@@ -38,6 +38,7 @@ from oss_net.data.channels import read_channels, read_label_values
 from oss_net.data.fingerprint import normalize_intensities
 from oss_net.data.grid import GridMeta, closest_canonical, nonzero_bounds
 from oss_net.data.nifti import check_same_grid, read_header, read_label
+from oss_net.data.outliers import intensity_ranges
 from oss_net.datasets import PAPER_DATASETS, DatasetError, Fingerprint
 from oss_net.io import atomic_save_json, atomic_write
 
@@ -56,6 +57,8 @@ class Case:
         raw_label: `[*volume_shape]` uint8 dataset labels (BraTS 0/1/2/4, LiTS 0/1/2), or None.
         border: `[*volume_shape]` bool border band, or None.
         meta: how the input grid maps to the model grid.
+        input_ranges: per channel, the (0.5th, 99.5th) percentile of the input's raw intensities
+            (`oss_net.data.outliers.intensity_ranges`), to compare with training; None from an older cache entry.
     """
 
     case_id: str
@@ -63,6 +66,7 @@ class Case:
     raw_label: np.ndarray | None
     border: np.ndarray | None
     meta: GridMeta
+    input_ranges: tuple[tuple[float, float], ...] | None = None
 
     @property
     def label(self) -> np.ndarray | None:
@@ -164,6 +168,7 @@ def _preprocess(case: CaseFiles, dataset: str, volume_shape: tuple[int, ...], fi
                             for volume in images])  # [C, *input_shape]
     else:
         raise DatasetError(f"{case.case_id}: unknown dataset {dataset!r}")
+    ranges = intensity_ranges([volume.array for volume in images])
     del images
     image = np.ascontiguousarray(meta.to_model_grid(stacked, order=1), dtype=np.float32)
     nearest = rules["label_resampling"]
@@ -172,7 +177,7 @@ def _preprocess(case: CaseFiles, dataset: str, volume_shape: tuple[int, ...], fi
         # Computed on the input grid, like the border scripts, then carried to the model grid.
         border = compute_border(raw) if border is None else border
         border = np.ascontiguousarray(meta.to_model_grid(border, order=0, nearest=nearest))
-    return Case(case.case_id, image, model_label, border, meta)
+    return Case(case.case_id, image, model_label, border, meta, ranges)
 
 
 ZSCORE_RULES = ("ours", "original")
@@ -212,8 +217,8 @@ def _write_entry(entry: Path, key: str, case: Case) -> None:
         with atomic_write(entry / f"{name}.npy") as handle:
             np.save(handle, array, allow_pickle=False)
         layout[name] = {"shape": list(array.shape), "dtype": str(array.dtype)}
-    atomic_save_json({"key": key, "case_id": case.case_id, "arrays": layout, "meta": case.meta.to_dict()},
-                     entry / "meta.json")
+    atomic_save_json({"key": key, "case_id": case.case_id, "arrays": layout, "meta": case.meta.to_dict(),
+                      "input_ranges": case.input_ranges}, entry / "meta.json")
 
 
 def _read_entry(entry: Path, key: str, want_border: bool) -> Case | None:
@@ -231,8 +236,10 @@ def _read_entry(entry: Path, key: str, want_border: bool) -> Case | None:
             if list(array.shape) != expected["shape"] or str(array.dtype) != expected["dtype"]:
                 raise ValueError(f"{name}.npy has shape {array.shape} {array.dtype}, expected {expected}")
             arrays[name] = array
+        ranges = record.get("input_ranges")
         return Case(record["case_id"], arrays["image"], arrays.get("raw_label"),
-                    arrays.get("border") if want_border else None, GridMeta.from_dict(record["meta"]))
+                    arrays.get("border") if want_border else None, GridMeta.from_dict(record["meta"]),
+                    None if ranges is None else tuple((float(low), float(high)) for low, high in ranges))
     except (OSError, ValueError, KeyError, TypeError, EOFError) as error:
         _log.warning("%s: cache entry unreadable (%s); rebuilding it", entry, error)
         return None
