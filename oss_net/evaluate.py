@@ -12,24 +12,33 @@ label value (`--labels`), or the BraTS regions WT/TC/ET (`--regions`); the metri
 `oss_net.metrics` (Dice, IoU, HD95 in mm, NSD at a tolerance, volumes in ml). Written to OUT:
 `summary.json`, `summary.csv` (per-case rows, then mean / median / undefined rows per structure) and
 one PNG of per-case box plots per metric. A label without a prediction is counted and listed.
+
+OUT may not be (or lie inside) PRED_DIR or LABEL_DIR, and a file there with one of these names that this
+package did not write is never replaced without `--overwrite`. Scoring a folder against itself is a
+warning (every score is perfect by construction). What the metrics warn about (an empty mask makes HD95
+undefined) is said once per case in words, never as a library's raw warning line.
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import io
+import logging
 import math
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-import nibabel as nib
 import numpy as np
 from tqdm import tqdm
 
 from oss_net.cli_errors import add_verbose_flag, run_command
-from oss_net.data.nifti import LABEL_VALUES, read_label_map
-from oss_net.io import OSSNetError, atomic_save_json, atomic_write, check_output_folder, nifti_stem
+from oss_net.data.nifti import LABEL_VALUES, open_nifti, read_label_map
+from oss_net.io import (
+    OSSNetError, atomic_save_json, atomic_write, check_output_folder, nifti_stem, record_outputs, refuse_foreign_outputs,
+    refuse_output_in_inputs,
+)
 from oss_net.labels import BRATS_REGIONS
 from oss_net.metrics import (
     METRIC_KEYS,
@@ -46,6 +55,8 @@ SCORES = METRIC_KEYS + VOLUME_KEYS
 STATISTICS = ("mean", "median", "undefined")  # undefined: how many cases have NaN (e.g. HD95, one mask empty)
 CASE_FILE_SUFFIXES = ("_mask", "_seg", "_segm")  # inside a case folder: our prediction, BraTS labels
 AFFINE_TOLERANCE_MM = 1e-3
+OUTPUT_FILES = ("summary.json", "summary.csv", *(f"{key}.png" for key in SCORES))
+logger = logging.getLogger(__name__)
 
 
 class EvaluationError(OSSNetError):
@@ -75,21 +86,22 @@ def load_pair(pred_path: Path, label_path: Path, dataset: str | None = None) -> 
     `dataset` ("brats" for --regions): both files' values must be of its label set; else any non-negative
     integer is a label.
     """
-    pred_image, label_image = nib.load(str(pred_path)), nib.load(str(label_path))
+    pred_file, label_file = open_nifti(pred_path), open_nifti(label_path)  # headers checked before any voxel
+    pred_image, label_image = pred_file.image, label_file.image
     if pred_image.shape != label_image.shape:
         raise EvaluationError(f"{pred_path} has shape {pred_image.shape} but its label {label_path} has "
                               f"shape {label_image.shape}: a prediction must be on its label's grid (resample it onto that grid)")
     if 0 in label_image.shape:
         raise EvaluationError(f"{label_path}: empty volume, shape {label_image.shape} has a zero-size axis (and so has "
                               f"its prediction {pred_path.name}); nothing to score (re-export the files)")
-    if not np.allclose(pred_image.affine, label_image.affine, atol=AFFINE_TOLERANCE_MM):
+    if not np.allclose(pred_file.affine, label_file.affine, atol=AFFINE_TOLERANCE_MM):
         raise EvaluationError(f"{pred_path} and its label {label_path} have different affines "
-                              f"({pred_image.affine.round(4).tolist()} vs {label_image.affine.round(4).tolist()}): "
+                              f"({pred_file.affine.round(4).tolist()} vs {label_file.affine.round(4).tolist()}): "
                               "a prediction must be on its label's grid (resample it onto that grid)")
     allowed = LABEL_VALUES[dataset] if dataset else None
     pred = read_label_map(pred_path, allowed, dataset).array.astype(np.int64)
     label = read_label_map(label_path, allowed, dataset).array.astype(np.int64)
-    return pred, label, np.asarray(label_image.affine)
+    return pred, label, label_file.affine
 
 
 def structures(pred: np.ndarray, label: np.ndarray, pred_path: Path, labels: Sequence[int] | None,
@@ -144,14 +156,21 @@ def statistics(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, 
 
 def evaluate_folders(pred_dir: str | Path, label_dir: str | Path, output_dir: str | Path,
                      labels: Sequence[int] | None = None, regions: Sequence[str] | None = None,
-                     tolerance_mm: float = NSD_TOLERANCE_MM, nsd_definition: str = "voxel") -> dict[str, Any]:
+                     tolerance_mm: float = NSD_TOLERANCE_MM, nsd_definition: str = "voxel",
+                     overwrite: bool = False) -> dict[str, Any]:
     """Score every labelled case that has a prediction; write summary.json / .csv and the box plots.
 
-    Returns the summary (as written to summary.json, NaN as null there).
+    Returns the summary (as written to summary.json, NaN as null there). `overwrite`: replace files of
+    `output_dir` with an output's name that this package did not write there (refused otherwise).
     """
     if labels and regions:
         raise EvaluationError("give --labels or --regions, not both")
     check_output_folder(output_dir)  # before the scoring, which may take long
+    refuse_output_in_inputs(output_dir, [pred_dir, label_dir], "-o")
+    refuse_foreign_outputs(output_dir, OUTPUT_FILES, overwrite)
+    if Path(pred_dir).resolve() == Path(label_dir).resolve():
+        logger.warning("%s is both the prediction and the label folder: every case is scored against itself, so every "
+                       "score is perfect by construction", pred_dir)
     predictions, references = case_files(Path(pred_dir)), case_files(Path(label_dir))
     paired = [case for case in references if case in predictions]
     if not paired:
@@ -160,7 +179,12 @@ def evaluate_folders(pred_dir: str | Path, label_dir: str | Path, output_dir: st
                               "prediction as its label, <case>.nii.gz")
     rows: list[dict[str, Any]] = []
     for case in tqdm(paired, desc="evaluate", unit="case", disable=None):
-        rows.extend(score_case(case, predictions[case], references[case], labels, regions, tolerance_mm, nsd_definition))
+        with warnings.catch_warnings(record=True) as caught:  # said in words below, never as a raw warning line
+            warnings.simplefilter("always")
+            rows.extend(score_case(case, predictions[case], references[case], labels, regions, tolerance_mm,
+                                   nsd_definition))
+        for message in dict.fromkeys(warning_in_words(warning.message) for warning in caught):
+            logger.warning("%s: %s", case, message)
     summary = {
         "cases": len(paired),
         "missing_predictions": [case for case in references if case not in predictions],
@@ -172,6 +196,18 @@ def evaluate_folders(pred_dir: str | Path, label_dir: str | Path, output_dir: st
     }
     write_outputs(Path(output_dir), summary)
     return summary
+
+
+def warning_in_words(message: Warning | str) -> str:
+    """A warning raised while scoring, as a sentence about the case: without the library's function name, file and
+    line; an undefined metric says what its NaN means in the summary."""
+    text = str(message)
+    context, separator, rest = text.partition(": ")
+    if separator and " " not in context:  # "evaluate_case: ..." -> "..."
+        text = rest
+    if "undefined" in text:
+        text += " (left out of the mean and median, counted under 'undefined')"
+    return text
 
 
 def json_safe(value: Any) -> Any:
@@ -203,6 +239,7 @@ def write_outputs(output_dir: Path, summary: dict[str, Any]) -> None:
         handle.write(buffer.getvalue())
     for key in SCORES:
         boxplot_png(summary["per_case"], key, output_dir / f"{key}.png")
+    record_outputs(output_dir, OUTPUT_FILES)
 
 
 def boxplot_png(rows: Sequence[dict[str, Any]], key: str, path: Path) -> None:
@@ -239,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tolerance_mm", type=float, default=NSD_TOLERANCE_MM, help="NSD tolerance in mm (default: %(default)s)")
     parser.add_argument("--nsd", default="voxel", choices=NSD_DEFINITIONS,
                         help="voxel: surface voxels counted; surfel: area-weighted (DeepMind surface-distance)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace files in the output folder with an output's name that this tool did not write "
+                             "there (refused otherwise)")
     return parser
 
 
@@ -247,13 +287,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     add_verbose_flag(parser)
     arguments = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return run_command(lambda: evaluate_and_print(arguments), prog=parser.prog, verbose=arguments.verbose)
 
 
 def evaluate_and_print(arguments: argparse.Namespace) -> None:
     """Score the folders named on the command line and print the table of means."""
     summary = evaluate_folders(arguments.pred_dir, arguments.label_dir, arguments.output_dir, arguments.labels,
-                               arguments.regions, arguments.tolerance_mm, arguments.nsd)
+                               arguments.regions, arguments.tolerance_mm, arguments.nsd, arguments.overwrite)
     print(f"{'mean of':<12}" + "".join(f"{key:>10}" for key in METRIC_KEYS) + f"{'undefined':>11}")
     for name, scores in summary["statistics"].items():
         undefined = sum(scores[key]["undefined"] for key in METRIC_KEYS)

@@ -20,7 +20,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Iterable, Iterator
+from typing import IO, Any, Callable, Iterable, Iterator
 
 
 class OSSNetError(Exception):
@@ -237,15 +237,17 @@ def recorded_outputs(folder: str | os.PathLike) -> dict[str, dict[str, Any]]:
     return entries if isinstance(entries, dict) else {}
 
 
-def foreign_outputs(folder: str | os.PathLike, names: Iterable[str]) -> list[Path]:
+def foreign_outputs(folder: str | os.PathLike, names: Iterable[str],
+                    ours: Callable[[Path], bool] | None = None) -> list[Path]:
     """The entries among `names` (relative to `folder`) that exist but that this package did not write there: not
-    in the manifest, or a file changed since (another size or modification time)."""
+    in the manifest, or a file changed since (another size or modification time). `ours`: what else marks an
+    entry as written by this package (an inference case folder holds its own manifest)."""
     folder = Path(folder)
     recorded = recorded_outputs(folder)
     foreign = []
     for name in dict.fromkeys(names):
         path = folder / name
-        if not os.path.lexists(path):
+        if not os.path.lexists(path) or (ours is not None and ours(path)):
             continue
         entry = recorded.get(str(name))
         if entry is None or (not entry.get("folder") and not _same_file(path, entry)):
@@ -254,12 +256,12 @@ def foreign_outputs(folder: str | os.PathLike, names: Iterable[str]) -> list[Pat
 
 
 def refuse_foreign_outputs(folder: str | os.PathLike, names: Iterable[str], overwrite: bool = False,
-                           flag: str = "--overwrite") -> None:
+                           flag: str = "--overwrite", ours: Callable[[Path], bool] | None = None) -> None:
     """Before any work: raise WriteError naming the first entry among `names` that exists in `folder` but was not
     written by this package (`foreign_outputs`), unless `overwrite`. A command never replaces what the user had."""
     if overwrite:
         return
-    foreign = foreign_outputs(folder, names)
+    foreign = foreign_outputs(folder, names, ours)
     if foreign:
         more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
         raise WriteError(f"{foreign[0]}: already exists and was not written by this tool{more}; it is never "

@@ -8,7 +8,9 @@
 INPUT: one NIfTI file; several channel files of one case (in the checkpoint's channel order); an
 nnU-Net imagesTs-style folder of `<case>_XXXX.nii.gz`; a BraTS case folder. Writes `<case>.nii.gz`
 label maps flat in OUTPUT_DIR, on each input's grid (shape, affine, header), ready for
-`oss-net-evaluate OUTPUT_DIR LABELS`. See `oss_net.inference.files` for the details.
+`oss-net-evaluate OUTPUT_DIR LABELS`. OUTPUT_DIR may not be an input folder, and a file there that this
+tool did not write is never replaced (`--overwrite` to replace it). See `oss_net.inference.files` for
+the details.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import logging
 from typing import Sequence
 
 from oss_net.cli_errors import run_command
+from oss_net.geometry import add_prefer_flag
 from oss_net.inference.files import predict_files
 
 
@@ -31,6 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mesh", action="store_true", help="also write <case>_prediction meshes (obj, ply)")
     parser.add_argument("--continue", dest="resume", action="store_true",
                         help="skip cases whose <case>.nii.gz exists (it is written last)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace files in OUTPUT_DIR with an output's name that this tool did not write there "
+                             "(refused otherwise)")
+    add_prefer_flag(parser)
     parser.add_argument("--verbose", action="store_true", help="debug logging, and the traceback of an error")
     return parser
 
@@ -44,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def work() -> None:
         written = predict_files(arguments.input, arguments.output_dir, arguments.model, cpu=arguments.cpu,
                                 save_probabilities=arguments.save_probabilities, mesh=arguments.mesh,
-                                resume=arguments.resume)
+                                resume=arguments.resume, overwrite=arguments.overwrite, prefer=arguments.prefer)
         print(f"{len(written)} label map(s) in {arguments.output_dir}")
 
     return run_command(work, prog=parser.prog, verbose=arguments.verbose)

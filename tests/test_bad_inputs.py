@@ -31,6 +31,7 @@ import pytest
 import torch
 
 from oss_net.data.layouts.brats import BRATS_TRAINING
+from oss_net.io import OUTPUT_MANIFEST
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 COMMANDS = ("check", "borders", "train", "infer", "predict", "evaluate")
@@ -628,7 +629,7 @@ def _assert_consistent(out: Path, case_ids: list[str]) -> str:
 
     fingerprint = json.loads((out / "inference_settings.json").read_text())["settings_hash"]
     assert {case_id: outputs.unfinished_reason(out, case_id, fingerprint) for case_id in case_ids} == dict.fromkeys(case_ids)
-    assert not [p.name for p in out.iterdir() if p.name.startswith(".") and p.name != outputs.LOCK_FILE]
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".") and p.name not in (outputs.LOCK_FILE, OUTPUT_MANIFEST)]
     assert not list(out.rglob("*.tmp"))
     assert [row["case"] for row in json.loads((out / "summary.json").read_text())] == [*case_ids, "mean"]
     return fingerprint

@@ -4,7 +4,8 @@ A model applied to a scan unlike its training data predicts something anyway, so
 case with the training reference and says when it is far outside: a warning in the log and the words in
 the case's record (`input_outliers`). The reference is the checkpoint's dataset fingerprint
 (`oss_net.datasets.Fingerprint`: median spacing, modality and, for CT, the foreground intensity range); a
-BraTS model was trained on 1 mm MRI, a LiTS model on CT (its spacing varies too much to compare).
+BraTS model was trained on MRI, a LiTS model on CT (their checkpoints store no spacing to compare with:
+the synthetic demo sets are 4 mm, real BraTS 1 mm).
 
 The rules, each a clear case rather than a statistic:
 - spacing: an axis more than `SPACING_FACTOR` times finer or coarser than training's (canonical axes);
@@ -26,7 +27,6 @@ INPUT_STRIDE = 2  # every 2nd voxel along each axis (1/8 of them) is enough for 
 SPACING_FACTOR = 3.0
 CT_DARKEST_HU = -200.0  # a CT channel whose 0.5th percentile is above this holds no air: not HU, or not a CT
 MRI_DARKEST = -500.0  # an MRI channel whose 0.5th percentile is below this looks like CT Hounsfield units
-BRATS_SPACING = (1.0, 1.0, 1.0)  # BraTS 2020 is resampled to 1 mm isotropic by its organisers
 
 
 def intensity_ranges(channels: Sequence[np.ndarray]) -> tuple[tuple[float, float], ...]:
@@ -48,8 +48,7 @@ def training_reference(config: Any) -> tuple[tuple[str, ...], tuple[str, ...], t
     info = {"brats": BRATS_INFO, "lits": LITS_INFO}.get(str(getattr(config, "dataset", "")))
     if info is None or info.num_channels != int(config.in_channels):
         return (), (), None, ()
-    spacing = BRATS_SPACING if info is BRATS_INFO else None
-    return tuple(info.channel_names), tuple(info.modalities), spacing, (None,) * info.num_channels
+    return tuple(info.channel_names), tuple(info.modalities), None, (None,) * info.num_channels
 
 
 def input_outliers(ranges: Sequence[tuple[float, float]] | None, meta: GridMeta, config: Any) -> list[str]:

@@ -17,6 +17,7 @@ from typing import Sequence
 
 from oss_net.cli_errors import run_command
 from oss_net.data import DATASETS, SPLITS, canonical_dataset
+from oss_net.geometry import add_prefer_flag
 from oss_net.io import OSSNetError
 from oss_net.meshing import MESH_FORMATS, MESH_SPACES
 from oss_net.precision import AMP_MODES
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--chunk_size", type=int, default=defaults.chunk_size,
                          help="points decoded at once (default: 2^14 on a GPU, 2^10 on the CPU)")
     predict.add_argument("--amp", default=defaults.amp, choices=tuple(AMP_MODES), help="autocast dtype (default: %(default)s)")
+    add_prefer_flag(predict)
     files = parser.add_argument_group("outputs")
     files.add_argument("--output_dir", default=defaults.output_dir, help="default: %(default)s")
     files.add_argument("--flat", action="store_true",
@@ -109,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--wait", action="store_true",
                      help="wait for another run writing to --output_dir to finish instead of refusing to start")
     run.add_argument("--cache_dir", default=None, help="cache of pre-processed cases")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace entries of --output_dir with an output's name that this tool did not write there "
+                          "(refused otherwise)")
     run.add_argument("--verbose", action="store_true", help="debug logging, and the traceback of an error")
     run.add_argument("-h", "--help", action="help", help="show this help and exit")
     return parser
@@ -147,6 +152,8 @@ def settings_from_args(arguments: argparse.Namespace) -> InferenceSettings:
         cache_dir=arguments.cache_dir,
         wait=arguments.wait,
         skip_bad_cases=arguments.skip_bad_cases,
+        overwrite=arguments.overwrite,
+        prefer=arguments.prefer,
     )
 
 

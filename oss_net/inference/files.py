@@ -6,90 +6,141 @@
 Inputs (`resolve_inputs`), each turned into cases with ids taken from the file names:
 - NIfTI files named `<case>_XXXX.nii(.gz)` (nnU-Net): grouped by `<case>`, channels ordered by XXXX;
 - other NIfTI files given together: the channels of one case, in the order given; its id is the first
-  file's stem. A 4-D file (Decathlon) holds as many channels as its last axis;
+  file's stem. A 4-D file (Decathlon) given alone holds as many channels as its last axis;
 - a folder of `<case>_XXXX` files (an nnU-Net imagesTs folder): its cases, as above;
 - a BraTS case folder (`<case>_{flair,t1,t1ce,t2}.nii.gz`): one case named after the folder;
 - another folder of NIfTI files: one case per file; a folder of case folders: each of them.
 Every case is checked against the checkpoint (channel count and, where known, channel names; all
 channels on one grid, from the headers) before anything is written, and every problem is reported in
-one error.
+one error. Channels are never guessed: among several files each fills exactly one channel (a 4-D file
+among them is refused), and a file whose name says it is a label (`_seg`, `label`, `mask`, ...) is
+refused as an image. Each case is compared with the checkpoint's training data
+(`oss_net.data.outliers`): far outside (spacing, modality, intensity range) is a warning in the log and
+in the case's entry of `predictions.json`.
+
+The output folder may not be, or lie inside, an input folder, and an existing file with an output's
+name that this package did not write there (`oss_net.io.refuse_foreign_outputs`: e.g. `-o labelsTr`,
+whose `<case>.nii.gz` are the user's labels) is never replaced unless `overwrite`; both are refused
+before any work. Temporary files of interrupted writes of these outputs are removed.
 
 Outputs, flat in the output folder (what nnU-Net's evaluation and MONAI pair with label files):
 `<case>.nii.gz` (uint8 label map on the input's grid, with its affine and header; the class index for
 a model of several classes; by `writers.input_grid_labels`), `<case>_probabilities.nii.gz` (float32,
 input grid; classes on the 4th axis) with `save_probabilities`, and `<case>_prediction.<format>`
-meshes with `mesh`: the `CaseWriter`'s "flat" layout. Each file is written atomically and the label
+meshes with `mesh`: the `CaseWriter`'s "flat" layout; `predictions.json` lists each case's inputs, label
+map and input warnings. Each file is written atomically and the label
 map last, so `resume` (`--continue`) skips exactly the cases whose label map exists. Preprocessing
 (`oss_net.data.load_case`), the predictor (default `PredictOptions`) and the writer are those of
 `oss-net-infer`.
 """
 from __future__ import annotations
 
+import json
 import logging
 import re
 from pathlib import Path
 from typing import Any, Sequence
 
-import nibabel as nib
 from tqdm import tqdm
 
 from oss_net.data import CaseFiles, DatasetError, load_case
 from oss_net.data.channels import check_case_grids
 from oss_net.data.dataset_info import BRATS_INFO, LITS_INFO
 from oss_net.data.layouts.brats import BRATS_MODALITIES, brats_file_role, read_brats_case
-from oss_net.io import OSSNetError, nifti_stem, prepare_output_folder
+from oss_net.data.nifti import open_nifti
+from oss_net.data.outliers import input_outliers
+from oss_net.geometry import preferred_affine
+from oss_net.io import (
+    OSSNetError, atomic_save_json, foreign_outputs, nifti_stem, prepare_output_folder, record_outputs,
+    refuse_foreign_outputs, refuse_output_in_inputs, remove_stale_temporaries,
+)
 from oss_net.models import load_model
 
 from .options import InferenceError, WriteOptions
 from .outputs import flat_mask_path
 from .predictor import DensePredictor, Predictor, make_predictor, select_device
-from .writers import CaseWriter, flat_probabilities_path
+from .writers import CaseWriter, flat_output_names
 
 logger = logging.getLogger(__name__)
 
 NNUNET_CHANNEL_FILE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})\.nii(\.gz)?$", re.IGNORECASE)
+# A word of a file name that says the file is a label, not an image channel (`BraTS20_001_seg`, `labels-3`).
+LABEL_WORDS = frozenset({"seg", "segm", "segmentation", "label", "labels", "labelmap", "mask", "gt", "groundtruth"})
+RECORDS_FILE = "predictions.json"  # per case: its inputs, its label map and how far it is from training
 
 
 def predict_files(
     inputs: Sequence[str | Path], output_dir: str | Path, checkpoint: str | Path, *, cpu: bool = False,
-    save_probabilities: bool = False, mesh: bool = False, resume: bool = False,
+    save_probabilities: bool = False, mesh: bool = False, resume: bool = False, overwrite: bool = False,
+    prefer: str | None = None,
 ) -> list[Path]:
-    """Predict every case of `inputs` with the model in `checkpoint`; returns the label map paths, one per case."""
-    device = select_device(cpu)
-    predictor = make_predictor(load_model(checkpoint, map_location=device), device=device)
-    writer = CaseWriter(predictor, WriteOptions(layout="flat", probabilities=save_probabilities, meshes=mesh,
-                                                overlay=False))
-    cases = resolve_inputs(inputs, predictor.config)
-    output = Path(output_dir)
-    check_outputs_leave_inputs_alone(cases, output)
-    prepare_output_folder(output)
-    progress = tqdm(cases, desc="predict", unit="case", disable=None)
-    for files in progress:
-        progress.set_postfix_str(files.case_id)
-        if resume and flat_mask_path(output, files.case_id).is_file():
-            logger.info("%s: label map exists, skipped (--continue)", files.case_id)
-            continue
-        predict_and_write(files, predictor, writer, output)
+    """Predict every case of `inputs` with the model in `checkpoint`; returns the label map paths, one per case.
+
+    overwrite: replace files with an output's name that this package did not write; prefer: sform | qform, the
+    affine of an input whose two disagree (`oss_net.geometry.header_affine`).
+    """
+    with preferred_affine(prefer):
+        device = select_device(cpu)
+        predictor = make_predictor(load_model(checkpoint, map_location=device), device=device)
+        writer = CaseWriter(predictor, WriteOptions(layout="flat", probabilities=save_probabilities, meshes=mesh,
+                                                    overlay=False))
+        cases = resolve_inputs(inputs, predictor.config)
+        output = Path(output_dir)
+        names = {files.case_id: flat_output_names(files.case_id, writer.options) for files in cases}
+        claim_output_folder(output, cases, inputs, [RECORDS_FILE, *(n for case in names.values() for n in case)],
+                            overwrite)
+        prepare_output_folder(output)
+        removed = remove_stale_temporaries(output, [RECORDS_FILE, *(n for case in names.values() for n in case)])
+        if removed:
+            logger.info("%s: removed %d temporary file(s) of interrupted writes", output, len(removed))
+        records = read_records(output)
+        progress = tqdm(cases, desc="predict", unit="case", disable=None)
+        for files in progress:
+            progress.set_postfix_str(files.case_id)
+            if resume and flat_mask_path(output, files.case_id).is_file():
+                logger.info("%s: label map exists, skipped (--continue)", files.case_id)
+                continue
+            records[files.case_id] = predict_and_write(files, predictor, writer, output)
+            record_outputs(output, [name for name in names[files.case_id] if (output / name).exists()])
+            atomic_save_json({"cases": list(records.values())}, output / RECORDS_FILE)
+            record_outputs(output, [RECORDS_FILE])
     return [flat_mask_path(output, files.case_id) for files in cases]
 
 
-def predict_and_write(files: CaseFiles, predictor: Predictor | DensePredictor, writer: CaseWriter, output_dir: Path) -> None:
-    """Load, predict and write one case (the writer's flat layout: the label map last marks it finished)."""
+def claim_output_folder(output: Path, cases: Sequence[CaseFiles], inputs: Sequence[str | Path], names: Sequence[str],
+                        overwrite: bool) -> None:
+    """Before any work: the output folder is no input folder (nor inside one), and holds no file with an output's
+    name that this package did not write (unless `overwrite`)."""
+    folders = [Path(p) for p in inputs if Path(p).is_dir()]
+    folders += [path.parent for files in cases for path in files.images]
+    refuse_output_in_inputs(output, folders, "-o")
+    refuse_foreign_outputs(output, names, overwrite)
+
+
+def read_records(output: Path) -> dict[str, dict[str, Any]]:
+    """The cases of an earlier run's `predictions.json` that this package wrote (kept by --continue), by case id."""
+    if foreign_outputs(output, [RECORDS_FILE]) or not (output / RECORDS_FILE).is_file():
+        return {}
+    try:
+        cases = json.loads((output / RECORDS_FILE).read_text())["cases"]
+        return {str(record["case"]): record for record in cases}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def predict_and_write(files: CaseFiles, predictor: Predictor | DensePredictor, writer: CaseWriter,
+                      output_dir: Path) -> dict[str, Any]:
+    """Load, predict and write one case (the writer's flat layout: the label map last marks it finished); returns
+    its entry of predictions.json, with how far the case is from the training data."""
     case = load_case(files, predictor.config, with_border=False)
+    outliers = input_outliers(case.input_ranges, case.meta, predictor.config)
+    for outlier in outliers:
+        logger.warning("%s: far from the training data: %s", files.case_id, outlier)
     writer.write(output_dir, files, case, predictor.predict_case(case))
     if case.meta.resampled_to_fit:
         logger.warning("%s: the scan is larger than the model grid and was resampled to fit (not cropped)", files.case_id)
-
-
-def check_outputs_leave_inputs_alone(cases: Sequence[CaseFiles], output_dir: Path) -> None:
-    """An output file may not be one of the input files (`-o` the input folder with a plain `<case>.nii.gz`)."""
-    inputs = {path.resolve() for files in cases for path in files.images}
-    clashes = [str(path) for files in cases
-               for path in (flat_mask_path(output_dir, files.case_id), flat_probabilities_path(output_dir, files.case_id))
-               if path.resolve() in inputs]
-    if clashes:
-        raise InferenceError(f"{clashes[0]}: the output would overwrite an input file "
-                             f"({len(clashes)} such file(s)); choose another output folder with -o")
+    return {"case": files.case_id, "inputs": [str(path) for path in dict.fromkeys(files.images)],
+            "label_map": flat_mask_path(output_dir, files.case_id).name, "input_warnings": outliers}
 
 
 # ---------------------------------------------------------------- inputs -> cases
@@ -187,7 +238,11 @@ def brats_case(folder: Path, config: Any, problems: list[str]) -> CaseFiles | No
 
 
 def case_images(paths: Sequence[Path], problems: list[str]) -> tuple[Path, ...]:
-    """`CaseFiles.images` for these files: a 4-D file repeated once per channel (`oss_net.data.channels`)."""
+    """`CaseFiles.images` for these files: a 4-D file given alone repeated once per channel (`oss_net.data.channels`).
+
+    Channels are never guessed: among several files each must be one 3-D channel, and no file may be named as a
+    label (`says_label`).
+    """
     seen = set()
     images: list[Path] = []
     for path in paths:
@@ -195,16 +250,32 @@ def case_images(paths: Sequence[Path], problems: list[str]) -> tuple[Path, ...]:
             problems.append(f"{path}: given twice")
             continue
         seen.add(path)
-        images += [path] * channels_in_file(path, problems)
+        if says_label(path):
+            problems.append(f"{path}: the file name says it is a label or segmentation, not an image channel; "
+                            "give the image files only")
+            continue
+        channels = channels_in_file(path, problems)
+        if channels > 1 and len(paths) > 1:
+            problems.append(f"{path}: a 4-D file of {channels} channels among {len(paths)} channel files; each file "
+                            "given with others fills exactly one channel (give the 4-D file alone, or one 3-D file "
+                            "per channel)")
+            continue
+        images += [path] * channels
     return tuple(images)
 
 
+def says_label(path: Path) -> bool:
+    """True when a word of the file name (split at anything but letters and digits) is one of LABEL_WORDS."""
+    words = re.split(r"[^a-z0-9]+", (nifti_stem(path) or path.name).casefold())
+    return not LABEL_WORDS.isdisjoint(words)
+
+
 def channels_in_file(path: Path, problems: list[str]) -> int:
-    """Channels of one NIfTI file from its header: the last axis of a 4-D file, else 1 (0 when unreadable)."""
+    """Channels of one NIfTI file from its (checked) header: the last axis of a 4-D file, else 1 (0 when unusable)."""
     try:
-        shape = nib.load(str(path)).shape
-    except Exception as error:  # nibabel raises many types for a damaged header
-        problems.append(f"{path}: not a readable NIfTI file ({type(error).__name__}: {error})")
+        shape = open_nifti(path).image.shape
+    except DatasetError as error:
+        problems.append(str(error))
         return 0
     return int(shape[3]) if len(shape) == 4 and shape[3] > 1 else 1
 

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from oss_net.data import SPLITS
+from oss_net.geometry import AFFINE_SOURCES
 from oss_net.io import OSSNetError
 from oss_net.meshing import MESH_EDGE_MM, MESH_FORMATS, MESH_SPACES, MIN_COMPONENT_VOXELS
 from oss_net.metrics import NSD_TOLERANCE_MM
@@ -168,11 +169,15 @@ class InferenceSettings:
     cache_dir: str | None = None
     wait: bool = False  # wait for another run holding the output folder instead of refusing
     skip_bad_cases: bool = False  # skip a bad case (reason in the summary) instead of refusing the run
+    overwrite: bool = False  # replace outputs in output_dir that this package did not write there (else refused)
+    prefer: str | None = None  # sform | qform: the affine of an input whose two disagree (None: refuse it)
 
     def __post_init__(self) -> None:
         problems = predict_option_problems(self) + write_option_problems(self)
         if self.split not in SPLITS:
             problems.append(f"split {self.split!r} is not one of {', '.join(SPLITS)}")
+        if self.prefer is not None and self.prefer not in AFFINE_SOURCES:
+            problems.append(f"prefer {self.prefer!r} is not one of {', '.join(AFFINE_SOURCES)}")
         if problems:
             raise InferenceError("invalid inference settings: " + "; ".join(problems))
 
@@ -194,7 +199,7 @@ class InferenceSettings:
 
 # Settings that cannot change a case's files: left out of the settings hash that `--continue` compares.
 RUN_CONTROL_FIELDS = frozenset({"load_model", "dataset_path", "output_dir", "split", "cpu", "cuda_devices", "resume",
-                                "cache_dir", "flat", "wait", "skip_bad_cases"})
+                                "cache_dir", "flat", "wait", "skip_bad_cases", "overwrite"})
 
 
 def settings_hash(settings: InferenceSettings, model: torch.nn.Module) -> str:

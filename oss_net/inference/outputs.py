@@ -25,9 +25,11 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
-from oss_net.io import OSSNetError, atomic_save_json, atomic_write
+from oss_net.io import (
+    OSSNetError, atomic_save_json, atomic_write, record_outputs, refuse_foreign_outputs, refuse_output_in_inputs,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +150,7 @@ def publish(staging: Path, output_dir: Path, case_id: str) -> Path:
         shutil.rmtree(retired)
     else:
         os.replace(staging, final)
+    record_outputs(output_dir, [case_id])
     return final
 
 
@@ -209,7 +212,26 @@ def write_flat_mask(output_dir: Path, case_id: str) -> Path:
     target = flat_mask_path(output_dir, case_id)
     with atomic_write(target, "wb") as handle:
         handle.write((case_folder(output_dir, case_id) / f"{case_id}_mask.nii.gz").read_bytes())
+    record_outputs(output_dir, [target])
     return target
+
+
+def claim_output_folder(output_dir: Path, cases: Sequence[Any], names: Sequence[str], overwrite: bool = False) -> None:
+    """Before any work: `output_dir` is no folder of the cases' files (nor inside one), and none of `names` (its
+    entries the run writes) exists there unless this package wrote it: recorded in the folder's manifest
+    (`oss_net.io.record_outputs`) or a case folder with its own manifest (`is_case_folder`); else `overwrite`."""
+    inputs = [path.parent for files in cases for path in (*files.images, files.label, files.border) if path is not None]
+    refuse_output_in_inputs(output_dir, inputs, "--output_dir")
+    refuse_foreign_outputs(output_dir, names, overwrite, ours=is_case_folder)
+
+
+def is_case_folder(path: Path) -> bool:
+    """A case folder this package published: it holds a readable `manifest.json` with a run id and settings hash."""
+    try:
+        manifest = json.loads((path / MANIFEST_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and {"run_id", "settings_hash", "files"} <= set(manifest)
 
 
 def json_ready(record: dict[str, Any]) -> dict[str, Any]:

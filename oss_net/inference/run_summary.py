@@ -10,12 +10,13 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
-from oss_net.io import atomic_save_json, atomic_write
+from oss_net.io import atomic_save_json, atomic_write, record_outputs
 from oss_net.metrics import METRIC_KEYS, summarise
 
 from . import outputs
 from .discovery import BadCase
 
+SUMMARY_FILES = ("summary.json", "summary.csv")
 SUMMARY_COLUMNS = ("case", "dice", "iou", "hd95_mm", "nsd", "seconds", "points_evaluated", "mode", "disagreement")
 TABLE_COLUMNS = ("dice", "iou", "hd95_mm", "nsd", "seconds")  # what the closing table shows per case
 
@@ -43,15 +44,16 @@ def write_summary(output_dir: Path, case_ids: Sequence[str], skipped: Sequence[B
     if skipped:
         mean_row["skipped_cases"] = len(skipped)
     rows = [*records, *({"case": case.case_id, "skipped": case.reason} for case in skipped), outputs.json_ready(mean_row)]
-    atomic_save_json(rows, output_dir / "summary.json")
+    atomic_save_json(rows, output_dir / SUMMARY_FILES[0])
     columns = list(SUMMARY_COLUMNS) + sorted({k for r in rows for k in r} - set(SUMMARY_COLUMNS))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: _csv_cell(row.get(k)) for k in columns})
-    with atomic_write(output_dir / "summary.csv", "w") as handle:
+    with atomic_write(output_dir / SUMMARY_FILES[1], "w") as handle:
         handle.write(buffer.getvalue())
+    record_outputs(output_dir, SUMMARY_FILES)
     return rows
 
 

@@ -19,20 +19,22 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from tqdm import tqdm
 
 from oss_net.data import CaseFiles, DatasetError, canonical_dataset, load_case
-from oss_net.io import atomic_save_json, check_output_folder, prepare_output_folder
+from oss_net.data.outliers import input_outliers
+from oss_net.geometry import preferred_affine
+from oss_net.io import atomic_save_json, check_output_folder, prepare_output_folder, record_outputs
 from oss_net.models import ConfigError, canonical_network_name, load_model
 
 from . import outputs
 from .discovery import BadCase, find_cases, reasons, screen_cases
 from .options import InferenceError, InferenceSettings, settings_hash
 from .predictor import DensePredictor, Predictor, make_predictor, select_device
-from .run_summary import write_summary
+from .run_summary import SUMMARY_FILES, write_summary
 from .writers import CaseWriter
 
 logger = logging.getLogger(__name__)
@@ -59,7 +61,14 @@ def load_checked_model(settings: InferenceSettings, device: torch.device) -> tor
 
 
 def run_inference(settings: InferenceSettings) -> Path:
-    """Predict every case, write its files and the summary; returns the output folder."""
+    """Predict every case, write its files and the summary; returns the output folder. Every input file's affine is
+    the one `settings.prefer` chooses (`oss_net.geometry.preferred_affine`)."""
+    with preferred_affine(settings.prefer):
+        return run_cases_of(settings)
+
+
+def run_cases_of(settings: InferenceSettings) -> Path:
+    """`run_inference` within the affine preference."""
     predict_options, write_options = settings.predict_options(), settings.write_options()
     device = select_device(settings.cpu, settings.cuda_devices)
     predictor = make_predictor(load_checked_model(settings, device), predict_options, device)
@@ -74,6 +83,9 @@ def run_inference(settings: InferenceSettings) -> Path:
     if settings.cache_dir is not None:  # written while cases are read: a bad cache folder fails before any write
         check_output_folder(settings.cache_dir, "cache folder")
     output_dir = Path(settings.output_dir)
+    names = [SETTINGS_FILE, *SUMMARY_FILES, *(files.case_id for files in cases)]
+    names += [outputs.flat_mask_path(output_dir, files.case_id).name for files in cases] if settings.flat else []
+    outputs.claim_output_folder(output_dir, cases, names, settings.overwrite)
     prepare_output_folder(output_dir)
     fingerprint = settings_hash(settings, predictor.model)
     with outputs.output_folder_lock(output_dir, wait=settings.wait) as run_id:
@@ -115,7 +127,7 @@ def run_cases(cases: list[CaseFiles], predictor: Predictor | DensePredictor, wri
         if reason is None:
             logger.info("[%d/%d] %s: finished before, skipped (--continue)", index, len(cases), files.case_id)
             if not settings_file.exists():
-                atomic_save_json(run_record, settings_file)
+                save_run_record(run_record, output_dir)
         else:
             if settings.resume and outputs.case_folder(output_dir, files.case_id).exists():
                 logger.info("[%d/%d] %s: redone (%s)", index, len(cases), files.case_id, reason)
@@ -126,8 +138,11 @@ def run_cases(cases: list[CaseFiles], predictor: Predictor | DensePredictor, wri
                 logger.error("[%d/%d] %s: not processed: %s", index, len(cases), files.case_id, error)
                 continue
             if not records:
-                atomic_save_json(run_record, settings_file)
-            record = process_case(files, case, predictor, writer, output_dir, run)
+                save_run_record(run_record, output_dir)
+            outliers = input_outliers(case.input_ranges, case.meta, predictor.config)
+            for outlier in outliers:
+                logger.warning("%s: far from the training data: %s", files.case_id, outlier)
+            record = process_case(files, case, predictor, writer, output_dir, run, outliers)
             records.append(record)
             scores = f"dice {record['dice']:.4f}" if "dice" in record else "no label, no metrics"
             logger.info("[%d/%d] %s: %s, %s mode, %.2f s, %d points evaluated", index, len(cases), files.case_id,
@@ -137,9 +152,16 @@ def run_cases(cases: list[CaseFiles], predictor: Predictor | DensePredictor, wri
     return records, failed
 
 
+def save_run_record(run_record: dict[str, Any], output_dir: Path) -> None:
+    """inference_settings.json, recorded as written by this package (`oss_net.io.record_outputs`)."""
+    atomic_save_json(run_record, output_dir / SETTINGS_FILE)
+    record_outputs(output_dir, [SETTINGS_FILE])
+
+
 def process_case(files: CaseFiles, case: Any, predictor: Predictor | DensePredictor, writer: CaseWriter,
-                 output_dir: Path, run: tuple[str, str]) -> dict[str, Any]:
-    """Predict and write one loaded case; its folder appears only once every file and its manifest are written."""
+                 output_dir: Path, run: tuple[str, str], outliers: Sequence[str] = ()) -> dict[str, Any]:
+    """Predict and write one loaded case; its folder appears only once every file and its manifest are written.
+    `outliers`: how the case is far from the training data, kept in its record as "input_warnings"."""
     steps = tqdm(total=2, desc=files.case_id, unit="step", leave=False, disable=None)
     steps.set_postfix_str("predicting")
     prediction = predictor.predict_case(case)
@@ -148,6 +170,8 @@ def process_case(files: CaseFiles, case: Any, predictor: Predictor | DensePredic
     staging = outputs.staging_folder(output_dir, files.case_id, run[0])
     try:
         record = writer.write(staging, files, case, prediction)
+        if outliers:
+            record["input_warnings"] = "; ".join(outliers)
         outputs.save_metrics(record, staging)
         outputs.write_manifest(staging, *run)
         outputs.publish(staging, output_dir, files.case_id)

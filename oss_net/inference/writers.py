@@ -338,3 +338,11 @@ def save_model_grid_nifti(array: np.ndarray, meta: Any, path: Path) -> None:
 def flat_probabilities_path(output_dir: Path, case_id: str) -> Path:
     """`<case>_probabilities.nii.gz`: oss-net-predict's probabilities, beside its label map."""
     return output_dir / f"{case_id}_probabilities.nii.gz"
+
+
+def flat_output_names(case_id: str, options: WriteOptions) -> list[str]:
+    """The name of every file `CaseWriter.write_flat` writes for a case with `options`, the label map last."""
+    names = [flat_probabilities_path(Path(), case_id).name] if options.probabilities else []
+    if options.meshes:
+        names += [f"{case_id}_prediction.{file_type}" for file_type in options.mesh_format]
+    return [*names, flat_mask_path(Path(), case_id).name]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 import warnings
 from pathlib import Path
 
@@ -125,7 +126,8 @@ def test_grid_mismatch_names_both_files(tmp_path: Path) -> None:
     with pytest.raises(EvaluationError, match=rf"{pred} and its label {label} have different affines"):
         evaluate_folders(preds, labels, tmp_path / "out")
     with pytest.raises(EvaluationError, match="no prediction in .* matches a label"):
-        evaluate_folders(labels, tmp_path, tmp_path / "out")
+        evaluate_folders(labels, Path(shutil.copytree(preds, tmp_path / "renamed", ignore=lambda *_: ["a.nii.gz"])),
+                         tmp_path / "out")
 
 
 @pytest.mark.filterwarnings("ignore::oss_net.metrics.UndefinedMetricWarning")

@@ -14,7 +14,7 @@ import pytest
 
 from oss_net.data.grid import GridMeta
 from oss_net.inference import outputs, writers
-from oss_net.io import OSSNetError, prepare_output_folder
+from oss_net.io import OUTPUT_MANIFEST, OSSNetError, prepare_output_folder
 from oss_net.labels import BRATS_REGIONS, LabelScheme
 from oss_net.metrics import dice
 
@@ -80,7 +80,7 @@ def test_staging_publish_and_discard(tmp_path: Path) -> None:
     (newer / outputs.METRICS_FILE).write_text("{}")
     outputs.publish(newer, tmp_path, "a")  # replaces the older result, leaves no retired folder
     assert (tmp_path / "a" / outputs.METRICS_FILE).read_text() == "{}"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [OUTPUT_MANIFEST, "a"]  # "a" recorded as this package's
     assert outputs.unfinished_reason(tmp_path, "a", "hash") == "no manifest (written by an older or unfinished run)"
     doomed = outputs.staging_folder(tmp_path, "b", "run3")
     outputs.discard(doomed)

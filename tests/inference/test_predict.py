@@ -1,6 +1,7 @@
 """oss-net-predict: every input kind gives flat label maps on the input's grid; bad input fails before writing."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tomllib
@@ -177,8 +178,26 @@ def test_output_never_overwrites_an_input(lits_checkpoint, synthetic_lits_root, 
     nib.save(nib.load(str(synthetic_lits_root / "volume-0.nii")), str(scan))
     before = scan.read_bytes()
     assert main(["-i", str(scan), "-o", str(folder), "-m", str(lits_checkpoint)]) == 2
-    assert "would overwrite an input file" in capsys.readouterr().err
+    assert f"{folder}: the output folder is the input folder" in capsys.readouterr().err
     assert scan.read_bytes() == before
+
+
+def test_a_file_it_did_not_write_is_replaced_only_with_overwrite(lits_checkpoint, synthetic_lits_root, tmp_path, capsys):
+    """The user's liver.nii.gz in the output folder stays until --overwrite; afterwards the file is ours (recorded),
+    so a second run replaces it without the flag, and predictions.json holds the case's entry."""
+    scan, out = synthetic_lits_root / "volume-0.nii", tmp_path / "out"
+    out.mkdir()
+    theirs = out / "volume-0.nii.gz"
+    theirs.write_bytes(b"the user's own label map")
+    assert main(["-i", str(scan), "-o", str(out), "-m", str(lits_checkpoint), "--cpu"]) == 2
+    assert (f"{theirs}: already exists and was not written by this tool; it is never replaced: choose another output "
+            "folder, or pass --overwrite to replace it") in capsys.readouterr().err
+    assert theirs.read_bytes() == b"the user's own label map" and sorted(p.name for p in out.iterdir()) == [theirs.name]
+    assert main(["-i", str(scan), "-o", str(out), "-m", str(lits_checkpoint), "--cpu", "--overwrite"]) == 0
+    assert nib.load(str(theirs)).shape == nib.load(str(scan)).shape
+    assert main(["-i", str(scan), "-o", str(out), "-m", str(lits_checkpoint), "--cpu"]) == 0
+    (entry,) = json.loads((out / "predictions.json").read_text())["cases"]
+    assert entry["case"] == "volume-0" and entry["label_map"] == theirs.name and entry["input_warnings"] == []
 
 
 def test_continue_skips_finished_cases_and_redoes_half_done_ones(brats_checkpoint, synthetic_brats_root, tmp_path):

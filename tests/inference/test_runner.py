@@ -20,6 +20,7 @@ from oss_net.evaluate import evaluate_folders
 from oss_net.inference.cli import build_parser, main
 from oss_net.inference.run_summary import summary_table
 from oss_net.inference.writers import model_grid_affine
+from oss_net.io import OUTPUT_MANIFEST
 from oss_net.metrics import dice
 from oss_net.models import demo_config
 
@@ -84,7 +85,7 @@ def test_brats_case_files_on_the_input_grid(brats_checkpoint, synthetic_brats_ro
         rows = list(csv.DictReader(handle))
     assert list(rows[0])[:7] == ["case", "dice", "iou", "hd95_mm", "nsd", "seconds", "points_evaluated"]
     assert [row["case"] for row in rows] == [files.case_id, "mean"]
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no staging folder left
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [OUTPUT_MANIFEST]  # no staging folder left
 
 
 def test_lits_single_case_file_resampled_back(lits_checkpoint, synthetic_lits_root, tmp_path):
@@ -155,7 +156,8 @@ def test_continue_skips_finished_cases_and_rerun_overwrites(brats_checkpoint, sy
     assert json.loads((out / "summary.json").read_text())[0]["case"] == case_id
     run_inference(settings(brats_checkpoint, synthetic_brats_root, out, **options))
     assert metrics.stat().st_mtime > 0
-    assert sorted(p.name for p in out.iterdir()) == [case_id, "inference_settings.json", "summary.csv", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [OUTPUT_MANIFEST, case_id, "inference_settings.json", "summary.csv",
+                                                    "summary.json"]
 
 
 def test_a_failure_while_writing_leaves_no_case_folder(brats_checkpoint, synthetic_brats_root, tmp_path, monkeypatch):
@@ -168,7 +170,7 @@ def test_a_failure_while_writing_leaves_no_case_folder(brats_checkpoint, synthet
     out = tmp_path / "out"
     with pytest.raises(RuntimeError, match="disk on fire"):
         run_inference(settings(brats_checkpoint, synthetic_brats_root, out, overlay=False))
-    assert [p.name for p in out.iterdir()] == ["inference_settings.json"]
+    assert sorted(p.name for p in out.iterdir()) == [OUTPUT_MANIFEST, "inference_settings.json"]
 
 
 def _cli(checkpoint: Path, root: Path, out: Path, *extra: str) -> list[str]:
