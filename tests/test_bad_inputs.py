@@ -58,6 +58,7 @@ class World:
     evaluate_flags: tuple[str, ...] = ()  # what a kind adds to evaluate's command line
     train_flags: tuple[str, ...] = ()  # what a kind adds to train's command line
     borders_output: bool = True  # borders writes into `out` (else next to each case, its default)
+    predict_inputs: list[Path] | None = None  # predict's -i (default: the first case folder)
 
     def __post_init__(self) -> None:
         self.healthy_model = self.model  # train passes --load_model only when a kind replaced it
@@ -370,6 +371,39 @@ def _read_only_dataset(world: World, command: str) -> Expect:
     return Expect((world.cases[0].name, "case folder is not writable", "--output"), 2)
 
 
+def _output_is_input(world: World, command: str) -> Expect:
+    """-o (--output_dir) is a BraTS case folder (evaluate: the prediction folder); training's run folder inside it."""
+    world.out = world.preds if command == "evaluate" else world.cases[0]
+    named = "the output folder lies inside the input folder" if command == "train" else "the output folder is the input folder"
+    return Expect((named, "choose a folder outside the inputs"), 2)
+
+
+def _foreign_output(world: World, command: str) -> Expect:
+    """The output folder holds a file with an output's name that this package did not write (a user's own)."""
+    name = {"predict": f"{world.cases[0].name}.nii.gz", "infer": "summary.json", "evaluate": "summary.csv"}[command]
+    (world.out / name).write_text("the user's own file")
+    return Expect((f"{world.out / name}: already exists and was not written by this tool", "--overwrite"), 2)
+
+
+def _loose_channels(problem: str) -> Callable[[World, str], Expect]:
+    """predict -i with loose channel files: a 4-D file among them, a label file as a channel, one channel short."""
+    def apply(world: World, command: str) -> Expect:
+        flair, t1, t1ce, t2 = (next(world.cases[0].glob(f"*_{m}.nii.gz")) for m in ("flair", "t1", "t1ce", "t2"))
+        seg = next(world.cases[0].glob("*_seg.nii.gz"))
+        if problem == "4d":
+            both = world.base / "t1_and_t1ce.nii.gz"
+            nib.save(nib.Nifti1Image(np.stack([_voxels(t1), _voxels(t1ce)], axis=-1), nib.load(str(t1)).affine), str(both))
+            world.predict_inputs = [flair, both, t2]
+            return Expect((f"{both}: a 4-D file of 2 channels among 3 channel files", "one 3-D file per channel"))
+        if problem == "label":
+            world.predict_inputs = [flair, t1, t1ce, seg]
+            return Expect((f"{seg}: the file name says it is a label or segmentation", "give the image files only"))
+        world.predict_inputs = [flair, t1, t1ce]
+        return Expect((f"{t1ce}", "has 3 channel(s) but the checkpoint expects 4 channel(s) (flair, t1, t1ce, t2)",
+                       "give them in that order"))
+    return apply
+
+
 KINDS: dict[str, Kind] = {
     "missing_modality": Kind("a case folder without its t1ce file", ("check", "borders", "train", "infer", "predict"),
                              _missing_modality),
@@ -414,13 +448,17 @@ KINDS: dict[str, Kind] = {
                             _foreign_checkpoint("state_dict")),
     "non_empty_run_folder": Kind("training into a folder holding an earlier run", ("train",), _non_empty_run_folder),
     "read_only_dataset": Kind("border maps next to cases on read-only storage", ("borders",), _read_only_dataset),
+    "output_is_input": Kind("-o is a case folder (evaluate: the prediction folder)",
+                            ("train", "infer", "predict", "evaluate"), _output_is_input),
+    "foreign_output": Kind("the output folder holds a file of that name it did not write", ("infer", "predict", "evaluate"),
+                           _foreign_output),
+    "loose_4d_channel": Kind("-i flair, a 2-channel 4-D file, t2", ("predict",), _loose_channels("4d")),
+    "label_as_channel": Kind("-i flair t1 t1ce seg", ("predict",), _loose_channels("label")),
+    "channel_missing": Kind("-i flair t1 t1ce (the model takes 4)", ("predict",), _loose_channels("count")),
 }
 
 # Cells not handled yet: (kind, command) → why. They run as xfail(strict=False) and show as such in the table.
-NOT_YET: dict[tuple[str, str], str] = {
-    (kind, "evaluate"): "evaluate reads its files through oss_net.data.nifti.open_nifti after issue 22 part B lands"
-    for kind in ("declared_huge", "singular_affine", "zero_column_affine", "unreadable_image")
-}
+NOT_YET: dict[tuple[str, str], str] = {}
 # Printed under the table: how a cell is run where the command's default would not see the input as bad.
 NOTES = {
     ("bad_label_values", "evaluate"): "run with --regions (BraTS labels); without --regions or --labels evaluate "
@@ -456,8 +494,9 @@ def _argv(world: World, command: str) -> list[str]:
                   "--load_model", str(world.model)] if world.model != world.healthy_model else
                  [*TRAIN, "--dataset_path", str(world.root), "--output_dir", str(world.out / "run"), *world.train_flags],
         "infer": ["--load_model", str(world.model), "--dataset_path", str(world.root), "--output_dir", str(world.out), "--cpu"],
-        "predict": ["-i", str(world.cases[0] if (world.root / BRATS_TRAINING).is_dir() else world.root), "-o", str(world.out),
-                    "-m", str(world.model), "--cpu"],
+        "predict": ["-i", *map(str, world.predict_inputs or [world.cases[0] if (world.root / BRATS_TRAINING).is_dir()
+                                                             else world.root]),
+                    "-o", str(world.out), "-m", str(world.model), "--cpu"],
         "evaluate": [str(world.preds), str(world.labels), "-o", str(world.out), *world.evaluate_flags],
     }[command]
 
@@ -476,7 +515,9 @@ REMEDIES = ("check the path", "check --dataset_path", "fix them", "fix or remove
             "resample", "save the labels as integers", "replace them with finite values", "copy or export",
             "give one 3D volume", "give a model file", "give its folder", "give .nii", "give the folder",
             "pass --dataset", "name each prediction", "expected a folder per case", "give a complete case folder",
-            "check the permissions", "free memory", "--prefer", "fix the file's affine", "--resume", "--output")
+            "check the permissions", "free memory", "--prefer", "fix the file's affine", "--resume", "--output",
+            "--overwrite", "choose a folder outside the inputs", "give the image files only", "one 3-D file per channel",
+            "give them in that order")
 
 
 def _error_lines(err: str) -> list[str]:
@@ -507,6 +548,120 @@ def test_bad_input(kind: str, command: str, world: World, capsys) -> None:
         assert any(remedy in lines[0] for remedy in REMEDIES), f"no what-to-do in: {lines[0]}"
     assert _snapshot(world.base) == before, "files changed"
     RESULTS[(kind, command)] = "handled"
+
+
+def _sha256(folder: Path) -> str:
+    """One SHA-256 over every file of `folder` (relative name and bytes, in name order)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_predict_from_images_into_the_labels_folder_is_refused_and_changes_nothing(world, capsys):
+    """nnU-Net's layout: `oss-net-predict -i imagesTr -o labelsTr` would replace every ground-truth label with a
+    prediction of the same name (a later evaluate then scores 1.0). Refused before any work, the folder unchanged."""
+    from oss_net.predict import main
+
+    RESULTS[("images_into_labels", "predict")] = "FAILED"
+    images, labels = world.base / "imagesTr", world.base / "labelsTr"
+    images.mkdir()
+    labels.mkdir()
+    for case in world.cases:
+        for channel, modality in enumerate(("flair", "t1", "t1ce", "t2")):
+            shutil.copy(next(case.glob(f"*_{modality}.nii.gz")), images / f"{case.name}_{channel:04d}.nii.gz")
+        shutil.copy(next(case.glob("*_seg.nii.gz")), labels / f"{case.name}.nii.gz")
+    before = _sha256(labels)
+    assert main(["-i", str(images), "-o", str(labels), "-m", str(world.model), "--cpu"]) == 2
+    (line,) = _error_lines(capsys.readouterr().err)
+    after = _sha256(labels)
+    print(f"\nlabelsTr sha256 before: {before}\nlabelsTr sha256 after:  {after}")
+    assert f"{labels / world.cases[0].name}.nii.gz: already exists and was not written by this tool (and 3 more)" in line
+    assert "--overwrite" in line and after == before and sorted(p.name for p in labels.iterdir()) == \
+        sorted(f"{case.name}.nii.gz" for case in world.cases)
+    MESSAGES[("images_into_labels", "predict")] = line
+    RESULTS[("images_into_labels", "predict")] = "handled"
+
+
+def test_predict_continue_removes_what_an_interrupted_write_left(world, capsys):
+    """SIGTERM during a write leaves `.<case>.nii.gz.<random>.tmp`; the next run (--continue) removes it."""
+    from oss_net.predict import main
+
+    RESULTS[("stale_temporary", "predict")] = "FAILED"
+    world.out.mkdir(exist_ok=True)
+    leftover = world.out / f".{world.cases[0].name}.nii.gz.k3j2h1.tmp"
+    leftover.write_bytes(b"")
+    assert main(["-i", str(world.cases[0]), "-o", str(world.out), "-m", str(world.model), "--cpu", "--continue"]) == 0
+    assert not leftover.exists() and (world.out / f"{world.cases[0].name}.nii.gz").is_file()
+    assert (world.out / "earlier_result.txt").read_text() == "from an earlier run"
+    RESULTS[("stale_temporary", "predict")] = "handled"
+
+
+def test_a_case_far_from_the_training_data_is_a_warning_and_a_flag(world, caplog):
+    """A FLAIR whose darkest voxels are CT air (−1024) given to a BraTS (MRI) model: predict and infer run, each
+    says so in the log and in the case's record (predictions.json, the case's metrics.json)."""
+    from oss_net.inference.cli import main as infer
+    from oss_net.predict import main as predict
+
+    for command in ("predict", "infer"):
+        RESULTS[("far_from_training", command)] = "FAILED"
+    for flair in world.files("*_flair.nii.gz"):
+        array = _voxels(flair).astype(np.float32)
+        array[:, :, :4] = -1024.0  # 10 % of the voxels
+        _save_like(flair, array)
+    expected = "channel flair (MRI): intensities down to -1024 look like CT Hounsfield units"
+    with caplog.at_level("WARNING"):
+        assert predict(["-i", str(world.cases[0]), "-o", str(world.out / "p"), "-m", str(world.model), "--cpu"]) == 0
+    (entry,) = json.loads((world.out / "p" / "predictions.json").read_text())["cases"]
+    assert any(expected in text for text in entry["input_warnings"]) and expected in caplog.text
+    RESULTS[("far_from_training", "predict")] = "handled"
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert infer(["--load_model", str(world.model), "--dataset_path", str(world.cases[0]), "--output_dir",
+                      str(world.out / "i"), "--cpu", "--no_mesh", "--no_overlay"]) == 0
+    record = json.loads((world.out / "i" / world.cases[0].name / "metrics.json").read_text())
+    assert expected in record["input_warnings"] and expected in caplog.text
+    RESULTS[("far_from_training", "infer")] = "handled"
+
+
+def test_predict_with_prefer_writes_the_chosen_affine(world):
+    """qform mirrored against the sform: refused without --prefer (the matrix), with --prefer sform the label map is
+    written on the sform's grid, its two forms agreeing."""
+    from oss_net.predict import main
+
+    RESULTS[("prefer_sform", "predict")] = "FAILED"
+    _qform_flip(world, "predict")
+    sform = nib.load(str(next(world.cases[0].glob("*_flair.nii.gz")))).header.get_sform()
+    assert main(["-i", str(world.cases[0]), "-o", str(world.out), "-m", str(world.model), "--cpu", "--prefer", "sform"]) == 0
+    header = nib.load(str(world.out / f"{world.cases[0].name}.nii.gz")).header
+    assert np.allclose(header.get_best_affine(), sform, atol=1e-4)
+    qform, code = header.get_qform(coded=True)
+    assert code == 0 or np.allclose(qform, sform, atol=1e-3)
+    RESULTS[("prefer_sform", "predict")] = "handled"
+
+
+def test_evaluate_a_folder_against_itself_warns_and_an_empty_mask_is_said_in_words(world, capsys, caplog):
+    from oss_net.evaluate import main
+
+    RESULTS[("same_folder_twice", "evaluate")] = "FAILED"
+    RESULTS[("empty_prediction", "evaluate")] = "FAILED"
+    with caplog.at_level("WARNING"):
+        assert main([str(world.labels), str(world.labels), "-o", str(world.out)]) == 0
+    assert f"{world.labels} is both the prediction and the label folder" in caplog.text
+    RESULTS[("same_folder_twice", "evaluate")] = "handled"
+    first = sorted(world.preds.iterdir())[0]
+    _save_like(first, np.zeros_like(_voxels(first)))
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert main([str(world.preds), str(world.labels), "-o", str(world.out)]) == 0
+    err = capsys.readouterr().err
+    assert "UndefinedMetricWarning" not in err and "warnings.warn" not in err and "scores.py" not in err
+    case = first.name.removesuffix(".nii.gz")
+    assert (f"{case}: exactly one of prediction and target is empty; HD95 is undefined (NaN) (left out of the mean "
+            "and median, counted under 'undefined')") in caplog.text
+    RESULTS[("empty_prediction", "evaluate")] = "handled"
 
 
 def test_evaluate_without_a_label_set_scores_any_integer_label(world, capsys):

@@ -68,6 +68,21 @@ def find_cases(settings: InferenceSettings, dataset: str) -> tuple[list[Any], li
     return cases, rejected
 
 
+def input_folders(settings: InferenceSettings, dataset: str, cases: Sequence[Any]) -> list[Path]:
+    """Every folder holding a file of the dataset, of any split (not only the cases run): no output may go there,
+    or the next read of the dataset would find it (`outputs.claim_output_folder`)."""
+    found = list(cases)
+    path = Path(settings.dataset_path)
+    if path.is_dir() and not is_single_case(path, dataset):
+        for split in ("all", "test"):
+            try:
+                found += discover(dataset, path, split)
+            except DatasetError:  # what discovery rejects was reported before; its folders are the cases' own
+                continue
+    return sorted({file.parent for files in found for file in (*files.images, files.label, files.border)
+                   if file is not None})
+
+
 def cases_despite_rejected(settings: InferenceSettings, dataset: str, stored: list[str] | None,
                            error: DatasetError) -> tuple[list[Any], list[BadCase]]:
     """After discovery rejected the dataset: the accepted cases of the split and, with --skip_bad_cases, a

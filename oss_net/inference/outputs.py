@@ -216,11 +216,10 @@ def write_flat_mask(output_dir: Path, case_id: str) -> Path:
     return target
 
 
-def claim_output_folder(output_dir: Path, cases: Sequence[Any], names: Sequence[str], overwrite: bool = False) -> None:
-    """Before any work: `output_dir` is no folder of the cases' files (nor inside one), and none of `names` (its
+def claim_output_folder(output_dir: Path, inputs: Sequence[Path], names: Sequence[str], overwrite: bool = False) -> None:
+    """Before any work: `output_dir` is none of the folders `inputs` (nor inside one), and none of `names` (its
     entries the run writes) exists there unless this package wrote it: recorded in the folder's manifest
     (`oss_net.io.record_outputs`) or a case folder with its own manifest (`is_case_folder`); else `overwrite`."""
-    inputs = [path.parent for files in cases for path in (*files.images, files.label, files.border) if path is not None]
     refuse_output_in_inputs(output_dir, inputs, "--output_dir")
     refuse_foreign_outputs(output_dir, names, overwrite, ours=is_case_folder)
 

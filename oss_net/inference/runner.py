@@ -31,7 +31,7 @@ from oss_net.io import atomic_save_json, check_output_folder, prepare_output_fol
 from oss_net.models import ConfigError, canonical_network_name, load_model
 
 from . import outputs
-from .discovery import BadCase, find_cases, reasons, screen_cases
+from .discovery import BadCase, find_cases, input_folders, reasons, screen_cases
 from .options import InferenceError, InferenceSettings, settings_hash
 from .predictor import DensePredictor, Predictor, make_predictor, select_device
 from .run_summary import SUMMARY_FILES, write_summary
@@ -85,7 +85,7 @@ def run_cases_of(settings: InferenceSettings) -> Path:
     output_dir = Path(settings.output_dir)
     names = [SETTINGS_FILE, *SUMMARY_FILES, *(files.case_id for files in cases)]
     names += [outputs.flat_mask_path(output_dir, files.case_id).name for files in cases] if settings.flat else []
-    outputs.claim_output_folder(output_dir, cases, names, settings.overwrite)
+    outputs.claim_output_folder(output_dir, input_folders(settings, config.dataset, found), names, settings.overwrite)
     prepare_output_folder(output_dir)
     fingerprint = settings_hash(settings, predictor.model)
     with outputs.output_folder_lock(output_dir, wait=settings.wait) as run_id:

@@ -43,7 +43,9 @@ from oss_net.data.fingerprint import compute_fingerprint
 from oss_net.data.layouts import dataset_info
 from oss_net.datasets import PAPER_DATASETS
 from oss_net.geometry import preferred_affine
-from oss_net.io import OSSNetError, atomic_save_json, atomic_save_torch, check_output_folder, prepare_output_folder
+from oss_net.io import (
+    OSSNetError, atomic_save_json, atomic_save_torch, check_output_folder, prepare_output_folder, refuse_output_in_inputs,
+)
 from oss_net.models import (build_model, checkpoint_payload, is_dense, load_model, model_from_payload, network_config,
                             parameter_groups, save_model)
 from oss_net.training import resume
@@ -304,6 +306,8 @@ def build_run(settings: TrainSettings, context: ProcessContext) -> Run:
         run_dir = Path(settings.output_dir) if settings.output_dir else _default_run_dir(settings, config.name)
     if context.is_main:  # before any work: a run or cache folder that cannot be written fails here, writing nothing
         check_output_folder(run_dir, "run folder")
+        refuse_output_in_inputs(run_dir, [path.parent for files in train_cases + val_cases
+                                          for path in (*files.images, files.label) if path is not None], "--output_dir")
         if not settings.overwrite and (resume_state is None or run_dir != resume.run_dir_of(resume_path)):
             resume.claim_run_folder(run_dir, RUN_OUTPUTS)  # refuses a folder holding anything
         if settings.cache_dir is not None:
