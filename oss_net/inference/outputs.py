@@ -216,12 +216,26 @@ def write_flat_mask(output_dir: Path, case_id: str) -> Path:
     return target
 
 
-def claim_output_folder(output_dir: Path, inputs: Sequence[Path], names: Sequence[str], overwrite: bool = False) -> None:
+def claim_output_folder(output_dir: Path, inputs: Sequence[Path], names: Sequence[str], overwrite: bool = False,
+                        legacy: Sequence[str] = ()) -> None:
     """Before any work: `output_dir` is none of the folders `inputs` (nor inside one), and none of `names` (its
     entries the run writes) exists there unless this package wrote it: recorded in the folder's manifest
-    (`oss_net.io.record_outputs`) or a case folder with its own manifest (`is_case_folder`); else `overwrite`."""
+    (`oss_net.io.record_outputs`), a case folder with its own manifest (`is_case_folder`), or one of the run files
+    `legacy` of a folder whose first of them is a run record of this package (written before the manifest was);
+    else `overwrite`."""
     refuse_output_in_inputs(output_dir, inputs, "--output_dir")
-    refuse_foreign_outputs(output_dir, names, overwrite, ours=is_case_folder)
+    earlier_run = bool(legacy) and is_run_record(output_dir / legacy[0])
+    refuse_foreign_outputs(output_dir, names, overwrite,
+                           ours=lambda path: is_case_folder(path) or (earlier_run and path.name in legacy))
+
+
+def is_run_record(path: Path) -> bool:
+    """`inference_settings.json` of an inference run: a JSON object with its run id and settings hash."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and {"run_id", "settings_hash"} <= set(record)
 
 
 def is_case_folder(path: Path) -> bool:

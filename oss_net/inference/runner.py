@@ -85,7 +85,8 @@ def run_cases_of(settings: InferenceSettings) -> Path:
     output_dir = Path(settings.output_dir)
     names = [SETTINGS_FILE, *SUMMARY_FILES, *(files.case_id for files in cases)]
     names += [outputs.flat_mask_path(output_dir, files.case_id).name for files in cases] if settings.flat else []
-    outputs.claim_output_folder(output_dir, input_folders(settings, config.dataset, found), names, settings.overwrite)
+    outputs.claim_output_folder(output_dir, input_folders(settings, config.dataset, found), names, settings.overwrite,
+                                legacy=(SETTINGS_FILE, *SUMMARY_FILES))
     prepare_output_folder(output_dir)
     fingerprint = settings_hash(settings, predictor.model)
     with outputs.output_folder_lock(output_dir, wait=settings.wait) as run_id:

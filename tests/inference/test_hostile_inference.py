@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 from oss_net.inference.cli import main
+from oss_net.io import OUTPUT_MANIFEST
 from oss_net.models import save_model
 
 from .conftest import intensity_model
@@ -90,3 +91,24 @@ def test_an_unwritable_cache_folder_fails_before_anything_is_written(brats_check
     (line,) = _error_lines(capsys.readouterr().err)
     assert f"{blocker / 'cache'}: cache folder is not a folder, its parent {blocker} is a file" in line
     assert sorted(p.name for p in out.iterdir()) == ["earlier.txt"]
+
+
+def test_only_what_a_run_wrote_is_replaced(brats_checkpoint, synthetic_brats_root, tmp_path, capsys):
+    """A case folder the user made is never replaced (unless --overwrite); a folder written before outputs were
+    recorded (no .oss_net_outputs.json) is still this package's: its run record and case manifests say so."""
+    out = tmp_path / "out"
+    assert main(_cli(brats_checkpoint, synthetic_brats_root, out)) == 0
+    (out / OUTPUT_MANIFEST).unlink()  # an output folder of an earlier version
+    assert main(_cli(brats_checkpoint, synthetic_brats_root, out)) == 0
+    case_id = next(p.name for p in out.iterdir() if p.is_dir())
+    out = tmp_path / "theirs"
+    case = out / case_id
+    case.mkdir(parents=True)
+    (case / "notes.txt").write_text("the user's own")
+    capsys.readouterr()
+    assert main(_cli(brats_checkpoint, synthetic_brats_root, out)) == 2
+    (line,) = _error_lines(capsys.readouterr().err)
+    assert f"{case}: already exists and was not written by this tool" in line and "--overwrite" in line
+    assert (case / "notes.txt").read_text() == "the user's own"
+    assert main(_cli(brats_checkpoint, synthetic_brats_root, out, "--overwrite")) == 0
+    assert (case / "manifest.json").is_file() and not (case / "notes.txt").exists()
