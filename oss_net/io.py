@@ -182,8 +182,9 @@ def atomic_save_nifti(array: Any, affine: Any, path: str | os.PathLike, header: 
     """Write a NIfTI-1 image (.nii, or gzip-compressed .nii.gz by suffix) through a temporary file.
 
     Passing the input image's header keeps its qform/sform codes and units, also when `affine` is another grid's
-    (the model grid's, or an output spacing's: nibabel alone would mark that qform "unknown"); the data type
-    follows `array`.
+    (the model grid's, or an output spacing's: nibabel alone would mark that qform "unknown"); on the header's own
+    grid its qform and sform stay as they are, bit for bit (so any reader, SimpleITK included, finds the input's
+    geometry); the data type follows `array`.
     """
     import gzip
 
@@ -194,8 +195,9 @@ def atomic_save_nifti(array: Any, affine: Any, path: str | os.PathLike, header: 
     matrix = np.asarray(affine, dtype=np.float64)
     if header is not None:
         header = header.copy()
+        same_grid = np.array_equal(header.get_best_affine(), matrix)  # the input's grid: its qform and sform as they are
         for code_key, setter in (("qform_code", header.set_qform), ("sform_code", header.set_sform)):
-            if int(header[code_key]) > 0:
+            if int(header[code_key]) > 0 and not same_grid:
                 setter(matrix, code=int(header[code_key]))
     image = nib.Nifti1Image(data, matrix, header=header)
     image.set_data_dtype(data.dtype)
@@ -207,19 +209,26 @@ def atomic_save_nifti(array: Any, affine: Any, path: str | os.PathLike, header: 
 
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
+# Every image file suffix the commands read and write: NIfTI through nibabel; NRRD (.nrrd, or .nhdr with a
+# detached data file) and MetaImage (.mha, or .mhd with a detached data file) through SimpleITK
+# (`oss_net.data.formats`). A DICOM series is a folder, not a suffix.
+IMAGE_SUFFIXES = NIFTI_SUFFIXES + (".nrrd", ".nhdr", ".mha", ".mhd")
 
 
-def nifti_stem(path: str | os.PathLike) -> str | None:
-    """The file name without `.nii` / `.nii.gz` (any case), or None for a name that is not a NIfTI file's.
+def image_suffix(path: str | os.PathLike) -> str | None:
+    """The image suffix of a file name (`IMAGE_SUFFIXES`, lower case: ".nii.gz", ".nrrd", ...), or None."""
+    name = Path(path).name.lower()
+    return next((suffix for suffix in IMAGE_SUFFIXES if name.endswith(suffix) and len(name) > len(suffix)), None)
 
-    The case id of nnU-Net-style files (`<case>.nii.gz`) and of the files `oss-net-predict` and
-    `oss-net-evaluate` pair by name.
+
+def image_stem(path: str | os.PathLike) -> str | None:
+    """The file name without its image suffix (any case), or None for a name that is not an image file's.
+
+    The case id of nnU-Net-style files (`<case>.nii.gz`, `<case>.nrrd`, ...) and of the files
+    `oss-net-predict` and `oss-net-evaluate` pair by name.
     """
-    name = Path(path).name
-    for suffix in NIFTI_SUFFIXES:
-        if name.lower().endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)]
-    return None
+    suffix = image_suffix(path)
+    return None if suffix is None else Path(path).name[: -len(suffix)]
 
 
 # ------------------------------------------------------------------ what a command wrote in an output folder

@@ -9,16 +9,17 @@ always the channel count, and code that reads through this module handles every 
 from __future__ import annotations
 
 import os
-import zlib
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable
 
+import nibabel as nib
 import numpy as np
 
 from oss_net.data.case_files import CaseFiles, Problem
-from oss_net.data.nifti import NiftiFile, Volume, check_same_grid, check_spatial_shape, open_nifti, read_header, read_image
+from oss_net.data.nifti import (ImageFile, Volume, check_same_grid, check_spatial_shape, open_image, read_header,
+                               read_image, read_voxels)
 from oss_net.datasets import DatasetError
 
 Grid = tuple[tuple[int, ...], np.ndarray, Path]  # (spatial shape, 4×4 affine, file): what check_same_grid compares
@@ -63,7 +64,7 @@ def file_grid(path: Path, channels: int = 1) -> Grid:
         shape, affine, _ = read_header(path)
         return shape, affine, path
     opened = _open_4d(path, channels)
-    return tuple(int(s) for s in opened.image.shape[:3]), opened.affine, path
+    return tuple(int(s) for s in opened.shape[:3]), opened.affine, path
 
 
 def check_case_grids(case: CaseFiles) -> None:
@@ -105,25 +106,22 @@ def read_label_values(path: Path, allowed: frozenset[int]) -> Volume:
 
 def _read_4d(path: Path, channels: int) -> list[Volume]:
     opened = _open_4d(path, channels)
-    image = opened.image
-    try:
-        data = np.asarray(image.dataobj, dtype=np.float32)
-    except (EOFError, OSError, ValueError, zlib.error) as error:
-        raise DatasetError(f"{path}: truncated or corrupt voxel data ({type(error).__name__}: {error})") from error
+    raw, affine, header = read_voxels(opened)
+    data = np.asarray(raw, dtype=np.float32)
     if not np.isfinite(data).all():
         raise DatasetError(f"{path}: image contains {int(data.size - np.isfinite(data).sum())} NaN or Inf voxel(s)")
-    header = image.header.copy()
-    header.set_data_shape(image.shape[:3])
-    affine = opened.affine
-    return [Volume(np.ascontiguousarray(data[..., c]), affine, header.binaryblock, path) for c in range(channels)]
+    if isinstance(opened.source, nib.Nifti1Image):  # each channel's header: the file's, made 3-D
+        three_d = opened.source.header.copy()
+        three_d.set_data_shape(opened.shape[:3])
+        header = three_d.binaryblock
+    return [Volume(np.ascontiguousarray(data[..., c]), affine, header, path) for c in range(channels)]
 
 
-def _open_4d(path: Path, channels: int) -> NiftiFile:
+def _open_4d(path: Path, channels: int) -> ImageFile:
     """The opened file (header checked, voxels not read yet), which must be 4-D with `channels` channels last."""
-    opened = open_nifti(path)
-    image = opened.image
-    if len(image.shape) != 4 or image.shape[3] != channels:
+    opened = open_image(path)
+    if len(opened.shape) != 4 or opened.shape[3] != channels:
         raise DatasetError(f"{path}: expected a 4-D image with {channels} channels on its last axis, "
-                           f"got shape {tuple(image.shape)}")
-    check_spatial_shape(image.shape[:3], path)
+                           f"got shape {tuple(opened.shape)}")
+    check_spatial_shape(opened.shape[:3], path)
     return opened

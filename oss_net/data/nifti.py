@@ -1,4 +1,8 @@
-"""Reading NIfTI files with every check a training run needs before it touches the data.
+"""Reading image files with every check a training run needs before it touches the data: the one reading path.
+
+NIfTI files are read by nibabel; NRRD, MetaImage and DICOM series by SimpleITK (`oss_net.data.formats`, which
+turns them into nibabel's array order and RAS affine, and keeps their exact geometry as the header). Every
+check below applies to every format.
 
 Each reader returns the array plus the checked affine and the header, and raises one `DatasetError`
 naming the file for anything a real dataset can get wrong: a missing, unreadable (permission), truncated
@@ -6,10 +10,11 @@ or corrupt file, a 2D or 4D image, an empty or degenerate grid (a zero-size axis
 an axis), a degenerate affine or disagreeing qform and sform (`oss_net.geometry.header_affine`), NaN/Inf
 intensities, label values outside the dataset's set.
 
-The header is read before the data (`open_nifti`): the voxel count × data type it declares must match
-the file (an uncompressed file's size exactly; a gzip file can inflate at most `MAX_DEFLATE_RATIO` times)
-and fit in the memory available, so a tiny file declaring a huge volume is refused in milliseconds
-instead of allocating it.
+The header is read before the data (`open_image`; SimpleITK's `ReadImageInformation` for the other
+formats): the voxel count × data type it declares must match the file (an uncompressed NIfTI file's size
+exactly, an uncompressed NRRD or MetaImage data file at least; gzip or zlib data can inflate at most
+`MAX_DEFLATE_RATIO` times) and fit in the memory available, so a tiny file declaring a huge volume is
+refused in milliseconds instead of allocating it.
 
 A constant image (every voxel equal) is only a warning (RuntimeWarning): a blank modality does occur
 in real data, and the z-score turns it into zeros instead of dividing by zero; the dataset check lists it.
@@ -22,13 +27,15 @@ import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import nibabel as nib
 import numpy as np
 
+from oss_net.data.formats import ITK_SUFFIXES, ItkInformation, is_dicom_file, read_itk_information, read_itk_voxels
 from oss_net.datasets import DatasetError
 from oss_net.geometry import affine_preference, header_affine, spacing_from_affine
+from oss_net.io import image_suffix
 
 # Label values each dataset may contain: BraTS (background, necrosis, oedema, enhancing), LiTS (liver, tumour).
 # "border" is the set of a stored border map.
@@ -47,7 +54,8 @@ CONVERTED_BYTES = 4
 
 @dataclass(frozen=True)
 class Volume:
-    """One 3D NIfTI file: `array [D, H, W]`, its 4×4 voxel→mm affine and the raw header block."""
+    """One 3D image: `array [D, H, W]`, its 4×4 voxel→RAS mm affine and its file's header (a NIfTI header block,
+    or the `oss_net.data.formats.ItkHeader` bytes of a file read through SimpleITK)."""
 
     array: np.ndarray
     affine: np.ndarray
@@ -61,25 +69,31 @@ class Volume:
 
 
 def read_header(path: Path) -> tuple[tuple[int, ...], np.ndarray, bytes]:
-    """Shape, affine and header of a NIfTI file without reading its voxels (fast)."""
-    opened = open_nifti(path)
-    return _spatial_shape(opened.image.shape, path), opened.affine, opened.image.header.binaryblock
+    """Shape, affine and header of an image file without reading its voxels (fast)."""
+    opened = open_image(path)
+    return _spatial_shape(opened.shape, path), opened.affine, opened.header
 
 
 def read_image(path: Path) -> Volume:
     """An intensity volume as float32; NaN or Inf anywhere is an error."""
-    opened = open_nifti(path)
-    image = opened.image
-    shape = _spatial_shape(image.shape, path)
-    array = _voxels(image, path).astype(np.float32, copy=False).reshape(shape)
+    opened = open_image(path)
+    shape = _spatial_shape(opened.shape, path)
+    array, affine, header = read_voxels(opened)
+    return checked_volume(array.reshape(shape), affine, header, path)
+
+
+def checked_volume(array: np.ndarray, affine: np.ndarray, header: bytes | None, source: Any) -> Volume:
+    """A float32 `Volume` of intensities `array [D, H, W]` already read (a file's, or an image given in memory):
+    NaN or Inf anywhere is an error naming `source`, a constant image a warning."""
+    array = np.asarray(array).astype(np.float32, copy=False)
     if not np.isfinite(array).all():
         bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
-        raise DatasetError(f"{path}: image contains {bad} NaN or Inf voxel(s) (replace them with finite values and "
+        raise DatasetError(f"{source}: image contains {bad} NaN or Inf voxel(s) (replace them with finite values and "
                            "save it again)")
     if array.min() == array.max():
-        warnings.warn(f"{path}: constant image (every voxel is {array.flat[0]:g}); it carries no information",
-                      RuntimeWarning, stacklevel=2)
-    return Volume(array, opened.affine, image.header.binaryblock, path)
+        warnings.warn(f"{source}: constant image (every voxel is {array.flat[0]:g}); it carries no information",
+                      RuntimeWarning, stacklevel=3)
+    return Volume(array, affine, header, Path(source) if isinstance(source, (str, os.PathLike)) else source)
 
 
 def read_label(path: Path, dataset: str) -> Volume:
@@ -89,10 +103,10 @@ def read_label(path: Path, dataset: str) -> Volume:
 
 def read_label_map(path: Path, allowed: Iterable[int] | None = None, dataset: str | None = None) -> Volume:
     """An integer label map (uint8 when it fits); values must be non-negative integers, and of `allowed` when given."""
-    opened = open_nifti(path)
-    image = opened.image
-    shape = _spatial_shape(image.shape, path)
-    raw = _voxels(image, path).reshape(shape)
+    opened = open_image(path)
+    shape = _spatial_shape(opened.shape, path)
+    raw, affine, header = read_voxels(opened)
+    raw = raw.reshape(shape)
     allowed = None if allowed is None else frozenset(int(v) for v in allowed)
     listed = "" if allowed is None else f" (allowed: {sorted(allowed)})"
     where = f" ({dataset})" if dataset else ""
@@ -111,7 +125,7 @@ def read_label_map(path: Path, allowed: Iterable[int] | None = None, dataset: st
         unexpected = sorted(int(v) for v in present if int(v) not in allowed)
         if unexpected:
             raise DatasetError(f"{path}: label values {unexpected} outside {sorted(allowed)}{where} {FIX_LABELS}")
-    return Volume(label, opened.affine, image.header.binaryblock, path)
+    return Volume(label, affine, header, path)
 
 
 def check_same_grid(reference: tuple[tuple[int, ...], np.ndarray, Path], other: tuple[tuple[int, ...], np.ndarray, Path]) -> None:
@@ -126,17 +140,24 @@ def check_same_grid(reference: tuple[tuple[int, ...], np.ndarray, Path], other: 
 
 
 @dataclass(frozen=True)
-class NiftiFile:
-    """An opened NIfTI file whose header passed every check: its voxels are not read yet."""
+class ImageFile:
+    """An opened image file whose header passed every check: its voxels are not read yet (`read_voxels`).
 
-    image: nib.Nifti1Image
-    affine: np.ndarray  # [4, 4] the checked voxel→mm affine (`oss_net.geometry.header_affine`)
+    shape: nibabel's array order (i, j, k), a 4-D file's channels last; header: a NIfTI header block, or the
+    `ItkHeader` bytes of a file read through SimpleITK; source: the nibabel image, or SimpleITK's header.
+    """
+
     path: Path
+    shape: tuple[int, ...]
+    affine: np.ndarray  # [4, 4] the checked voxel→RAS mm affine (`oss_net.geometry.header_affine`)
+    header: bytes
+    source: nib.Nifti1Image | ItkInformation
 
 
-def open_nifti(path: Path) -> NiftiFile:
-    """Open `path` and check its header before any voxel is read: readable (permissions), a NIfTI file, a
-    declared size that matches the file and fits in memory (`check_declared_size`), a usable affine."""
+def open_image(path: Path) -> ImageFile:
+    """Open `path` and check its header before any voxel is read: readable (permissions), an image file (NIfTI,
+    NRRD, MetaImage, a DICOM series), a declared size that matches the file and fits in memory
+    (`check_declared_size`), a usable affine."""
     path = Path(path)
     try:
         path.stat()  # is_file() alone says "no" for a file in a folder we may not enter, hiding the cause
@@ -144,22 +165,47 @@ def open_nifti(path: Path) -> NiftiFile:
         raise DatasetError(f"{path}: file not found (check the path)") from None
     except OSError as error:
         raise DatasetError(unreadable_message(path, error)) from None
-    if not path.is_file():
-        raise DatasetError(f"{path}: a folder, not a NIfTI file")
     try:
-        with open(path, "rb"):  # nibabel reports an unreadable file as "cannot work out file type"
-            pass
+        if path.is_file():
+            with open(path, "rb"):  # nibabel reports an unreadable file as "cannot work out file type"
+                pass
+        if path.is_dir() or image_suffix(path) in ITK_SUFFIXES or path.suffix.lower() == ".dcm" or is_dicom_file(path):
+            return open_itk_file(path)
         image = nib.load(str(path))
     except PermissionError as error:
         raise DatasetError(unreadable_message(path, error)) from None
+    except DatasetError:
+        raise
     except Exception as error:  # nibabel raises many types for a damaged header
         raise DatasetError(f"{path}: not a readable NIfTI file ({type(error).__name__}: {error}); "
                            "copy or export it again") from error
-    check_declared_size(image, path)
-    return NiftiFile(image, file_affine(image, path), path)
+    shape = tuple(int(s) for s in image.shape)
+    offset = int(getattr(image.dataobj, "offset", image.header.get_data_offset()))  # the loaded header says 0
+    encoding = "deflate" if path.name.endswith(".gz") else "raw"
+    check_declared_size(path, shape, image.header.get_data_dtype(), path.stat().st_size, encoding, offset)
+    return ImageFile(path, shape, file_affine(image, path), image.header.binaryblock, image)
 
 
-def file_affine(image: nib.Nifti1Image, path: Path) -> np.ndarray:
+def open_itk_file(path: Path) -> ImageFile:
+    """`open_image` for NRRD, MetaImage and DICOM (SimpleITK's header; its affine checked like a NIfTI file's)."""
+    information = read_itk_information(path)
+    check_declared_size(path, information.shape, information.dtype, information.stored_bytes, information.encoding)
+    affine = header_affine(path, None, 0, None, 0, information.header.affine)
+    return ImageFile(path, information.shape, affine, information.header.to_bytes(), information)
+
+
+def read_voxels(opened: ImageFile) -> tuple[np.ndarray, np.ndarray, bytes]:
+    """(voxels in the file's data type, affine, header) of an opened file; a DICOM series' affine and header are
+    those SimpleITK's series reader gives with the voxels (checked again)."""
+    if not isinstance(opened.source, ItkInformation):
+        return _voxels(opened.source, opened.path), opened.affine, opened.header
+    array, header = read_itk_voxels(opened.source)
+    if header.suffix != "dicom":
+        return array, opened.affine, opened.header
+    return array, header_affine(opened.path, None, 0, None, 0, header.affine), header.to_bytes()
+
+
+def file_affine(image: nib.Nifti1Image, path: Any) -> np.ndarray:
     """The image's checked voxel→mm affine: its qform or sform as `oss_net.geometry.header_affine` decides."""
     header = image.header
     if not hasattr(header, "get_sform"):  # not a NIfTI header: one affine, checked as it is
@@ -170,27 +216,32 @@ def file_affine(image: nib.Nifti1Image, path: Path) -> np.ndarray:
                          affine_preference())
 
 
-def check_declared_size(image: nib.Nifti1Image, path: Path) -> None:
+def check_declared_size(path: Path, shape: tuple[int, ...], dtype: np.dtype, stored: int, encoding: str,
+                        offset: int | None = None) -> None:
     """Refuse a header whose shape × data type cannot be this file's voxels, or cannot be read into memory.
 
-    An uncompressed file holds exactly the header's offset plus the declared voxel bytes; a gzip file can
-    inflate at most MAX_DEFLATE_RATIO times its size. Only the header was read; nothing is allocated.
+    `stored` bytes hold the voxels: "raw" ones exactly `offset` + the declared bytes (an uncompressed NIfTI file)
+    or, without an offset, at least the declared bytes (NRRD, MetaImage: the header's length is theirs);
+    "deflate" ones inflate at most MAX_DEFLATE_RATIO times; "other" encodings give no bound. Only the header
+    was read; nothing is allocated.
     """
-    shape = tuple(int(s) for s in image.shape)
-    dtype = image.header.get_data_dtype()
+    shape = tuple(int(s) for s in shape)
+    dtype = np.dtype(dtype)
     declared = math.prod(shape) * dtype.itemsize
-    offset = int(getattr(image.dataobj, "offset", image.header.get_data_offset()))  # the loaded header says 0
-    size = path.stat().st_size
+    start = offset or 0
     what = f"the header declares {'×'.join(map(str, shape))} {dtype} ({human_bytes(declared)})"
-    if path.name.endswith(".gz") and offset + declared > size * MAX_DEFLATE_RATIO:
-        raise DatasetError(f"{path}: truncated or corrupt voxel data: {what} but the file is {human_bytes(size)} "
-                           f"of gzip, which inflates to at most {human_bytes(size * MAX_DEFLATE_RATIO)} (copy or "
-                           "export it again)")
-    if not path.name.endswith(".gz") and offset + declared != size:
-        problem = ("truncated or corrupt voxel data" if size < offset + declared else
+    if encoding == "deflate" and start + declared > stored * MAX_DEFLATE_RATIO:
+        raise DatasetError(f"{path}: truncated or corrupt voxel data: {what} but the file is {human_bytes(stored)} "
+                           f"of compressed data, which inflates to at most {human_bytes(stored * MAX_DEFLATE_RATIO)} "
+                           "(copy or export it again)")
+    if encoding == "raw" and offset is not None and offset + declared != stored:
+        problem = ("truncated or corrupt voxel data" if stored < offset + declared else
                    "longer than its header says (the header's shape or data type is wrong)")
         raise DatasetError(f"{path}: {problem}: {what} after a {offset}-byte header, {offset + declared} bytes in "
-                           f"all, but the file holds {size} bytes (copy or export it again)")
+                           f"all, but the file holds {stored} bytes (copy or export it again)")
+    if encoding == "raw" and offset is None and declared > stored:
+        raise DatasetError(f"{path}: truncated or corrupt voxel data: {what} but its data holds {human_bytes(stored)} "
+                           "(copy or export it again)")
     memory = math.prod(shape) * (dtype.itemsize + CONVERTED_BYTES)
     budget = memory_budget()
     if memory > budget:
