@@ -65,7 +65,7 @@ from oss_net.inference import DensePredictor, PredictOptions, Predictor
 from oss_net.inference.defaults import REFINEMENT, STAGES
 from oss_net.inference.lattice import REFINEMENTS, OccupancyLattice, refine_lattice, seed_from_segmentation
 from oss_net.inference.predictor import default_chunk_size
-from oss_net.inference.writers import input_grid_labels, save_input_grid_nifti
+from oss_net.inference.writers import input_grid_labels, save_input_grid_image
 from oss_net.models import build_model, get_unet_config, load_model
 
 SIZES = ("cpu", "gpu", "cpu-brats")
@@ -326,7 +326,7 @@ def _full_scan_row(method: str, predictor: Any, files: Any, folder: Path) -> tup
     predicted = time.perf_counter()
     mask = prediction.mask_model_grid.numpy()
     mask_input = input_grid_labels(prediction.occupancy.numpy(), case.meta, prediction.threshold, predictor.config)
-    save_input_grid_nifti(mask_input, case.meta, folder / f"{method}_mask.nii.gz")
+    save_input_grid_image(mask_input, case.meta, folder / f"{method}_mask.nii.gz")
     end = time.perf_counter()
 
     run = prediction.runs[prediction.mode]

@@ -4,10 +4,11 @@
     oss-net-evaluate out/ data/MICCAI_BraTS2020_TrainingData --regions WT --nsd surfel
     python -m oss_net.evaluate preds labels --labels 1 2 --tolerance_mm 2
 
-Files are paired by case id, nnU-Net style: `<case>.nii.gz` (or `.nii`) in either folder; a folder
-may instead hold one sub-folder per case, as `oss-net-infer` writes (`<case>/<case>_mask.nii.gz`)
-and BraTS ships its labels (`<case>/<case>_seg.nii.gz`). Each prediction must lie on its label's
-grid (same shape and affine). Scored per case and per structure: the foreground (default), each
+Files are paired by case id, nnU-Net style: `<case><ext>` in either folder, any image format
+(`.nii.gz`, `.nii`, `.nrrd`, `.nhdr`, `.mha`, `.mhd`; read through `oss_net.data.nifti`, with every header
+check); a folder may instead hold one sub-folder per case, as `oss-net-infer` writes
+(`<case>/<case>_mask<ext>`) and BraTS ships its labels (`<case>/<case>_seg.nii.gz`). Each prediction must lie
+on its label's grid (same shape and affine). Scored per case and per structure: the foreground (default), each
 label value (`--labels`), or the BraTS regions WT/TC/ET (`--regions`); the metrics are those of
 `oss_net.metrics` (Dice, IoU, HD95 in mm, NSD at a tolerance, volumes in ml). Written to OUT:
 `summary.json`, `summary.csv` (per-case rows, then mean / median / undefined rows per structure) and
@@ -34,9 +35,9 @@ import numpy as np
 from tqdm import tqdm
 
 from oss_net.cli_errors import add_verbose_flag, run_command
-from oss_net.data.nifti import LABEL_VALUES, open_nifti, read_label_map
+from oss_net.data.nifti import LABEL_VALUES, read_header, read_label_map
 from oss_net.io import (
-    OSSNetError, atomic_save_json, atomic_write, check_output_folder, nifti_stem, record_outputs, refuse_foreign_outputs,
+    OSSNetError, atomic_save_json, atomic_write, check_output_folder, image_stem, record_outputs, refuse_foreign_outputs,
     refuse_output_in_inputs,
 )
 from oss_net.labels import BRATS_REGIONS
@@ -64,17 +65,17 @@ class EvaluationError(OSSNetError):
 
 
 def case_files(folder: Path) -> dict[str, Path]:
-    """Case id → NIfTI file: `<case>.nii(.gz)` in `folder`, else `<case>/<case>{_mask,_seg,_segm}.nii(.gz)`."""
+    """Case id → image file: `<case><ext>` in `folder`, else `<case>/<case>{_mask,_seg,_segm}<ext>`."""
     if not folder.is_dir():
         raise EvaluationError(f"{folder}: not a folder (check the path)")
     found: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
-        stem = nifti_stem(path)
+        stem = image_stem(path)
         if path.is_file() and stem is not None:
             found[stem] = path
     for sub in sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in found):
         names = {f"{sub.name}{suffix}".lower() for suffix in CASE_FILE_SUFFIXES}
-        matches = [p for p in sorted(sub.iterdir()) if p.is_file() and (nifti_stem(p) or "").lower() in names]
+        matches = [p for p in sorted(sub.iterdir()) if p.is_file() and (image_stem(p) or "").lower() in names]
         if matches:
             found[sub.name] = matches[0]
     return found
@@ -86,22 +87,19 @@ def load_pair(pred_path: Path, label_path: Path, dataset: str | None = None) -> 
     `dataset` ("brats" for --regions): both files' values must be of its label set; else any non-negative
     integer is a label.
     """
-    pred_file, label_file = open_nifti(pred_path), open_nifti(label_path)  # headers checked before any voxel
-    pred_image, label_image = pred_file.image, label_file.image
-    if pred_image.shape != label_image.shape:
-        raise EvaluationError(f"{pred_path} has shape {pred_image.shape} but its label {label_path} has "
-                              f"shape {label_image.shape}: a prediction must be on its label's grid (resample it onto that grid)")
-    if 0 in label_image.shape:
-        raise EvaluationError(f"{label_path}: empty volume, shape {label_image.shape} has a zero-size axis (and so has "
-                              f"its prediction {pred_path.name}); nothing to score (re-export the files)")
-    if not np.allclose(pred_file.affine, label_file.affine, atol=AFFINE_TOLERANCE_MM):
+    label_shape, label_affine, _ = read_header(label_path)  # the label first: a bad label is named as such
+    pred_shape, pred_affine, _ = read_header(pred_path)
+    if pred_shape != label_shape:
+        raise EvaluationError(f"{pred_path} has shape {pred_shape} but its label {label_path} has "
+                              f"shape {label_shape}: a prediction must be on its label's grid (resample it onto that grid)")
+    if not np.allclose(pred_affine, label_affine, atol=AFFINE_TOLERANCE_MM):
         raise EvaluationError(f"{pred_path} and its label {label_path} have different affines "
-                              f"({pred_file.affine.round(4).tolist()} vs {label_file.affine.round(4).tolist()}): "
+                              f"({pred_affine.round(4).tolist()} vs {label_affine.round(4).tolist()}): "
                               "a prediction must be on its label's grid (resample it onto that grid)")
     allowed = LABEL_VALUES[dataset] if dataset else None
     pred = read_label_map(pred_path, allowed, dataset).array.astype(np.int64)
     label = read_label_map(label_path, allowed, dataset).array.astype(np.int64)
-    return pred, label, label_file.affine
+    return pred, label, label_affine
 
 
 def structures(pred: np.ndarray, label: np.ndarray, pred_path: Path, labels: Sequence[int] | None,
@@ -258,10 +256,25 @@ def boxplot_png(rows: Sequence[dict[str, Any]], key: str, path: Path) -> None:
     axes.set_xticks(range(1, len(names) + 1), names)
     for position, column in enumerate(values, start=1):
         axes.plot(np.full(len(column), position), column, "o", alpha=0.5, markersize=4)
-    axes.set_title(f"{key} per case ({sum(len(c) for c in values)} values)", fontsize=10)
+    axes.set_title(boxplot_title(rows, key, len(names)), fontsize=10)
     figure.tight_layout()
     with atomic_write(path, "wb") as handle:
         figure.savefig(handle, format="png")
+
+
+def boxplot_title(rows: Sequence[dict[str, Any]], key: str, structures: int) -> str:
+    """"dice per case and label (2 cases × 4 labels)", and how many values are undefined (left out of the boxes)."""
+    cases = len(dict.fromkeys(row["case"] for row in rows))
+    kind = ("structure" if structures == 1 else "region" if rows[0]["structure"] in dict(BRATS_REGIONS)
+            else "label") if rows else "structure"
+    undefined = sum(1 for row in rows if math.isnan(row[key]))
+    left_out = f", {undefined} undefined left out" if undefined else ""
+    return f"{key} per case and {kind} ({counted(cases, 'case')} × {counted(structures, kind)}{left_out})"
+
+
+def counted(count: int, word: str) -> str:
+    """"1 case", "2 cases"."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,6 +18,7 @@ import errno
 import glob
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator
@@ -179,15 +180,24 @@ def atomic_save_json(obj: Any, path: str | os.PathLike, sort_keys: bool = True) 
 
 
 def atomic_save_nifti(array: Any, affine: Any, path: str | os.PathLike, header: Any = None) -> None:
-    """Write a NIfTI-1 image (.nii, or gzip-compressed .nii.gz by suffix) through a temporary file.
+    """Write a NIfTI-1 image (.nii, or gzip-compressed .nii.gz by suffix) through a temporary file (`nifti_image`)."""
+    import gzip
+
+    payload = nifti_image(array, affine, header).to_bytes()
+    if str(path).endswith(".gz"):
+        payload = gzip.compress(payload, compresslevel=6, mtime=0)
+    with atomic_write(path, "wb") as handle:
+        handle.write(payload)
+
+
+def nifti_image(array: Any, affine: Any, header: Any = None) -> Any:
+    """A nibabel NIfTI-1 image of `array` on the grid of `affine`.
 
     Passing the input image's header keeps its qform/sform codes and units, also when `affine` is another grid's
     (the model grid's, or an output spacing's: nibabel alone would mark that qform "unknown"); on the header's own
     grid its qform and sform stay as they are, bit for bit (so any reader, SimpleITK included, finds the input's
     geometry); the data type follows `array`.
     """
-    import gzip
-
     import nibabel as nib
     import numpy as np
 
@@ -201,11 +211,7 @@ def atomic_save_nifti(array: Any, affine: Any, path: str | os.PathLike, header: 
                 setter(matrix, code=int(header[code_key]))
     image = nib.Nifti1Image(data, matrix, header=header)
     image.set_data_dtype(data.dtype)
-    payload = image.to_bytes()
-    if str(path).endswith(".gz"):
-        payload = gzip.compress(payload, compresslevel=6, mtime=0)
-    with atomic_write(path, "wb") as handle:
-        handle.write(payload)
+    return image
 
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
@@ -314,12 +320,18 @@ def refuse_output_in_inputs(output: str | os.PathLike, inputs: Iterable[str | os
 
 def remove_stale_temporaries(folder: str | os.PathLike, names: Iterable[str]) -> list[Path]:
     """Remove the temporary files interrupted atomic writes of `names` left in `folder` (`.<name>.<random>.tmp`,
-    never valid files); returns them. Only this package's own temporaries of these outputs are touched."""
+    never valid files, beside each name: a name may lie in a subfolder, `probabilities/<case>.nii.gz`); returns
+    them. A temporary folder of that name (SimpleITK's writes, `oss_net.data.formats`) goes too. Only this
+    package's own temporaries of these outputs are touched."""
     folder = Path(folder)
     removed = []
     for name in dict.fromkeys(names):
-        for leftover in folder.glob(f".{glob.escape(name)}.*.tmp"):
+        place = folder / Path(name).parent
+        for leftover in place.glob(f".{glob.escape(Path(name).name)}.*.tmp") if place.is_dir() else ():
             if leftover.is_file():
                 leftover.unlink(missing_ok=True)
+                removed.append(leftover)
+            elif leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
                 removed.append(leftover)
     return removed

@@ -1,16 +1,19 @@
 """`oss-net-predict -i INPUT [INPUT ...] -o OUTPUT_DIR -m CHECKPOINT`: label maps for your own scans.
 
     oss-net-predict -i Dataset901_Tumour/imagesTs -o predictions -m runs/x/best_model.pt
-    oss-net-predict -i scan.nii.gz -o out -m best.pt --save_probabilities --mesh
+    oss-net-predict -i scan.nrrd -o out -m best.pt --save_probabilities --mesh --overlay
     oss-net-predict -i a_flair.nii.gz a_t1.nii.gz a_t1ce.nii.gz a_t2.nii.gz -o out -m best.pt
+    oss-net-predict -i dicom/CT_series/ -o out -m best.pt --output_format nii.gz
     python -m oss_net.predict -i BraTS20_Validation_001/ -o out -m best.pt --continue
 
-INPUT: one NIfTI file; several channel files of one case (in the checkpoint's channel order); an
-nnU-Net imagesTs-style folder of `<case>_XXXX.nii.gz`; a BraTS case folder. Writes `<case>.nii.gz`
-label maps flat in OUTPUT_DIR, on each input's grid (shape, affine, header), ready for
-`oss-net-evaluate OUTPUT_DIR LABELS`. OUTPUT_DIR may not be an input folder, and a file there that this
-tool did not write is never replaced (`--overwrite` to replace it). See `oss_net.inference.files` for
-the details.
+INPUT: one image file (.nii, .nii.gz, .nrrd, .nhdr, .mha, .mhd); several channel files of one case (in the
+checkpoint's channel order); an nnU-Net imagesTs-style folder of `<case>_XXXX<ext>`; a BraTS case folder; a
+DICOM series folder (`--series_uid` picks one of several). Writes `<case><ext>` label maps flat in OUTPUT_DIR,
+on each input's grid with its exact geometry, in its format (a DICOM series: .mha) unless --output_format,
+ready for `oss-net-evaluate OUTPUT_DIR LABELS` and nnU-Net's evaluator (probabilities go to
+OUTPUT_DIR/probabilities/). OUTPUT_DIR may not be an input folder, and a file there that this tool did not
+write is never replaced (`--overwrite` to replace it). See `oss_net.inference.files` and
+`oss_net.inference.segmenter`.
 """
 from __future__ import annotations
 
@@ -20,18 +23,28 @@ from typing import Sequence
 
 from oss_net.cli_errors import run_command
 from oss_net.geometry import add_prefer_flag
-from oss_net.inference.files import predict_files
+from oss_net.inference.options import OUTPUT_FORMATS
+from oss_net.inference.segmenter import Segmenter
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-i", "--input", nargs="+", required=True, metavar="INPUT",
-                        help="NIfTI file(s) of one case, an imagesTs-style folder, or a BraTS case folder")
-    parser.add_argument("-o", "--output_dir", required=True, help="folder for <case>.nii.gz (created if needed)")
+                        help="image file(s) of one case, an imagesTs-style folder, a BraTS case folder, or a DICOM "
+                             "series folder")
+    parser.add_argument("-o", "--output_dir", required=True, help="folder for <case><ext> (created if needed)")
     parser.add_argument("-m", "--model", required=True, metavar="CHECKPOINT", help="model file or training checkpoint")
     parser.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is present")
-    parser.add_argument("--save_probabilities", action="store_true", help="also write <case>_probabilities.nii.gz")
+    parser.add_argument("--save_probabilities", action="store_true",
+                        help="also write probabilities/<case><ext> (every class, channels last)")
     parser.add_argument("--mesh", action="store_true", help="also write <case>_prediction meshes (obj, ply)")
+    parser.add_argument("--overlay", action="store_true",
+                        help="also write <case>_overlay.png: slices of the scan with the prediction outlined, a legend "
+                             "naming every colour")
+    parser.add_argument("--output_format", choices=OUTPUT_FORMATS, default=None,
+                        help="image format of the outputs (default: each input's own; a DICOM series: mha)")
+    parser.add_argument("--series_uid", default=None, metavar="UID",
+                        help="the DICOM series to read from an input folder holding several (the error lists them)")
     parser.add_argument("--continue", dest="resume", action="store_true",
                         help="skip cases whose <case>.nii.gz exists (it is written last)")
     parser.add_argument("--overwrite", action="store_true",
@@ -49,9 +62,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if arguments.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     def work() -> None:
-        written = predict_files(arguments.input, arguments.output_dir, arguments.model, cpu=arguments.cpu,
-                                save_probabilities=arguments.save_probabilities, mesh=arguments.mesh,
-                                resume=arguments.resume, overwrite=arguments.overwrite, prefer=arguments.prefer)
+        segmenter = Segmenter(arguments.model, device="cpu" if arguments.cpu else None, prefer=arguments.prefer)
+        written = segmenter.predict_folder(arguments.input, arguments.output_dir,
+                                           probabilities=arguments.save_probabilities, meshes=arguments.mesh,
+                                           overlay=arguments.overlay, output_format=arguments.output_format,
+                                           resume=arguments.resume, series_uid=arguments.series_uid,
+                                           overwrite=arguments.overwrite)
         print(f"{len(written)} label map(s) in {arguments.output_dir}")
 
     return run_command(work, prog=parser.prog, verbose=arguments.verbose)

@@ -458,7 +458,7 @@ KINDS: dict[str, Kind] = {
 }
 
 # Cells not handled yet: (kind, command) → why. They run as xfail(strict=False) and show as such in the table.
-NOT_YET: dict[tuple[str, str], str] = {}
+NOT_YET: dict[tuple[str, str], str] = {}  # evaluate reads through oss_net.data.nifti since issue 25: every cell runs
 # Printed under the table: how a cell is run where the command's default would not see the input as bad.
 NOTES = {
     ("bad_label_values", "evaluate"): "run with --regions (BraTS labels); without --regions or --labels evaluate "

@@ -37,7 +37,7 @@ from oss_net.data.case_files import CaseFiles
 from oss_net.data.channels import read_channels, read_label_values
 from oss_net.data.fingerprint import normalize_intensities
 from oss_net.data.grid import GridMeta, closest_canonical, nonzero_bounds
-from oss_net.data.nifti import check_same_grid, read_header, read_label
+from oss_net.data.nifti import Volume, check_same_grid, read_header, read_label
 from oss_net.data.outliers import intensity_ranges
 from oss_net.datasets import PAPER_DATASETS, DatasetError, Fingerprint
 from oss_net.io import atomic_save_json, atomic_write
@@ -154,22 +154,45 @@ def _preprocess(case: CaseFiles, dataset: str, volume_shape: tuple[int, ...], fi
     border = None
     if want_border and case.border is not None:
         border = read_border(case.border, raw.shape, images[0].affine, case.label)
+    return on_model_grid(case.case_id, images, raw, border if want_border else None, want_border, dataset,
+                         volume_shape, fingerprint, rules)
+
+
+def case_from_volumes(case_id: str, images: list[Volume], config: Any) -> Case:
+    """A case whose channels were read already (an image given in memory, `oss_net.Segmenter`), one checked
+    `Volume` per channel on one grid, preprocessed onto the model grid as `load_case` does (no label)."""
+    if len(images) != int(config.in_channels):
+        raise DatasetError(f"{case_id}: {len(images)} channel(s) given but the model expects {config.in_channels}")
+    reference = (images[0].array.shape, images[0].affine, images[0].path)
+    for volume in images[1:]:
+        check_same_grid(reference, (volume.array.shape, volume.affine, volume.path))
+    return on_model_grid(case_id, list(images), None, None, False, str(config.dataset),
+                         tuple(int(s) for s in config.volume_shape), case_fingerprint(config),
+                         preprocessing_rules(config))
+
+
+def on_model_grid(case_id: str, images: list[Volume], raw: np.ndarray | None, border: np.ndarray | None,
+                  want_border: bool, dataset: str, volume_shape: tuple[int, ...], fingerprint: Fingerprint | None,
+                  rules: dict[str, str]) -> Case:
+    """Channels `images` (and the label `raw`, the border map `border` [*input_shape]) normalised and carried onto
+    the model grid: the preprocessing of the module docstring. Empties `images` once they are stacked."""
+    input_shape = images[0].array.shape
     affine, header = images[0].affine, images[0].header
     if fingerprint is not None:
-        meta = GridMeta.for_resampling(affine, header, reference[0], volume_shape, orientation=closest_canonical(affine))
+        meta = GridMeta.for_resampling(affine, header, input_shape, volume_shape, orientation=closest_canonical(affine))
         stacked = normalize_intensities(np.stack([volume.array for volume in images]), fingerprint)
     elif dataset in ("brats", "lits"):
-        too_large = any(i > v for i, v in zip(reference[0], volume_shape))
+        too_large = any(i > v for i, v in zip(input_shape, volume_shape))
         content = nonzero_bounds([v.array for v in images] + ([] if raw is None else [raw])) if too_large else None
-        meta = (GridMeta.for_padding(affine, header, reference[0], volume_shape, source=case.case_id, content=content)
-                if dataset == "brats" else GridMeta.for_resampling(affine, header, reference[0], volume_shape))
+        meta = (GridMeta.for_padding(affine, header, input_shape, volume_shape, source=case_id, content=content)
+                if dataset == "brats" else GridMeta.for_resampling(affine, header, input_shape, volume_shape))
         # Statistics over the voxels that reach the model grid: the whole scan, unless empty background was cropped.
         stacked = np.stack([zscore(volume.array, meta.input_window, rules["zscore"], path=volume.path)
                             for volume in images])  # [C, *input_shape]
     else:
-        raise DatasetError(f"{case.case_id}: unknown dataset {dataset!r}")
+        raise DatasetError(f"{case_id}: unknown dataset {dataset!r}")
     ranges = intensity_ranges([volume.array for volume in images])
-    del images
+    images.clear()  # the caller's list too: the input volumes are freed before the resampling
     image = np.ascontiguousarray(meta.to_model_grid(stacked, order=1), dtype=np.float32)
     nearest = rules["label_resampling"]
     model_label = None if raw is None else np.ascontiguousarray(meta.to_model_grid(raw, order=0, nearest=nearest))
@@ -177,7 +200,7 @@ def _preprocess(case: CaseFiles, dataset: str, volume_shape: tuple[int, ...], fi
         # Computed on the input grid, like the border scripts, then carried to the model grid.
         border = compute_border(raw) if border is None else border
         border = np.ascontiguousarray(meta.to_model_grid(border, order=0, nearest=nearest))
-    return Case(case.case_id, image, model_label, border, meta, ranges)
+    return Case(case_id, image, model_label, border, meta, ranges)
 
 
 ZSCORE_RULES = ("ours", "original")

@@ -53,6 +53,12 @@ def read_channels(case: CaseFiles) -> list[Volume]:
     return [files[path][0 if index is None else index] for path, index in channel_positions(case)]
 
 
+def read_channel(case: CaseFiles, number: int) -> Volume:
+    """Channel `number` of `case` alone (a 4-D file is read whole, its other channels dropped)."""
+    path, index = channel_positions(case)[number]
+    return read_file_channels(path, Counter(case.images)[path])[0 if index is None else index]
+
+
 def read_file_channels(path: Path, channels: int = 1) -> list[Volume]:
     """The `channels` channels of one file: a 3-D file for 1 (read_image), else a 4-D file, channels last."""
     return [read_image(path)] if channels == 1 else _read_4d(path, channels)

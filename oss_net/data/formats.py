@@ -296,16 +296,18 @@ def read_itk_voxels(information: ItkInformation) -> tuple[np.ndarray, ItkHeader]
 
 def output_suffix(source: Path | str | None, output_format: str | None = None) -> str:
     """The suffix of outputs made from `source`: `output_format` when given ("nrrd" or ".nrrd"), else the
-    source's own format (a DICOM series: `DICOM_OUTPUT_SUFFIX`; nothing known: .nii.gz)."""
+    source's own format: NIfTI gzip-compressed (.nii.gz, also for a .nii source: a LiTS-sized float32 map is
+    half a gigabyte uncompressed), a DICOM series `DICOM_OUTPUT_SUFFIX`, nothing known .nii.gz."""
     if output_format:
         suffix = "." + output_format.lower().lstrip(".")
         if suffix not in IMAGE_SUFFIXES:
             raise DatasetError(f"output format {output_format!r} is not one of "
                                f"{', '.join(s.lstrip('.') for s in IMAGE_SUFFIXES)}")
         return suffix
-    if source is None:
+    suffix = None if source is None else image_suffix(source)
+    if source is None or suffix in NIFTI_SUFFIXES:
         return NIFTI_SUFFIXES[0]
-    return image_suffix(source) or DICOM_OUTPUT_SUFFIX
+    return suffix or DICOM_OUTPUT_SUFFIX
 
 
 def save_image(array: np.ndarray, affine: np.ndarray, path: Path, header: bytes | None = None) -> list[Path]:
@@ -324,6 +326,15 @@ def save_image(array: np.ndarray, affine: np.ndarray, path: Path, header: bytes 
     if suffix not in ITK_SUFFIXES:
         raise DatasetError(f"{path}: unknown image format; use one of {', '.join(IMAGE_SUFFIXES)}")
     exact = itk_header is not None and np.array_equal(itk_header.affine, np.asarray(affine, dtype=np.float64))
+    nrrd_geometry = itk_header.nrrd_geometry if exact and suffix in (".nrrd", ".nhdr") else ()
+    return atomic_save_itk(itk_image(array, affine, header), path, nrrd_geometry)
+
+
+def itk_image(array: np.ndarray, affine: np.ndarray, header: bytes | None = None) -> sitk.Image:
+    """A SimpleITK image of `array` [i, j, k] (or [i, j, k, C]: a vector pixel) on the grid of the RAS `affine`:
+    the geometry of `header` when it is an `ItkHeader` of that grid (exact), else the affine's own."""
+    itk_header = ItkHeader.from_bytes(header)
+    exact = itk_header is not None and np.array_equal(itk_header.affine, np.asarray(affine, dtype=np.float64))
     spacing, origin, direction = ((itk_header.spacing, itk_header.origin, itk_header.direction) if exact
                                   else geometry_of_affine(affine))
     data = np.asarray(array)
@@ -332,8 +343,7 @@ def save_image(array: np.ndarray, affine: np.ndarray, path: Path, header: bytes 
     image.SetSpacing(spacing)
     image.SetOrigin(origin)
     image.SetDirection(direction)
-    nrrd_geometry = itk_header.nrrd_geometry if exact and suffix in (".nrrd", ".nhdr") else ()
-    return atomic_save_itk(image, path, nrrd_geometry)
+    return image
 
 
 def nifti_output_header(header: bytes | None, itk_header: ItkHeader | None) -> Any:

@@ -23,7 +23,7 @@ import torch
 
 from oss_net.data import SPLITS
 from oss_net.geometry import AFFINE_SOURCES
-from oss_net.io import OSSNetError
+from oss_net.io import IMAGE_SUFFIXES, OSSNetError
 from oss_net.meshing import MESH_EDGE_MM, MESH_FORMATS, MESH_SPACES, MIN_COMPONENT_VOXELS
 from oss_net.metrics import NSD_TOLERANCE_MM
 from oss_net.precision import AMP_MODES
@@ -33,6 +33,7 @@ from .lattice import REFINEMENTS, check_stages
 
 MODES = ("auto", "standard", "prior", "both")
 LAYOUTS = ("case_folder", "flat")  # WriteOptions.layout: oss-net-infer's case folders, oss-net-predict's flat files
+OUTPUT_FORMATS = tuple(suffix.lstrip(".") for suffix in IMAGE_SUFFIXES)  # --output_format; None: the input's own
 
 
 class InferenceError(OSSNetError):
@@ -75,6 +76,8 @@ def write_option_problems(options: Any) -> list[str]:
         problems.append(f"min_component_voxels must be >= 0, got {options.min_component_voxels}")
     if not (math.isfinite(options.tolerance_mm) and options.tolerance_mm >= 0):
         problems.append(f"tolerance_mm must be a number >= 0, got {options.tolerance_mm}")
+    if options.output_format is not None and options.output_format not in OUTPUT_FORMATS:
+        problems.append(f"output_format {options.output_format!r} is not one of {', '.join(OUTPUT_FORMATS)}")
     return problems
 
 
@@ -109,8 +112,8 @@ class WriteOptions:
     """Which files the `CaseWriter` writes for a case (see `oss_net.inference.writers`).
 
     layout: "case_folder" (oss-net-infer: the files of a case folder, occupancy, mask, probabilities, meshes,
-    overlay) or "flat" (oss-net-predict: `<case>.nii.gz` with its probabilities and prediction mesh beside
-    it; no occupancy maps, label meshes or overlay).
+    overlay) or "flat" (oss-net-predict: `<case>.nii.gz` with `probabilities/<case>.nii.gz`, its prediction
+    mesh and overlay beside it; no occupancy maps or label meshes).
     """
 
     layout: str = "case_folder"
@@ -125,6 +128,7 @@ class WriteOptions:
     face_budget: int | None = None  # an upper limit on that budget
     min_component_voxels: int = MIN_COMPONENT_VOXELS
     tolerance_mm: float = NSD_TOLERANCE_MM
+    output_format: str | None = None  # one of OUTPUT_FORMATS for every image file; None: each input's own format
 
     def __post_init__(self) -> None:
         problems = write_option_problems(self)
@@ -165,6 +169,7 @@ class InferenceSettings:
     face_budget: int | None = None  # an upper limit on that budget
     min_component_voxels: int = MIN_COMPONENT_VOXELS
     tolerance_mm: float = NSD_TOLERANCE_MM
+    output_format: str | None = None  # image files in this format (OUTPUT_FORMATS); None: each input's own
     flat: bool = False  # also <output_dir>/<case>.nii.gz, for oss-net-evaluate and nnU-Net's evaluation
     cache_dir: str | None = None
     wait: bool = False  # wait for another run holding the output folder instead of refusing
@@ -194,7 +199,7 @@ class InferenceSettings:
                             refine_mesh=self.refine_mesh, voxel_coordinates=self.voxel_coordinates,
                             mesh_format=self.mesh_format, mesh_space=self.mesh_space, mesh_edge_mm=self.mesh_edge_mm,
                             face_budget=self.face_budget, min_component_voxels=self.min_component_voxels,
-                            tolerance_mm=self.tolerance_mm)
+                            tolerance_mm=self.tolerance_mm, output_format=self.output_format)
 
 
 # Settings that cannot change a case's files: left out of the settings hash that `--continue` compares.

@@ -11,7 +11,7 @@ next run takes the lock, and `--continue` reuses a case only when its manifest m
 settings and its files.
 
 The files of a case are the `CaseWriter`'s (`oss_net.inference.writers`, with their table); with `--flat`,
-`<output_dir>/<id>.nii.gz` is a copy of the mask, nnU-Net's naming (`write_flat_mask`).
+`<output_dir>/<id><ext>` is a copy of the mask, nnU-Net's naming (`write_flat_mask`).
 """
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from oss_net.data.formats import save_image
+from oss_net.data.nifti import open_image, read_voxels
 from oss_net.io import (
     OSSNetError, atomic_save_json, atomic_write, record_outputs, refuse_foreign_outputs, refuse_output_in_inputs,
 )
@@ -34,6 +36,8 @@ from oss_net.io import (
 logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
+PROBABILITIES_FOLDER = "probabilities"  # oss-net-predict's probabilities, beside the label maps
+DETACHED_SUFFIXES = (".mhd", ".nhdr")  # a header whose voxels are in a data file beside it
 MANIFEST_FILE = "manifest.json"
 LOCK_FILE = ".oss_net.lock"
 STAGING_SUFFIX = ".partial"
@@ -202,17 +206,24 @@ def is_finished(output_dir: Path, case_id: str, settings_hash: str) -> bool:
     return unfinished_reason(output_dir, case_id, settings_hash) is None
 
 
-def flat_mask_path(output_dir: Path, case_id: str) -> Path:
-    """`<case>.nii.gz`, nnU-Net's flat naming: `--flat`'s copy of the mask, and oss-net-predict's label map."""
-    return output_dir / f"{case_id}.nii.gz"
+def flat_mask_path(output_dir: Path, case_id: str, suffix: str = ".nii.gz") -> Path:
+    """`<case><suffix>`, nnU-Net's flat naming: `--flat`'s copy of the mask, and oss-net-predict's label map."""
+    return output_dir / f"{case_id}{suffix}"
 
 
-def write_flat_mask(output_dir: Path, case_id: str) -> Path:
-    """Copy `<case>/<case>_mask.nii.gz` to `<output_dir>/<case>.nii.gz` (atomically), nnU-Net's flat naming."""
-    target = flat_mask_path(output_dir, case_id)
-    with atomic_write(target, "wb") as handle:
-        handle.write((case_folder(output_dir, case_id) / f"{case_id}_mask.nii.gz").read_bytes())
-    record_outputs(output_dir, [target])
+def write_flat_mask(output_dir: Path, case_id: str, suffix: str = ".nii.gz") -> Path:
+    """`<case>/<case>_mask<suffix>` as `<output_dir>/<case><suffix>` (atomically), nnU-Net's flat naming: a copy of
+    the file, or for a header with a detached data file (.mhd, .nhdr) the image written again under the new name."""
+    target = flat_mask_path(output_dir, case_id, suffix)
+    source = case_folder(output_dir, case_id) / f"{case_id}_mask{suffix}"
+    if suffix in DETACHED_SUFFIXES:
+        array, affine, header = read_voxels(open_image(source))
+        written = save_image(array, affine, target, header)
+    else:
+        with atomic_write(target, "wb") as handle:
+            handle.write(source.read_bytes())
+        written = [target]
+    record_outputs(output_dir, written)
     return target
 
 

@@ -10,22 +10,22 @@ still run (then the run fails, or with `skip_bad_cases` records it as skipped).
 
 The settings (`options.InferenceSettings`) split into the predictor's and the writer's options, the
 cases come from `discovery`, then the output folder is locked for the run (see
-`outputs.output_folder_lock`) and the cases are processed one by one under a progress bar: load,
-predict (`predictor`), write every file (`writers.CaseWriter`), publish the complete folder with its
-manifest (`outputs`). `summary.csv` / `summary.json` are rewritten from the finished cases at the end
+`outputs.output_folder_lock`) and the cases are processed one by one under a progress bar: load and
+predict (`segmenter.Segmenter`, the pipeline oss-net-predict and the Python API share), write every file
+(`writers.CaseWriter`), publish the complete folder with its manifest (`outputs`). `summary.csv` / `summary.json` are rewritten from the finished cases at the end
 (`run_summary`), whose table `summary_table` prints.
 """
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 from tqdm import tqdm
 
-from oss_net.data import CaseFiles, DatasetError, canonical_dataset, load_case
-from oss_net.data.outliers import input_outliers
+from oss_net.data import CaseFiles, DatasetError, canonical_dataset
 from oss_net.geometry import preferred_affine
 from oss_net.io import atomic_save_json, check_output_folder, prepare_output_folder, record_outputs
 from oss_net.models import ConfigError, canonical_network_name, load_model
@@ -33,9 +33,10 @@ from oss_net.models import ConfigError, canonical_network_name, load_model
 from . import outputs
 from .discovery import BadCase, find_cases, input_folders, reasons, screen_cases
 from .options import InferenceError, InferenceSettings, settings_hash
-from .predictor import DensePredictor, Predictor, make_predictor, select_device
+from .predictor import select_device
 from .run_summary import SUMMARY_FILES, write_summary
-from .writers import CaseWriter
+from .segmenter import Segmenter
+from .writers import CaseWriter, with_data_files
 
 logger = logging.getLogger(__name__)
 
@@ -69,10 +70,10 @@ def run_inference(settings: InferenceSettings) -> Path:
 
 def run_cases_of(settings: InferenceSettings) -> Path:
     """`run_inference` within the affine preference."""
-    predict_options, write_options = settings.predict_options(), settings.write_options()
     device = select_device(settings.cpu, settings.cuda_devices)
-    predictor = make_predictor(load_checked_model(settings, device), predict_options, device)
-    writer = CaseWriter(predictor, write_options)
+    segmenter = Segmenter(load_checked_model(settings, device), device=device, **asdict(settings.predict_options()))
+    predictor = segmenter.predictor
+    writer = CaseWriter(predictor, settings.write_options())
     config = predictor.config
     found, rejected = find_cases(settings, config.dataset)
     cases, skipped = screen_cases(found, config)
@@ -84,7 +85,9 @@ def run_cases_of(settings: InferenceSettings) -> Path:
         check_output_folder(settings.cache_dir, "cache folder")
     output_dir = Path(settings.output_dir)
     names = [SETTINGS_FILE, *SUMMARY_FILES, *(files.case_id for files in cases)]
-    names += [outputs.flat_mask_path(output_dir, files.case_id).name for files in cases] if settings.flat else []
+    names += [name for files in cases for name in with_data_files(
+        outputs.flat_mask_path(output_dir, files.case_id, writer.suffix(files)).name, writer.suffix(files))
+              ] if settings.flat else []
     outputs.claim_output_folder(output_dir, input_folders(settings, config.dataset, found), names, settings.overwrite,
                                 legacy=(SETTINGS_FILE, *SUMMARY_FILES))
     prepare_output_folder(output_dir)
@@ -94,7 +97,7 @@ def run_cases_of(settings: InferenceSettings) -> Path:
         run_record = {**settings.to_dict(), "resolved_mode": predictor.mode, "resolved_refinement": predictor.refinement,
                       "resolved_chunk_size": predictor.chunk_size,
                       "device": str(device), "run_id": run_id, "settings_hash": fingerprint, "config": config.to_dict()}
-        records, failed = run_cases(cases, predictor, writer, settings, output_dir, run_record)
+        records, failed = run_cases(cases, segmenter, writer, settings, output_dir, run_record)
         bad = skipped + failed
         if len(failed) < len(cases):  # a run none of whose cases could be read writes nothing
             write_summary(output_dir, [c.case_id for c in cases if c.case_id not in {b.case_id for b in failed}], bad)
@@ -110,7 +113,7 @@ def run_cases_of(settings: InferenceSettings) -> Path:
     return output_dir
 
 
-def run_cases(cases: list[CaseFiles], predictor: Predictor | DensePredictor, writer: CaseWriter,
+def run_cases(cases: list[CaseFiles], segmenter: Segmenter, writer: CaseWriter,
               settings: InferenceSettings, output_dir: Path, run_record: dict[str, Any]
               ) -> tuple[list[dict[str, Any]], list[BadCase]]:
     """Process (or with --continue keep) each case; returns this run's records and the cases that could not be read.
@@ -133,23 +136,21 @@ def run_cases(cases: list[CaseFiles], predictor: Predictor | DensePredictor, wri
             if settings.resume and outputs.case_folder(output_dir, files.case_id).exists():
                 logger.info("[%d/%d] %s: redone (%s)", index, len(cases), files.case_id, reason)
             try:
-                case = load_case(files, predictor.config, cache_dir=settings.cache_dir, with_border=False)
+                case = segmenter.load(files, settings.cache_dir)
             except DatasetError as error:
                 failed.append(BadCase(files.case_id, str(error)))
                 logger.error("[%d/%d] %s: not processed: %s", index, len(cases), files.case_id, error)
                 continue
             if not records:
                 save_run_record(run_record, output_dir)
-            outliers = input_outliers(case.input_ranges, case.meta, predictor.config)
-            for outlier in outliers:
-                logger.warning("%s: far from the training data: %s", files.case_id, outlier)
-            record = process_case(files, case, predictor, writer, output_dir, run, outliers)
+            outliers = segmenter.input_warnings(files.case_id, case)
+            record = process_case(files, case, segmenter, writer, output_dir, run, outliers)
             records.append(record)
             scores = f"dice {record['dice']:.4f}" if "dice" in record else "no label, no metrics"
             logger.info("[%d/%d] %s: %s, %s mode, %.2f s, %d points evaluated", index, len(cases), files.case_id,
                         scores, record["mode"], record["seconds"], record["points_evaluated"])
         if settings.flat:
-            outputs.write_flat_mask(output_dir, files.case_id)
+            outputs.write_flat_mask(output_dir, files.case_id, writer.suffix(files))
     return records, failed
 
 
@@ -159,13 +160,13 @@ def save_run_record(run_record: dict[str, Any], output_dir: Path) -> None:
     record_outputs(output_dir, [SETTINGS_FILE])
 
 
-def process_case(files: CaseFiles, case: Any, predictor: Predictor | DensePredictor, writer: CaseWriter,
+def process_case(files: CaseFiles, case: Any, segmenter: Segmenter, writer: CaseWriter,
                  output_dir: Path, run: tuple[str, str], outliers: Sequence[str] = ()) -> dict[str, Any]:
     """Predict and write one loaded case; its folder appears only once every file and its manifest are written.
     `outliers`: how the case is far from the training data, kept in its record as "input_warnings"."""
     steps = tqdm(total=2, desc=files.case_id, unit="step", leave=False, disable=None)
     steps.set_postfix_str("predicting")
-    prediction = predictor.predict_case(case)
+    prediction = segmenter.predict(case)
     steps.update()
     steps.set_postfix_str("writing")
     staging = outputs.staging_folder(output_dir, files.case_id, run[0])

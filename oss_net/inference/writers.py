@@ -8,23 +8,28 @@ K = 1 case, its one class "foreground", whose files carry no class name. Per cla
 probability on the model grid, its predicted mask (from the case's label map) and, with a label, its
 true mask (`ClassMaps`); every file below is made from those.
 
+Image files take the input's format (`.nii.gz`, `.nii`, `.nrrd`, `.nhdr`, `.mha`, `.mhd`; a DICOM series'
+outputs are `.mha`), or `WriteOptions.output_format`: `<ext>` below (`oss_net.data.formats.save_image`, which
+writes an input-grid file with the input's exact geometry).
+
 Files of a case `<id>`, layout "case_folder" (`oss-net-infer`: into the case's staging folder, which
 `outputs` publishes as `<output_dir>/<id>/`; a class model's files carry `_<name>` where `[_<name>]` is):
 
 | file                                   | grid / frame                                                        |
 |----------------------------------------|---------------------------------------------------------------------|
-| `<id>_occupancy[_<name>].nii.gz`       | float32 probability on the model grid, with the model grid's own affine |
-| `<id>_mask.nii.gz`                     | uint8 label map on the input grid (the dataset's values: binary 0/1, BraTS regions 0/1/2/4), input affine and header |
-| `<id>_probability[_<name>].nii.gz`     | float32 probability on the input grid (`probabilities`)             |
+| `<id>_occupancy[_<name>]<ext>`         | float32 probability on the model grid, with the model grid's own affine |
+| `<id>_mask<ext>`                       | uint8 label map on the input grid (the dataset's values: binary 0/1, BraTS regions 0/1/2/4), input geometry and header |
+| `<id>_probability[_<name>]<ext>`       | float32 probability on the input grid (`probabilities`)             |
 | `<id>[_<name>]_prediction.{obj,ply,stl}` | prediction mesh in scanner mm, LPS (or RAS), `SPACE=` in the header; voxel indices with `voxel_coordinates` |
 | `<id>[_<name>]_label.{obj,ply,stl}`    | label mesh, same frame                                              |
-| `<id>_overlay.png`                     | mid-slices of the image, label and prediction outlined (one outline per class) |
+| `<id>_overlay.png`                     | slices of the input image on its own grid, label and prediction outlined, a legend naming every colour |
 | `metrics.json`, `manifest.json`        | the record and the manifest, written by the runner (`outputs`)      |
 
-Layout "flat" (`oss-net-predict`, nnU-Net's naming, in the output folder): `<id>_probabilities.nii.gz`
-(every decoder output, channels last) with `probabilities`, `<id>_prediction.<format>` (the
-foreground, `foreground_probability`) with `meshes`, and `<id>.nii.gz`, the label map, written last
-(it marks the case finished).
+Layout "flat" (`oss-net-predict`, nnU-Net's naming, in the output folder): `probabilities/<id><ext>` (every
+decoder output, channels last; in a subfolder, so a tool that takes every `<ext>` file of the folder for a case,
+as nnU-Net's evaluator does, finds the label maps alone) with `probabilities`, `<id>_prediction.<format>` (the
+foreground, `foreground_probability`) with `meshes`, `<id>_overlay.png` with `overlay`, and `<id><ext>`, the label
+map, written last (it marks the case finished).
 
 The record (`case_record`, the same fields for every model): the metrics against the label file
 (`label_metrics`: per class `<metric>_<name>` for K > 1, and the plain `dice`, `iou`, `hd95_mm`,
@@ -46,18 +51,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-import nibabel as nib
 import numpy as np
 import trimesh
 
 from oss_net.data import CaseFiles, spacing_from_affine
-from oss_net.io import atomic_save_nifti
+from oss_net.data.channels import read_channel
+from oss_net.data.formats import output_suffix, save_image
+from oss_net.data.nifti import read_label_map
 from oss_net.labels import LabelScheme, scheme_of
 from oss_net.meshing import extract_mesh, overlay_png, refine_vertices, save_mesh
 from oss_net.metrics import METRIC_KEYS, evaluate_case
 
 from .options import WriteOptions
-from .outputs import flat_mask_path
+from .outputs import PROBABILITIES_FOLDER, flat_mask_path
 from .predictor import DensePredictor, Prediction, Predictor
 
 logger = logging.getLogger(__name__)
@@ -85,8 +91,7 @@ class ClassMaps:
         scheme = scheme_of(config)
         binary = scheme.mode == "binary"
         labels = label_map(occupancy, threshold, config)  # [*S] uint8, the dataset's values
-        probabilities = ([foreground_probability(occupancy, config)] if binary
-                         else list(scheme.class_probabilities(occupancy.reshape(scheme.outputs, *labels.shape))))
+        probabilities = per_class_probabilities(config, occupancy)
         truth = None if raw_label is None else scheme.label_map_masks(np.asarray(raw_label))  # [K, *S]
         return cls(names=scheme.names, tags=("",) if binary else tuple(f"_{name}" for name in scheme.names),
                    probabilities=probabilities, predicted=scheme.label_map_masks(labels), truth=truth)
@@ -109,38 +114,40 @@ class CaseWriter:
     def write(self, folder: Path, files: CaseFiles, case: Any, prediction: Prediction) -> dict[str, Any]:
         """Every file of `case` (loaded from `files`, predicted as `prediction`) into `folder`; returns its record."""
         occupancy = prediction.occupancy.numpy()  # [*S] or [outputs, *S] float32, model grid
+        suffix = self.suffix(files)
         if self.options.layout == "flat":
-            labels = self.write_flat(folder, files.case_id, case, occupancy, prediction.threshold)
+            labels = self.write_flat(folder, files.case_id, case, occupancy, prediction.threshold, suffix)
         else:
-            labels = self.write_case_folder(folder, files.case_id, case, occupancy, prediction.threshold)
-        metrics = label_metrics(self.scheme, files.label, labels, case.meta, self.options.tolerance_mm)
+            labels = self.write_case_folder(folder, files.case_id, case, occupancy, prediction.threshold, suffix)
+        truth = None if files.label is None else input_grid_truth(self.scheme, files.label, labels.shape)
+        metrics = label_metrics(self.scheme, truth, labels, case.meta, self.options.tolerance_mm)
+        if self.options.overlay:
+            name = f"{files.case_id}_overlay.png"
+            write_overlay(folder / name, read_channel(files, 0).array, self.scheme, labels, truth, case.meta)
         return case_record(files.case_id, prediction, case.meta, self.scheme, metrics, labels)
 
+    def suffix(self, files: CaseFiles) -> str:
+        """The image files' suffix for a case: `output_format`, else its first input's format (`output_suffix`)."""
+        return output_suffix(files.images[0] if files.images else None, self.options.output_format)
+
     def write_case_folder(self, folder: Path, case_id: str, case: Any, occupancy: np.ndarray,
-                          threshold: float) -> np.ndarray:
-        """The case folder's files (module docstring); returns the label map [*input_shape] uint8."""
+                          threshold: float, suffix: str) -> np.ndarray:
+        """The case folder's image files and meshes (module docstring); returns the label map [*input_shape] uint8."""
         meta, options = case.meta, self.options
         maps = ClassMaps.of(self.config, occupancy, threshold, case.raw_label)
         saved = []  # per class [*input_shape] float32, with `probabilities`
         for tag, probability in zip(maps.tags, maps.probabilities):
-            save_model_grid_nifti(probability.astype(np.float32), meta, folder / f"{case_id}_occupancy{tag}.nii.gz")
+            save_model_grid_image(probability.astype(np.float32), meta, folder / f"{case_id}_occupancy{tag}{suffix}")
             if options.probabilities:
                 saved.append(np.asarray(meta.to_input_grid(probability, order=1), dtype=np.float32))
-                save_input_grid_nifti(saved[-1], meta, folder / f"{case_id}_probability{tag}.nii.gz")
+                save_input_grid_image(saved[-1], meta, folder / f"{case_id}_probability{tag}{suffix}")
         reuse = saved[0] if saved and occupancy.ndim == 3 and maps.tags == ("",) else None  # the one output, resampled
         if self.scheme.mode != "binary":
             occupancy = occupancy.reshape(self.scheme.outputs, *case.image.shape[1:])
         labels = input_grid_labels(occupancy, meta, threshold, self.config, reuse)  # [*input_shape] uint8
-        save_input_grid_nifti(labels, meta, folder / f"{case_id}_mask.nii.gz")
+        save_input_grid_image(labels, meta, folder / f"{case_id}_mask{suffix}")
         if options.meshes:
             self.write_class_meshes(folder, case_id, case, maps, threshold)
-        if options.overlay:
-            if maps.tags == ("",):  # binary: the prediction and the label outlined
-                predicted, truth = maps.predicted[0], None if maps.truth is None else maps.truth[0]
-            else:  # one outline per class
-                predicted = dict(zip(maps.names, maps.predicted))
-                truth = None if maps.truth is None else dict(zip(maps.names, maps.truth))
-            write_overlay(folder / f"{case_id}_overlay.png", case, predicted, truth, meta)
         return labels
 
     def write_class_meshes(self, folder: Path, case_id: str, case: Any, maps: ClassMaps, threshold: float) -> None:
@@ -153,19 +160,19 @@ class CaseWriter:
             truth = None if maps.truth is None else maps.truth[index]
             self.write_meshes(folder, f"{case_id}{tag}", probability, truth, case, threshold, refine)
 
-    def write_flat(self, folder: Path, case_id: str, case: Any, occupancy: np.ndarray, threshold: float) -> np.ndarray:
+    def write_flat(self, folder: Path, case_id: str, case: Any, occupancy: np.ndarray, threshold: float,
+                   suffix: str) -> np.ndarray:
         """oss-net-predict's files, the label map last (module docstring); returns it [*input_shape] uint8."""
         meta = case.meta
-        probabilities = None
-        if self.options.probabilities:
-            probabilities = np.asarray(meta.to_input_grid(occupancy, order=1), dtype=np.float32)  # [outputs?, *input_shape]
+        labels, probabilities = input_grid_outputs(occupancy, meta, threshold, self.config, self.options.probabilities)
+        if probabilities is not None:
             channels_last = probabilities if probabilities.ndim == 3 else np.moveaxis(probabilities, 0, -1)
-            save_input_grid_nifti(channels_last, meta, flat_probabilities_path(folder, case_id))
+            (folder / PROBABILITIES_FOLDER).mkdir(exist_ok=True)
+            save_input_grid_image(channels_last, meta, flat_probabilities_path(folder, case_id, suffix))
         if self.options.meshes:
             self.write_meshes(folder, case_id, foreground_probability(occupancy, self.config), None, case, threshold,
                               refine=False)
-        labels = input_grid_labels(occupancy, meta, threshold, self.config, probabilities)  # [*input_shape] uint8
-        save_input_grid_nifti(labels, meta, flat_mask_path(folder, case_id))
+        save_input_grid_image(labels, meta, flat_mask_path(folder, case_id, suffix))
         return labels
 
     def write_meshes(self, folder: Path, stem: str, probability: np.ndarray, truth: np.ndarray | None, case: Any,
@@ -175,8 +182,7 @@ class CaseWriter:
         options = self.options
         affine = None if options.voxel_coordinates else model_grid_affine(case.meta)
         extract = {"face_budget": options.face_budget, "edge_mm": options.mesh_edge_mm}
-        meshes = {"prediction": extract_mesh(probability, affine, level=threshold,
-                                             min_component_voxels=options.min_component_voxels, **extract)}
+        meshes = {"prediction": self.prediction_mesh(probability, case, threshold)}
         if refine and isinstance(self.predictor, DensePredictor):
             logger.info("%s: mesh refinement needs a point decoder; the U-Net mesh is kept as extracted", stem)
         elif refine and len(meshes["prediction"].faces):
@@ -187,6 +193,23 @@ class CaseWriter:
         for name, mesh in meshes.items():
             for file_type in options.mesh_format:
                 save_mesh(mesh, folder / f"{stem}_{name}.{file_type}", space=space)
+
+    def prediction_mesh(self, probability: np.ndarray, case: Any, threshold: float) -> trimesh.Trimesh:
+        """The surface of one class's probability [*S] on the model grid at `threshold`, in RAS scanner mm (or
+        model-grid voxel indices with `voxel_coordinates`), as the options say (face budget, small components)."""
+        options = self.options
+        affine = None if options.voxel_coordinates else model_grid_affine(case.meta)
+        return extract_mesh(probability, affine, level=threshold, min_component_voxels=options.min_component_voxels,
+                            face_budget=options.face_budget, edge_mm=options.mesh_edge_mm)
+
+
+def per_class_probabilities(config: Any, occupancy: np.ndarray) -> list[np.ndarray]:
+    """K arrays [*S]: each class's or region's probability, of decoder outputs [*S] or [outputs, *S] on any grid
+    (binary: the foreground's, `foreground_probability`)."""
+    scheme = scheme_of(config)
+    if scheme.mode == "binary":
+        return [foreground_probability(occupancy, config)]
+    return list(scheme.class_probabilities(occupancy.reshape(scheme.outputs, *occupancy.shape[-3:])))
 
 
 def foreground_probability(occupancy: np.ndarray, config: Any) -> np.ndarray:
@@ -208,28 +231,47 @@ def refine_prediction_mesh(mesh: trimesh.Trimesh, affine: np.ndarray | None, cas
     return refined
 
 
-def write_overlay(path: Path, case: Any, predicted: np.ndarray | Mapping[str, np.ndarray],
-                  truth: np.ndarray | Mapping[str, np.ndarray] | None, meta: Any) -> None:
-    """Mid-slices of the first channel with label and prediction outlined, on the model grid; masks given as
-    {class name: mask} are outlined per class (`oss_net.meshing.overlay_png`)."""
-    image = np.asarray(case.image)[0]  # [*volume_shape]
-    spacing = np.linalg.norm(model_grid_affine(meta)[:3, :3], axis=0)
-    overlay_png(image, truth, predicted, path, spacing=tuple(float(s) for s in spacing))
+def input_grid_outputs(occupancy: np.ndarray, meta: Any, threshold: float, config: Any, probabilities: bool
+                       ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The label map [*input_shape] uint8 and, with `probabilities`, every decoder output on the input grid
+    [*input_shape] or [outputs, *input_shape] float32, of model-grid outputs `occupancy`: what oss-net-predict
+    writes and `oss_net.Segmenter` returns."""
+    taken_back = None
+    if probabilities:
+        taken_back = np.asarray(meta.to_input_grid(occupancy, order=1), dtype=np.float32)
+    return input_grid_labels(occupancy, meta, threshold, config, taken_back), taken_back
 
 
-def label_metrics(scheme: LabelScheme, label_file: Path | None, labels: np.ndarray, meta: Any,
-                  tolerance_mm: float) -> dict[str, float]:
-    """Dice, IoU, HD95 (mm) and NSD of the label map `labels` [*input_shape] against the label file, on the input grid:
-    per class `<metric>_<name>` when there are several, and each metric's mean over the classes (NaNs left
-    out) under its plain name; empty without a label file."""
-    if label_file is None:
-        return {}
-    raw = np.asarray(nib.load(str(label_file)).dataobj).reshape(labels.shape)
+def write_overlay(path: Path, image: np.ndarray, scheme: LabelScheme, labels: np.ndarray, truth: np.ndarray | None,
+                  meta: Any) -> None:
+    """Slices of the input image `image` [*input_shape] on its own grid with the prediction (the label map
+    `labels`) and the label (`truth` [K, *input_shape] bool, or None) outlined, one colour per class named in the
+    legend (`oss_net.meshing.overlay_png`)."""
+    predicted = scheme.label_map_masks(labels)  # [K, *input_shape]
     if scheme.mode == "binary":
-        truth = (raw > 0)[None]  # [1, *input_shape]: every non-zero value is foreground
+        shown_prediction, shown_truth = predicted[0], None if truth is None else truth[0]
     else:
-        scheme.check_values(np.rint(raw), label_file)
-        truth = scheme.label_map_masks(np.rint(raw))  # [K, *input_shape]
+        shown_prediction = dict(zip(scheme.names, predicted))
+        shown_truth = None if truth is None else dict(zip(scheme.names, truth))
+    overlay_png(image, shown_truth, shown_prediction, path, spacing=tuple(float(s) for s in meta.spacing))
+
+
+def input_grid_truth(scheme: LabelScheme, label_file: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """bool [K, *input_shape]: where each class or region is in the label file (binary: every non-zero value)."""
+    raw = read_label_map(label_file).array.reshape(shape)
+    if scheme.mode == "binary":
+        return (raw > 0)[None]
+    scheme.check_values(raw, label_file)
+    return scheme.label_map_masks(raw)
+
+
+def label_metrics(scheme: LabelScheme, truth: np.ndarray | None, labels: np.ndarray, meta: Any,
+                  tolerance_mm: float) -> dict[str, float]:
+    """Dice, IoU, HD95 (mm) and NSD of the label map `labels` [*input_shape] against the true masks `truth`
+    [K, *input_shape] (`input_grid_truth`), on the input grid: per class `<metric>_<name>` when there are several,
+    and each metric's mean over the classes (NaNs left out) under its plain name; empty without a label."""
+    if truth is None:
+        return {}
     predicted = scheme.label_map_masks(labels)
     spacing = spacing_from_affine(meta.affine)
     scores = [evaluate_case(p, t, spacing, tolerance_mm=tolerance_mm) for p, t in zip(predicted, truth)]
@@ -282,15 +324,6 @@ def model_grid_affine(meta: Any) -> np.ndarray:
     return matrix
 
 
-def nifti_header(meta: Any) -> Any:
-    """The input's NIfTI header (orientation codes, units, description) without its intensity scaling."""
-    if meta.header is None:
-        return None
-    header = nib.Nifti1Header(binaryblock=bytes(meta.header))
-    header.set_slope_inter(None, None)
-    return header
-
-
 def label_map(occupancy: np.ndarray, threshold: float, config: Any = None) -> np.ndarray:
     """uint8 labels [*S] of model outputs `occupancy` [*S] or [outputs, *S] on any grid (the rule is per voxel).
 
@@ -325,24 +358,36 @@ def input_grid_labels(
     return label_map(input_probabilities, threshold, config)
 
 
-def save_input_grid_nifti(array: np.ndarray, meta: Any, path: Path) -> None:
-    """An input-grid array (a model-grid one taken back by `meta.to_input_grid`) with the input affine and header."""
-    atomic_save_nifti(array, meta.affine, path, header=nifti_header(meta))
+def save_input_grid_image(array: np.ndarray, meta: Any, path: Path) -> None:
+    """An input-grid array (a model-grid one taken back by `meta.to_input_grid`) with the input's geometry and
+    header, in the format `path`'s suffix names."""
+    save_image(array, meta.affine, path, meta.header)
 
 
-def save_model_grid_nifti(array: np.ndarray, meta: Any, path: Path) -> None:
+def save_model_grid_image(array: np.ndarray, meta: Any, path: Path) -> None:
     """A model-grid array `[*volume_shape]` with the model grid's affine, so it overlays the input image."""
-    atomic_save_nifti(array, model_grid_affine(meta), path, header=nifti_header(meta))
+    save_image(array, model_grid_affine(meta), path, meta.header)
 
 
-def flat_probabilities_path(output_dir: Path, case_id: str) -> Path:
-    """`<case>_probabilities.nii.gz`: oss-net-predict's probabilities, beside its label map."""
-    return output_dir / f"{case_id}_probabilities.nii.gz"
+def flat_probabilities_path(output_dir: Path, case_id: str, suffix: str = ".nii.gz") -> Path:
+    """`probabilities/<case><suffix>`: oss-net-predict's probabilities, in a subfolder beside its label maps."""
+    return output_dir / PROBABILITIES_FOLDER / f"{case_id}{suffix}"
 
 
-def flat_output_names(case_id: str, options: WriteOptions) -> list[str]:
-    """The name of every file `CaseWriter.write_flat` writes for a case with `options`, the label map last."""
-    names = [flat_probabilities_path(Path(), case_id).name] if options.probabilities else []
+def flat_output_names(case_id: str, options: WriteOptions, suffix: str = ".nii.gz") -> list[str]:
+    """The name of every file `CaseWriter.write` writes for a case in the flat layout with `options` (relative to
+    the output folder; a detached header's data file after it), the label map last."""
+    names = []
+    if options.probabilities:
+        names += with_data_files(flat_probabilities_path(Path(), case_id, suffix).as_posix(), suffix)
     if options.meshes:
         names += [f"{case_id}_prediction.{file_type}" for file_type in options.mesh_format]
-    return [*names, flat_mask_path(Path(), case_id).name]
+    if options.overlay:
+        names.append(f"{case_id}_overlay.png")
+    return [*names, *reversed(with_data_files(flat_mask_path(Path(), case_id, suffix).name, suffix))]
+
+
+def with_data_files(name: str, suffix: str) -> list[str]:
+    """An image file's name and, for a detached header (.mhd, .nhdr), its data file's as SimpleITK names it."""
+    stem = name[: -len(suffix)]
+    return [name, *({".mhd": [f"{stem}.zraw"], ".nhdr": [f"{stem}.raw.gz"]}.get(suffix, []))]

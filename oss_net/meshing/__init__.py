@@ -11,7 +11,7 @@ from oss_net.meshing.errors import MeshingError
 from oss_net.meshing.extract import MESH_EDGE_MM, MIN_COMPONENT_VOXELS, extract_mesh, remove_small_components
 from oss_net.meshing.overlay import overlay_png
 from oss_net.meshing.refine import refine_vertices, refinement_loss
-from oss_net.meshing.save import MESH_FORMATS, MESH_SPACES, save_mesh
+from oss_net.meshing.save import MESH_FORMATS, MESH_SPACES, mesh_in_space, save_mesh
 
 __all__ = [
     "MESH_EDGE_MM",
@@ -23,6 +23,7 @@ __all__ = [
     "decimate",
     "extract_mesh",
     "face_budget_for_edge",
+    "mesh_in_space",
     "overlay_png",
     "refine_vertices",
     "refinement_loss",

@@ -121,16 +121,22 @@ def overlay_figure(image: Any, label: Masks | None, prediction: Masks | None,
                              linewidths=outline.width, linestyles=outline.style)
         axes.set_title(f"{title} = {centre[fixed]}", fontsize=10)
         axes.set_axis_off()
-    if names is None:
-        figure.suptitle(f"label ({'green' if label is not None else 'none'}), "
-                        f"prediction ({'red' if prediction is not None else 'none'})", fontsize=11)
-        return figure
-    figure.suptitle(f"label ({'dashed' if label is not None else 'none'}), "
-                    f"prediction ({'solid' if prediction is not None else 'none'})", fontsize=11)
-    handles = [Line2D([], [], color=CLASS_COLOURS[number % len(CLASS_COLOURS)], linewidth=3.0, label=name)
-               for number, name in enumerate(names)]
-    figure.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False, fontsize=10)
+    figure.legend(handles=legend_handles(label, prediction, names), loc="lower center", ncol=4, frameon=False,
+                  fontsize=10)
+    if names is not None:
+        figure.suptitle(f"label ({'dashed' if label is not None else 'none'}), "
+                        f"prediction ({'solid' if prediction is not None else 'none'})", fontsize=11)
     return figure
+
+
+def legend_handles(label: Masks | None, prediction: Masks | None, names: tuple[str, ...] | None) -> list[Line2D]:
+    """One legend entry per colour drawn: "label" and "prediction" for one mask each, else each class's name."""
+    if names is None:
+        return [Line2D([], [], color=colour, linewidth=3.0, label=role)
+                for role, masks, colour in (("label", label, LABEL_COLOUR), ("prediction", prediction, PREDICTION_COLOUR))
+                if masks is not None]
+    return [Line2D([], [], color=CLASS_COLOURS[number % len(CLASS_COLOURS)], linewidth=3.0, label=name)
+            for number, name in enumerate(names)]
 
 
 def overlay_png(

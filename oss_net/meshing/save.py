@@ -54,6 +54,15 @@ def mesh_bytes(mesh: trimesh.Trimesh, file_type: str, space: str | None) -> byte
     return comment + body[STL_HEADER_BYTES:]
 
 
+def mesh_in_space(mesh: trimesh.Trimesh, space: str) -> trimesh.Trimesh:
+    """A mesh in nibabel's RAS scanner mm given in `space` ("LPS": x and y negated, a new mesh; "RAS": as it is)."""
+    if space not in MESH_SPACES:
+        raise MeshingError(f"unknown mesh space {space!r}; use one of {', '.join(MESH_SPACES)}")
+    if space == "RAS" or mesh.is_empty:
+        return mesh
+    return trimesh.Trimesh(np.asarray(mesh.vertices) * RAS_TO_LPS, np.asarray(mesh.faces), process=False)
+
+
 def save_mesh(mesh: trimesh.Trimesh, path: str | os.PathLike, space: str | None = "LPS") -> Path:
     """Write `mesh` to `path` in the format its suffix names (.obj text, .ply / .stl binary), atomically.
 
@@ -73,9 +82,7 @@ def save_mesh(mesh: trimesh.Trimesh, path: str | os.PathLike, space: str | None 
         raise MeshingError(f"{target}: unknown mesh format {target.suffix!r}; use one of .obj, .ply, .stl")
     if space is not None and space not in MESH_SPACES:
         raise MeshingError(f"{target}: unknown mesh space {space!r}; use one of {', '.join(MESH_SPACES)}")
-    if space == "LPS" and not mesh.is_empty:
-        mesh = trimesh.Trimesh(np.asarray(mesh.vertices) * RAS_TO_LPS, np.asarray(mesh.faces), process=False)
-    payload = mesh_bytes(mesh, file_type, space)
+    payload = mesh_bytes(mesh_in_space(mesh, space or "RAS"), file_type, space)
     with atomic_write(target, "wb") as handle:
         handle.write(payload)
     return target

@@ -46,7 +46,7 @@ def test_model_grid_nifti_and_flat_mask(tmp_path: Path) -> None:
     header.set_xyzt_units("mm", "sec")
     meta = GridMeta.for_padding(AFFINE, bytes(header.binaryblock), (10, 12, 6), (16, 16, 8))
     grid = np.random.default_rng(0).random(meta.volume_shape).astype(np.float32)
-    writers.save_model_grid_nifti(grid, meta, tmp_path / "occupancy.nii.gz")
+    writers.save_model_grid_image(grid, meta, tmp_path / "occupancy.nii.gz")
     image = nib.load(str(tmp_path / "occupancy.nii.gz"))
     np.testing.assert_allclose(image.affine, writers.model_grid_affine(meta), atol=1e-5)
     np.testing.assert_array_equal(np.asarray(image.dataobj), grid)
@@ -55,7 +55,7 @@ def test_model_grid_nifti_and_flat_mask(tmp_path: Path) -> None:
     folder = tmp_path / "case"
     folder.mkdir()
     mask = np.zeros(meta.input_shape, dtype=np.uint8)
-    writers.save_input_grid_nifti(mask, meta, folder / "case_mask.nii.gz")
+    writers.save_input_grid_image(mask, meta, folder / "case_mask.nii.gz")
     flat = outputs.write_flat_mask(tmp_path, "case")
     assert flat == tmp_path / "case.nii.gz" and flat.read_bytes() == (folder / "case_mask.nii.gz").read_bytes()
     np.testing.assert_allclose(nib.load(str(flat)).affine, AFFINE, atol=1e-5)

@@ -86,9 +86,10 @@ def test_single_file_with_probabilities_and_mesh(lits_checkpoint, synthetic_lits
     case = discover_case_folder(synthetic_lits_root / "volume-0.nii", "lits")
     out = tmp_path / "out"
     written = predict_files([case.images[0]], out, lits_checkpoint, cpu=True, save_probabilities=True, mesh=True)
-    assert written == [out / "volume-0.nii.gz"]
+    assert written == [out / "volume-0.nii.gz"]  # NIfTI, compressed
     labels = assert_on_input_grid(written[0], case.images[0])
-    probabilities = nib.load(str(out / "volume-0_probabilities.nii.gz"))
+    probabilities = nib.load(str(out / "probabilities" / "volume-0.nii.gz"))  # in a subfolder: nnU-Net's tools take
+    # every file of the folder with the labels' ending for a case
     assert probabilities.shape == labels.shape and probabilities.get_data_dtype() == np.float32
     np.testing.assert_allclose(probabilities.affine, nib.load(str(case.images[0])).affine, atol=1e-6)
     # resampled grid: the labels are the probabilities resampled back (trilinear) above the threshold, voxel for voxel

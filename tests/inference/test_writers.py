@@ -50,14 +50,15 @@ def test_binary_and_region_records_have_the_same_fields(synthetic_brats_root, tm
 
 
 def test_flat_layout_writes_the_label_map_beside_its_probabilities(synthetic_brats_root, tmp_path):
-    """oss-net-predict's layout: `<case>.nii.gz` and `<case>_probabilities.nii.gz` (every output, channels last)."""
+    """oss-net-predict's layout: `<case>.nii.gz` and `probabilities/<case>.nii.gz` (every output, channels last), so
+    the folder's `.nii.gz` files are the label maps alone (what nnU-Net's evaluator takes as the predictions)."""
     config = config_with_label_mode(demo_config("C"), "regions")
     files = discover("brats", synthetic_brats_root, "val")[0]
     record = write(config, files, tmp_path, layout="flat", probabilities=True)
     labels = nib.load(str(tmp_path / f"{files.case_id}.nii.gz"))
-    probabilities = nib.load(str(tmp_path / f"{files.case_id}_probabilities.nii.gz"))
+    probabilities = nib.load(str(tmp_path / "probabilities" / f"{files.case_id}.nii.gz"))
     truth = nib.load(str(files.label))
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{files.case_id}.nii.gz", f"{files.case_id}_probabilities.nii.gz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{files.case_id}.nii.gz", "probabilities"]
     assert np.array_equal(np.asarray(labels.dataobj), np.asarray(truth.dataobj))  # 0/1/2/4 back
     assert probabilities.shape == (*truth.shape, 3) and np.allclose(probabilities.affine, truth.affine)
     assert record["dice_ET"] == pytest.approx(1.0)  # a label file given: scored as in a case folder

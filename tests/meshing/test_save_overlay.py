@@ -126,7 +126,10 @@ def test_regions_overlay_takes_one_side_and_refuses_mismatched_classes(tmp_path:
     assert [text.get_text() for text in legend.get_texts()] == ["WT", "TC", "ET"]
     assert overlay_figure(image, label, prediction).get_suptitle() == "label (dashed), prediction (solid)"
     assert overlay_figure(image, None, prediction).get_suptitle() == "label (none), prediction (solid)"
-    assert overlay_figure(image, label["WT"], prediction["WT"]).legends == []  # one mask each: binary, no legend
+    binary = overlay_figure(image, label["WT"], prediction["WT"]).legends[0]  # one mask each: both colours named
+    assert [text.get_text() for text in binary.get_texts()] == ["label", "prediction"]
+    assert [text.get_text() for text in overlay_figure(image, None, prediction["WT"]).legends[0].get_texts()] == [
+        "prediction"]
     with pytest.raises(MeshingError, match="must both be masks or both be mappings"):
         overlay_png(image, label["WT"], prediction, tmp_path / "mixed.png")
     with pytest.raises(MeshingError, match=r"must name the same classes.*\('WT', 'TC', 'ET'\) and \('WT', 'TC'\)"):

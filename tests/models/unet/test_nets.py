@@ -102,14 +102,14 @@ def test_mask_goes_through_the_inference_writer(synthetic_brats_root, tmp_path):
     import nibabel as nib
 
     from oss_net.data import discover_brats, load_case
-    from oss_net.inference.writers import save_input_grid_nifti
+    from oss_net.inference.writers import save_input_grid_image
 
     config = get_unet_config("unet3d", "brats", volume_shape=(64, 64, 40), channels=(4, 8), strides=(2,), activation="leaky_relu")
     files = discover_brats(synthetic_brats_root, split="val")[0]
     case = load_case(files, config, with_border=False)
     probs = build_unet(config).eval().predict_volume(torch.as_tensor(case.image)[None])[0, 0]  # [64, 64, 40]
     mask = np.asarray(case.meta.to_input_grid((probs > 0.5).numpy().astype(np.uint8), order=0), dtype=np.uint8)
-    save_input_grid_nifti(mask, case.meta, tmp_path / "mask.nii.gz")
+    save_input_grid_image(mask, case.meta, tmp_path / "mask.nii.gz")
     written = nib.load(str(tmp_path / "mask.nii.gz"))
     source = nib.load(str(files.images[0]))
     assert written.shape == source.shape
