@@ -114,8 +114,8 @@ class ItkInformation:
 
     shape: (i, j, k) plus the channel count last when a pixel holds several components (like a 4-D NIfTI);
     stored_bytes: the bytes on disk holding the voxels (the data file of a detached header; the whole file
-    otherwise, header included); encoding: "raw", "deflate" (zlib / gzip) or "other" (bzip2, text, a
-    compressed DICOM transfer syntax: no bound from the file size).
+    otherwise, header included, the voxels from `offset` on); encoding: "raw", "deflate" (zlib / gzip) or
+    "other" (bzip2, text, a compressed DICOM transfer syntax: no bound from the file size).
     """
 
     path: Path
@@ -125,6 +125,7 @@ class ItkInformation:
     stored_bytes: int
     encoding: str
     files: tuple[Path, ...]  # what the voxels are read from: the file, or a DICOM series' slices in order
+    offset: int | None = None  # where the voxels start in a file that holds its header too; None: unknown
 
 
 def is_dicom_file(path: Path) -> bool:
@@ -141,21 +142,21 @@ def read_itk_information(path: Path) -> ItkInformation:
     """The header of an NRRD or MetaImage file, or of the DICOM series that `path` (a file or folder) stands for."""
     if path.is_dir() or image_suffix(path) is None:
         return dicom_information(path)
-    reader = information_reader(path)
-    text_fields = header_fields(path)
+    text_fields, offset = header_fields(path)
     data_file = path
     detached = text_fields.get("elementdatafile") or text_fields.get("data file") or text_fields.get("datafile")
     if detached and detached.upper() != "LOCAL":
-        data_file = path.parent / detached.split()[0]
+        data_file, offset = path.parent / detached.split()[0], None
     try:
         stored = data_file.stat().st_size
     except OSError:
         raise DatasetError(f"{path}: its data file {data_file} is missing or unreadable (copy both files)") from None
-    encoding = file_encoding(text_fields)
+    reader = information_reader(path)
     header = ItkHeader(image_suffix(path), reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection(),
                        tuple(f"{key}: {text_fields[key]}" for key in NRRD_GEOMETRY_FIELDS if key in text_fields)
                        if image_suffix(path) in (".nrrd", ".nhdr") else ())
-    return ItkInformation(path, reader_shape(reader, path), pixel_dtype(reader, path), header, stored, encoding, (path,))
+    return ItkInformation(path, reader_shape(reader, path), pixel_dtype(reader, path), header, stored,
+                          file_encoding(text_fields), (path,), offset)
 
 
 def information_reader(path: Path) -> sitk.ImageFileReader:
@@ -184,8 +185,9 @@ def pixel_dtype(reader: sitk.ImageFileReader, path: Path) -> np.dtype:
     return dtype
 
 
-def header_fields(path: Path) -> dict[str, str]:
-    """The text header's fields of an NRRD (`key: value`) or MetaImage (`Key = Value`) file, keys in lower case.
+def header_fields(path: Path) -> tuple[dict[str, str], int | None]:
+    """The text header's fields of an NRRD (`key: value`) or MetaImage (`Key = Value`) file, keys in lower case,
+    and where its voxels start in the file (None when the header was not found whole).
 
     An NRRD header ends at its first blank line, a MetaImage header with its `ElementDataFile` line; the
     `space directions` of a vector image lose their "none" (the component axis is not a direction of the grid).
@@ -193,19 +195,23 @@ def header_fields(path: Path) -> dict[str, str]:
     with open(path, "rb") as handle:
         head = handle.read(HEADER_TEXT_LIMIT)
     nrrd = head.startswith(b"NRRD")
-    lines = head.split(b"\n\n", 1)[0].decode("latin-1").splitlines()[1 if nrrd else 0:]
+    end = head.find(b"\n\n") + 2 if nrrd and b"\n\n" in head else None
     fields: dict[str, str] = {}
-    for line in lines:
+    position = 0
+    for raw_line in (head[:end] if end else head).split(b"\n")[1 if nrrd else 0:]:
+        position += len(raw_line) + 1
+        line = raw_line.decode("latin-1").rstrip("\r")
         key, separator, value = line.partition(":" if nrrd else "=")
         key = key.strip().lower()
         if not separator or line.startswith("#"):
             continue
         fields[key] = value.strip()
         if not nrrd and key == "elementdatafile":
+            end = position
             break
     if "space directions" in fields:
         fields["space directions"] = " ".join(t for t in fields["space directions"].split() if t != "none")
-    return fields
+    return fields, end
 
 
 def file_encoding(fields: dict[str, str]) -> str:

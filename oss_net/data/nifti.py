@@ -189,7 +189,8 @@ def open_image(path: Path) -> ImageFile:
 def open_itk_file(path: Path) -> ImageFile:
     """`open_image` for NRRD, MetaImage and DICOM (SimpleITK's header; its affine checked like a NIfTI file's)."""
     information = read_itk_information(path)
-    check_declared_size(path, information.shape, information.dtype, information.stored_bytes, information.encoding)
+    check_declared_size(path, information.shape, information.dtype, information.stored_bytes, information.encoding,
+                        information.offset)
     affine = header_affine(path, None, 0, None, 0, information.header.affine)
     return ImageFile(path, information.shape, affine, information.header.to_bytes(), information)
 
@@ -220,8 +221,9 @@ def check_declared_size(path: Path, shape: tuple[int, ...], dtype: np.dtype, sto
                         offset: int | None = None) -> None:
     """Refuse a header whose shape × data type cannot be this file's voxels, or cannot be read into memory.
 
-    `stored` bytes hold the voxels: "raw" ones exactly `offset` + the declared bytes (an uncompressed NIfTI file)
-    or, without an offset, at least the declared bytes (NRRD, MetaImage: the header's length is theirs);
+    `stored` bytes hold the voxels: "raw" ones exactly `offset` + the declared bytes (an uncompressed NIfTI,
+    NRRD or MetaImage file holding its header) or, without an offset, at least the declared bytes (a detached
+    data file);
     "deflate" ones inflate at most MAX_DEFLATE_RATIO times; "other" encodings give no bound. Only the header
     was read; nothing is allocated.
     """

@@ -20,8 +20,9 @@ import numpy as np
 from scipy import ndimage
 
 from oss_net.data.errors import DataArgumentError
+from oss_net.data.formats import save_image
 from oss_net.data.layouts.flare import FLARE_IMAGES, FLARE_MASKS, FLARE_TEST
-from oss_net.io import atomic_save_json, atomic_save_nifti
+from oss_net.io import atomic_save_json
 
 LAYOUT_SHAPES = {"nnunet": (32, 28, 20), "msd": (28, 28, 20), "flare": (32, 32, 16)}
 NNUNET_FOLDER = "Dataset901_SynthTumour"
@@ -53,8 +54,9 @@ def write_layout_dataset(layout: str, out: str | Path, cases: int = 4, shape: Se
 
 
 def write_nnunet_dataset(out: str | Path, cases: int, shape: Sequence[int], seed: int = 0, regions: bool = True,
-                         test_cases: int = 1) -> Path:
-    """An nnU-Net v2 raw dataset: imagesTr/<case>_000{0,1,2}, labelsTr, imagesTs and dataset.json."""
+                         test_cases: int = 1, file_ending: str = ".nii.gz") -> Path:
+    """An nnU-Net v2 raw dataset: imagesTr/<case>_000{0,1,2}, labelsTr, imagesTs and dataset.json; its images in
+    the format of `file_ending` (`oss_net.io.IMAGE_SUFFIXES`; the same voxels and grids for a seed in any)."""
     root = Path(out) / NNUNET_FOLDER
     for index in range(cases + test_cases):
         rng = np.random.default_rng([seed, index])
@@ -65,13 +67,13 @@ def write_nnunet_dataset(out: str | Path, cases: int, shape: Sequence[int], seed
         for channel, name in enumerate(NNUNET_CHANNELS):
             image = mri_channel(tissue, name, rng)
             folder = root / ("imagesTr" if labelled else "imagesTs")
-            save_nifti(image, affine, folder / f"{case_id}_{channel:04d}.nii.gz")
+            save_nifti(image, affine, folder / f"{case_id}_{channel:04d}{file_ending}")
         if labelled:
-            save_nifti(label, affine, root / "labelsTr" / f"{case_id}.nii.gz")
+            save_nifti(label, affine, root / "labelsTr" / f"{case_id}{file_ending}")
     labels = ({"background": 0, "whole tumour": [1, 2, 3], "tumour core": [2, 3], "enhancing tumour": [3]} if regions
               else {"background": 0, "oedema": 1, "tumour core": 2, "enhancing tumour": 3})
     record = {"name": NNUNET_FOLDER, "channel_names": {str(i): n for i, n in enumerate(NNUNET_CHANNELS)},
-              "labels": labels, "numTraining": cases, "file_ending": ".nii.gz"}
+              "labels": labels, "numTraining": cases, "file_ending": file_ending}
     if regions:
         record["regions_class_order"] = [1, 2, 3]  # nnU-Net paints the regions in the order of "labels"
     atomic_save_json(record, root / "dataset.json", sort_keys=False)
@@ -131,9 +133,10 @@ def write_flare_dataset(out: str | Path, cases: int, shape: Sequence[int], seed:
 
 
 def save_nifti(array: np.ndarray, affine: np.ndarray, path: Path) -> None:
-    """Write a NIfTI file atomically, creating its folder."""
+    """Write an image file atomically (NIfTI, or the format `path`'s suffix names: `save_image`), creating its
+    folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_save_nifti(array, affine, path)
+    save_image(array, affine, path)
 
 
 def oblique_affine(shape: Sequence[int], extent_mm: np.ndarray, rng: np.random.Generator) -> np.ndarray:

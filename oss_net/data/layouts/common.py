@@ -1,4 +1,4 @@
-"""What the layout scanners share: border-map names and folders, NIfTI file listing, and the scan-based discovery
+"""What the layout scanners share: border-map names and folders, image file listing, and the scan-based discovery
 of the layouts that list every case and problem at once (nnU-Net, Decathlon, FLARE21).
 """
 from __future__ import annotations
@@ -16,6 +16,8 @@ from oss_net.data.splits import check_split, split_assignment
 from oss_net.datasets import DatasetError
 
 BORDER_FOLDER = "bordersTr"  # nnunet/msd/flare border maps: <root>/bordersTr/<case>_border.nii.gz, outside labelsTr
+DETACHED_HEADER_SUFFIXES = (".mhd", ".nhdr")  # headers whose voxels sit in a data file beside them
+DETACHED_DATA_SUFFIXES = (".raw", ".zraw", ".raw.gz")  # what SimpleITK names those data files
 NIFTI_NAME = re.compile(r"^(?P<stem>.+?)\.nii(\.gz)?$", re.IGNORECASE)
 Scanner = Callable[[Path, str | Path | None, bool], LayoutScan]  # (root, border_dir, check_grids) -> LayoutScan
 
@@ -54,13 +56,16 @@ def border_path(root: Path, case_id: str, border_dir: str | Path | None) -> Path
     return path if path.is_file() else None
 
 
-def nifti_files(folder: Path, file_ending: str) -> tuple[list[Path], list[Path]]:
-    """(files ending in `file_ending`, other visible entries) of `folder`, sorted; dotfiles (macOS ``._*``) skipped."""
+def image_files(folder: Path, file_ending: str) -> tuple[list[Path], list[Path]]:
+    """(files ending in `file_ending`, other visible entries) of `folder`, sorted; dotfiles (macOS ``._*``) skipped,
+    and so are the data files of detached headers (`<stem>.raw`, `.zraw`, `.raw.gz` beside `<stem>.mhd` / `.nhdr`)."""
     if not folder.is_dir():
         return [], []
     entries = [p for p in sorted(folder.iterdir()) if not p.name.startswith(".")]
-    return ([p for p in entries if p.is_file() and p.name.endswith(file_ending)],
-            [p for p in entries if not (p.is_file() and p.name.endswith(file_ending))])
+    images = [p for p in entries if p.is_file() and p.name.endswith(file_ending)]
+    companions = {f"{p.name[: -len(file_ending)]}{data}" for p in images for data in DETACHED_DATA_SUFFIXES
+                  if file_ending in DETACHED_HEADER_SUFFIXES}
+    return images, [p for p in entries if p not in images and p.name not in companions]
 
 
 def make_scan(info: DatasetInfo, labelled: list[CaseFiles], unlabelled: list[CaseFiles], problems: list[Problem],

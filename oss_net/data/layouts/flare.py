@@ -14,7 +14,7 @@ from pathlib import Path
 
 from oss_net.data.case_files import CaseFiles, LayoutScan, Problem
 from oss_net.data.dataset_info import FLARE_INFO
-from oss_net.data.layouts.common import border_path, make_scan, nifti_files, scanned_layout
+from oss_net.data.layouts.common import border_path, image_files, make_scan, scanned_layout
 
 FLARE_IMAGES = "TrainingImg"
 FLARE_MASKS = "TrainingMask"
@@ -26,7 +26,7 @@ def scan_flare(root: Path, border_dir: str | Path | None = None, check_grids: bo
     """Every FLARE21 case and every problem found (an image without mask, a mask without image, a stray file)."""
     problems: list[Problem] = []
     images = _images(root / FLARE_IMAGES, problems)
-    masks, others = nifti_files(root / FLARE_MASKS, FLARE_INFO.file_ending)
+    masks, others = image_files(root / FLARE_MASKS, FLARE_INFO.file_ending)
     problems += [Problem("*", f"{p}: unexpected entry in {FLARE_MASKS}") for p in others]
     mask_of = {p.name[: -len(FLARE_INFO.file_ending)]: p for p in masks}
     problems += [Problem(case_id, f"{mask}: label without image (no {case_id}_0000.nii.gz in {root / FLARE_IMAGES})")
@@ -46,7 +46,7 @@ def scan_flare(root: Path, border_dir: str | Path | None = None, check_grids: bo
 
 def _images(folder: Path, problems: list[Problem]) -> dict[str, Path]:
     """Case id -> the ``<case>_0000.nii.gz`` file of each case in `folder` (a CT scan has one channel)."""
-    files, others = nifti_files(folder, FLARE_INFO.file_ending)
+    files, others = image_files(folder, FLARE_INFO.file_ending)
     problems += [Problem("*", f"{p}: unexpected entry in {folder.name}") for p in others]
     images = {}
     for path in files:

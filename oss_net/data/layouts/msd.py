@@ -13,7 +13,7 @@ from pathlib import Path
 
 from oss_net.data.case_files import CaseFiles, LayoutScan, Problem
 from oss_net.data.dataset_info import DatasetInfo, parse_labels
-from oss_net.data.layouts.common import border_path, make_scan, nifti_files, scanned_layout
+from oss_net.data.layouts.common import border_path, image_files, make_scan, scanned_layout
 from oss_net.data.layouts.dataset_json import (DATASET_JSON, dataset_json_layout, indexed_names, non_negative_count,
                                                read_dataset_json, read_json)
 from oss_net.datasets import DatasetError
@@ -60,9 +60,9 @@ def scan_msd(root: Path, border_dir: str | Path | None = None, check_grids: bool
     if info.num_training != len(record["training"]):
         problems.append(Problem("*", f"{path}: numTraining is {info.num_training} but 'training' lists "
                                      f"{len(record['training'])} case(s)"))
-    images, stray_images = nifti_files(root / "imagesTr", MSD_FILE_ENDING)
+    images, stray_images = image_files(root / "imagesTr", MSD_FILE_ENDING)
     image_names = {p.name for p in images}
-    labels, stray_labels = nifti_files(root / "labelsTr", MSD_FILE_ENDING)
+    labels, stray_labels = image_files(root / "labelsTr", MSD_FILE_ENDING)
     problems += [Problem(_msd_case_id(p), f"{p}: label without image (no {p.name} in {root / 'imagesTr'})")
                  for p in labels if p.name not in image_names]
     problems += [Problem(_msd_case_id(p), f"{p}: not listed in {path.name} 'training'")

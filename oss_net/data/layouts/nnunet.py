@@ -1,4 +1,5 @@
-"""nnU-Net v2 raw datasets, described by their ``dataset.json``::
+"""nnU-Net v2 raw datasets, described by their ``dataset.json``, in any of the image formats read here
+(``file_ending`` .nii.gz, .nii, .nrrd, .nhdr, .mha or .mhd; `oss_net.io.IMAGE_SUFFIXES`)::
 
     DatasetXXX_Name/dataset.json         channel_names, labels (values or region lists), numTraining, file_ending
                                          [, regions_class_order: the value each region writes in a label map]
@@ -13,9 +14,11 @@ from pathlib import Path
 
 from oss_net.data.case_files import CaseFiles, LayoutScan, Problem
 from oss_net.data.dataset_info import DatasetInfo, parse_labels, parse_regions_class_order
-from oss_net.data.layouts.common import border_path, make_scan, nifti_files, scanned_layout
+from oss_net.data.layouts.common import border_path, image_files, make_scan, scanned_layout
 from oss_net.data.layouts.dataset_json import (DATASET_JSON, dataset_json_layout, indexed_names, non_negative_count,
                                                read_dataset_json)
+from oss_net.datasets import DatasetError
+from oss_net.io import IMAGE_SUFFIXES
 
 NNUNET_FIELDS = ("channel_names", "labels", "numTraining", "file_ending")
 
@@ -26,8 +29,12 @@ def read_nnunet_info(root: Path) -> DatasetInfo:
     labels = parse_labels(record["labels"], str(path))
     order = parse_regions_class_order(record["regions_class_order"], labels, str(path)) \
         if "regions_class_order" in record else ()
+    file_ending = str(record["file_ending"])
+    if file_ending.lower() not in IMAGE_SUFFIXES:
+        raise DatasetError(f"{path}: file_ending {file_ending!r} is not a 3-D image format read here; use one of "
+                           f"{', '.join(IMAGE_SUFFIXES)}")
     return DatasetInfo(root.name, indexed_names(record["channel_names"], "channel_names", path), labels,
-                       str(record["file_ending"]), non_negative_count(record["numTraining"], "numTraining", path), order)
+                       file_ending, non_negative_count(record["numTraining"], "numTraining", path), order)
 
 
 def scan_nnunet(root: Path, border_dir: str | Path | None = None, check_grids: bool = True) -> LayoutScan:
@@ -36,7 +43,7 @@ def scan_nnunet(root: Path, border_dir: str | Path | None = None, check_grids: b
     problems: list[Problem] = []
     training = _channel_cases(root / "imagesTr", info, problems)
     test = _channel_cases(root / "imagesTs", info, problems)
-    labels, others = nifti_files(root / "labelsTr", info.file_ending)
+    labels, others = image_files(root / "labelsTr", info.file_ending)
     problems += [Problem("*", f"{p}: unexpected entry in labelsTr (expected <case>{info.file_ending})") for p in others]
     label_of = {p.name[: -len(info.file_ending)]: p for p in labels}
     for case_id, label in label_of.items():
@@ -62,7 +69,7 @@ def scan_nnunet(root: Path, border_dir: str | Path | None = None, check_grids: b
 def _channel_cases(folder: Path, info: DatasetInfo, problems: list[Problem]) -> dict[str, tuple[Path, ...] | None]:
     """Case id -> channel files in order (None when a channel is missing or extra) for ``<case>_XXXX<ending>`` files."""
     pattern = re.compile(rf"^(?P<case>.+)_(?P<channel>\d{{4}}){re.escape(info.file_ending)}$")
-    files, others = nifti_files(folder, info.file_ending)
+    files, others = image_files(folder, info.file_ending)
     problems += [Problem("*", f"{p}: unexpected entry in {folder.name} (expected <case>_XXXX{info.file_ending})")
                  for p in others]
     found: dict[str, dict[int, Path]] = {}
