@@ -9,6 +9,9 @@
 The line reads like argparse's own usage errors, `<prog>: error: <file>: <problem> (<what to do>)`:
 - bad input or environment (the library's `OSSNetError`s, `PAUError`, any `OSError`): exit status 2;
   an `OSError` is put in words (disk full, permission denied, a parent that is a file, ...);
+- Ctrl-C: exit status 130 and one line with the exact command that goes on where the run stopped, for a
+  command that can (`continue_with`: its arguments plus `--continue`; training raises `Interrupted` with
+  `--resume <run folder>` once it has one);
 - anything else is a bug: exit status 1, one line naming the exception and the file holding the traceback.
 `--verbose` prints the traceback as well. An error raised in a DataLoader worker is reported as the
 original error, without the worker's traceback around it.
@@ -17,10 +20,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import tempfile
 import traceback
-from typing import Callable
+from typing import Callable, Sequence
 
 from oss_net.io import OSSNetError, describe_os_error
 
@@ -39,16 +43,47 @@ def add_verbose_flag(parser: argparse.ArgumentParser) -> None:
         pass
 
 
-def run_command(body: Callable[[], int | None], *, prog: str, verbose: bool = False) -> int:
-    """Run `body` (the command's work after argument parsing); return its exit status (None → 0)."""
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C in a run that knows how to go on: `arguments` continue it (after the program's own name)."""
+
+    def __init__(self, arguments: Sequence[str]) -> None:
+        super().__init__(shlex.join(arguments))
+        self.arguments = list(arguments)
+
+
+def run_command(body: Callable[[], int | None], *, prog: str, verbose: bool = False,
+                continue_with: Sequence[str] | None = None) -> int:
+    """Run `body` (the command's work after argument parsing); return its exit status (None → 0).
+
+    `continue_with`: the arguments that continue an interrupted run (`with_flag(argv, "--continue")`), printed as a
+    whole command on Ctrl-C; an `Interrupted` raised by the work brings its own.
+    """
     try:
         status = body()
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        arguments = interrupt.arguments if isinstance(interrupt, Interrupted) else continue_with
+        hint = "" if arguments is None else f"; to go on where it stopped: {shlex.join(invocation() + list(arguments))}"
+        print(f"{prog}: interrupted{hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as error:  # the edge: everything not handled below this point ends here
         return report_error(error, prog=prog, verbose=verbose)
     return 0 if status is None else int(status)
+
+
+def with_flag(argv: Sequence[str] | None, flag: str | None) -> list[str]:
+    """The command's arguments (`argv`, else the process's) with `flag` added unless given already (or None)."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    return arguments if flag is None or flag in arguments else [*arguments, flag]
+
+
+def invocation() -> list[str]:
+    """How this process was started, as a person types it again: `python -m <module>`, `python <script>.py`, or
+    a console script's name (`oss-net-predict`)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None and spec.name not in (None, "__main__"):
+        return ["python", "-m", spec.name.removesuffix(".__main__")]
+    script = sys.argv[0] if sys.argv and sys.argv[0] else "python"
+    return ["python", script] if script.endswith(".py") else [os.path.basename(script)]
 
 
 def report_error(error: BaseException, *, prog: str, verbose: bool = False) -> int:

@@ -21,7 +21,7 @@ import argparse
 import logging
 from typing import Sequence
 
-from oss_net.cli_errors import run_command
+from oss_net.cli_errors import run_command, with_flag
 from oss_net.geometry import add_prefer_flag
 from oss_net.inference.options import OUTPUT_FORMATS
 from oss_net.inference.segmenter import Segmenter
@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                            overwrite=arguments.overwrite)
         print(f"{len(written)} label map(s) in {arguments.output_dir}")
 
-    return run_command(work, prog=parser.prog, verbose=arguments.verbose)
+    return run_command(work, prog=parser.prog, verbose=arguments.verbose, continue_with=with_flag(argv, "--continue"))
 
 
 if __name__ == "__main__":

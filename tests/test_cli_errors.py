@@ -82,6 +82,22 @@ def test_keyboard_interrupt_is_one_line_with_status_130(capsys):
     assert _lines(capsys.readouterr().err) == ["p: interrupted"]
 
 
+def test_an_interrupted_run_names_the_exact_command_that_goes_on(capsys, monkeypatch):
+    from oss_net.cli_errors import Interrupted, invocation, with_flag
+
+    monkeypatch.setattr(sys.modules["__main__"], "__spec__", None)  # as a console script or a script file runs
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/oss-net-predict", "-i", "my scans", "-o", "out"])
+    assert invocation() == ["oss-net-predict"] and with_flag(None, "--continue")[-1] == "--continue"
+    assert run_command(_raise(KeyboardInterrupt()), prog="p", continue_with=with_flag(None, "--continue")) == 130
+    assert _lines(capsys.readouterr().err) == [
+        "p: interrupted; to go on where it stopped: oss-net-predict -i 'my scans' -o out --continue"]
+    assert with_flag(["-i", "x", "--continue"], "--continue") == ["-i", "x", "--continue"]
+    monkeypatch.setattr(sys, "argv", ["train_oss_net.py", "--train"])
+    assert run_command(_raise(Interrupted(["--resume", "runs/x"])), prog="t", continue_with=["--train"]) == 130
+    assert _lines(capsys.readouterr().err) == ["t: interrupted; to go on where it stopped: python train_oss_net.py "
+                                               "--resume runs/x"]
+
+
 @pytest.mark.parametrize("code, path, expected", [
     (errno.ENOSPC, "/out/model.pt", "no space left on device while writing /out/model.pt (free some space or write to another disk)"),
     (errno.EACCES, "/out/model.pt", "permission denied: /out/model.pt (check the folder's permissions)"),

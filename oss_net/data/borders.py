@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from oss_net.cli_errors import add_verbose_flag, run_command
+from oss_net.cli_errors import add_verbose_flag, run_command, with_flag
 from oss_net.data.case_files import CaseFiles
 from oss_net.data.layouts import discover
 from oss_net.data.layouts.common import border_file_name, default_border_path
@@ -182,4 +182,4 @@ def border_cli(dataset: str, description: str, argv: list[str] | None = None) ->
         written = generate_borders(dataset, args.root, args.output, args.device, args.overwrite)
         print(f"wrote {len(written)} border map(s)")
 
-    return run_command(work, prog=parser.prog, verbose=args.verbose)
+    return run_command(work, prog=parser.prog, verbose=args.verbose, continue_with=with_flag(argv, None))

@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
-from oss_net.cli_errors import run_command
+from oss_net.cli_errors import run_command, with_flag
 from oss_net.data import DATASETS, SPLITS, canonical_dataset
 from oss_net.geometry import add_prefer_flag
 from oss_net.io import OSSNetError
@@ -172,4 +172,4 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"skipped {len(skipped)} bad case(s): " + "; ".join(f"{row['case']} ({row['skipped']})" for row in skipped))
         print(f"results in {Path(output_dir).resolve()} (summary.csv, summary.json)")
 
-    return run_command(work, prog=parser.prog, verbose=arguments.verbose)
+    return run_command(work, prog=parser.prog, verbose=arguments.verbose, continue_with=with_flag(argv, "--continue"))

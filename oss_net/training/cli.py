@@ -18,7 +18,7 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
-from oss_net.cli_errors import add_verbose_flag, run_command
+from oss_net.cli_errors import add_verbose_flag, run_command, with_flag
 from oss_net.datasets import canonical_dataset
 from oss_net.geometry import add_prefer_flag
 from oss_net.labels import LABEL_MODES
@@ -151,4 +151,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     def work() -> None:
         print(f"run folder: {train(settings_from_args(arguments))}")
 
-    return run_command(work, prog=parser.prog, verbose=verbose)
+    # Ctrl-C before the first checkpoint: the same command again (a given --output_dir holds files by then)
+    again = with_flag(argv, "--overwrite" if arguments.output_dir and not arguments.resume else None)
+    return run_command(work, prog=parser.prog, verbose=verbose, continue_with=again)

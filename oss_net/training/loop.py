@@ -32,6 +32,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from oss_net.cli_errors import Interrupted
 from oss_net.compat import (
     apply_compat, behaviour, best_score, per_rank_batch, replicas_per_process, validation_batch,
 )
@@ -127,6 +128,10 @@ def train(settings: TrainSettings) -> Path:
                     fit(run)
                 else:
                     _evaluate_only(run)
+            except KeyboardInterrupt:
+                if settings.train and resume.periodic_checkpoints(run.run_dir):  # Ctrl-C: how to go on (cli_errors)
+                    raise Interrupted(["--resume", str(run.run_dir)]) from None
+                raise
             finally:
                 run.recorder.close()
         return run.run_dir

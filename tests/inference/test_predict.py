@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import tomllib
 from pathlib import Path
@@ -221,3 +222,35 @@ def test_continue_skips_finished_cases_and_redoes_half_done_ones(brats_checkpoin
 def test_console_script_is_declared():
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["oss-net-predict"] == "oss_net.predict:main"
+
+
+def test_ctrl_c_prints_the_command_that_goes_on_and_it_does(brats_checkpoint, synthetic_brats_root, tmp_path, capsys,
+                                                            monkeypatch):
+    from oss_net.inference.segmenter import Segmenter
+
+    folder = tmp_path / "imagesTs"
+    folder.mkdir()
+    for number, case in enumerate(discover("brats", synthetic_brats_root, "all")[:2]):
+        for channel, path in enumerate(case.images):
+            os.symlink(path, folder / f"scan{number}_{channel:04d}.nii.gz")
+    predicted = []
+    predict = Segmenter.predict
+
+    def ctrl_c_on_the_second_case(self, case):
+        predicted.append(case.case_id)
+        if len(predicted) == 2:
+            raise KeyboardInterrupt
+        return predict(self, case)
+
+    monkeypatch.setattr(Segmenter, "predict", ctrl_c_on_the_second_case)
+    arguments = ["-i", str(folder), "-o", str(tmp_path / "out"), "-m", str(brats_checkpoint), "--cpu"]
+    assert main(arguments) == 130
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert ": interrupted; to go on where it stopped: " in line and len(capsys.readouterr().err) == 0
+    command = shlex.split(line.split("to go on where it stopped: ", 1)[1])
+    assert command[-len(arguments) - 1:] == [*arguments, "--continue"]
+    first = tmp_path / "out" / "scan0.nii.gz"
+    stamp = first.stat().st_mtime_ns
+    monkeypatch.setattr(Segmenter, "predict", predict)
+    assert main(command[-len(arguments) - 1:]) == 0
+    assert first.stat().st_mtime_ns == stamp and (tmp_path / "out" / "scan1.nii.gz").is_file()

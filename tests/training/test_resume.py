@@ -61,3 +61,29 @@ def test_sigkill_then_resume_is_bitwise_identical(tiny_settings, synthetic_brats
     expected, resumed = _weights(reference / "final_model.pt"), _weights(killed / "final_model.pt")
     assert expected.keys() == resumed.keys()
     assert [k for k in expected if not torch.equal(expected[k], resumed[k])] == []
+
+
+def test_ctrl_c_prints_the_resume_command_and_it_resumes(tiny_settings, tmp_path, capsys, monkeypatch):
+    """Ctrl-C after a checkpoint: one line with `--resume <run folder>`, status 130; the command continues."""
+    from oss_net.training import loop
+
+    steps = []
+    step = loop.train_step
+
+    def ctrl_c_on_the_third_step(*args, **kwargs):
+        steps.append(1)
+        if len(steps) == 3:
+            raise KeyboardInterrupt
+        return step(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_step", ctrl_c_on_the_third_step)
+    settings = tiny_settings(checkpoint_every=1, epochs=2)
+    arguments = ["--train", "--demo", "--cpu", "--no_validation", "--batch_size", "1", "--training_samples", "64",
+                 "--epochs", "2", "--checkpoint_every", "1", "--dataset_path", settings.dataset_path,
+                 "--output_dir", str(tmp_path / "run")]
+    assert main(arguments) == 130
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert ": interrupted; to go on where it stopped: " in line and line.endswith(f" --resume {tmp_path / 'run'}")
+    monkeypatch.setattr(loop, "train_step", step)
+    assert main(["--resume", str(tmp_path / "run"), "--max_iterations", "3"]) == 0
+    assert (tmp_path / "run" / "final_model.pt").is_file()
