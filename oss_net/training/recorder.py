@@ -10,8 +10,9 @@ import csv
 import io
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
-from oss_net.compat import SAMPLED_LOSS, VALIDATION_SCORES
+from oss_net.compat import DENSE_DICE, DENSE_IOU, SAMPLED_DICE, SAMPLED_IOU, SAMPLED_LOSS
 from oss_net.io import atomic_write
 
 CSV_NAME = "metrics.csv"
@@ -68,41 +69,80 @@ def read_metrics_csv(path: Path) -> list[tuple[int, int, str, float]]:
         return [(int(r["iteration"]), int(r["epoch"]), r["name"], float(r["value"])) for r in csv.DictReader(handle)]
 
 
-PANELS = (  # (title, metric name prefixes, log scale)
-    ("loss", ("train/loss", "train/aux_loss", SAMPLED_LOSS), True),
-    ("validation Dice / IoU", VALIDATION_SCORES, False),
-    ("learning rate", ("train/lr",), True),
-    ("PAU |coefficients|, change per epoch", ("pau/",), False),
+# (title, the metrics it draws as (name, legend label), log scale). A metric of several classes is also logged per
+# class as `<name>_<class>`: in a panel holding such series each class has its colour (the mean over the classes
+# black) and each metric its line style; otherwise each metric has its colour.
+PANELS = (
+    ("loss", (("train/loss", "occupancy"), ("train/aux_loss", "segmentation (aux)"), (SAMPLED_LOSS, "validation")),
+     True),
+    ("validation Dice", ((DENSE_DICE, "dense, model grid"), (SAMPLED_DICE, "sampled points")), False),
+    ("validation IoU", ((DENSE_IOU, "dense, model grid"), (SAMPLED_IOU, "sampled points")), False),
+    ("learning rate", (("train/lr", "learning rate"),), True),
+    ("PAU |coefficients|", (("pau/numerator_mean_abs", "numerator, mean"), ("pau/numerator_max_abs", "numerator, max"),
+                            ("pau/denominator_mean_abs", "denominator, mean"),
+                            ("pau/denominator_max_abs", "denominator, max")), False),
+    ("PAU coefficients' change per epoch (L2)", (("pau/change_l2", "change"),), False),
 )
+# Colour-blind-safe and distinct (Okabe-Ito, then more): the first for a metric's mean, then one per class.
+SERIES_COLOURS = ("#000000", "#0072b2", "#e69f00", "#009e73", "#cc79a7", "#d55e00", "#56b4e9", "#f0e442",
+                  "#8c564b", "#7f7f7f", "#bcbd22", "#17becf")
+LINE_STYLES = ("solid", "dashed", "dotted", "dashdot")
+NOT_PLOTTED = ("train/loss_total",)  # the sum of the two losses drawn
 
 
-def write_progress_plot(rows: list[tuple[int, int, str, float]], path: Path) -> None:
-    """Four panels of curves against the iteration (an Agg canvas: no display, no global backend).
+def panel_series(series: dict[str, Any], metrics: tuple[tuple[str, str], ...]) -> list[tuple[str, str, str, str]]:
+    """What one panel draws: (series name, legend label, colour, line style) per logged series of its metrics."""
+    classes: list[str] = []
+    found = []
+    for number, (metric, label) in enumerate(metrics):
+        for name in sorted(series):
+            if name not in NOT_PLOTTED and (name == metric or name.startswith(metric + "_")):
+                suffix = name[len(metric) + 1:]
+                if suffix and suffix not in classes:
+                    classes.append(suffix)
+                found.append((number, name, label, suffix))
+    drawn = []
+    for number, name, label, suffix in found:
+        if classes:  # colour by class (the mean black), style by metric
+            colour = SERIES_COLOURS[(classes.index(suffix) + 1 if suffix else 0) % len(SERIES_COLOURS)]
+            drawn.append((name, f"{label}, {suffix or 'mean'}", colour, LINE_STYLES[number % len(LINE_STYLES)]))
+        else:
+            drawn.append((name, label, SERIES_COLOURS[(number + 1) % len(SERIES_COLOURS)], "solid"))
+    return drawn
 
-    Fixed margins rather than tight_layout, which costs seconds per figure on a busy CPU.
-    """
+
+def progress_figure(rows: list[tuple[int, int, str, float]]) -> Any:
+    """The panels of `PANELS` against the iteration, on an Agg canvas (no display, no global backend)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     series: dict[str, list[tuple[int, float]]] = defaultdict(list)
     for iteration, _, name, value in rows:
         series[name].append((iteration, value))
-    figure = Figure(figsize=(10, 6.5))
+    figure = Figure(figsize=(11, 10))
     FigureCanvasAgg(figure)
-    figure.subplots_adjust(left=0.08, right=0.98, bottom=0.08, top=0.94, wspace=0.25, hspace=0.35)
-    for index, (title, prefixes, log_scale) in enumerate(PANELS):
-        axis = figure.add_subplot(2, 2, index + 1)
+    figure.subplots_adjust(left=0.07, right=0.98, bottom=0.06, top=0.96, wspace=0.22, hspace=0.4)
+    for index, (title, metrics, log_scale) in enumerate(PANELS):
+        axis = figure.add_subplot(3, 2, index + 1)
         axis.set_title(title, fontsize=9)
+        axis.set_xlabel("iteration", fontsize=7)
         axis.tick_params(labelsize=7)
-        names = sorted(n for n in series if n.startswith(prefixes) and n != "train/loss_total")
-        for name in names:
+        drawn = panel_series(series, metrics)
+        for name, label, colour, style in drawn:
             xs, ys = zip(*series[name])
-            axis.plot(xs, ys, label=name, marker="o" if len(xs) < 30 else None, markersize=3, linewidth=1.0)
+            axis.plot(xs, ys, label=label, color=colour, linestyle=style, marker="o" if len(xs) < 30 else None,
+                      markersize=3, linewidth=1.2)
             if log_scale and min(ys) > 0:
                 axis.set_yscale("log")
-        if names:
-            axis.legend(fontsize=6, loc="best")
+        if drawn:
+            axis.legend(fontsize=6, loc="best", ncol=2 if len(drawn) > 4 else 1)
+    return figure
+
+
+def write_progress_plot(rows: list[tuple[int, int, str, float]], path: Path) -> None:
+    """`progress_figure` as a PNG, atomically. Fixed margins rather than tight_layout, which costs seconds per figure
+    on a busy CPU."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=80)
+    progress_figure(rows).savefig(buffer, format="png", dpi=80)
     with atomic_write(path, "wb") as handle:
         handle.write(buffer.getvalue())

@@ -141,3 +141,15 @@ def test_command_line(folders, tmp_path: Path, capsys) -> None:
     assert "nowhere: not a folder" in capsys.readouterr().err
     usage = build_parser().format_usage()
     assert usage.startswith("usage: oss-net-evaluate ") and "PRED_DIR LABEL_DIR" in usage
+
+
+def test_box_plot_titles_count_cases_times_structures():
+    from oss_net.evaluate import boxplot_title
+
+    rows = [{"case": f"c{c}", "structure": f"label_{s}", "dice": 0.5 if (c, s) != (1, 4) else float("nan")}
+            for c in (1, 2) for s in (1, 2, 3, 4)]
+    assert boxplot_title(rows, "dice", 4) == "dice per case and label (2 cases × 4 labels, 1 undefined left out)"
+    regions = [{"case": "c1", "structure": name, "hd95_mm": 1.0} for name in ("WT", "TC", "ET")]
+    assert boxplot_title(regions, "hd95_mm", 3) == "hd95_mm per case and region (1 case × 3 regions)"
+    single = [{"case": f"c{c}", "structure": "foreground", "nsd": 1.0} for c in range(3)]
+    assert boxplot_title(single, "nsd", 1) == "nsd per case and structure (3 cases × 1 structure)"
