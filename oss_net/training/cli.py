@@ -62,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     original.add_argument("--segmentation_loss_factor", type=float, default=None, help="weight of the aux segmentation loss (0.1)")
     original.add_argument("--network_config", type=str, default=None, help=f"configuration (default full = C): {_network_config_names()}")
     original.add_argument("--dataset", type=str, default=None, help="brats, lits, nnunet, msd or flare (default: detected from --dataset_path, else brats)")
-    original.add_argument("--dataset_path", type=str, default=None, help="dataset root folder")
+    original.add_argument("--dataset_path", type=str, default=None,
+                          help="dataset root folder (an nnU-Net dataset's images may be .nii.gz, .nii, .nrrd, .nhdr, "
+                               ".mha or .mhd, as its dataset.json's file_ending says)")
     original.add_argument("--uniform_sampling", action="store_true", default=None,
                           help="sample training points uniformly (otherwise half from the border band)")
     new = parser.add_argument_group("new flags")

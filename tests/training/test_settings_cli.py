@@ -131,3 +131,13 @@ def test_the_dataset_is_detected_from_the_folder_when_dataset_is_omitted(tmp_pat
     assert resolve_settings({"dataset_path": str(tmp_path / "missing")}).dataset == "brats"  # discovery reports it later
     assert resolve_settings({}).dataset == "brats"
     assert resolve_settings({"dataset": "LiTS", "dataset_path": str(root)}).dataset == "lits"  # a given --dataset wins
+
+
+def test_help_names_every_dataset_layout_and_image_format():
+    from oss_net.training.cli import build_parser
+
+    text = " ".join(build_parser().format_help().split())
+    assert "BraTS 2020 or LiTS" not in text
+    for layout in ("BraTS 2020", "LiTS", "nnU-Net", "Decathlon", "FLARE21"):
+        assert layout in text
+    assert ".nrrd" in text and ".mha" in text  # nnU-Net datasets in any format read here
