@@ -5,7 +5,8 @@
     oss-net-infer --load_model best.pt --dataset_path LiTS/volume-3.nii --dataset lits --no_mesh
 
 The configuration is read from the checkpoint; `--network_config` / `--dataset` are optional checks.
-`--flat` adds `<output_dir>/<case>.nii.gz` masks, ready for `oss-net-evaluate <output_dir> <labels>`.
+`--flat` adds `<output_dir>/<case><ext>` masks, ready for `oss-net-evaluate <output_dir> <labels>`; image files
+take each input's format (NIfTI as .nii.gz) unless `--output_format` names one.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from oss_net.meshing import MESH_FORMATS, MESH_SPACES
 from oss_net.precision import AMP_MODES
 
 from .lattice import REFINEMENTS
-from .options import MODES, InferenceSettings
+from .options import MODES, OUTPUT_FORMATS, InferenceSettings
 from .run_summary import summary_table
 from .runner import run_inference
 
@@ -83,8 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     files = parser.add_argument_group("outputs")
     files.add_argument("--output_dir", default=defaults.output_dir, help="default: %(default)s")
     files.add_argument("--flat", action="store_true",
-                       help="also write <output_dir>/<case>.nii.gz (for oss-net-evaluate and nnU-Net's evaluation)")
-    files.add_argument("--save_probabilities", action="store_true", help="also write the probability NIfTI")
+                       help="also write <output_dir>/<case><ext> (for oss-net-evaluate and nnU-Net's evaluation)")
+    files.add_argument("--save_probabilities", action="store_true", help="also write the probability maps")
+    files.add_argument("--output_format", default=defaults.output_format, choices=OUTPUT_FORMATS,
+                       help="image format of every image file (default: each input's own; NIfTI as nii.gz, a DICOM "
+                            "series as mha)")
     files.add_argument("--no_overlay", action="store_true", help="write no overlay PNG")
     files.add_argument("--tolerance_mm", type=float, default=defaults.tolerance_mm,
                        help="NSD tolerance in mm (default: %(default)s)")
@@ -148,6 +152,7 @@ def settings_from_args(arguments: argparse.Namespace) -> InferenceSettings:
         face_budget=arguments.face_budget,
         min_component_voxels=arguments.min_component_voxels,
         tolerance_mm=arguments.tolerance_mm,
+        output_format=arguments.output_format,
         flat=arguments.flat,
         cache_dir=arguments.cache_dir,
         wait=arguments.wait,
