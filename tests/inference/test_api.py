@@ -78,7 +78,7 @@ def test_import_stays_cheap_until_the_api_is_used():
 
 def test_every_kind_of_input_gives_its_own_kind_on_its_own_grid(readme_folder):
     segmenter = oss_net.Segmenter("model.pt", device="cpu")
-    written = predict_files(["scan.nii.gz"], readme_folder / "out", "model.pt", cpu=True)[0]
+    written = predict_files(["scan.nii.gz"], readme_folder.parent / f"{readme_folder.name}_out", "model.pt", cpu=True)[0]
     expected = np.asarray(nib.load(str(written)).dataobj)  # what oss-net-predict writes: one pipeline
     image = nib.load("scan.nii.gz")
     from_nifti = segmenter.segment(image)
