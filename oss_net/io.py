@@ -194,9 +194,10 @@ def nifti_image(array: Any, affine: Any, header: Any = None) -> Any:
     """A nibabel NIfTI-1 image of `array` on the grid of `affine`.
 
     Passing the input image's header keeps its qform/sform codes and units, also when `affine` is another grid's
-    (the model grid's, or an output spacing's: nibabel alone would mark that qform "unknown"); on the header's own
-    grid its qform and sform stay as they are, bit for bit (so any reader, SimpleITK included, finds the input's
-    geometry); the data type follows `array`.
+    (the model grid's, or an output spacing's: nibabel alone would mark that qform "unknown"); a form that already
+    gives `affine` stays as it is, bit for bit (so any reader, SimpleITK included, finds the input's geometry), and
+    one that gives another grid (a qform that `--prefer sform` overrode) is set to `affine`; the data type follows
+    `array`.
     """
     import nibabel as nib
     import numpy as np
@@ -205,9 +206,10 @@ def nifti_image(array: Any, affine: Any, header: Any = None) -> Any:
     matrix = np.asarray(affine, dtype=np.float64)
     if header is not None:
         header = header.copy()
-        same_grid = np.array_equal(header.get_best_affine(), matrix)  # the input's grid: its qform and sform as they are
-        for code_key, setter in (("qform_code", header.set_qform), ("sform_code", header.set_sform)):
-            if int(header[code_key]) > 0 and not same_grid:
+        for code_key, getter, setter in (("qform_code", header.get_qform, header.set_qform),
+                                         ("sform_code", header.get_sform, header.set_sform)):
+            # a form that already gives this grid (to its float32 storage) stays as it is, bit for bit
+            if int(header[code_key]) > 0 and not np.allclose(getter(), matrix, rtol=0, atol=1e-4):
                 setter(matrix, code=int(header[code_key]))
     image = nib.Nifti1Image(data, matrix, header=header)
     image.set_data_dtype(data.dtype)
