@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import glob
 import json
 import os
@@ -242,6 +243,82 @@ def image_stem(path: str | os.PathLike) -> str | None:
 # ------------------------------------------------------------------ what a command wrote in an output folder
 
 OUTPUT_MANIFEST = ".oss_net_outputs.json"  # per output folder: every entry this package wrote there
+OUTPUTS_LOCK = ".oss_net_outputs.lock"  # exists while a process changes the folder's shared files (`outputs_lock`)
+HELD_OUTPUT_LOCKS: dict[str, int] = {}  # output folder → how deeply this process holds its `outputs_lock`
+
+
+def acquire_lock(path: str | os.PathLike, on_busy: Callable[[str], None] | None = None) -> int:
+    """A descriptor of `path` (created if needed) holding its exclusive `fcntl.flock`, which the kernel releases when
+    the process dies (so a killed process never leaves a stale lock). When another process holds it, `on_busy(its
+    pid)` is called once (it may raise to give up), then this waits. The holder removes the file before it lets go
+    (`held_lock`); a waiter that then finds another file (or none) under the name locks again, so two processes
+    never both believe they hold it."""
+    path = Path(path)
+    announced = False
+    while True:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                if on_busy is not None and not announced:
+                    announced = True
+                    on_busy(lock_holder(descriptor))
+                fcntl.flock(descriptor, fcntl.LOCK_EX)
+            except BaseException:
+                os.close(descriptor)
+                raise
+        try:
+            current, held = os.stat(path), os.fstat(descriptor)
+            if (current.st_dev, current.st_ino) == (held.st_dev, held.st_ino):
+                return descriptor
+        except FileNotFoundError:
+            pass
+        os.close(descriptor)  # the previous holder removed the file we locked: lock the new one
+
+
+def lock_holder(descriptor: int) -> str:
+    """The pid written in a lock file, or "unknown" while its holder has not written it yet."""
+    text = os.pread(descriptor, 32, 0).decode(errors="replace").strip()
+    return text if text.isdigit() else "unknown"
+
+
+@contextlib.contextmanager
+def held_lock(path: str | os.PathLike, on_busy: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold the lock file `path` (`acquire_lock`, this pid written in it); removed when let go."""
+    descriptor = acquire_lock(path, on_busy)
+    try:
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.close(descriptor)
+
+
+@contextlib.contextmanager
+def outputs_lock(folder: str | os.PathLike) -> Iterator[None]:
+    """Hold the output folder's short lock while its shared files change: the manifest, a record of every case, a
+    summary. Several processes writing into one folder (sharded prediction, `oss_net.inference.sharding`) take
+    turns at these read-modify-writes, so none loses another's entries. Re-entrant within a process; a folder that
+    does not exist yet holds nothing to protect."""
+    key = str(Path(folder).resolve())
+    if key in HELD_OUTPUT_LOCKS or not os.path.isdir(key):
+        HELD_OUTPUT_LOCKS[key] = HELD_OUTPUT_LOCKS.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            HELD_OUTPUT_LOCKS[key] -= 1
+            if not HELD_OUTPUT_LOCKS[key]:
+                del HELD_OUTPUT_LOCKS[key]
+        return
+    with held_lock(Path(key) / OUTPUTS_LOCK):
+        HELD_OUTPUT_LOCKS[key] = 1
+        try:
+            yield
+        finally:
+            del HELD_OUTPUT_LOCKS[key]
 
 
 def recorded_outputs(folder: str | os.PathLike) -> dict[str, dict[str, Any]]:
@@ -286,19 +363,21 @@ def refuse_foreign_outputs(folder: str | os.PathLike, names: Iterable[str], over
 
 
 def record_outputs(folder: str | os.PathLike, paths: Iterable[str | os.PathLike]) -> None:
-    """Add `paths` (entries of `folder` this package just wrote) to the folder's manifest, atomically."""
+    """Add `paths` (entries of `folder` this package just wrote) to the folder's manifest, atomically, under the
+    folder's `outputs_lock`."""
     folder = Path(folder)
-    entries = recorded_outputs(folder)
-    for path in paths:
-        path = Path(path)
-        name = str(path.relative_to(folder)) if path.is_absolute() else str(path)
-        target = folder / name
-        if target.is_dir():
-            entries[name] = {"folder": True}
-        elif target.is_file():
-            stat = target.stat()
-            entries[name] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    atomic_save_json({"written_by": "oss_net", "entries": entries}, folder / OUTPUT_MANIFEST)
+    with outputs_lock(folder):  # other processes sharing the folder record theirs too
+        entries = recorded_outputs(folder)
+        for path in paths:
+            path = Path(path)
+            name = str(path.relative_to(folder)) if path.is_absolute() else str(path)
+            target = folder / name
+            if target.is_dir():
+                entries[name] = {"folder": True}
+            elif target.is_file():
+                stat = target.stat()
+                entries[name] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+        atomic_save_json({"written_by": "oss_net", "entries": entries}, folder / OUTPUT_MANIFEST)
 
 
 def _same_file(path: Path, entry: dict[str, Any]) -> bool:

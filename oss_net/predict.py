@@ -5,6 +5,7 @@
     oss-net-predict -i a_flair.nii.gz a_t1.nii.gz a_t1ce.nii.gz a_t2.nii.gz -o out -m best.pt
     oss-net-predict -i dicom/CT_series/ -o out -m best.pt --output_format nii.gz
     python -m oss_net.predict -i BraTS20_Validation_001/ -o out -m best.pt --continue
+    oss-net-predict -i imagesTs -o out -m best.pt --num_parts 8 --part_id $SLURM_ARRAY_TASK_ID   # 8 jobs, 1 folder
 
 INPUT: one image file (.nii, .nii.gz, .nrrd, .nhdr, .mha, .mhd); several channel files of one case (in the
 checkpoint's channel order); an nnU-Net imagesTs-style folder of `<case>_XXXX<ext>`; a BraTS case folder; a
@@ -25,6 +26,7 @@ from oss_net.cli_errors import run_command, with_flag
 from oss_net.geometry import add_prefer_flag
 from oss_net.inference.options import OUTPUT_FORMATS
 from oss_net.inference.segmenter import Segmenter
+from oss_net.inference.sharding import add_sharding_flags, rank_device, resolve_part
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace files in OUTPUT_DIR with an output's name that this tool did not write there "
                              "(refused otherwise)")
+    add_sharding_flags(parser)
     add_prefer_flag(parser)
     parser.add_argument("--verbose", action="store_true", help="debug logging, and the traceback of an error")
     return parser
@@ -62,12 +65,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if arguments.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     def work() -> None:
-        segmenter = Segmenter(arguments.model, device="cpu" if arguments.cpu else None, prefer=arguments.prefer)
+        part = resolve_part(arguments.num_parts, arguments.part_id)
+        segmenter = Segmenter(arguments.model, device="cpu" if arguments.cpu else rank_device(), prefer=arguments.prefer)
         written = segmenter.predict_folder(arguments.input, arguments.output_dir,
                                            probabilities=arguments.save_probabilities, meshes=arguments.mesh,
                                            overlay=arguments.overlay, output_format=arguments.output_format,
                                            resume=arguments.resume, series_uid=arguments.series_uid,
-                                           overwrite=arguments.overwrite)
+                                           overwrite=arguments.overwrite, part=part)
         print(f"{len(written)} label map(s) in {arguments.output_dir}")
 
     return run_command(work, prog=parser.prog, verbose=arguments.verbose, continue_with=with_flag(argv, "--continue"))

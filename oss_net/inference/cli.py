@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
@@ -26,6 +27,7 @@ from oss_net.precision import AMP_MODES
 from .lattice import REFINEMENTS
 from .options import MODES, OUTPUT_FORMATS, InferenceSettings
 from .run_summary import summary_table
+from .sharding import add_sharding_flags, resolve_part
 from .runner import run_inference
 
 
@@ -112,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="skip cases whose outputs are complete and were written with the same settings and checkpoint")
     run.add_argument("--skip_bad_cases", action="store_true",
                      help="skip a case whose files are bad (its reason goes into the summary) instead of stopping")
+    add_sharding_flags(run)
     run.add_argument("--wait", action="store_true",
                      help="wait for another run writing to --output_dir to finish instead of refusing to start")
     run.add_argument("--cache_dir", default=None, help="cache of pre-processed cases")
@@ -159,6 +162,7 @@ def settings_from_args(arguments: argparse.Namespace) -> InferenceSettings:
         skip_bad_cases=arguments.skip_bad_cases,
         overwrite=arguments.overwrite,
         prefer=arguments.prefer,
+        **asdict(resolve_part(arguments.num_parts, arguments.part_id)),
     )
 
 

@@ -176,9 +176,14 @@ class InferenceSettings:
     skip_bad_cases: bool = False  # skip a bad case (reason in the summary) instead of refusing the run
     overwrite: bool = False  # replace outputs in output_dir that this package did not write there (else refused)
     prefer: str | None = None  # sform | qform: the affine of an input whose two disagree (None: refuse it)
+    num_parts: int = 1  # sharded runs: this run predicts part `part_id` of the sorted cases (`sharding.Part`)
+    part_id: int = 0
 
     def __post_init__(self) -> None:
         problems = predict_option_problems(self) + write_option_problems(self)
+        if self.num_parts < 1 or not 0 <= self.part_id < self.num_parts:
+            problems.append(f"part_id must lie in 0..num_parts - 1 with num_parts >= 1, got part_id {self.part_id} "
+                            f"of num_parts {self.num_parts}")
         if self.split not in SPLITS:
             problems.append(f"split {self.split!r} is not one of {', '.join(SPLITS)}")
         if self.prefer is not None and self.prefer not in AFFINE_SOURCES:
@@ -204,7 +209,7 @@ class InferenceSettings:
 
 # Settings that cannot change a case's files: left out of the settings hash that `--continue` compares.
 RUN_CONTROL_FIELDS = frozenset({"load_model", "dataset_path", "output_dir", "split", "cpu", "cuda_devices", "resume",
-                                "cache_dir", "flat", "wait", "skip_bad_cases", "overwrite"})
+                                "cache_dir", "flat", "wait", "skip_bad_cases", "overwrite", "num_parts", "part_id"})
 
 
 def settings_hash(settings: InferenceSettings, model: torch.nn.Module) -> str:

@@ -2,7 +2,9 @@
 
 One inference run at a time writes into an output folder: `output_folder_lock` holds an exclusive
 `fcntl.flock` on `<output_dir>/.oss_net.lock` (the holder's pid written in it) for the run's lifetime;
-a second run waits for it or is refused, naming the folder and the holder. Everything of one case
+a second run waits for it or is refused, naming the folder and the holder. The parts of a sharded run
+(`sharding`) each hold their part's lock and share the folder, taking turns at its shared files
+(`oss_net.io.outputs_lock`). Everything of one case
 is written (each file atomically) into a staging folder private to the run, `.<case>.<run_id>.partial/`,
 then `manifest.json` (the run id, the settings hash and every file's size and SHA-256) is written last
 and the folder is renamed to `<case>/`. A crash, a bad input or Ctrl-C therefore never leaves a
@@ -16,12 +18,13 @@ The files of a case are the `CaseWriter`'s (`oss_net.inference.writers`, with th
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import glob
 import hashlib
 import json
 import logging
 import math
 import os
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -30,8 +33,10 @@ from typing import Any, Iterator, Sequence
 from oss_net.data.formats import save_image
 from oss_net.data.nifti import open_image, read_voxels
 from oss_net.io import (
-    OSSNetError, atomic_save_json, atomic_write, record_outputs, refuse_foreign_outputs, refuse_output_in_inputs,
+    OSSNetError, atomic_save_json, atomic_write, held_lock, record_outputs, refuse_foreign_outputs,
+    refuse_output_in_inputs,
 )
+
 
 logger = logging.getLogger(__name__)
 
@@ -59,66 +64,36 @@ def case_folder(output_dir: Path, case_id: str) -> Path:
 
 
 @contextlib.contextmanager
-def output_folder_lock(output_dir: Path, wait: bool = False) -> Iterator[str]:
+def output_folder_lock(output_dir: Path, wait: bool = False, shard: str | None = None) -> Iterator[str]:
     """Hold the output folder for one run; yields the run's id.
 
-    The lock is an exclusive `flock` on `<output_dir>/.oss_net.lock`, released by the kernel when the
-    process dies (so a killed run never leaves a stale lock). The holder removes the file before it
-    lets go; a waiter that then finds another file (or none) under the name takes the lock again, so
-    two runs never both believe they hold it.
+    The lock is an exclusive `flock` on `<output_dir>/.oss_net.lock` (`oss_net.io.held_lock`: released by the
+    kernel when the process dies, removed when let go). A part of a sharded run holds its part's lock instead,
+    `.oss_net.<shard>.lock` (`sharding.Part.label`), so the parts run side by side, each part once at a time.
     """
-    path = output_dir / LOCK_FILE
-    descriptor = acquire_lock(path, wait)
-    try:
-        os.ftruncate(descriptor, 0)
-        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+    name = LOCK_FILE if shard is None else f".oss_net.{shard}.lock"
+    what = "another inference run" if shard is None else f"another inference run of {shard}"
+
+    def busy(holder: str) -> None:
+        if not wait:
+            raise OutputFolderBusy(
+                f"{output_dir}: output folder is in use by {what} (pid {holder}) "
+                f"(wait for it to finish, pass --wait to queue behind it, or choose another --output_dir)")
+        logger.warning("%s: output folder is in use by %s (pid %s); waiting (--wait)", output_dir, what, holder)
+
+    with held_lock(output_dir / name, busy):
         yield new_run_id()
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        os.close(descriptor)
 
 
-def acquire_lock(path: Path, wait: bool) -> int:
-    """A descriptor of `path` holding its exclusive flock (see `output_folder_lock`)."""
-    announced = False
-    while True:
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = lock_holder(descriptor)
-            if not wait:
-                os.close(descriptor)
-                raise OutputFolderBusy(
-                    f"{path.parent}: output folder is in use by another inference run (pid {holder}) "
-                    f"(wait for it to finish, pass --wait to queue behind it, or choose another --output_dir)") from None
-            if not announced:
-                logger.warning("%s: output folder is in use by another inference run (pid %s); waiting (--wait)",
-                               path.parent, holder)
-                announced = True
-            fcntl.flock(descriptor, fcntl.LOCK_EX)
-        try:
-            current = os.stat(path)
-            held = os.fstat(descriptor)
-            if (current.st_dev, current.st_ino) == (held.st_dev, held.st_ino):
-                return descriptor
-        except FileNotFoundError:
-            pass
-        os.close(descriptor)  # the previous holder removed the file we locked: lock the new one
-
-
-def lock_holder(descriptor: int) -> str:
-    """The pid written in a lock file, or "unknown" while its holder has not written it yet."""
-    text = os.pread(descriptor, 32, 0).decode(errors="replace").strip()
-    return text if text.isdigit() else "unknown"
-
-
-def remove_leftovers(output_dir: Path) -> list[Path]:
+def remove_leftovers(output_dir: Path, case_ids: Sequence[str] | None = None) -> list[Path]:
     """Remove what dead runs left: staging and retired folders, temporary files of interrupted atomic writes.
 
-    Call with the lock held: no other run is writing then, so every such entry is stale.
+    Call with the lock held: no other run is writing then, so every such entry is stale. A sharded run passes its
+    part's `case_ids`: only their staging and retired folders go (the other parts may be writing theirs), and the
+    temporary files are left to `oss_net.io.remove_stale_temporaries`.
     """
+    if case_ids is not None:
+        return remove_case_leftovers(output_dir, case_ids)
     removed = []
     for entry in output_dir.iterdir():
         name = entry.name
@@ -132,6 +107,18 @@ def remove_leftovers(output_dir: Path) -> list[Path]:
             removed.append(entry)
     if removed:
         logger.info("%s: removed %d leftover(s) of earlier runs", output_dir, len(removed))
+    return removed
+
+
+def remove_case_leftovers(output_dir: Path, case_ids: Sequence[str]) -> list[Path]:
+    """The staging (`.<case>.<run_id>.partial`) and retired (`.<case>.old-<hex>`) folders of `case_ids`, removed."""
+    removed = []
+    for case_id in case_ids:
+        pattern = re.compile(rf"\.{re.escape(case_id)}\.([0-9]+-[0-9a-f]+{re.escape(STAGING_SUFFIX)}|old-[0-9a-f]+)")
+        for entry in output_dir.glob(f".{glob.escape(case_id)}.*"):
+            if entry.is_dir() and pattern.fullmatch(entry.name):
+                shutil.rmtree(entry, ignore_errors=True)
+                removed.append(entry)
     return removed
 
 

@@ -27,7 +27,10 @@ from tqdm import tqdm
 
 from oss_net.data import CaseFiles, DatasetError, canonical_dataset
 from oss_net.geometry import preferred_affine
-from oss_net.io import atomic_save_json, check_output_folder, prepare_output_folder, record_outputs
+from oss_net.io import (
+    OUTPUT_MANIFEST, atomic_save_json, check_output_folder, outputs_lock, prepare_output_folder, record_outputs,
+    remove_stale_temporaries,
+)
 from oss_net.models import ConfigError, canonical_network_name, load_model
 
 from . import outputs
@@ -36,6 +39,7 @@ from .options import InferenceError, InferenceSettings, settings_hash
 from .predictor import select_device
 from .run_summary import SUMMARY_FILES, write_summary
 from .segmenter import Segmenter
+from .sharding import Part, rank_device
 from .writers import CaseWriter, with_data_files
 
 logger = logging.getLogger(__name__)
@@ -70,14 +74,16 @@ def run_inference(settings: InferenceSettings) -> Path:
 
 def run_cases_of(settings: InferenceSettings) -> Path:
     """`run_inference` within the affine preference."""
-    device = select_device(settings.cpu, settings.cuda_devices)
+    rank = rank_device(settings.cpu)  # a torchrun rank: its node's GPU
+    device = torch.device(rank) if rank is not None else select_device(settings.cpu, settings.cuda_devices)
     segmenter = Segmenter(load_checked_model(settings, device), device=device, **asdict(settings.predict_options()))
     predictor = segmenter.predictor
     writer = CaseWriter(predictor, settings.write_options())
     config = predictor.config
+    part = Part(settings.num_parts, settings.part_id)
     found, rejected = find_cases(settings, config.dataset)
-    cases, skipped = screen_cases(found, config)
-    skipped = rejected + skipped
+    every_case, skipped = screen_cases(found, config)
+    cases, skipped = part.take(every_case), part.take(rejected + skipped)
     if skipped and not settings.skip_bad_cases:
         raise InferenceError(f"{settings.dataset_path}: {len(skipped)} bad case(s), nothing written "
                              f"(fix them, or pass --skip_bad_cases to skip them): {reasons(skipped)}")
@@ -88,19 +94,22 @@ def run_cases_of(settings: InferenceSettings) -> Path:
     names += [name for files in cases for name in with_data_files(
         outputs.flat_mask_path(output_dir, files.case_id, writer.suffix(files)).name, writer.suffix(files))
               ] if settings.flat else []
-    outputs.claim_output_folder(output_dir, input_folders(settings, config.dataset, found), names, settings.overwrite,
-                                legacy=(SETTINGS_FILE, *SUMMARY_FILES))
+    with outputs_lock(output_dir):  # the other parts' outputs are recorded under it
+        outputs.claim_output_folder(output_dir, input_folders(settings, config.dataset, found), names,
+                                    settings.overwrite, legacy=(SETTINGS_FILE, *SUMMARY_FILES))
     prepare_output_folder(output_dir)
     fingerprint = settings_hash(settings, predictor.model)
-    with outputs.output_folder_lock(output_dir, wait=settings.wait) as run_id:
-        outputs.remove_leftovers(output_dir)
+    with outputs.output_folder_lock(output_dir, settings.wait, part.label if part.sharded else None) as run_id:
+        remove_leftovers(output_dir, part, [files.case_id for files in cases], names)
         run_record = {**settings.to_dict(), "resolved_mode": predictor.mode, "resolved_refinement": predictor.refinement,
                       "resolved_chunk_size": predictor.chunk_size,
                       "device": str(device), "run_id": run_id, "settings_hash": fingerprint, "config": config.to_dict()}
         records, failed = run_cases(cases, segmenter, writer, settings, output_dir, run_record)
         bad = skipped + failed
         if len(failed) < len(cases):  # a run none of whose cases could be read writes nothing
-            write_summary(output_dir, [c.case_id for c in cases if c.case_id not in {b.case_id for b in failed}], bad)
+            with outputs_lock(output_dir):  # every part's finished cases, whichever part finishes last
+                write_summary(output_dir, [c.case_id for c in every_case if c.case_id not in {b.case_id for b in failed}],
+                              bad)
     for case in bad if settings.skip_bad_cases else ():
         logger.warning("%s: skipped: %s", case.case_id, case.reason)
     if records and not any(record.get("foreground_voxels", 1) for record in records):
@@ -154,10 +163,26 @@ def run_cases(cases: list[CaseFiles], segmenter: Segmenter, writer: CaseWriter,
     return records, failed
 
 
+def remove_leftovers(output_dir: Path, part: Part, case_ids: Sequence[str], names: Sequence[str]) -> None:
+    """What dead runs left in the output folder: all of it for a whole run; a sharded run's part removes only the
+    staging folders of its cases `case_ids` and, under the folder's `outputs_lock`, the temporaries of `names` (its cases'
+    and the shared files', which every part writes under that lock)."""
+    if not part.sharded:
+        outputs.remove_leftovers(output_dir)
+        return
+    with outputs_lock(output_dir):
+        removed = outputs.remove_leftovers(output_dir, case_ids)
+        removed += remove_stale_temporaries(output_dir, [*names, OUTPUT_MANIFEST])
+    if removed:
+        logger.info("%s: removed %d leftover(s) of earlier runs of %s", output_dir, len(removed), part.describe())
+
+
 def save_run_record(run_record: dict[str, Any], output_dir: Path) -> None:
-    """inference_settings.json, recorded as written by this package (`oss_net.io.record_outputs`)."""
-    atomic_save_json(run_record, output_dir / SETTINGS_FILE)
-    record_outputs(output_dir, [SETTINGS_FILE])
+    """inference_settings.json, recorded as written by this package (`oss_net.io.record_outputs`); the last part of
+    a sharded run to start writes it."""
+    with outputs_lock(output_dir):
+        atomic_save_json(run_record, output_dir / SETTINGS_FILE)
+        record_outputs(output_dir, [SETTINGS_FILE])
 
 
 def process_case(files: CaseFiles, case: Any, segmenter: Segmenter, writer: CaseWriter,

@@ -44,8 +44,8 @@ from oss_net.data.nifti import Volume, check_spatial_shape, checked_volume, file
 from oss_net.data.outliers import input_outliers
 from oss_net.geometry import AFFINE_SOURCES, header_affine, preferred_affine
 from oss_net.io import (
-    NIFTI_SUFFIXES, atomic_save_json, foreign_outputs, image_suffix, nifti_image, prepare_output_folder, record_outputs,
-    refuse_foreign_outputs, refuse_output_in_inputs, remove_stale_temporaries,
+    NIFTI_SUFFIXES, atomic_save_json, foreign_outputs, image_suffix, nifti_image, outputs_lock, prepare_output_folder,
+    record_outputs, refuse_foreign_outputs, refuse_output_in_inputs, remove_stale_temporaries,
 )
 from oss_net.labels import scheme_of
 from oss_net.meshing import mesh_in_space
@@ -56,6 +56,7 @@ from .files import resolve_inputs
 from .options import InferenceError, PredictOptions, WriteOptions
 from .outputs import flat_mask_path
 from .predictor import Prediction, make_predictor, select_device
+from .sharding import Part, rank_device
 from .writers import (
     CaseWriter, flat_output_names, flat_probabilities_path, input_grid_outputs, per_class_probabilities,
 )
@@ -188,39 +189,46 @@ class Segmenter:
     def predict_folder(self, inputs: Sequence[str | os.PathLike], output_dir: str | os.PathLike, *,
                        probabilities: bool = False, meshes: bool = False, overlay: bool = False,
                        output_format: str | None = None, resume: bool = False, series_uid: str | None = None,
-                       overwrite: bool = False) -> list[Path]:
+                       overwrite: bool = False, part: Part = Part()) -> list[Path]:
         """oss-net-predict: a label map `<case><ext>` per case flat in `output_dir` (nnU-Net's naming, on the
         input's grid and in its format unless `output_format`), with `probabilities/<case><ext>`, meshes and an
-        overlay when asked for, and `predictions.json` (each case's inputs, label map and input warnings);
-        `resume` skips cases whose label map (written last) exists. Returns the label maps.
+        overlay when asked for, and `predictions.json` (each case's inputs, label map and input warnings, sorted
+        by case); `resume` skips cases whose label map (written last) exists. Returns the label maps.
 
         Before any work the output folder is claimed (`claim_output_folder`): it is no input folder, and a file
         with an output's name that this package did not write there is never replaced unless `overwrite`.
+        `part`: the share of the sorted cases this job predicts (`sharding`; every input is still checked), the
+        other parts writing into the same folder at the same time.
         """
         writer = CaseWriter(self.predictor, WriteOptions(layout="flat", probabilities=probabilities, meshes=meshes,
                                                          overlay=overlay, output_format=output_format))
-        cases = self.cases(inputs, series_uid)
+        cases = part.take(self.cases(inputs, series_uid))
         output = Path(output_dir)
         names = {files.case_id: flat_output_names(files.case_id, writer.options, writer.suffix(files))
                  for files in cases}
         every_name = [RECORDS_FILE, *(name for case in names.values() for name in case)]
-        claim_output_folder(output, cases, inputs, every_name, overwrite)
+        with outputs_lock(output):  # the other parts' outputs are recorded under it
+            claim_output_folder(output, cases, inputs, every_name, overwrite)
         check_outputs_leave_inputs_alone(cases, output, writer)
         prepare_output_folder(output)
-        removed = remove_stale_temporaries(output, every_name)
+        with outputs_lock(output):  # predictions.json's temporaries: written under it
+            removed = remove_stale_temporaries(output, every_name)
         if removed:
             logger.info("%s: removed %d temporary file(s) of interrupted writes", output, len(removed))
-        records = read_records(output)
+        if part.sharded:
+            logger.info("%s: %d case(s)", part.describe(), len(cases))
         progress = tqdm(cases, desc="predict", unit="case", disable=None)
         for files in progress:
             progress.set_postfix_str(files.case_id)
             if resume and flat_mask_path(output, files.case_id, writer.suffix(files)).is_file():
                 logger.info("%s: label map exists, skipped (--continue)", files.case_id)
                 continue
-            records[files.case_id] = self.write_case(files, writer, output)
-            record_outputs(output, [name for name in names[files.case_id] if (output / name).exists()])
-            atomic_save_json({"cases": list(records.values())}, output / RECORDS_FILE)
-            record_outputs(output, [RECORDS_FILE])
+            record = self.write_case(files, writer, output)
+            with outputs_lock(output):  # the other parts add theirs to predictions.json too
+                record_outputs(output, [name for name in names[files.case_id] if (output / name).exists()])
+                records = {**read_records(output), files.case_id: record}
+                atomic_save_json({"cases": [records[case_id] for case_id in sorted(records)]}, output / RECORDS_FILE)
+                record_outputs(output, [RECORDS_FILE])
         return [flat_mask_path(output, files.case_id, writer.suffix(files)) for files in cases]
 
     def write_case(self, files: CaseFiles, writer: CaseWriter, output_dir: Path) -> dict[str, Any]:
@@ -240,12 +248,12 @@ class Segmenter:
 def predict_files(inputs: Sequence[str | os.PathLike], output_dir: str | os.PathLike, checkpoint: str | os.PathLike, *,
                   cpu: bool = False, save_probabilities: bool = False, mesh: bool = False, overlay: bool = False,
                   output_format: str | None = None, resume: bool = False, series_uid: str | None = None,
-                  overwrite: bool = False, prefer: str | None = None) -> list[Path]:
+                  overwrite: bool = False, prefer: str | None = None, part: Part = Part()) -> list[Path]:
     """`oss-net-predict` as one call: `Segmenter(checkpoint).predict_folder(...)` (see there)."""
-    segmenter = Segmenter(checkpoint, device="cpu" if cpu else None, prefer=prefer)
+    segmenter = Segmenter(checkpoint, device="cpu" if cpu else rank_device(), prefer=prefer)
     return segmenter.predict_folder(inputs, output_dir, probabilities=save_probabilities, meshes=mesh, overlay=overlay,
                                     output_format=output_format, resume=resume, series_uid=series_uid,
-                                    overwrite=overwrite)
+                                    overwrite=overwrite, part=part)
 
 
 def claim_output_folder(output: Path, cases: Sequence[CaseFiles], inputs: Sequence[str | os.PathLike],
