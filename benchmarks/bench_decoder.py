@@ -23,34 +23,16 @@ import statistics
 from typing import Callable
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.common import bench_main, benchmark_device, format_table, interleaved_seconds, write_result
 from oss_net.geometry import PATCH_SIZE
 from oss_net.inference.defaults import CHUNK_SIZE
+from oss_net.inference.efficiency import counted_flops
 from oss_net.inference.predictor import default_chunk_size
 from oss_net.models import Encoding, build_model, get_config
 
 MATMUL_SIZE = 2048  # [n, n] @ [n, n]: large enough for the BLAS to run at its peak
 SMOKE = {"points": 2**8, "matmul": 256, "overrides": {"decoder_width": 16}}
-
-
-
-
-def baddbmm_flops(self_shape: torch.Size, left: torch.Size, right: torch.Size, *args: object, **kwargs: object) -> int:
-    """2 B M K N: the matmul FLOPs of an (in-place) baddbmm of [B, M, K] and [B, K, N]."""
-    return 2 * left[0] * left[1] * left[2] * right[2]
-
-
-# the folded decoder's identity shortcuts accumulate with in-place baddbmm_, which the counter does not know
-FLOP_COUNTS = {torch.ops.aten.baddbmm_: baddbmm_flops}
-
-
-def matmul_flops(call: Callable[[], object]) -> float:
-    """The matmul FLOPs torch.utils.flop_counter counts for one call."""
-    with FlopCounterMode(display=False, custom_mapping=FLOP_COUNTS) as counter:
-        call()
-    return float(counter.get_total_flops())
 
 
 def decoder_calls(device: torch.device, points: int, overrides: dict) -> dict[str, Callable[[], object]]:
@@ -86,7 +68,7 @@ def run(size: str = "cpu", smoke: bool = False) -> dict:
     points = SMOKE["points"] if smoke else CHUNK_SIZE
     side = SMOKE["matmul"] if smoke else MATMUL_SIZE
     calls = decoder_calls(device, points, SMOKE["overrides"] if smoke else {})
-    executed = {name: matmul_flops(call) for name, call in calls.items()}
+    executed = {name: counted_flops(call) for name, call in calls.items()}
     model_flops = executed["module"]  # the unfolded module's FLOPs: the model's nominal cost
     left, right = torch.randn(side, side, device=device), torch.randn(side, side, device=device)
     synchronize = torch.cuda.synchronize if device.type == "cuda" else None

@@ -348,7 +348,8 @@ def _full_scan_row(method: str, predictor: Any, files: Any, folder: Path) -> tup
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("--size", choices=SIZES, default="cpu")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds")
     parser.add_argument("--checkpoint", default=None, help="a trained model instead of the ellipsoid oracle (cpu, gpu)")

@@ -184,7 +184,8 @@ def run(size: str = "cpu", smoke: bool = False) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("--smoke", action="store_true", help="two training steps, predictions at 1 mm: seconds")
     args = parser.parse_args(argv)
     run("cpu", args.smoke)

@@ -136,7 +136,8 @@ def run(size: str = "cpu", smoke: bool = False) -> dict:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("--size", choices=("cpu", "gpu"), default="cpu")
     parser.add_argument("--smoke", action="store_true")
     arguments = parser.parse_args()

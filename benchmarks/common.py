@@ -82,7 +82,8 @@ def bench_main(run: Callable[[str, bool], dict], description: str, smoke_help: s
     """The command line every benchmark shares: `--size {cpu,gpu}` and `--smoke`, then one call of run."""
     import argparse
 
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("--size", choices=("cpu", "gpu"), default="cpu", help="problem sizes (default: cpu)")
     parser.add_argument("--smoke", action="store_true", help=smoke_help)
     args = parser.parse_args(argv)

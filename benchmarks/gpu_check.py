@@ -419,7 +419,8 @@ def step_summary(rehearse: bool, total_seconds: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("step", choices=(*STEPS, "probe", "summary"))
     parser.add_argument("--rehearse", action="store_true", help="on the CPU at tiny sizes; GPU-only parts are skipped")
     parser.add_argument("--total-seconds", type=int, default=0, help="summary: the run's wall time so far")

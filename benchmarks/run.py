@@ -64,7 +64,8 @@ def write_summary(results: dict[str, dict], size: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("--size", choices=("cpu", "gpu"), default="cpu", help="problem sizes (default: cpu)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds per benchmark")
     parser.add_argument("--only", nargs="+", choices=BENCHMARKS, help="run only these benchmarks")

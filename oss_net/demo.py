@@ -14,6 +14,12 @@
 core, enhancing tumour) in one model instead of the whole tumour alone, writes one 0/1/2/4 label map
 per case, and adds a table of the Dice per region.
 
+`--organs` (`make demo-organs`) does the same for a FLARE21-style abdominal CT set of four organs
+with realistic sizes (`oss_net.data.synthetic_organs`), trained as exclusive classes (the FLARE21
+default), predicted in the default mode (`inference/`) and in standard mode (`inference_standard/`),
+and prints per organ Dice, HD95 and NSD at 1 mm in both modes, where the two modes disagree, and
+FLARE's efficiency table: OSS-Net C against the 3D U-Net baseline (`oss_net.demo_organs`).
+
 Re-running is safe: the dataset and the trained model are reused when their settings are
 unchanged (`--retrain` trains again), and the inference folder is rewritten case by case.
 """
@@ -29,23 +35,32 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from oss_net.cli_errors import add_verbose_flag, run_command
+from oss_net.data import discover, load_case
 from oss_net.data.synthetic import write_synthetic_dataset
+from oss_net.data.synthetic_organs import ORGANS_SHAPE, write_organs_dataset
+from oss_net.demo_organs import class_disagreement, efficiency_costs, organs_report
 from oss_net.inference import InferenceSettings, run_inference
 from oss_net.inference.run_summary import class_report
 from oss_net.io import OSSNetError, atomic_save_json
-from oss_net.labels import DEFAULT_LABEL_MODE, LABEL_MODES
+from oss_net.labels import DEFAULT_LABEL_MODE, LABEL_MODES, scheme_of
+from oss_net.models import load_model
 from oss_net.training import demo_settings, train
 
 STATE_FILE = "demo_state.json"
 DEMO_SHAPE = (60, 60, 38)  # a 240×240×155 BraTS volume at 1/4 resolution, padded to the 64×64×40 model grid
 MODEL_FILES = ("best_model.pt", "final_model.pt")
+CASES = {"brats": 20, "organs": 16}  # synthetic labelled cases; the organs set adds 2 unlabelled ones (ValidationImg)
+# The organs demo's training on top of the demo preset for classes (`oss_net.training.settings`): longer, as the
+# thin pancreas is learnt last, and validated less often (each validation predicts the 3 validation scans).
+ORGANS_TRAINING = {"epochs": 36, "val_every": 6}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m oss_net.demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     parser.add_argument("--output_dir", default="demo_output", help="everything goes here (default: %(default)s)")
-    parser.add_argument("--cases", type=int, default=20, help="synthetic cases (default: %(default)s; ~1/8 are validation)")
+    parser.add_argument("--cases", type=int, default=None,
+                        help="synthetic labelled cases (default: 20, ~1/8 validation; --organs 16, 1/5 validation)")
     parser.add_argument("--seed", type=int, default=0, help="dataset and training seed (default: %(default)s)")
     parser.add_argument("--config", default="C", help="network configuration (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the demo preset's)")
@@ -53,8 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--training_samples", type=int, default=None, help="points per volume and step (default: preset)")
     parser.add_argument("--retrain", action="store_true", help="train again even when a matching model exists")
     parser.add_argument("--no_mesh", action="store_true", help="skip the meshes")
-    parser.add_argument("--label_mode", choices=LABEL_MODES, default=DEFAULT_LABEL_MODE,
-                        help="binary whole tumour (default, the paper's) or regions WT/TC/ET, exclusive labels 1/2/4")
+    parser.add_argument("--label_mode", choices=LABEL_MODES, default=None,
+                        help="binary whole tumour (default, the paper's) or regions WT/TC/ET, exclusive labels 1/2/4; "
+                             "--organs: exclusive organs (the default) or binary 'any organ'")
+    parser.add_argument("--organs", action="store_true",
+                        help="the four-organ FLARE21-style CT demo instead of BraTS (make demo-organs)")
     return parser
 
 
@@ -70,10 +88,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             Path(arguments.output_dir), cases=arguments.cases, seed=arguments.seed, config=arguments.config,
             epochs=arguments.epochs, max_iterations=arguments.max_iterations,
             training_samples=arguments.training_samples, retrain=arguments.retrain, mesh=not arguments.no_mesh,
-            label_mode=arguments.label_mode,
+            label_mode=arguments.label_mode, organs=arguments.organs,
         )
         print(report(result))
-        if arguments.label_mode != DEFAULT_LABEL_MODE:
+        if arguments.organs:
+            print(organs_report(result))
+        elif arguments.label_mode not in (None, DEFAULT_LABEL_MODE):
             print(class_report(result["summary"]))
 
     return run_command(work, prog=parser.prog, verbose=arguments.verbose)
@@ -81,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run_demo(
     output_dir: Path,
-    cases: int = 20,
+    cases: int | None = None,
     seed: int = 0,
     config: str = "C",
     epochs: int | None = None,
@@ -89,10 +109,14 @@ def run_demo(
     training_samples: int | None = None,
     retrain: bool = False,
     mesh: bool = True,
-    shape: Sequence[int] = DEMO_SHAPE,
-    label_mode: str = DEFAULT_LABEL_MODE,
+    shape: Sequence[int] | None = None,
+    label_mode: str | None = None,
+    organs: bool = False,
 ) -> dict[str, Any]:
-    """Data → training → inference; returns {"summary": rows, "folders": {...}, "seconds": {...}}."""
+    """Data → training → inference; returns {"summary": rows, "folders": {...}, "seconds": {...}}, and for
+    `organs` the standard-mode "summaries" and "disagreement" per organ and the "efficiency" costs too."""
+    cases = CASES["organs" if organs else "brats"] if cases is None else cases
+    shape = (ORGANS_SHAPE if organs else DEMO_SHAPE) if shape is None else shape
     if cases < 2:
         raise OSSNetError(f"--cases must be at least 2 (one training and one validation case), got {cases}")
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -102,7 +126,7 @@ def run_demo(
 
     start = time.perf_counter()
     data_dir = output_dir / "data"
-    data_key = {"cases": cases, "seed": seed, "shape": list(shape)}
+    data_key = {"cases": cases, "seed": seed, "shape": list(shape), **({"organs": True} if organs else {})}
     if state.get("data") != data_key or not data_dir.is_dir():
         _write_dataset(data_dir, data_key)
         state = {"data": data_key}
@@ -111,8 +135,8 @@ def run_demo(
 
     start = time.perf_counter()
     train_dir = output_dir / "train"
-    overrides = {"network_config": config, "seed": seed}
-    if label_mode != DEFAULT_LABEL_MODE:
+    overrides = {"network_config": config, "seed": seed, **(ORGANS_TRAINING if organs else {})}
+    if label_mode is not None:  # else the dataset's: binary for BraTS, exclusive organs for the FLARE layout
         overrides["label_mode"] = label_mode
     overrides.update({k: v for k, v in (("epochs", epochs), ("max_iterations", max_iterations),
                                         ("training_samples", training_samples)) if v is not None})
@@ -124,15 +148,42 @@ def run_demo(
     inference_dir = output_dir / "inference"
     run_inference(InferenceSettings(
         load_model=str(model_path), dataset_path=str(data_dir), output_dir=str(inference_dir), split="val",
-        mode="both", save_probabilities=True, no_mesh=not mesh, cpu=True,
+        mode="auto" if organs else "both", save_probabilities=True, no_mesh=not mesh, cpu=True,
     ))
     seconds["inference"] = time.perf_counter() - start
-    summary = json.loads((inference_dir / "summary.json").read_text())
-    return {
-        "summary": summary,
+    result = {
+        "summary": json.loads((inference_dir / "summary.json").read_text()),
         "folders": {"data": data_dir, "train": train_dir, "model": model_path, "inference": inference_dir},
         "seconds": seconds,
     }
+    if organs:
+        result.update(organs_standard_and_costs(result, output_dir, config, mesh))
+    return result
+
+
+def organs_standard_and_costs(result: dict[str, Any], output_dir: Path, config: str, mesh: bool) -> dict[str, Any]:
+    """The organs demo's second inference run (standard mode, `inference_standard/`), the two modes'
+    disagreement per organ, and the efficiency costs on the first validation case."""
+    folders, seconds = result["folders"], result["seconds"]
+    start = time.perf_counter()
+    standard_dir = output_dir / "inference_standard"
+    run_inference(InferenceSettings(
+        load_model=str(folders["model"]), dataset_path=str(folders["data"]), output_dir=str(standard_dir),
+        split="val", mode="standard", no_mesh=not mesh, overlay=False, cpu=True,
+    ))
+    seconds["standard inference"] = time.perf_counter() - start
+    start = time.perf_counter()
+    model = load_model(folders["model"], map_location="cpu")
+    standard = json.loads((standard_dir / "summary.json").read_text())
+    case_ids = [row["case"] for row in standard if "mode" in row]
+    disagreement = class_disagreement(scheme_of(model.config), folders["inference"], standard_dir, case_ids)
+    first = next(files for files in discover("flare", folders["data"], "val") if files.case_id == case_ids[0])
+    costs = efficiency_costs(f"OSS-Net {config} (demo)", model, load_case(first, model.config, with_border=False).image)
+    seconds["efficiency"] = time.perf_counter() - start
+    folders["standard"] = standard_dir
+    default = f"default ({result['summary'][0].get('mode', '?')})"
+    return {"summaries": {default: result["summary"], "standard": standard}, "disagreement": disagreement,
+            "efficiency": costs}
 
 
 def _train_unless_current(settings: Any, train_dir: Path, state: dict[str, Any], state_path: Path, retrain: bool) -> Path:
@@ -154,7 +205,10 @@ def _train_unless_current(settings: Any, train_dir: Path, state: dict[str, Any],
 def _write_dataset(data_dir: Path, key: dict[str, Any]) -> None:
     if data_dir.exists():
         shutil.rmtree(data_dir)
-    write_synthetic_dataset("brats", data_dir, cases=key["cases"], shape=tuple(key["shape"]), seed=key["seed"])
+    if key.get("organs"):
+        write_organs_dataset(data_dir, cases=key["cases"], shape=tuple(key["shape"]), seed=key["seed"])
+    else:
+        write_synthetic_dataset("brats", data_dir, cases=key["cases"], shape=tuple(key["shape"]), seed=key["seed"])
 
 
 def _trained_model(train_dir: Path) -> Path | None:
@@ -175,8 +229,9 @@ def report(result: dict[str, Any]) -> str:
     lines = ["", f"OSS-Net demo: validation cases ({scored}, input grid)",
              f"{'case':<24} {'dice':>7} {'iou':>7} {'hd95 mm':>8} {'points':>8} {'disagree':>8}"]
     for row in rows:
+        disagreement = "-" if row.get("disagreement") is None else row["disagreement"]  # mode "both" only
         lines.append(f"{row['case']:<24} {_number(row.get('dice')):>7} {_number(row.get('iou')):>7} "
-                     f"{_number(row.get('hd95_mm')):>8} {row.get('points_evaluated', ''):>8} {row.get('disagreement', ''):>8}")
+                     f"{_number(row.get('hd95_mm')):>8} {row.get('points_evaluated', ''):>8} {disagreement:>8}")
     lines.append(f"{'mean':<24} {_number(mean.get('dice')):>7} {_number(mean.get('iou')):>7} {_number(mean.get('hd95_mm')):>8}")
     lines.append("")
     lines.append("time: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()))

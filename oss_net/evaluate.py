@@ -1,6 +1,6 @@
 """`oss-net-evaluate PRED_DIR LABEL_DIR`: score a folder of predictions against a folder of labels.
 
-    oss-net-evaluate inference_output labelsTr -o scores
+    oss-net-evaluate inference_output Dataset027_ACDC/labelsTr -o scores   # every label, named by dataset.json
     oss-net-evaluate out/ data/MICCAI_BraTS2020_TrainingData --regions WT --nsd surfel
     python -m oss_net.evaluate preds labels --labels 1 2 --tolerance_mm 2
 
@@ -8,8 +8,11 @@ Files are paired by case id, nnU-Net style: `<case><ext>` in either folder, any 
 (`.nii.gz`, `.nii`, `.nrrd`, `.nhdr`, `.mha`, `.mhd`; read through `oss_net.data.nifti`, with every header
 check); a folder may instead hold one sub-folder per case, as `oss-net-infer` writes
 (`<case>/<case>_mask<ext>`) and BraTS ships its labels (`<case>/<case>_seg.nii.gz`). Each prediction must lie
-on its label's grid (same shape and affine). Scored per case and per structure: the foreground (default), each
-label value (`--labels`), or the BraTS regions WT/TC/ET (`--regions`); the metrics are those of
+on its label's grid (same shape and affine). Scored per case and per structure: by default every label of the
+dataset the labels belong to, by its name (a dataset.json in LABEL_DIR or its parent, or a known layout:
+FLARE21, BraTS, LiTS; a dataset.json's regions are scored as regions), else every value found in the
+label files as `label_<value>`; `--labels` narrows that to some values, `--foreground` scores every
+non-zero value as one structure and `--regions` the BraTS regions WT/TC/ET. The metrics are those of
 `oss_net.metrics` (Dice, IoU, HD95 in mm, NSD at a tolerance, volumes in ml). Written to OUT:
 `summary.json`, `summary.csv` (per-case rows, then mean / median / undefined rows per structure) and
 one PNG of per-case box plots per metric. A label without a prediction is counted and listed.
@@ -35,7 +38,12 @@ import numpy as np
 from tqdm import tqdm
 
 from oss_net.cli_errors import add_verbose_flag, run_command
+from oss_net.data.dataset_info import BRATS_INFO, FLARE_INFO, LITS_INFO
+from oss_net.data.layouts import detect_dataset
+from oss_net.data.layouts.msd import read_msd_info
+from oss_net.data.layouts.nnunet import read_nnunet_info
 from oss_net.data.nifti import LABEL_VALUES, read_header, read_label_map
+from oss_net.datasets import DatasetError
 from oss_net.io import (
     OSSNetError, atomic_save_json, atomic_write, check_output_folder, image_stem, record_outputs, refuse_foreign_outputs,
     refuse_output_in_inputs,
@@ -102,16 +110,49 @@ def load_pair(pred_path: Path, label_path: Path, dataset: str | None = None) -> 
     return pred, label, label_affine
 
 
-def structures(pred: np.ndarray, label: np.ndarray, pred_path: Path, labels: Sequence[int] | None,
+FOREGROUND = {"foreground": ()}  # the structure of --foreground: every non-zero value
+# Where a layout's label names come from: its fixed description, or its dataset.json (read alone, no scan).
+LABEL_NAMES = {"brats": lambda root: BRATS_INFO, "lits": lambda root: LITS_INFO, "flare": lambda root: FLARE_INFO,
+               "nnunet": read_nnunet_info, "msd": read_msd_info}
+
+
+def dataset_labels(label_dir: Path) -> dict[str, tuple[int, ...]]:
+    """{name: values} of the dataset `label_dir` belongs to (its layout detected in it or in its parent: a
+    dataset.json, FLARE21, BraTS, LiTS), the background left out; {} when neither is a dataset's folder."""
+    for root in (label_dir, label_dir.parent):
+        try:
+            labels = LABEL_NAMES[detect_dataset(root)](root).labels
+        except DatasetError:
+            continue
+        return {name: value if isinstance(value, tuple) else (value,) for name, value in labels.items()
+                if value not in (0, (0,))}
+    return {}
+
+
+def structure_values(label_paths: Sequence[Path], label_dir: Path, labels: Sequence[int] | None
+                     ) -> dict[str, tuple[int, ...]]:
+    """{structure name: label values} to score: the dataset's labels by name (`dataset_labels`), else every value
+    found in the label files as `label_<value>`; `labels` keeps those values only (named as the dataset does)."""
+    named = dataset_labels(label_dir)
+    if not named or labels:
+        found = sorted(set(labels or ()) or {int(v) for path in label_paths
+                                             for v in np.unique(read_label_map(path).array)} - {0})
+        names = {values[0]: name for name, values in named.items() if len(values) == 1}
+        return {names.get(value, f"label_{value}"): (value,) for value in found}
+    return named
+
+
+def structures(pred: np.ndarray, label: np.ndarray, pred_path: Path, values: dict[str, tuple[int, ...]],
                regions: Sequence[str] | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Name → (prediction mask, label mask): the foreground, each label value, or BraTS regions.
+    """Name → (prediction mask, label mask): each structure of `values` (`structure_values`, or FOREGROUND),
+    or BraTS regions.
 
     A prediction holding only 0 and 1 is a binary whole-tumour mask: it has the region WT only.
     """
-    if labels:
-        return {f"label_{value}": (pred == value, label == value) for value in labels}
     if not regions:
-        return {"foreground": (pred > 0, label > 0)}
+        if values == FOREGROUND:
+            return {"foreground": (pred > 0, label > 0)}
+        return {name: (np.isin(pred, members), np.isin(label, members)) for name, members in values.items()}
     label_regions = brats_regions(label)
     binary = not np.any((pred != 0) & (pred != 1))
     pred_regions = {"WT": pred > 0} if binary else brats_regions(pred)
@@ -122,13 +163,13 @@ def structures(pred: np.ndarray, label: np.ndarray, pred_path: Path, labels: Seq
     return {region: (pred_regions[region], label_regions[region]) for region in regions}
 
 
-def score_case(case: str, pred_path: Path, label_path: Path, labels: Sequence[int] | None,
+def score_case(case: str, pred_path: Path, label_path: Path, values: dict[str, tuple[int, ...]],
                regions: Sequence[str] | None, tolerance_mm: float, nsd_definition: str) -> list[dict[str, Any]]:
     """One row per structure: case, structure, the metrics and the volumes."""
     pred, label, affine = load_pair(pred_path, label_path, "brats" if regions else None)
     spacing = spacing_from_affine(affine)
     rows = []
-    for name, (pred_mask, label_mask) in structures(pred, label, pred_path, labels, regions).items():
+    for name, (pred_mask, label_mask) in structures(pred, label, pred_path, values, regions).items():
         row: dict[str, Any] = {"case": case, "structure": name}
         row.update(evaluate_case(pred_mask, label_mask, spacing, tolerance_mm, nsd_definition=nsd_definition))
         row.update(volumes_ml(pred_mask, label_mask, spacing))
@@ -155,14 +196,15 @@ def statistics(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, 
 def evaluate_folders(pred_dir: str | Path, label_dir: str | Path, output_dir: str | Path,
                      labels: Sequence[int] | None = None, regions: Sequence[str] | None = None,
                      tolerance_mm: float = NSD_TOLERANCE_MM, nsd_definition: str = "voxel",
-                     overwrite: bool = False) -> dict[str, Any]:
-    """Score every labelled case that has a prediction; write summary.json / .csv and the box plots.
+                     foreground: bool = False, overwrite: bool = False) -> dict[str, Any]:
+    """Score every labelled case that has a prediction, per structure (module docstring: every label by
+    default, `labels`, `regions` or the `foreground`); write summary.json / .csv and the box plots.
 
     Returns the summary (as written to summary.json, NaN as null there). `overwrite`: replace files of
     `output_dir` with an output's name that this package did not write there (refused otherwise).
     """
-    if labels and regions:
-        raise EvaluationError("give --labels or --regions, not both")
+    if sum(map(bool, (labels, regions, foreground))) > 1:
+        raise EvaluationError("give one of --labels, --regions and --foreground")
     check_output_folder(output_dir)  # before the scoring, which may take long
     refuse_output_in_inputs(output_dir, [pred_dir, label_dir], "-o")
     refuse_foreign_outputs(output_dir, OUTPUT_FILES, overwrite)
@@ -175,11 +217,13 @@ def evaluate_folders(pred_dir: str | Path, label_dir: str | Path, output_dir: st
         raise EvaluationError(f"no prediction in {pred_dir} matches a label in {label_dir} "
                               f"({len(predictions)} predictions, {len(references)} labels, paired by file name); name each "
                               "prediction as its label, <case>.nii.gz")
+    values = FOREGROUND if foreground else {} if regions else structure_values(
+        [references[case] for case in paired], Path(label_dir), labels)
     rows: list[dict[str, Any]] = []
     for case in tqdm(paired, desc="evaluate", unit="case", disable=None):
         with warnings.catch_warnings(record=True) as caught:  # said in words below, never as a raw warning line
             warnings.simplefilter("always")
-            rows.extend(score_case(case, predictions[case], references[case], labels, regions, tolerance_mm,
+            rows.extend(score_case(case, predictions[case], references[case], values, regions, tolerance_mm,
                                    nsd_definition))
         for message in dict.fromkeys(warning_in_words(warning.message) for warning in caught):
             logger.warning("%s: %s", case, message)
@@ -188,7 +232,9 @@ def evaluate_folders(pred_dir: str | Path, label_dir: str | Path, output_dir: st
         "missing_predictions": [case for case in references if case not in predictions],
         "unlabelled_predictions": [case for case in predictions if case not in references],
         "settings": {"pred_dir": str(pred_dir), "label_dir": str(label_dir), "labels": list(labels or []),
-                     "regions": list(regions or []), "tolerance_mm": tolerance_mm, "nsd": nsd_definition},
+                     "regions": list(regions or []), "foreground": foreground,
+                     "structures": {name: list(members) for name, members in values.items()},
+                     "tolerance_mm": tolerance_mm, "nsd": nsd_definition},
         "statistics": statistics(rows),
         "per_case": rows,
     }
@@ -279,13 +325,16 @@ def counted(count: int, word: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oss-net-evaluate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     parser.add_argument("pred_dir", metavar="PRED_DIR", help="predictions: <case>.nii.gz or <case>/<case>_mask.nii.gz")
     parser.add_argument("label_dir", metavar="LABEL_DIR", help="labels: <case>.nii.gz or <case>/<case>_seg.nii.gz")
     parser.add_argument("-o", "--output_dir", default="evaluation", help="where the summary goes (default: %(default)s)")
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--labels", nargs="+", type=int, help="score each of these label values (default: foreground > 0)")
+    which.add_argument("--labels", nargs="+", type=int,
+                       help="score these label values only (default: every label of the dataset, by its name, else "
+                            "every value in the label files)")
     which.add_argument("--regions", nargs="+", choices=tuple(dict(BRATS_REGIONS)), help="score these BraTS regions")
+    which.add_argument("--foreground", action="store_true", help="score every non-zero value as one structure")
     parser.add_argument("--tolerance_mm", type=float, default=NSD_TOLERANCE_MM, help="NSD tolerance in mm (default: %(default)s)")
     parser.add_argument("--nsd", default="voxel", choices=NSD_DEFINITIONS,
                         help="voxel: surface voxels counted; surfel: area-weighted (DeepMind surface-distance)")
@@ -307,11 +356,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 def evaluate_and_print(arguments: argparse.Namespace) -> None:
     """Score the folders named on the command line and print the table of means."""
     summary = evaluate_folders(arguments.pred_dir, arguments.label_dir, arguments.output_dir, arguments.labels,
-                               arguments.regions, arguments.tolerance_mm, arguments.nsd, arguments.overwrite)
-    print(f"{'mean of':<12}" + "".join(f"{key:>10}" for key in METRIC_KEYS) + f"{'undefined':>11}")
+                               arguments.regions, arguments.tolerance_mm, arguments.nsd, arguments.foreground,
+                               arguments.overwrite)
+    width = max([12, *(len(name) + 2 for name in summary["statistics"])])
+    print(f"{'mean of':<{width}}" + "".join(f"{key:>10}" for key in METRIC_KEYS) + f"{'undefined':>11}")
     for name, scores in summary["statistics"].items():
         undefined = sum(scores[key]["undefined"] for key in METRIC_KEYS)
-        print(f"{name:<12}" + "".join(f"{scores[key]['mean']:>10.4f}" for key in METRIC_KEYS) + f"{undefined:>11}")
+        print(f"{name:<{width}}" + "".join(f"{scores[key]['mean']:>10.4f}" for key in METRIC_KEYS) + f"{undefined:>11}")
     missing = summary["missing_predictions"]
     print(f"{summary['cases']} cases scored; {len(missing)} label(s) without a prediction"
           + (f": {', '.join(missing)}" if missing else ""))

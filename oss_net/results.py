@@ -124,7 +124,8 @@ def _row_order(config: str, dataset: str, compat: str) -> tuple:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m oss_net.results", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m oss_net.results", description=__doc__.split("\n\n")[0],
+                                     allow_abbrev=False)
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="training run folders")
     parser.add_argument("--json", type=Path, default=None, help="write runs and table as JSON here")
     parser.add_argument("--markdown", type=Path, default=None, help="write the markdown table here")

@@ -665,7 +665,8 @@ def test_evaluate_a_folder_against_itself_warns_and_an_empty_mask_is_said_in_wor
 
 
 def test_evaluate_without_a_label_set_scores_any_integer_label(world, capsys):
-    """By design, not a bad input: without --regions (BraTS) evaluate knows no label set, so 7 is foreground."""
+    """By design, not a bad input: without --regions (BraTS) evaluate knows no label set, so 7 is a label (scored by
+    default as `label_7`, and foreground with --foreground)."""
     from oss_net.evaluate import main
 
     first = sorted(world.labels.iterdir())[0]
@@ -674,6 +675,8 @@ def test_evaluate_without_a_label_set_scores_any_integer_label(world, capsys):
     assert (array == 7).any()
     _save_like(first, array)
     assert main([str(world.preds), str(world.labels), "-o", str(world.out)]) == 0, capsys.readouterr().err
+    assert "label_7" in json.loads((world.out / "summary.json").read_text())["statistics"]
+    assert main([str(world.preds), str(world.labels), "-o", str(world.out), "--foreground"]) == 0, capsys.readouterr().err
     rows = json.loads((world.out / "summary.json").read_text())["per_case"]
     case = next(row for row in rows if row["case"] == first.name.removesuffix(".nii.gz"))
     assert case["structure"] == "foreground" and case["dice"] == 1.0  # prediction 4 and label 7 are both foreground

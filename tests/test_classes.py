@@ -13,7 +13,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from oss_net.data import OSSNetDataset, compute_border, discover, load_case
-from oss_net.data.class_targets import CLASS_BAND_MARGIN, class_border_band, class_label_and_border, training_label_mode
+from oss_net.data.sampling import sample_coordinates
+from oss_net.data.class_targets import CLASS_BAND_MARGIN, class_border_bands, class_label_and_border, training_label_mode
 from oss_net.data.synthetic_layouts import write_nnunet_dataset
 from oss_net.inference import InferenceSettings, PredictOptions, Predictor
 from oss_net.inference.predictor import Prediction
@@ -255,40 +256,51 @@ def test_segmentation_target_has_a_channel_per_region():
 # ---------------------------------------------------------------- sampling
 
 
-def test_border_band_is_the_union_of_every_region_band():
+def test_every_region_has_its_own_border_band():
     label = torch.zeros(40, 40, 40, dtype=torch.uint8)
     label[2:38, 2:38, 2:38] = 2  # WT boundary far (> 7 voxels) from the core
     label[17:23, 17:23, 17:23] = 4  # ET = TC: a boundary deep inside WT
-    band = class_border_band(REGIONS, label)
+    bands = class_border_bands(REGIONS, label)  # [3, *S]
     whole = compute_border(label)
-    assert not whole[20, 20, 20] and band[20, 20, 20]  # the core's boundary band, absent from WT's
-    expected = whole | compute_border(label == 4)
-    assert np.array_equal(band, expected)
+    assert bands.shape == (3, 40, 40, 40) and not whole[20, 20, 20] and bands[1, 20, 20, 20]  # the core's, not WT's
+    assert np.array_equal(bands[0], whole) and np.array_equal(bands[1], bands[2])  # TC = ET here
+    assert not (bands[2] & ~compute_border(label == 4)).any()  # ET's band: the paper's band of ET, cut at the margin
 
 
-def test_class_border_band_stays_within_the_margin_of_the_classes():
+def test_class_border_bands_stay_within_the_margin_of_their_class():
     """The paper's band reaches 6 voxels beyond a region; a K-class band stops CLASS_BAND_MARGIN voxels out."""
     label = torch.zeros(40, 40, 40, dtype=torch.uint8)
     label[14:26, 14:26, 14:26] = 2
     label[17:23, 17:23, 17:23] = 4
-    band = class_border_band(REGIONS, label)
+    bands = class_border_bands(REGIONS, label)
     whole = compute_border(label)
-    assert whole[20, 20, 8] and not band[20, 20, 8]  # 6 voxels out of WT: the paper's band only
-    assert band[20, 20, 14 - CLASS_BAND_MARGIN] and not band[20, 20, 13 - CLASS_BAND_MARGIN]
-    assert np.array_equal(band[14:26, 14:26, 14:26], (whole | compute_border(label == 4))[14:26, 14:26, 14:26])
-    assert np.array_equal(class_border_band(LabelScheme(), label), whole)  # binary: the paper's band
+    assert whole[20, 20, 8] and not bands[0, 20, 20, 8]  # 6 voxels out of WT: the paper's band only
+    assert bands[0, 20, 20, 14 - CLASS_BAND_MARGIN] and not bands[0, 20, 20, 13 - CLASS_BAND_MARGIN]
+    assert bands[2, 20, 20, 17 - CLASS_BAND_MARGIN] and not bands[2, 20, 20, 16 - CLASS_BAND_MARGIN]  # ET's own margin
+    assert np.array_equal(class_border_bands(LabelScheme(), label), whole[None])  # binary: the paper's band
 
 
-def test_dataset_items_carry_region_targets_and_border_points_near_every_region(synthetic_brats_root):
+def test_dataset_items_draw_border_points_from_every_region_in_equal_shares(synthetic_brats_root):
     config = config_with_label_mode(demo_config("C"), "regions")
     cases = discover("brats", synthetic_brats_root, "train")[:1]
     item = OSSNetDataset(cases, config, samples=2048, border_balance=1.0, seed=3)[0]
     label = item["label"].long()
     assert item["labels"].shape == (2048, 3) and set(torch.unique(label).tolist()) <= {0, 1, 2, 4}
     assert torch.equal(item["labels"], REGIONS.point_targets(label, item["coords"]))
-    band = torch.from_numpy(class_border_band(REGIONS, label))
+    bands = torch.from_numpy(class_border_bands(REGIONS, label))  # [3, *S]
     index = item["coords"].round().long()
-    assert bool(band[index[:, 0], index[:, 1], index[:, 2]].all())  # every point drawn from the union band
+    inside = bands[:, index[:, 0], index[:, 1], index[:, 2]]  # [3, 2048]: which band each point lies in
+    assert bool(inside.any(dim=0).all())  # every point drawn from a band
+    assert inside[2].sum() >= 2048 // 3  # the small ET band gets its third (its points may lie in the others too)
+
+
+def test_sampling_shares_the_border_points_between_bands():
+    bands = torch.zeros(2, 10, 10, 10, dtype=torch.bool)
+    bands[0, :5] = True  # 500 voxels
+    bands[1, 9, 9, :4] = True  # 4 voxels: all of them, the rest of its share drawn uniformly
+    points = sample_coordinates((10, 10, 10), bands, 20, 1.0, torch.Generator().manual_seed(0)).long()
+    in_small = (points[:, 0] == 9) & (points[:, 1] == 9) & (points[:, 2] < 4)
+    assert int(in_small.sum()) == 4 and int((points[:, 0] < 5).sum()) >= 10
 
 
 def test_a_training_label_with_a_value_of_no_class_is_refused():
@@ -298,7 +310,7 @@ def test_a_training_label_with_a_value_of_no_class_is_refused():
     with pytest.raises(LabelValueError, match=r"seg\.nii\.gz: label values \[1\] belong to no exclusive class"):
         class_label_and_border(scheme, label, None, "seg.nii.gz")
     same, band = class_label_and_border(REGIONS, label, torch.zeros(label.shape, dtype=torch.bool), "seg.nii.gz")
-    assert torch.equal(same, torch.from_numpy(label)) and np.array_equal(band.numpy(), class_border_band(REGIONS, label))
+    assert torch.equal(same, torch.from_numpy(label)) and np.array_equal(band.numpy(), class_border_bands(REGIONS, label))
 
 
 # ---------------------------------------------------------------- refinement through the predictor

@@ -7,7 +7,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from oss_net.demo import main, run_demo
+from oss_net.demo import main, report, run_demo
+from oss_net.demo_organs import class_disagreement, disagreement_table, organ_table
+from oss_net.io import atomic_save_nifti
+from oss_net.labels import LabelScheme
 
 
 @pytest.mark.slow
@@ -43,11 +46,44 @@ def test_demo_rejects_too_few_cases(tmp_path, capsys):
 
 def test_report_says_what_the_dice_column_scores(tmp_path):
     """Binary: the whole tumour; regions: the mean over the regions (their own table follows)."""
-    from oss_net.demo import report
-
     folders = {"data": tmp_path, "train": tmp_path, "model": tmp_path / "m.pt", "inference": tmp_path}
     binary = [{"case": "c1", "dice": 0.9, "label_mode": "binary", "classes": "foreground"}, {"case": "mean", "dice": 0.9}]
     regions = [{"case": "c1", "dice": 0.6, "label_mode": "regions", "classes": "WT,TC,ET"}, {"case": "mean", "dice": 0.6}]
     assert "validation cases (whole tumour, input grid)" in report({"summary": binary, "folders": folders, "seconds": {}})
     printed = report({"summary": regions, "folders": folders, "seconds": {}})
     assert "validation cases (mean over WT, TC, ET, input grid)" in printed and "0.6000" in printed
+
+
+def test_organ_tables_and_the_disagreement_of_two_runs(tmp_path):
+    """Per organ, the mean metrics of both modes side by side, and where two runs' label maps disagree per organ."""
+    scheme = LabelScheme("exclusive", (("liver", (1,)), ("pancreas", (4,))))
+    first, second = np.zeros((6, 6, 6), dtype=np.uint8), np.zeros((6, 6, 6), dtype=np.uint8)
+    first[:3], second[:3] = 1, 1
+    first[5, 5, :2], second[5, 5, :4] = 4, 4  # the runs disagree on 2 pancreas voxels
+    for root, labels in (("default", first), ("standard", second)):
+        (tmp_path / root / "c1").mkdir(parents=True)
+        atomic_save_nifti(labels, np.eye(4), tmp_path / root / "c1" / "c1_mask.nii.gz")
+    figures = class_disagreement(scheme, tmp_path / "default", tmp_path / "standard", ["c1"])
+    assert figures["liver"] == {"voxels": 0, "of_class": 0.0, "of_foreground": 0.0}
+    assert figures["pancreas"] == {"voxels": 2, "of_class": 0.5, "of_foreground": 2 / 112}
+    assert disagreement_table(figures, ("default (prior)", "standard")).splitlines()[2].split() == [
+        "pancreas", "2", "50.00%", "1.79%"]
+    means = {"case": "mean", "dice_liver": 0.91, "hd95_mm_liver": 3.0, "nsd_liver": 0.8, "dice_pancreas": 0.5}
+    table = organ_table({"default": [means], "standard": [{**means, "dice_liver": 0.9}]}, ["liver", "pancreas"])
+    assert table.splitlines()[1].split() == ["liver", "0.910", "3.000", "0.800", "0.900", "3.000", "0.800"]
+    assert table.splitlines()[2].split() == ["pancreas", "0.500", "n/a", "n/a", "0.500", "n/a", "n/a"]
+
+
+@pytest.mark.slow
+def test_organs_demo_prints_organ_disagreement_and_efficiency_tables(tmp_path, capsys):
+    out = tmp_path / "organs"
+    assert main(["--organs", "--output_dir", str(out), "--cases", "3", "--epochs", "1", "--max_iterations", "1",
+                 "--training_samples", "256", "--no_mesh"]) == 0
+    printed = capsys.readouterr().out
+    table = printed[printed.index("per organ"):].splitlines()
+    assert [line.split()[0] for line in table[2:6]] == ["liver", "kidney", "spleen", "pancreas"]
+    assert "Dice standard" in table[1] and "where the default mode and standard mode disagree" in printed
+    efficiency = printed[printed.index("FLARE-style efficiency"):].splitlines()
+    assert efficiency[2].startswith("OSS-Net C (demo)") and efficiency[3].startswith("3D U-Net (demo)")
+    assert (out / "inference_standard" / "summary.json").is_file()
+    assert json.loads((out / "demo_state.json").read_text())["data"]["organs"] is True

@@ -30,11 +30,11 @@ ORIGINAL_FLIP_PROBABILITIES = (0.25, 0.25, 0.5)  # of _FLIP_SUBSETS: one axis, d
 
 def augment(volume: torch.Tensor, masks: list[torch.Tensor | None], generator: torch.Generator
             ) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
-    """Augment `volume [C, D, H, W]` and flip the `masks [D, H, W]` (label, border) consistently."""
+    """Augment `volume [C, D, H, W]` and flip the `masks [..., D, H, W]` (label, border bands) consistently."""
     if _coin(generator):
         axes = _FLIP_SUBSETS[int(torch.randint(len(_FLIP_SUBSETS), (1,), generator=generator))]
         volume = volume.flip([a + 1 for a in axes])
-        masks = [None if m is None else m.flip(list(axes)) for m in masks]
+        masks = [None if m is None else m.flip([a - 3 for a in axes]) for m in masks]
     if _coin(generator):
         shift = (torch.rand(volume.shape[0], generator=generator) * 2 - 1) * BRIGHTNESS  # [C]
         peak = volume.reshape(volume.shape[0], -1).amax(dim=1)  # [C]
@@ -47,7 +47,7 @@ def augment(volume: torch.Tensor, masks: list[torch.Tensor | None], generator: t
 
 def augment_original(volume: torch.Tensor, masks: list[torch.Tensor | None], generator: torch.Generator,
                      meta: Any) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
-    """The original's augmentation of `volume [C, D, H, W]` and `masks [D, H, W]` on the model grid.
+    """The original's augmentation of `volume [C, D, H, W]` and `masks [..., D, H, W]` on the model grid.
 
     `meta` is the case's `oss_net.data.GridMeta` (how the input grid reached the model grid).
     """
@@ -91,8 +91,9 @@ def native_box(meta: Any) -> tuple[slice, slice, slice]:
 
 
 def _flip_inside(mask: torch.Tensor, box: tuple[slice, ...], axes: tuple[int, ...]) -> torch.Tensor:
+    """`mask [..., D, H, W]` flipped along spatial `axes` within `box` only."""
     flipped = mask.clone()
-    flipped[box] = mask[box].flip(list(axes))
+    flipped[(Ellipsis, *box)] = mask[(Ellipsis, *box)].flip([a - 3 for a in axes])
     return flipped
 
 

@@ -163,7 +163,8 @@ def border_cli(dataset: str, description: str, argv: list[str] | None = None) ->
     import argparse
 
 
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("root", help=ROOT_HELP[dataset])
     parser.add_argument("--output", default=None, help="write the maps into this folder instead of the case folders")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",

@@ -157,7 +157,7 @@ def format_reports(reports: Sequence[CaseReport]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit status 0: every case is usable; 1: some case failed (see the table); 2: the dataset cannot be read."""
-    parser = argparse.ArgumentParser(prog="python -m oss_net.data.check",
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog="python -m oss_net.data.check",
                                      description="Check every case of a BraTS 2020, LiTS, nnU-Net, Decathlon or "
                                                  "FLARE21 dataset.")
     parser.add_argument("root", type=Path, help="dataset folder")

@@ -21,16 +21,21 @@ from oss_net.labels import LabelScheme, config_with_label_mode, scheme_of
 CLASS_BAND_MARGIN = 3
 
 
-def class_border_band(scheme: LabelScheme, label: np.ndarray | torch.Tensor) -> np.ndarray:
-    """bool [D, H, W]: the union of the border bands of every class or region of label [D, H, W], kept
-    within CLASS_BAND_MARGIN voxels of the classes (binary: the foreground's band, as the paper)."""
+def class_border_bands(scheme: LabelScheme, label: np.ndarray | torch.Tensor) -> np.ndarray:
+    """bool [K, D, H, W]: the border band of each class or region of label [D, H, W], kept within
+    CLASS_BAND_MARGIN voxels of its class (binary: [1, D, H, W], the foreground's band, as the paper).
+
+    Training draws its border points from each band in equal shares (`oss_net.data.sampling.sample_coordinates`),
+    so a small organ gets as many as the liver: from the union of the bands, a thin pancreas on the synthetic
+    FLARE set got 1% of the border points and was never learnt (Dice 0 after 180 steps).
+    """
     masks = scheme.class_masks(torch.as_tensor(np.asarray(label))).numpy()  # [K, D, H, W]
-    band = np.zeros(masks.shape[1:], dtype=bool)
-    for mask in masks:
-        band |= compute_border(mask)
+    bands = np.stack([compute_border(mask) for mask in masks])
     if scheme.mode == "binary":
-        return band
-    return band & ndimage.maximum_filter(masks.any(axis=0), size=2 * CLASS_BAND_MARGIN + 1)
+        return bands
+    for band, mask in zip(bands, masks):
+        band &= ndimage.maximum_filter(mask, size=2 * CLASS_BAND_MARGIN + 1)
+    return bands
 
 
 def class_segmentation_target(config: Any, label: torch.Tensor) -> torch.Tensor:
@@ -48,14 +53,14 @@ def class_segmentation_target(config: Any, label: torch.Tensor) -> torch.Tensor:
 def class_label_and_border(scheme: LabelScheme, raw_label: np.ndarray, border: torch.Tensor | None, source: Any
                            ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A training item's label [D, H, W] uint8 with the dataset's values (checked against the scheme's
-    classes, errors naming `source`) and, when a border band is used, the scheme's band instead of the
-    stored foreground band (`class_border_band`: it covers every boundary of the foreground, and
-    those of the inner classes, so points are drawn near every class boundary)."""
+    classes, errors naming `source`) and, when a border band is used, the scheme's bands [K, D, H, W]
+    instead of the stored foreground band (`class_border_bands`: one per class or region, so points are
+    drawn near every class boundary, in equal shares)."""
     raw = np.asarray(raw_label)
     scheme.check_values(raw, source)
     label = torch.from_numpy(raw.astype(np.uint8))
     if border is not None:
-        border = torch.from_numpy(class_border_band(scheme, raw))
+        border = torch.from_numpy(class_border_bands(scheme, raw))
     return label, border
 
 

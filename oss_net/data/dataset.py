@@ -92,7 +92,7 @@ class OSSNetDataset(Dataset):
         volume = torch.from_numpy(np.array(case.image, dtype=np.float32))  # [C, D, H, W]
         label = torch.from_numpy(np.asarray(case.raw_label) > 0).to(torch.uint8)  # [D, H, W]
         border = torch.from_numpy(np.array(case.border)) if needs_border else None
-        if self.scheme.mode != "binary":  # the dataset's values, and the union of every class's border band
+        if self.scheme.mode != "binary":  # the dataset's values, and every class's border band [K, D, H, W]
             label, border = class_label_and_border(self.scheme, case.raw_label, border, files.label)
         if self.augment:
             volume, (label, border) = augment_with(self.augmentation, volume, [label, border], generator, case.meta)

@@ -24,7 +24,8 @@ def sample_coordinates(shape: Sequence[int], border_mask: np.ndarray | torch.Ten
     """Voxel coordinates `[S, 3]` float32 on the model grid, shuffled.
 
     floor(S·ρ) points are border voxels drawn without replacement (all of them when the band is
-    smaller), the rest uniform with replacement. With `include_last_index` uniform indices cover
+    smaller), the rest uniform with replacement. Several bands (one per class, `[K, D, H, W]`) share
+    the border points equally, each drawn without replacement from its own band (empty bands left out). With `include_last_index` uniform indices cover
     0..dim−1; otherwise floor(U·(dim−1)) as the original, which never reaches dim−1. With
     `continuous` every drawn voxel (border or uniform, the last index included) moves by a uniform
     offset in [−½, ½)³, inside its own voxel, so border points stay in the band's voxels; an offset
@@ -33,7 +34,7 @@ def sample_coordinates(shape: Sequence[int], border_mask: np.ndarray | torch.Ten
 
     Args:
         shape: the model grid (D, H, W).
-        border_mask: bool `[D, H, W]` border band, or None for uniform sampling.
+        border_mask: bool `[D, H, W]` border band, or `[K, D, H, W]` bands, or None for uniform sampling.
         samples: S.
         border_balance: ρ in [0, 1].
         generator: a CPU torch.Generator; the only source of randomness.
@@ -44,14 +45,20 @@ def sample_coordinates(shape: Sequence[int], border_mask: np.ndarray | torch.Ten
     wanted = math.floor(samples * border_balance) if border_mask is not None else 0
     border = torch.empty(0, 3, dtype=torch.int64)
     if wanted > 0:
-        flat = torch.as_tensor(np.asarray(border_mask) if isinstance(border_mask, np.ndarray) else border_mask)
-        candidates = torch.nonzero(flat.reshape(-1).cpu(), as_tuple=False).squeeze(1)  # [K]
-        if candidates.numel() == 0:
+        masks = torch.as_tensor(np.asarray(border_mask) if isinstance(border_mask, np.ndarray) else border_mask)
+        bands = [torch.nonzero(band.reshape(-1).cpu(), as_tuple=False).squeeze(1)  # [n_k] flat indices per band
+                 for band in masks.reshape(-1, *masks.shape[-3:])]
+        bands = [band for band in bands if band.numel()]
+        if not bands:
             warnings.warn("empty border band (no foreground): sampling uniformly instead", RuntimeWarning, stacklevel=2)
         else:
-            if candidates.numel() > wanted:
-                candidates = candidates[torch.randperm(candidates.numel(), generator=generator)[:wanted]]
-            border = _unravel(candidates, dims)  # [K, 3]
+            chosen = []
+            for index, candidates in enumerate(bands):  # equal shares, the remainder to the first bands
+                share = wanted // len(bands) + (index < wanted % len(bands))
+                if candidates.numel() > share:
+                    candidates = candidates[torch.randperm(candidates.numel(), generator=generator)[:share]]
+                chosen.append(candidates)
+            border = _unravel(torch.cat(chosen), dims)  # [n, 3]
     uniform_count = samples - border.shape[0]
     last = include_last_index or continuous  # a continuous point may lie anywhere in the grid
     uniform = torch.floor(torch.rand(uniform_count, 3, generator=generator, dtype=torch.float64) * (dims if last else dims - 1))

@@ -183,7 +183,7 @@ def _blob(grid: np.ndarray, centre: np.ndarray, radii: np.ndarray, rng: np.rando
 
 def build_parser() -> argparse.ArgumentParser:
     shapes = {**DEFAULT_SHAPE, **LAYOUT_SHAPES}
-    parser = argparse.ArgumentParser(prog="python -m oss_net.data.synthetic",
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog="python -m oss_net.data.synthetic",
                                      description="Write synthetic BraTS 2020, LiTS, nnU-Net, Decathlon or FLARE21 "
                                                  "cases in their real layouts.")
     parser.add_argument("--layout", choices=sorted(shapes), required=True, help="dataset layout to write")

@@ -124,12 +124,18 @@ def write_flare_dataset(out: str | Path, cases: int, shape: Sequence[int], seed:
         rng = np.random.default_rng([seed, index])
         affine = oblique_affine(shape, np.array([300.0, 300.0, 240.0]), rng)
         image, label = abdomen(shape, affine, rng, organs=tuple(ORGAN_HU))
-        if index < cases:
-            save_nifti(image, affine, root / FLARE_IMAGES / f"train_{index:03d}_0000.nii.gz")
-            save_nifti(label, affine, root / FLARE_MASKS / f"train_{index:03d}.nii.gz")
-        else:
-            save_nifti(image, affine, root / FLARE_TEST / f"validation_{index - cases:03d}_0000.nii.gz")
+        save_flare_case(root, index, cases, image, label, affine)
     return root
+
+
+def save_flare_case(root: Path, index: int, cases: int, image: np.ndarray, label: np.ndarray, affine: np.ndarray) -> None:
+    """Case `index` of a synthetic FLARE21 set: a labelled training case below `cases`, else an unlabelled
+    ValidationImg one (its label is not written)."""
+    if index < cases:
+        save_nifti(image, affine, root / FLARE_IMAGES / f"train_{index:03d}_0000.nii.gz")
+        save_nifti(label, affine, root / FLARE_MASKS / f"train_{index:03d}.nii.gz")
+    else:
+        save_nifti(image, affine, root / FLARE_TEST / f"validation_{index - cases:03d}_0000.nii.gz")
 
 
 def save_nifti(array: np.ndarray, affine: np.ndarray, path: Path) -> None:

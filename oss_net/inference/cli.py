@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     """
     defaults = InferenceSettings  # the dataclass defaults are the one home of every default shown here
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     add_help=False)
+                                     add_help=False, allow_abbrev=False)
     required = parser.add_argument_group("required")
     required.add_argument("--load_model", required=True, help="model file or training checkpoint")
     required.add_argument("--dataset_path", required=True,
@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--stages", type=_stages, default=defaults.stages,
                          help="refinement strides, coarse to fine, each dividing the previous (default: 4,2,1)")
     predict.add_argument("--threshold", type=float, default=defaults.threshold,
-                         help="occupancy above which a voxel is foreground (default: %(default)s)")
+                         help="probability above which a binary model's voxel or a region is foreground; exclusive "
+                              "classes take the likeliest one instead (default: %(default)s)")
     predict.add_argument("--recheck_boundary", action="store_true",
                          help="widen the refinement window to two coarse strides (safer on thin structures)")
     predict.add_argument("--refinement", default=defaults.refinement, choices=REFINEMENTS,

@@ -48,7 +48,7 @@ from oss_net.io import (
     record_outputs, refuse_foreign_outputs, refuse_output_in_inputs, remove_stale_temporaries,
 )
 from oss_net.labels import scheme_of
-from oss_net.meshing import mesh_in_space
+from oss_net.meshing import MIN_COMPONENT_VOXELS, mesh_in_space
 from oss_net.models import load_model
 
 from .defaults import AMP, MESH_SPACE, MODE, STAGES, THRESHOLD
@@ -58,7 +58,7 @@ from .outputs import flat_mask_path
 from .predictor import Prediction, make_predictor, select_device
 from .sharding import Part, rank_device
 from .writers import (
-    CaseWriter, flat_output_names, flat_probabilities_path, input_grid_outputs, per_class_probabilities,
+    CaseWriter, ClassMaps, flat_output_names, flat_probabilities_path, input_grid_outputs, per_class_probabilities,
 )
 
 logger = logging.getLogger(__name__)
@@ -178,8 +178,9 @@ class Segmenter:
         surfaces = {}
         if meshes:
             writer = CaseWriter(self.predictor, WriteOptions(overlay=False))
-            surfaces = {name: mesh_in_space(writer.prediction_mesh(probability, case, prediction.threshold), mesh_space)
-                        for name, probability in zip(self.class_names, per_class_probabilities(self.config, occupancy))}
+            maps = ClassMaps.of(self.config, occupancy, prediction.threshold, None)  # surfaces by the label mode's rule
+            surfaces = {name: mesh_in_space(writer.prediction_mesh(field, case, maps.level), mesh_space)
+                        for name, field in zip(self.class_names, maps.fields)}
         return Segmentation(case_id, in_kind(labels, case.meta, kind),
                             {name: in_kind(p, case.meta, kind) for name, p in zip(self.class_names, probabilities)},
                             surfaces)
@@ -189,11 +190,14 @@ class Segmenter:
     def predict_folder(self, inputs: Sequence[str | os.PathLike], output_dir: str | os.PathLike, *,
                        probabilities: bool = False, meshes: bool = False, overlay: bool = False,
                        output_format: str | None = None, resume: bool = False, series_uid: str | None = None,
-                       overwrite: bool = False, part: Part = Part()) -> list[Path]:
+                       overwrite: bool = False, part: Part = Part(),
+                       min_component_voxels: int = MIN_COMPONENT_VOXELS) -> list[Path]:
         """oss-net-predict: a label map `<case><ext>` per case flat in `output_dir` (nnU-Net's naming, on the
-        input's grid and in its format unless `output_format`), with `probabilities/<case><ext>`, meshes and an
-        overlay when asked for, and `predictions.json` (each case's inputs, label map and input warnings, sorted
-        by case); `resume` skips cases whose label map (written last) exists. Returns the label maps.
+        input's grid and in its format unless `output_format`), with `probabilities/<case><ext>`, meshes (one per
+        class; components under `min_component_voxels` left out of them) and an overlay when asked for, and
+        `predictions.json` (each case's inputs, label map, input warnings and classes whose mesh the component
+        filter emptied, sorted by case); `resume` skips cases whose label map (written last) exists. Returns the
+        label maps.
 
         Before any work the output folder is claimed (`claim_output_folder`): it is no input folder, and a file
         with an output's name that this package did not write there is never replaced unless `overwrite`.
@@ -201,10 +205,11 @@ class Segmenter:
         other parts writing into the same folder at the same time.
         """
         writer = CaseWriter(self.predictor, WriteOptions(layout="flat", probabilities=probabilities, meshes=meshes,
-                                                         overlay=overlay, output_format=output_format))
+                                                         overlay=overlay, output_format=output_format,
+                                                         min_component_voxels=min_component_voxels))
         cases = part.take(self.cases(inputs, series_uid))
         output = Path(output_dir)
-        names = {files.case_id: flat_output_names(files.case_id, writer.options, writer.suffix(files))
+        names = {files.case_id: flat_output_names(files.case_id, writer.options, self.scheme, writer.suffix(files))
                  for files in cases}
         every_name = [RECORDS_FILE, *(name for case in names.values() for name in case)]
         with outputs_lock(output):  # the other parts' outputs are recorded under it
@@ -233,16 +238,17 @@ class Segmenter:
 
     def write_case(self, files: CaseFiles, writer: CaseWriter, output_dir: Path) -> dict[str, Any]:
         """Load, predict and write one case (the writer's flat layout: the label map last marks it finished); returns
-        its entry of predictions.json, with how far the case is from the training data."""
+        its entry of predictions.json, with how far the case is from the training data and the classes whose
+        meshes the component filter emptied (`meshes_removed`)."""
         case = self.load(files)
         outliers = self.input_warnings(files.case_id, case)
-        writer.write(output_dir, files, case, self.predict(case))
+        written = writer.write(output_dir, files, case, self.predict(case))
         if case.meta.resampled_to_fit:
             logger.warning("%s: the scan is larger than the model grid and was resampled to fit (not cropped)",
                            files.case_id)
         return {"case": files.case_id, "inputs": [str(path) for path in dict.fromkeys(files.images)],
                 "label_map": flat_mask_path(output_dir, files.case_id, writer.suffix(files)).name,
-                "input_warnings": outliers}
+                "input_warnings": outliers, "meshes_removed": written.get("meshes_removed", [])}
 
 
 def predict_files(inputs: Sequence[str | os.PathLike], output_dir: str | os.PathLike, checkpoint: str | os.PathLike, *,

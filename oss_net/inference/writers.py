@@ -5,8 +5,11 @@
 
 A model predicts K classes or regions (`oss_net.labels`); the paper's binary model is the
 K = 1 case, its one class "foreground", whose files carry no class name. Per class the writer has its
-probability on the model grid, its predicted mask (from the case's label map) and, with a label, its
-true mask (`ClassMaps`); every file below is made from those.
+probability on the model grid, its predicted mask (from the case's label map), its surface field (by the
+label mode's one decision rule, so a mesh holds exactly the class's voxels of the label map: the argmax
+in exclusive mode, never "not background") and, with a label, its true mask (`ClassMaps`); every file
+below is made from those. Class names come from the configuration (a dataset.json's label names, FLARE's
+organs), with `class_tag` making them file-name safe.
 
 Image files take the input's format (`.nii.gz`, `.nii`, `.nrrd`, `.nhdr`, `.mha`, `.mhd`; a DICOM series'
 outputs are `.mha`), or `WriteOptions.output_format`: `<ext>` below (`oss_net.data.formats.save_image`, which
@@ -20,15 +23,15 @@ Files of a case `<id>`, layout "case_folder" (`oss-net-infer`: into the case's s
 | `<id>_occupancy[_<name>]<ext>`         | float32 probability on the model grid, with the model grid's own affine |
 | `<id>_mask<ext>`                       | uint8 label map on the input grid (the dataset's values: binary 0/1, BraTS regions 0/1/2/4), input geometry and header |
 | `<id>_probability[_<name>]<ext>`       | float32 probability on the input grid (`probabilities`)             |
-| `<id>[_<name>]_prediction.{obj,ply,stl}` | prediction mesh in scanner mm, LPS (or RAS), `SPACE=` in the header; voxel indices with `voxel_coordinates` |
+| `<id>[_<name>]_prediction.{obj,ply,stl}` | prediction mesh in scanner mm, LPS (or RAS), `SPACE=` in the header; voxel indices with `voxel_coordinates`; a class whose every component is under `min_component_voxels` gets an empty mesh, a warning and a `meshes_removed` entry (class, voxels, flag) in the record |
 | `<id>[_<name>]_label.{obj,ply,stl}`    | label mesh, same frame                                              |
 | `<id>_overlay.png`                     | slices of the input image on its own grid, label and prediction outlined, a legend naming every colour |
 | `metrics.json`, `manifest.json`        | the record and the manifest, written by the runner (`outputs`)      |
 
 Layout "flat" (`oss-net-predict`, nnU-Net's naming, in the output folder): `probabilities/<id><ext>` (every
 decoder output, channels last; in a subfolder, so a tool that takes every `<ext>` file of the folder for a case,
-as nnU-Net's evaluator does, finds the label maps alone) with `probabilities`, `<id>_prediction.<format>` (the
-foreground, `foreground_probability`) with `meshes`, `<id>_overlay.png` with `overlay`, and `<id><ext>`, the label
+as nnU-Net's evaluator does, finds the label maps alone) with `probabilities`, `<id>[_<name>]_prediction.<format>`
+(one per class, as in a case folder) with `meshes`, `<id>_overlay.png` with `overlay`, and `<id><ext>`, the label
 map, written last (it marks the case finished).
 
 The record (`case_record`, the same fields for every model): the metrics against the label file
@@ -47,6 +50,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -74,9 +78,12 @@ class ClassMaps:
     """One case's prediction per class on the model grid: the K = 1 "foreground" class of a binary model,
     or the classes / regions of its label mode.
 
-    tags: the file-name part of each class ("" for binary, "_<name>" otherwise).
+    tags: the file-name part of each class ("" for binary, "_<name>" otherwise, `class_tag`).
     probabilities: K arrays [*S] float32; predicted: K bool masks [*S] from the case's label map;
     truth: K bool masks [*S] of the case's label, or None without one.
+    fields, level: what each class's mesh is extracted from, by the label mode's rule
+    (`oss_net.labels.DecisionRule.surface`): the probability at the threshold (binary, regions), or in
+    exclusive mode (1 + p_k − max_{j≠k} p_j) / 2 at 1/2, whose inside is the class's argmax voxels.
     """
 
     names: tuple[str, ...]
@@ -84,17 +91,20 @@ class ClassMaps:
     probabilities: list[np.ndarray]
     predicted: np.ndarray
     truth: np.ndarray | None
+    fields: list[np.ndarray]
+    level: float
 
     @classmethod
     def of(cls, config: Any, occupancy: np.ndarray, threshold: float, raw_label: np.ndarray | None) -> "ClassMaps":
         """From a model's decoder outputs `occupancy` [*S] or [outputs, *S] and the case's label [*S] (or None)."""
         scheme = scheme_of(config)
-        binary = scheme.mode == "binary"
         labels = label_map(occupancy, threshold, config)  # [*S] uint8, the dataset's values
         probabilities = per_class_probabilities(config, occupancy)
+        fields, level = scheme.rule(threshold).surface(np.stack(probabilities))  # [K, *S], the meshes' level
         truth = None if raw_label is None else scheme.label_map_masks(np.asarray(raw_label))  # [K, *S]
-        return cls(names=scheme.names, tags=("",) if binary else tuple(f"_{name}" for name in scheme.names),
-                   probabilities=probabilities, predicted=scheme.label_map_masks(labels), truth=truth)
+        return cls(names=scheme.names, tags=mesh_tags(scheme),
+                   probabilities=probabilities, predicted=scheme.label_map_masks(labels), truth=truth,
+                   fields=list(fields), level=level)
 
 
 class CaseWriter:
@@ -110,11 +120,13 @@ class CaseWriter:
         self.config = predictor.config
         self.scheme = scheme_of(self.config)
         self.options = options
+        self.removed: list[dict[str, Any]] = []  # of the case being written: {"class", "voxels", "flag"}
 
     def write(self, folder: Path, files: CaseFiles, case: Any, prediction: Prediction) -> dict[str, Any]:
         """Every file of `case` (loaded from `files`, predicted as `prediction`) into `folder`; returns its record."""
         occupancy = prediction.occupancy.numpy()  # [*S] or [outputs, *S] float32, model grid
         suffix = self.suffix(files)
+        self.removed = []  # classes the component filter removes whole from their meshes (`write_meshes`)
         if self.options.layout == "flat":
             labels = self.write_flat(folder, files.case_id, case, occupancy, prediction.threshold, suffix)
         else:
@@ -124,7 +136,10 @@ class CaseWriter:
         if self.options.overlay:
             name = f"{files.case_id}_overlay.png"
             write_overlay(folder / name, read_channel(files, 0).array, self.scheme, labels, truth, case.meta)
-        return case_record(files.case_id, prediction, case.meta, self.scheme, metrics, labels)
+        record = case_record(files.case_id, prediction, case.meta, self.scheme, metrics, labels)
+        if self.removed:
+            record["meshes_removed"] = self.removed
+        return record
 
     def suffix(self, files: CaseFiles) -> str:
         """The image files' suffix for a case: `output_format`, else its first input's format (`output_suffix`)."""
@@ -147,18 +162,19 @@ class CaseWriter:
         labels = input_grid_labels(occupancy, meta, threshold, self.config, reuse)  # [*input_shape] uint8
         save_input_grid_image(labels, meta, folder / f"{case_id}_mask{suffix}")
         if options.meshes:
-            self.write_class_meshes(folder, case_id, case, maps, threshold)
+            self.write_class_meshes(folder, case_id, case, maps)
         return labels
 
-    def write_class_meshes(self, folder: Path, case_id: str, case: Any, maps: ClassMaps, threshold: float) -> None:
-        """Prediction and label meshes per class; only the binary prediction mesh can be refined."""
+    def write_class_meshes(self, folder: Path, case_id: str, case: Any, maps: ClassMaps, labels: bool = True) -> None:
+        """Prediction (and with `labels`, label) meshes per class, each from its surface field (`ClassMaps`);
+        only the binary prediction mesh can be refined."""
         refine = self.options.refine_mesh
         if refine and maps.tags != ("",):
             logger.info("%s: mesh refinement follows one decoder output; the class meshes are kept as extracted", case_id)
             refine = False
-        for index, (tag, probability) in enumerate(zip(maps.tags, maps.probabilities)):
-            truth = None if maps.truth is None else maps.truth[index]
-            self.write_meshes(folder, f"{case_id}{tag}", probability, truth, case, threshold, refine)
+        for index, (name, tag, field) in enumerate(zip(maps.names, maps.tags, maps.fields)):
+            truth = None if maps.truth is None or not labels else maps.truth[index]
+            self.write_meshes(folder, f"{case_id}{tag}", field, truth, case, maps.level, refine, name)
 
     def write_flat(self, folder: Path, case_id: str, case: Any, occupancy: np.ndarray, threshold: float,
                    suffix: str) -> np.ndarray:
@@ -170,19 +186,26 @@ class CaseWriter:
             (folder / PROBABILITIES_FOLDER).mkdir(exist_ok=True)
             save_input_grid_image(channels_last, meta, flat_probabilities_path(folder, case_id, suffix))
         if self.options.meshes:
-            self.write_meshes(folder, case_id, foreground_probability(occupancy, self.config), None, case, threshold,
-                              refine=False)
+            maps = ClassMaps.of(self.config, occupancy, threshold, None)
+            self.write_class_meshes(folder, case_id, case, maps, labels=False)
         save_input_grid_image(labels, meta, flat_mask_path(folder, case_id, suffix))
         return labels
 
-    def write_meshes(self, folder: Path, stem: str, probability: np.ndarray, truth: np.ndarray | None, case: Any,
-                     threshold: float, refine: bool) -> None:
-        """`<stem>_prediction` (and `<stem>_label` for a true mask) meshes, extracted on the model grid from
-        probability [*S] (truth [*S] bool), vertices in scanner mm (or model-grid voxel indices)."""
+    def write_meshes(self, folder: Path, stem: str, field: np.ndarray, truth: np.ndarray | None, case: Any,
+                     level: float, refine: bool, name: str = "foreground") -> None:
+        """`<stem>_prediction` (and `<stem>_label` for a true mask) meshes of class `name`, extracted on the model
+        grid at `level` of its surface field [*S] (truth [*S] bool), vertices in scanner mm (or model-grid voxel
+        indices). When the component filter removes the whole class, the log says so and `removed` notes it."""
         options = self.options
         affine = None if options.voxel_coordinates else model_grid_affine(case.meta)
         extract = {"face_budget": options.face_budget, "edge_mm": options.mesh_edge_mm}
-        meshes = {"prediction": self.prediction_mesh(probability, case, threshold)}
+        meshes = {"prediction": self.prediction_mesh(field, case, level)}
+        voxels = int((field > level).sum())
+        if meshes["prediction"].is_empty and voxels:
+            flag = f"--min_component_voxels {options.min_component_voxels}"
+            logger.warning("%s: every component of %s (%d voxels) is smaller than %s: its prediction mesh is empty "
+                           "(the label map keeps it; lower the flag to mesh it)", stem, name, voxels, flag)
+            self.removed.append({"class": name, "voxels": voxels, "flag": flag})
         if refine and isinstance(self.predictor, DensePredictor):
             logger.info("%s: mesh refinement needs a point decoder; the U-Net mesh is kept as extracted", stem)
         elif refine and len(meshes["prediction"].faces):
@@ -194,30 +217,40 @@ class CaseWriter:
             for file_type in options.mesh_format:
                 save_mesh(mesh, folder / f"{stem}_{name}.{file_type}", space=space)
 
-    def prediction_mesh(self, probability: np.ndarray, case: Any, threshold: float) -> trimesh.Trimesh:
-        """The surface of one class's probability [*S] on the model grid at `threshold`, in RAS scanner mm (or
-        model-grid voxel indices with `voxel_coordinates`), as the options say (face budget, small components)."""
+    def prediction_mesh(self, field: np.ndarray, case: Any, level: float) -> trimesh.Trimesh:
+        """The surface of one class's field [*S] on the model grid at `level` (`ClassMaps.fields`, by the label
+        mode's rule), in RAS scanner mm (or model-grid voxel indices with `voxel_coordinates`), as the options say
+        (face budget, small components)."""
         options = self.options
         affine = None if options.voxel_coordinates else model_grid_affine(case.meta)
-        return extract_mesh(probability, affine, level=threshold, min_component_voxels=options.min_component_voxels,
+        return extract_mesh(field, affine, level=level, min_component_voxels=options.min_component_voxels,
                             face_budget=options.face_budget, edge_mm=options.mesh_edge_mm)
 
 
 def per_class_probabilities(config: Any, occupancy: np.ndarray) -> list[np.ndarray]:
     """K arrays [*S]: each class's or region's probability, of decoder outputs [*S] or [outputs, *S] on any grid
-    (binary: the foreground's, `foreground_probability`)."""
+    (binary: the foreground's, `binary_probability`)."""
     scheme = scheme_of(config)
     if scheme.mode == "binary":
-        return [foreground_probability(occupancy, config)]
+        return [binary_probability(occupancy)]
     return list(scheme.class_probabilities(occupancy.reshape(scheme.outputs, *occupancy.shape[-3:])))
 
 
-def foreground_probability(occupancy: np.ndarray, config: Any) -> np.ndarray:
-    """[*S] probability of foreground from decoder outputs [*S] or [outputs, *S]: the occupancy, the first
-    (largest) region of a regions model (e.g. BraTS WT), else 1 − p(background) (output 0)."""
-    if occupancy.ndim == 3 or scheme_of(config).mode == "regions":
-        return occupancy.reshape(-1, *occupancy.shape[-3:])[0]
-    return 1.0 - occupancy[0]
+def binary_probability(occupancy: np.ndarray) -> np.ndarray:
+    """[*S] foreground probability of a binary model's outputs [*S], or [outputs, *S] of a legacy softmax (1 −
+    p(background), output 0)."""
+    return occupancy if occupancy.ndim == 3 else 1.0 - occupancy[0]
+
+
+def mesh_tags(scheme: LabelScheme) -> tuple[str, ...]:
+    """The file-name part of each class's meshes: "" for a binary model's one mesh, else `class_tag` per class."""
+    return ("",) if scheme.mode == "binary" else tuple(class_tag(name) for name in scheme.names)
+
+
+def class_tag(name: str) -> str:
+    """The file-name part of class `name`: `_<name>`, every run of characters other than letters, digits, `.`,
+    `-` and `_` as one `_` ("whole tumour" -> "_whole_tumour")."""
+    return "_" + re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
 def refine_prediction_mesh(mesh: trimesh.Trimesh, affine: np.ndarray | None, case: Any, predictor: Predictor) -> trimesh.Trimesh:
@@ -374,14 +407,14 @@ def flat_probabilities_path(output_dir: Path, case_id: str, suffix: str = ".nii.
     return output_dir / PROBABILITIES_FOLDER / f"{case_id}{suffix}"
 
 
-def flat_output_names(case_id: str, options: WriteOptions, suffix: str = ".nii.gz") -> list[str]:
-    """The name of every file `CaseWriter.write` writes for a case in the flat layout with `options` (relative to
-    the output folder; a detached header's data file after it), the label map last."""
+def flat_output_names(case_id: str, options: WriteOptions, scheme: LabelScheme, suffix: str = ".nii.gz") -> list[str]:
+    """The name of every file `CaseWriter.write` writes for a case in the flat layout with `options` for a model of
+    `scheme` (relative to the output folder; a detached header's data file after it), the label map last."""
     names = []
     if options.probabilities:
         names += with_data_files(flat_probabilities_path(Path(), case_id, suffix).as_posix(), suffix)
     if options.meshes:
-        names += [f"{case_id}_prediction.{file_type}" for file_type in options.mesh_format]
+        names += [f"{case_id}{tag}_prediction.{file_type}" for tag in mesh_tags(scheme) for file_type in options.mesh_format]
     if options.overlay:
         names.append(f"{case_id}_overlay.png")
     return [*names, *reversed(with_data_files(flat_mask_path(Path(), case_id, suffix).name, suffix))]

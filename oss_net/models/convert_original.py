@@ -194,7 +194,8 @@ def _strip_data_parallel_prefix(state: Mapping[str, Any]) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Convert one file; an error prints one line (oss_net.cli_errors): status 2 for bad input, 1 for a bug."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("weights", help="state dict saved by the original code (.pt)")
     parser.add_argument("--network_config", required=True, help=f"the original's configuration: {', '.join(CONFIG_NAMES)} or a Table-1 name")
     parser.add_argument("--dataset", required=True, choices=tuple(ORIGINAL_DATASET_SUFFIXES), help="dataset the weights were trained on")

@@ -58,7 +58,7 @@ def test_foreground_scores_match_the_metrics_and_summaries(folders, tmp_path: Pa
     preds, labels = folders
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)
-        summary = evaluate_folders(preds, labels, tmp_path / "out")
+        summary = evaluate_folders(preds, labels, tmp_path / "out", foreground=True)
         expected = evaluate_case(label_map(1) > 0, label_map(0) > 0, SPACING)
     rows = {row["case"]: row for row in summary["per_case"]}
     assert sorted(rows) == ["a", "b", "c"] and {r["structure"] for r in rows.values()} == {"foreground"}
@@ -82,6 +82,36 @@ def test_foreground_scores_match_the_metrics_and_summaries(folders, tmp_path: Pa
     assert table[5]["hd95_mm"] == "1"
     for key in ("dice", "iou", "hd95_mm", "nsd", "volume_difference_ml"):
         assert (tmp_path / "out" / f"{key}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_every_label_is_scored_by_default_and_named_by_the_dataset(folders, tmp_path: Path, capsys) -> None:
+    """Without --labels every value in the label files is a structure; a dataset.json beside the labels names them
+    (nnU-Net's labelsTr in a dataset folder), its regions scored as regions; --labels narrows, keeping the names."""
+    preds, labels = folders
+    (preds / "c.nii.gz").unlink()
+    found = evaluate_folders(preds, labels, tmp_path / "found")
+    assert list(found["statistics"]) == ["label_1", "label_2", "label_4"]
+    row = next(r for r in found["per_case"] if r["case"] == "a" and r["structure"] == "label_2")
+    assert row["dice"] == pytest.approx(evaluate_case(label_map(1) == 2, label_map(0) == 2, SPACING)["dice"])
+    dataset = tmp_path / "Dataset009_Tumour"
+    labels.rename(dataset / "labelsTr") if dataset.mkdir() is None else None
+    record = {"channel_names": {"0": "FLAIR"}, "numTraining": 4, "file_ending": ".nii.gz",
+              "labels": {"background": 0, "core": 1, "oedema": 2, "enhancing": 4}}
+    (dataset / "dataset.json").write_text(json.dumps(record))
+    named = evaluate_folders(preds, dataset / "labelsTr", tmp_path / "named")
+    assert list(named["statistics"]) == ["core", "oedema", "enhancing"]
+    assert named["statistics"]["oedema"]["dice"]["mean"] == found["statistics"]["label_2"]["dice"]["mean"]
+    narrowed = evaluate_folders(preds, dataset / "labelsTr", tmp_path / "narrowed", labels=[4, 3])
+    assert list(narrowed["statistics"]) == ["label_3", "enhancing"]
+    record["labels"] = {"background": 0, "whole tumour": [1, 2, 4], "core": [1, 4]}
+    (dataset / "dataset.json").write_text(json.dumps(record))
+    assert main([str(preds), str(dataset / "labelsTr"), "-o", str(tmp_path / "regions")]) == 0
+    printed = capsys.readouterr().out
+    assert "whole tumour" in printed and "core" in printed
+    summary = json.loads((tmp_path / "regions" / "summary.json").read_text())
+    assert summary["settings"]["structures"] == {"whole tumour": [1, 2, 4], "core": [1, 4]}
+    whole = next(r for r in summary["per_case"] if r["case"] == "a" and r["structure"] == "whole tumour")
+    assert whole["dice"] == pytest.approx(evaluate_case(label_map(1) > 0, label_map(0) > 0, SPACING)["dice"])
 
 
 def test_labels_and_regions(folders, tmp_path: Path) -> None:
@@ -110,8 +140,10 @@ def test_per_case_folders_are_paired_too(tmp_path: Path) -> None:
     save(label_map(0), labels / "BraTS20_Training_001" / "BraTS20_Training_001_flair.nii.gz")
     save((label_map(0) > 0).astype(np.uint8), preds / "BraTS20_Training_001" / "BraTS20_Training_001_mask.nii.gz")
     (preds / "summary.json").write_text("[]")
-    summary = evaluate_folders(preds, labels, tmp_path / "out")
+    summary = evaluate_folders(preds, labels, tmp_path / "out", foreground=True)  # a binary whole-tumour mask
     assert summary["cases"] == 1 and summary["per_case"][0]["dice"] == 1.0
+    by_name = evaluate_folders(preds, labels, tmp_path / "named")  # BraTS's labels, by their names
+    assert list(by_name["statistics"]) == ["necrotic core", "oedema", "enhancing tumour"]
 
 
 def test_grid_mismatch_names_both_files(tmp_path: Path) -> None:

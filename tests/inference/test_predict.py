@@ -70,7 +70,7 @@ def test_brats_case_folder_gives_the_runners_mask(brats_checkpoint, synthetic_br
     labels = assert_on_input_grid(written[0], files.images[0])
     np.testing.assert_array_equal(labels, runner_mask(brats_checkpoint, folder, tmp_path / "infer", files.case_id))
     # flat files pair with the labels by case id (as nnU-Net's evaluation does), and the model really segments
-    scores = evaluate_folders(tmp_path / "out", folder.parent, tmp_path / "scores")
+    scores = evaluate_folders(tmp_path / "out", folder.parent, tmp_path / "scores", foreground=True)  # whole tumour
     assert [row["case"] for row in scores["per_case"]] == [files.case_id]
     assert scores["per_case"][0]["dice"] > 0.9
 
@@ -254,3 +254,24 @@ def test_ctrl_c_prints_the_command_that_goes_on_and_it_does(brats_checkpoint, sy
     monkeypatch.setattr(Segmenter, "predict", predict)
     assert main(command[-len(arguments) - 1:]) == 0
     assert first.stat().st_mtime_ns == stamp and (tmp_path / "out" / "scan1.nii.gz").is_file()
+
+
+def test_prediction_flags_reach_the_predictor_and_bad_values_are_refused(brats_checkpoint, synthetic_brats_root,
+                                                                          tmp_path, capsys, caplog):
+    """--mode, --refinement, --threshold and --min_component_voxels as oss-net-infer has them; `--mode standard` is
+    the mode, never an abbreviated `--model`."""
+    folder = brats_case_files(synthetic_brats_root).images[0].parent
+    out = tmp_path / "out"
+    with caplog.at_level("INFO", logger="oss_net.inference.predictor"):
+        assert main(["-i", str(folder), "-o", str(out), "-m", str(brats_checkpoint), "--cpu", "--mode", "standard",
+                     "--refinement", "original", "--threshold", "0.3", "--mesh", "--min_component_voxels", "0"]) == 0
+    assert any(m.startswith("standard inference (original refinement)") for m in caplog.messages)
+    lower = np.asarray(nib.load(str(out / f"{folder.name}.nii.gz")).dataobj)
+    assert (out / f"{folder.name}_prediction.obj").is_file()
+    default = predict_files([folder], tmp_path / "default", brats_checkpoint, cpu=True)[0]
+    assert lower.sum() >= np.asarray(nib.load(str(default)).dataobj).sum()  # a lower threshold keeps more
+    for flags, message in ((["--threshold", "1.5"], "threshold must lie in (0, 1), got 1.5"),
+                           (["--min_component_voxels", "-1"], "min_component_voxels must be >= 0, got -1")):
+        assert main(["-i", str(folder), "-o", str(tmp_path / "bad"), "-m", str(brats_checkpoint), *flags]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

@@ -262,7 +262,7 @@ def test_cli_flags_flat_masks_and_oss_net_evaluate_agree(brats_checkpoint, synth
 
     # the flat masks go straight into oss-net-evaluate, which scores them as the run did
     scores = evaluate_folders(out, synthetic_brats_root / "MICCAI_BraTS2020_TrainingData", tmp_path / "scores",
-                              tolerance_mm=2.0)
+                              tolerance_mm=2.0, foreground=True)  # the binary model's whole tumour
     summary = {row["case"]: row for row in json.loads((out / "summary.json").read_text())}
     assert [row["case"] for row in scores["per_case"]] == [case_id]
     for key in ("dice", "iou", "hd95_mm", "nsd"):

@@ -7,6 +7,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+import trimesh
 
 from oss_net.data import discover, load_case
 from oss_net.inference import CaseWriter, InferenceError, Prediction, WriteOptions
@@ -70,3 +71,49 @@ def test_flat_layout_writes_the_label_map_beside_its_probabilities(synthetic_bra
 def test_bad_write_options(options, message):
     with pytest.raises(InferenceError, match=message):
         WriteOptions(**options)
+
+
+# ---------------------------------------------------------------- meshes per class
+
+BRATS_CLASSES = {"necrotic core": 1, "oedema": 2, "enhancing": 4}
+
+
+def unsure_prediction(config, case) -> Prediction:
+    """Exclusive outputs whose argmax is the case's label while no class probability reaches 0.5."""
+    targets = scheme_of(config).targets(torch.from_numpy(np.asarray(case.raw_label).astype(np.int64)))  # [4, *S]
+    return Prediction(occupancy=torch.softmax(targets, dim=0), mode="standard", seconds=0.1, points_evaluated=5)
+
+
+def test_class_meshes_follow_the_argmax_named_by_class_in_both_layouts(synthetic_brats_root, tmp_path):
+    config = config_with_label_mode(demo_config("C"), "exclusive", BRATS_CLASSES)
+    files = discover("brats", synthetic_brats_root, "val")[0]
+    case = load_case(files, config, with_border=False)
+    prediction = unsure_prediction(config, case)
+    assert float(prediction.occupancy[1:].max()) < 0.5
+    for layout, folder in (("case_folder", tmp_path / "folder"), ("flat", tmp_path / "flat")):
+        folder.mkdir()
+        options = WriteOptions(layout=layout, overlay=False, mesh_format=("ply",), min_component_voxels=0)
+        record = CaseWriter(SimpleNamespace(config=config), options).write(folder, files, case, prediction)
+        names = {p.name for p in folder.iterdir() if p.suffix == ".ply"}
+        stems = [f"{files.case_id}_{tag}_prediction.ply" for tag in ("necrotic_core", "oedema", "enhancing")]
+        assert set(stems) <= names and f"{files.case_id}_prediction.ply" not in names  # never "not background"
+        assert record["dice"] == pytest.approx(1.0) and "meshes_removed" not in record
+    oedema = trimesh.load(tmp_path / "folder" / f"{files.case_id}_oedema_prediction.ply", process=False)
+    truth = trimesh.load(tmp_path / "folder" / f"{files.case_id}_oedema_label.ply", process=False)
+    assert oedema.is_watertight and oedema.volume == pytest.approx(truth.volume, rel=0.05)
+
+
+def test_a_class_removed_whole_by_the_component_filter_is_logged_and_recorded(synthetic_brats_root, tmp_path, caplog):
+    config = config_with_label_mode(demo_config("C"), "exclusive", BRATS_CLASSES)
+    files = discover("brats", synthetic_brats_root, "val")[0]
+    case = load_case(files, config, with_border=False)
+    sizes = [int((np.asarray(case.raw_label) == value).sum()) for value in BRATS_CLASSES.values()]
+    cutoff = sorted(sizes)[0] + 1  # larger than the smallest class (the enhancing rim, in pieces or whole)
+    options = WriteOptions(overlay=False, mesh_format=("ply",), min_component_voxels=cutoff)
+    with caplog.at_level("WARNING", logger="oss_net.inference.writers"):
+        record = CaseWriter(SimpleNamespace(config=config), options).write(tmp_path, files, case,
+                                                                           perfect_prediction(config, case))
+    smallest = list(BRATS_CLASSES)[sizes.index(min(sizes))]
+    removed = {entry["class"]: entry for entry in record["meshes_removed"]}
+    assert removed[smallest] == {"class": smallest, "voxels": min(sizes), "flag": f"--min_component_voxels {cutoff}"}
+    assert any(smallest in message and f"--min_component_voxels {cutoff}" in message for message in caplog.messages)
