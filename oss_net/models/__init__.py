@@ -12,6 +12,7 @@ from .config import (
 from .networks import DEMO_UNET_OVERRIDES, network_config
 from .oss_net import Encoding, ModelInputError, OSSNet
 from .parameters import count_parameters, count_pau_modules, parameter_groups
+from .recompute import recomputed_blocks, set_activation_recomputation
 from .registry import build_model, is_dense, register_model
 from .unet import (
     UNET_NAMES,
@@ -51,8 +52,10 @@ __all__ = [
     "model_from_payload",
     "network_config",
     "parameter_groups",
+    "recomputed_blocks",
     "register_model",
     "save_model",
     "segmentation_loss",
+    "set_activation_recomputation",
     "stored_split",
 ]

@@ -19,6 +19,7 @@ from pade_activation_unit import PAU
 from oss_net.geometry import PATCH_SIZE
 
 from .config import FOURIER_FEATURES, PATCH_FEATURES, OSSNetConfig
+from .recompute import RecomputedBlock
 
 FOURIER_SCALE = 4.0  # standard deviation of the random frequencies (docs/reference.md §3.2)
 GEMM_ALIGN = 16  # FoldedDecoder pads GEMM output widths to a multiple of this (fast BLAS paths on the CPU)
@@ -74,11 +75,11 @@ class ConditionalBatchNorm(nn.Module):
         return scale, shift
 
 
-class CBNResidualBlock(nn.Module):
+class CBNResidualBlock(RecomputedBlock):
     """Linear -- CBN -- PAU -- Linear -- CBN, plus a shortcut, then PAU (docs/reference.md §3.3).
 
     The shortcut is a Linear (with bias) only when the width changes (the first block). The original's
-    Dropout(p=0) is left out.
+    Dropout(p=0) is left out. Its activations can be recomputed in backward (`oss_net.models.recompute`).
 
     Shape: x [B, N, F_in], z [B, L] -> [B, N, W].
     """

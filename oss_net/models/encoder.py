@@ -15,18 +15,39 @@ from pade_activation_unit import PAU
 from oss_net.labels import scheme_of
 
 from .config import OSSNetConfig
+from .recompute import RecomputedBlock
 
 HEAD_KERNEL = 5  # heads, final mappings and the segmentation head are 5^3 convolutions, padding 2
 
 
-class ResidualBlock3d(nn.Module):
+class HalvingAveragePool(torch.autograd.Function):
+    """F.avg_pool3d(x, 2) keeping only x's shape for backward: aten's avg_pool3d keeps all of x although its
+    backward reads only the size, and in a residual block x is a full-resolution tensor (the PAU output,
+    the shortcut) that nothing else keeps. Same forward and backward kernels, so the same numbers.
+
+    Shape: [B, C, D, H, W] -> [B, C, D//2, H//2, W//2].
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.input_shape = x.shape
+        return F.avg_pool3d(x, 2)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        template = grad.new_zeros(()).expand(ctx.input_shape)  # the size aten's backward reads, no storage
+        return torch.ops.aten.avg_pool3d_backward(grad, template, [2, 2, 2], [2, 2, 2], [0, 0, 0], False, True, None)
+
+
+class ResidualBlock3d(RecomputedBlock):
     """Residual block that halves the resolution in the middle of its main path (docs/reference.md §2.1).
 
         main:     Conv3d 3^3 (no bias) -- BN -- PAU -- AvgPool 2 -- Conv3d 3^3 (no bias) -- BN
         shortcut: Conv3d 1^3 (no bias, only if channels change) -- AvgPool 2
         out = PAU(main + shortcut)
 
-    The original's Dropout(p=0) is left out: it is the identity.
+    The original's Dropout(p=0) is left out: it is the identity. Its activations can be recomputed in
+    backward (`oss_net.models.recompute`).
 
     Shape: [B, C_in, D, H, W] -> [B, C_out, D//2, H//2, W//2].
     """
@@ -42,9 +63,9 @@ class ResidualBlock3d(nn.Module):
         self.act2 = PAU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        main = F.avg_pool3d(self.act1(self.norm1(self.conv1(x))), 2)  # [B, C_out, D/2, H/2, W/2]
+        main = HalvingAveragePool.apply(self.act1(self.norm1(self.conv1(x))))  # [B, C_out, D/2, H/2, W/2]
         main = self.norm2(self.conv2(main))
-        return self.act2(main + F.avg_pool3d(self.shortcut(x), 2))
+        return self.act2(main + HalvingAveragePool.apply(self.shortcut(x)))
 
 
 def _conv_norm_pau(in_channels: int, out_channels: int, bias: bool) -> nn.Sequential:

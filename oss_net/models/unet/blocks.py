@@ -19,6 +19,7 @@ from torch import nn
 
 from pade_activation_unit import PAU
 
+from ..recompute import RecomputedBlock
 from .unet_config import UNetConfig
 
 
@@ -40,8 +41,10 @@ def _conv(config: UNetConfig, c_in: int, c_out: int, kernel: int, stride: int = 
     return conv(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=bias)
 
 
-class ResidualBlock(nn.Module):
+class ResidualBlock(RecomputedBlock):
     """act(BN(Conv3(act(BN(Conv3_stride(x))))) + shortcut(x)); shortcut = BN(Conv1_stride) when the shape changes.
+
+    Its activations can be recomputed in backward (`oss_net.models.recompute`), as OSS-Net's blocks.
 
     Shape: [B, c_in, *S] -> [B, c_out, *S/stride] (S divisible by stride).
     """
