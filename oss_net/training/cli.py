@@ -30,7 +30,7 @@ from oss_net.training.settings import TrainSettings, resolve_settings
 # Flags that may differ between a run and its resumption; everything else comes from the checkpoint.
 RESUME_OVERRIDABLE = (
     "train", "test", "cuda_devices", "cpu", "num_workers", "val_every", "dense_validation", "max_iterations",
-    "checkpoint_every", "keep_last", "dataset_path", "cache_dir", "output_dir",
+    "checkpoint_every", "keep_last", "dataset_path", "cache_dir", "output_dir", "checkpoint_activations",
 )
 
 
@@ -102,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="jitter each training point uniformly inside its voxel and train on the label interpolated "
                           "there, so the decoder learns the field between voxel centres (for --output_spacing finer "
                           "than the scan; off by default, not in paper mode)")
+    new.add_argument("--checkpoint_activations", action="store_true", default=None,
+                     help="recompute the encoder's and decoder's residual blocks (a U-Net's blocks) in the backward "
+                          "pass instead of keeping their activations: same gradients, a fraction of the activation "
+                          "memory, about one more forward pass of time (off by default and in paper mode)")
     new.add_argument("--paper", dest="compat", action="store_const", const="paper", default=None,
                      help="paper mode: every behaviour of the original code (oss_net.compat; README 'Paper mode')")
     new.add_argument("--paper_replicas", type=int, default=None,

@@ -48,7 +48,7 @@ from oss_net.io import (
     OSSNetError, atomic_save_json, atomic_save_torch, check_output_folder, prepare_output_folder, refuse_output_in_inputs,
 )
 from oss_net.models import (build_model, checkpoint_payload, is_dense, load_model, model_from_payload, network_config,
-                            parameter_groups, save_model)
+                            parameter_groups, save_model, set_activation_recomputation)
 from oss_net.training import resume
 from oss_net.training.distributed import (
     ProcessContext, barrier, select_cuda_devices, setup_process, teardown_process, wrap_model,
@@ -322,6 +322,7 @@ def build_run(settings: TrainSettings, context: ProcessContext) -> Run:
 
     _seed_everything(settings.seed)
     model = build_model(config)
+    set_activation_recomputation(model, settings.checkpoint_activations)
     if settings.load_model is not None and resume_state is None:
         _load_initial_weights(model, settings.load_model)
     model.to(context.device)

@@ -103,6 +103,7 @@ class TrainSettings:
     continuous_sampling: bool = False
     prefer: str | None = None  # sform | qform: the affine of a file whose two disagree (None: refuse it)
     overwrite: bool = False  # start a new run in a non-empty run folder (its earlier run's files are moved aside)
+    checkpoint_activations: bool = False  # recompute the residual blocks in backward: less memory, more time
 
     def __post_init__(self) -> None:
         problems = []

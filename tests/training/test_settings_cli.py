@@ -35,13 +35,14 @@ def test_new_flags_are_parsed():
         "--output_dir", "out", "--seed", "5", "--amp", "bf16",
         "--num_workers", "2", "--val_every", "3", "--border_balance", "0.3", "--lr", "1e-3", "--pau_lr", "2e-2",
         "--max_iterations", "9", "--checkpoint_every", "4", "--keep_last", "2", "--val_samples", "256",
-        "--no_dense_validation", "--no_augmentation",
+        "--no_dense_validation", "--no_augmentation", "--checkpoint_activations",
     )
     assert settings.output_dir == "out" and settings.seed == 5 and settings.amp == "bf16"
     assert (settings.num_workers, settings.val_every, settings.border_balance) == (2, 3, 0.3)
     assert (settings.lr, settings.pau_lr) == (1e-3, 2e-2)
     assert (settings.max_iterations, settings.checkpoint_every, settings.keep_last, settings.val_samples) == (9, 4, 2, 256)
     assert settings.dense_validation is False and settings.augment is False
+    assert settings.checkpoint_activations is True
 
 
 def test_continuous_sampling_is_a_stored_run_setting_off_by_default_and_refused_in_paper_mode():
@@ -59,6 +60,7 @@ def test_paper_defaults_per_dataset():
     assert (lits.batch_size, lits.val_samples, lits.val_border_balance) == (4, 2**14, 0.4)
     assert brats.border_balance == 0.5  # border-weighted unless --uniform_sampling, as the original
     assert brats.network_config == "full" and brats.segmentation_loss_factor == 0.1 and brats.lr == 3e-4
+    assert not brats.checkpoint_activations and not parse("--train", "--paper").checkpoint_activations  # off by default
 
 
 def test_demo_preset_is_small_and_explicit_flags_win():
