@@ -20,7 +20,7 @@ trains the head to predict). So both modes refine the same object and the point 
 well-trained model on that object.
 
 Memory against the chunk size: on the CPU the device-free peak of live tensor bytes of one decode call of
-`chunk` points of BraTS-size C (weights, volume and latents included; `bench_memory.inference_peak_bytes`),
+`chunk` points of BraTS-size C (weights, volume and latents included; `memory_counts.inference_peak_bytes`),
 which is what the chunk size bounds: the paper's Fig. 6 right. On a GPU, torch.cuda.max_memory_allocated
 of the whole prediction.
 """
@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from benchmarks.bench_memory import build, inference_peak_bytes, parameter_bytes
+from benchmarks.memory_counts import build, inference_peak_bytes, parameter_bytes
 from benchmarks.common import RESULTS_DIR, bench_main, benchmark_device, format_table, time_call, to_gib, write_result
 from benchmarks.paper import FIG6_SECONDS
 from oss_net.inference import PredictOptions, Predictor

@@ -1,214 +1,66 @@
-"""Paper Table 2 analogue: training and inference memory of O-Net, OSS-Net A-D and the two U-Nets.
+"""Paper Table 2 analogue, and what it takes to train at high resolution: counted, measured and plotted.
 
-    python -m benchmarks.bench_memory            # CPU: device-free counts at the paper's sizes (~1 min)
-    python -m benchmarks.bench_memory --size gpu # torch.cuda.max_memory_allocated at the paper's sizes
+    python -m benchmarks.bench_memory                  # CPU, what `make bench` runs (minutes)
+    python -m benchmarks.bench_memory --size cpu-full  # + real full-size training steps on the CPU (long)
+    python -m benchmarks.bench_memory --size gpu       # torch.cuda.max_memory_allocated at the paper's sizes
 
 The paper's claim (docs/reference.md §13.2; figures in `benchmarks.paper`): OSS-Net C trains in 2.59 GiB
 where the 3D residual U-Net needs 14.41 GiB (5.6x). Every figure here is in GiB (2^30 bytes).
-Both are checkable here without a GPU:
 
-- Training activations: the bytes autograd saves for backward during the forward + loss of the project's
-  one training step (`oss_net.training.step.step_losses`, counted by `oss_net.models.memory.saved_tensor_bytes`),
-  on the *meta* device at the real sizes, so nothing is computed or allocated and no scaling is needed. Every
-  PAU counts as the fused kernel (saves its input only). One volume per step (activations scale linearly with
-  the batch); OSS-Net decodes 2^14 points per volume; the 3D U-Net sees the whole volume at its network grid
-  (BraTS 256x256x160, LiTS 224^3 as the paper); the 2D U-Net one slice at native resolution (the paper's
-  figure is per slice).
-- Parameter state: weights + gradients + two Adam moments = 4x the parameter bytes, a separate column.
-- Inference: the peak of the bytes held by live tensors (inputs, patches, activations; weights added)
-  during encode + decode of 2^14 or 2^17 points in one chunk, again on the meta device: a dispatch mode
-  counts each storage when an op creates it and releases it when its last tensor dies.
-- GPU (size="gpu"): torch.cuda.max_memory_allocated of one `train_step` with Adam, and of the inference calls.
-- Cross-check (size="cpu", not smoke): a subprocess runs one real `train_step` (SGD: no optimiser state) of
-  C and of the 3D U-Net at 1/64 of the BraTS size (grid /4 per axis, 2^14/64 points) and reports its
-  peak-RSS growth, next to the device-free count for the same step.
+- Table 2, device-free (`memory_counts`, meta device, real sizes): training activations of one step
+  (batch 1; OSS-Net 2^14 points; the 3D U-Net the whole volume at its network grid, BraTS 256x256x160,
+  LiTS 224^3 as the paper; the 2D U-Net one native slice), without and with activation recomputation
+  (`--checkpoint_activations`, `oss_net.models.recompute`); the parameter state (weights + gradients + two
+  Adam moments = 4x the parameter bytes); inference peaks at 2^14 and 2^17 points.
+- Measured steps (`memory_steps`), each in a fresh process: one real training step's own peak resident
+  memory and seconds, next to the device-free count of its activations. `cpu`: C and the 3D U-Net at the
+  BraTS grid /4 and /2 per axis, which must tell the two models apart and grow as the counts do (the
+  `cross_check`). `cpu-full` adds the full sizes: C and C + recomputation at the BraTS grid and at the
+  LiTS grid (512^3 volume, 256^3 encoder input), the 3D U-Net and U-Net + recomputation at the BraTS grid;
+  the native 512^3 LiTS U-Net is counted only, and its row says whether it would fit this machine.
+- Recomputation's time cost: seconds per step with and without it, interleaved in one process.
+- The curve (`memory_curve`): training memory against voxels per volume, 64^3 to 512^3, log-log, with the
+  measured points on top: benchmarks/results/memory_vs_resolution.png and .json.
+- GPU (size="gpu"): torch.cuda.max_memory_allocated of one `train_step` with Adam and of the inference
+  calls, and the measured step of C at the LiTS grid with and without recomputation.
 
-The figure to check: `ratio_unet3d_over_C` = 3D U-Net / C training activations at the same (BraTS) grid;
-the target is >= 6x (paper 5.6x with totals).
+The figures to check: `ratio_unet3d_over_C_train_act_GiB` = 3D U-Net / C training activations at the same
+grid (target >= 6x; paper 5.6x with totals) and `ratio_unet3d_over_C_recompute` = plain 3D U-Net / C with
+recomputation (target >= 10x at the BraTS grid); `ratio_unet3d_recompute_over_C_recompute` compares both
+recomputed.
 """
 from __future__ import annotations
 
+import argparse
 import importlib.util
-import json
-import subprocess
-import sys
-import weakref
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
-from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
-from benchmarks.common import RESULTS_DIR, bench_main, benchmark_device, format_table, to_gib, write_result
+from benchmarks.common import RESULTS_DIR, benchmark_device, format_table, to_gib, write_result
+from benchmarks.memory_counts import (
+    INFERENCE_POINTS, MODELS, PARAMETER_STATE_FACTOR, TRAIN_POINTS, build, inference_call, inference_peak_bytes,
+    parameter_bytes, training_activation_bytes, training_batch,
+)
+from benchmarks.memory_curve import memory_curve, plot as plot_curve
+from benchmarks.memory_steps import StepSpec, device_free_row, measured_row, recompute_time_cost
 from benchmarks.paper import TABLE2_DATASETS, UNET3D_LITS_NATIVE_TRAIN_GIB, table2_gib
 from oss_net.io import atomic_write
-from oss_net.models import build_model, get_config, is_dense
-from oss_net.models.memory import saved_tensor_bytes
-from oss_net.models.unet import build_unet, get_unet_config
-from oss_net.training.step import step_losses, train_step
-from pade_activation_unit import PAU
+from oss_net.training.step import train_step
 
-OSS_MODELS: tuple[str, ...] = ("O-Net", "A", "B", "C", "D")
-UNET_MODELS: tuple[str, ...] = ("unet3d", "unet2d")
-MODELS: tuple[str, ...] = OSS_MODELS + UNET_MODELS
-TRAIN_POINTS = 2**14
-INFERENCE_POINTS: tuple[int, ...] = (2**14, 2**17)
-
-
-def build(name: str, dataset: str, device: torch.device | str, **overrides: Any) -> nn.Module:
-    """The model `name` (Table-1 name or unet3d/unet2d) at `dataset` size, built directly on `device`.
-
-    The 2D U-Net trains on one slice per step unless overridden: the paper's 2D figure is per slice.
-    """
-    with torch.device(device):
-        if name == "unet2d":
-            overrides = {"training_slices": 1, **overrides}
-        if name in UNET_MODELS:
-            return build_unet(get_unet_config(name, dataset, **overrides))
-        return build_model(get_config(name, dataset, **overrides))
-
-
-def unet_input_shape(model: nn.Module) -> tuple[int, int, int]:
-    """The grid one U-Net training/inference call sees: the network grid (3D) or one native slice (2D)."""
-    config = model.config
-    shape = list(config.network_shape)
-    if config.name == "unet2d":
-        shape[config.slice_axis] = 1
-    return tuple(shape)
-
-
-def training_batch(model: nn.Module, points: int, device: torch.device | str) -> dict[str, torch.Tensor]:
-    """One random batch of `model`'s real size, as the data pipeline gives it (`collate_samples` keys).
-
-    One volume [1, C, *volume_shape] with its label [1, *volume_shape] and, for OSS-Net, `points` points
-    [1, N, 3] with their labels [1, N, 1]. On the meta device shapes only.
-    """
-    config = model.config
-    batch = {
-        "volume": torch.randn(1, config.in_channels, *config.volume_shape, device=device),
-        "label": torch.randint(0, 2, (1, *config.volume_shape), dtype=torch.uint8, device=device),
-    }
-    if not is_dense(model):
-        batch["coords"] = torch.rand(1, points, 3, device=device) * (torch.tensor(config.volume_shape, device=device) - 1)
-        batch["labels"] = torch.randint(0, 2, (1, points, 1), device=device).float()
-    return batch
-
-
-def training_forward(model: nn.Module, points: int, device: torch.device | str) -> Callable[[], torch.Tensor]:
-    """A closure running the forward + loss of the one training step (`oss_net.training.step`) on a random
-    batch of the real size; returns the loss that `train_step` back-propagates."""
-    batch = training_batch(model, points, device)
-    return lambda: step_losses(model, batch).total
-
-
-def inference_call(model: nn.Module, points: int, device: torch.device | str) -> Callable[[], torch.Tensor]:
-    """A closure that creates the inputs and predicts, as one inference call would (inputs count as memory).
-
-    OSS-Net: encode the volume, fold the decoder for it, decode `points` points (with their patches) in one
-    chunk. 3D U-Net: the dense
-    prediction of the whole volume (the point count does not matter). 2D U-Net: one slice.
-    """
-    config = model.config
-
-    if config.name == "unet3d":
-        return lambda: model.predict_volume(torch.randn(1, config.in_channels, *config.volume_shape, device=device))
-    if config.name == "unet2d":
-        return lambda: torch.sigmoid(model(torch.randn(1, config.in_channels, *unet_input_shape(model), device=device)))
-
-    def predict() -> torch.Tensor:
-        volume = torch.randn(1, config.in_channels, *config.volume_shape, device=device)
-        coords = torch.rand(1, points, 3, device=device) * (torch.tensor(config.volume_shape, device=device) - 1)
-        patches = torch.randn(1, points, config.patch_channels, 7, 7, 7, device=device) if config.patches else None
-        return model.decode(coords, model.fold(model.encode(volume)), patches)  # folded, as the predictor does
-
-    return predict
-
-
-def parameter_bytes(model: nn.Module) -> int:
-    return sum(p.numel() * p.element_size() for p in model.parameters())
-
-
-def pau_modules(model: nn.Module) -> list[nn.Module]:
-    return [m for m in model.modules() if isinstance(m, PAU)]
-
-
-def training_activation_bytes(model: nn.Module, points: int = TRAIN_POINTS, device: torch.device | str = "meta") -> int:
-    """Bytes saved for backward by the forward + loss of one training step (PAUs counted as the fused kernel)."""
-    model.train()
-    forward = training_forward(model, points, device)
-    return saved_tensor_bytes(forward, exclude=list(model.parameters()), opaque_modules=pau_modules(model))
-
-
-class PeakLiveBytes(TorchDispatchMode):
-    """Peak of the bytes held by live tensor storages created while the mode is active.
-
-    Every op output is keyed by its storage; a storage counts from its first tensor until its last tensor
-    is garbage-collected (views share the key). `external` storages (weights) are never counted. Inside an
-    `opaque` module (a PAU), temporaries are ignored and only the module's output is counted, as for a
-    fused kernel. Works on the meta device, where nothing is allocated.
-    """
-
-    def __init__(self, external: list[torch.Tensor] = (), opaque: list[nn.Module] = ()) -> None:
-        super().__init__()
-        self._external = {t.untyped_storage()._cdata for t in external}
-        self._storages: dict[int, list[int]] = {}  # key -> [bytes, live tensors]
-        self._inside = 0
-        self.live = 0
-        self.peak = 0
-        self._handles = [m.register_forward_pre_hook(self._enter) for m in opaque]
-        self._handles += [m.register_forward_hook(self._leave) for m in opaque]
-
-    def __exit__(self, *args: Any) -> None:
-        for handle in self._handles:
-            handle.remove()
-        super().__exit__(*args)
-
-    def _enter(self, module: nn.Module, inputs: Any) -> None:
-        self._inside += 1
-
-    def _leave(self, module: nn.Module, inputs: Any, output: Any) -> None:
-        self._inside -= 1
-        if not self._inside:
-            self._track(output)
-
-    def _release(self, key: int) -> None:
-        entry = self._storages[key]
-        entry[1] -= 1
-        if entry[1] == 0:
-            self.live -= entry[0]
-            del self._storages[key]
-
-    def _track(self, outputs: Any) -> None:
-        for tensor in tree_flatten(outputs)[0]:
-            if not isinstance(tensor, torch.Tensor):
-                continue
-            key = tensor.untyped_storage()._cdata
-            if key in self._external:
-                continue
-            entry = self._storages.get(key)
-            if entry is None:
-                entry = self._storages[key] = [tensor.untyped_storage().nbytes(), 0]
-                self.live += entry[0]
-                self.peak = max(self.peak, self.live)
-            entry[1] += 1
-            weakref.finalize(tensor, self._release, key)
-
-    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
-        outputs = func(*args, **(kwargs or {}))
-        if not self._inside:
-            self._track(outputs)
-        return outputs
-
-
-def inference_peak_bytes(model: nn.Module, points: int, device: torch.device | str = "meta") -> int:
-    """Peak live tensor bytes (weights excluded) of one inference call, measured device-free."""
-    model.eval()
-    call = inference_call(model, points, device)
-    with torch.inference_mode(), PeakLiveBytes(list(model.parameters()) + list(model.buffers()), pau_modules(model)) as tracker:
-        call()
-    return tracker.peak
+SIZES = ("cpu", "cpu-full", "gpu")
+BRATS_GRID = (256, 256, 160)
+LITS_GRID = (512, 512, 512)
+CROSS_CHECK_GRIDS: tuple[tuple[int, int, int], ...] = ((64, 64, 40), (128, 128, 80))  # the BraTS grid /4, /2 per axis
+CPU_STEP_TIMEOUT_S = 900  # one cross-check step (start-up and two steps) on 2 busy cores
+FULL_STEP_TIMEOUT_S = 3600  # one full-size step on the CPU
+GPU_STEP_TIMEOUT_S = 120
+TIME_COST_GRID = (64, 64, 40)
+TIME_COST_ROUNDS = 2
+TARGET_RATIO = 6.0
+TARGET_RATIO_RECOMPUTE = 10.0
+STEP_COLUMNS = ["model", "dataset", "grid", "recompute", "peak_rss_GiB", "predicted_GiB", "peak_over_predicted",
+                "process_peak_GiB", "seconds", "status"]
 
 
 def cpu_row(name: str, dataset: str) -> dict[str, Any]:
@@ -221,8 +73,9 @@ def cpu_row(name: str, dataset: str) -> dict[str, Any]:
         "dataset": dataset,
         "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
         "train_act_GiB": to_gib(activations),
-        "param_state_GiB": to_gib(4 * params),
-        "train_total_GiB": to_gib(activations + 4 * params),
+        "train_act_recompute_GiB": to_gib(training_activation_bytes(model, recompute=True)),
+        "param_state_GiB": to_gib(PARAMETER_STATE_FACTOR * params),
+        "train_total_GiB": to_gib(activations + PARAMETER_STATE_FACTOR * params),
     }
     for points in INFERENCE_POINTS:
         row[f"infer_2^{points.bit_length() - 1}_GiB"] = to_gib(inference_peak_bytes(model, points) + params)
@@ -266,54 +119,12 @@ def gpu_row(name: str, dataset: str) -> dict[str, Any]:
     return row
 
 
-# One real CPU training step in a fresh process: its peak-RSS growth against the device-free count. SGD
-# keeps no state, so the peak is the step's activations and gradients, as counted.
-_RSS_PROBE = """
-import json, resource, sys, torch
-from benchmarks.bench_memory import build, training_batch
-from oss_net.training.step import train_step
-name, dataset, shape, points = sys.argv[1], sys.argv[2], tuple(json.loads(sys.argv[3])), int(sys.argv[4])
-torch.manual_seed(0)
-overrides = {"volume_shape": shape} if name not in ("unet3d", "unet2d") else {"volume_shape": shape, "input_shape": shape}
-model = build(name, dataset, "cpu", **overrides).train()
-batch = training_batch(model, points, "cpu")
-optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
-with open("/proc/self/status") as status:
-    before = next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))
-train_step(model, batch, optimizer)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-from pade_activation_unit import backend_for
-print(json.dumps({"rss_growth_bytes": (peak - before) * 1024, "pau_backend": backend_for(torch.empty(1))}))
-"""
-
-
-def rss_cross_check(name: str, dataset: str, shape: tuple[int, int, int], points: int) -> dict[str, Any]:
-    """Peak RSS growth of one real training step (forward + backward) next to its device-free count."""
-    overrides: dict[str, Any] = {"volume_shape": shape}
-    if name in UNET_MODELS:
-        overrides["input_shape"] = shape
-    model = build(name, dataset, "meta", **overrides)
-    completed = subprocess.run(
-        [sys.executable, "-c", _RSS_PROBE, name, dataset, json.dumps(list(shape)), str(points)],
-        capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[1],
-    )
-    probe = json.loads(completed.stdout.strip().splitlines()[-1])
-    if probe["pau_backend"] == "reference":  # the pure-PyTorch PAU saves its intermediates: count them as they are
-        activations = saved_tensor_bytes(training_forward(model.train(), points, "meta"), exclude=list(model.parameters()))
-    else:
-        activations = training_activation_bytes(model, points)
-    return {"model": name, "dataset": dataset, "grid": "x".join(map(str, shape)), "points": points,
-            "pau_backend": probe["pau_backend"], "counted_act_plus_grad_GiB": to_gib(activations + parameter_bytes(model)),
-            "rss_growth_GiB": to_gib(probe["rss_growth_bytes"])}
-
-
 def _plot(rows: list[dict[str, Any]], path: str, title: str) -> None:
     """Grouped log-scale bars: training total and inference at 2^14 / 2^17 per model, one panel per dataset."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
 
     keys = [k for k in ("train_total_GiB", "train_GiB", "infer_2^14_GiB", "infer_2^17_GiB") if any(k in r for r in rows)]
     datasets = sorted({r["dataset"] for r in rows})
@@ -335,12 +146,115 @@ def _plot(rows: list[dict[str, Any]], path: str, title: str) -> None:
     plt.close(figure)
 
 
+def cross_check_specs() -> list[StepSpec]:
+    """C and the 3D U-Net at the BraTS grid /4 and /2 per axis, and both with recomputation at /2."""
+    small, large = CROSS_CHECK_GRIDS
+    plain = [StepSpec(model, "brats", grid, False) for grid in (small, large) for model in ("C", "unet3d")]
+    return plain + [StepSpec(model, "brats", large, True) for model in ("C", "unet3d")]
+
+
+def full_size_specs() -> list[StepSpec]:
+    """The full-size CPU steps, cheapest first: C (+ recomputation) at BraTS and LiTS, the U-Net (+ recomputation) at BraTS."""
+    return [StepSpec(model, dataset, grid, recompute) for model, dataset, grid in
+            (("C", "brats", BRATS_GRID), ("C", "lits", LITS_GRID), ("unet3d", "brats", BRATS_GRID)) for recompute in (True, False)]
+
+
+def cross_check(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Whether the measured peaks tell C from the U-Net and grow with the grid as the counts predict."""
+    small, large = ("x".join(map(str, grid)) for grid in CROSS_CHECK_GRIDS)
+    peak = {(r["model"], r["grid"]): r for r in rows if not r["recompute"] and "peak_rss_GiB" in r}
+    if not all((model, grid) in peak for model in ("C", "unet3d") for grid in (small, large)):
+        return {"status": "incomplete: a cross-check step did not run"}
+    pairs = {f"unet3d_over_C_at_{large}": (("unet3d", large), ("C", large)),
+             f"unet3d_growth_{small}_to_{large}": (("unet3d", large), ("unet3d", small)),
+             f"C_growth_{small}_to_{large}": (("C", large), ("C", small))}
+    return {f"{name}_{kind}": peak[a][key] / peak[b][key] for name, (a, b) in pairs.items()
+            for kind, key in (("measured", "peak_rss_GiB"), ("predicted", "predicted_GiB"))}
+
+
+def lits_steps(device: str, grid: tuple[int, int, int] = LITS_GRID, points: int = TRAIN_POINTS,
+               timeout_s: float = GPU_STEP_TIMEOUT_S) -> list[dict[str, Any]]:
+    """The real step of C at the LiTS grid without and with recomputation on `device` (gpu_check's; a rehearsal
+    passes the CPU, a small grid and few points)."""
+    return [measured_row(StepSpec("C", "lits", grid, recompute, points, device), timeout_s) for recompute in (False, True)]
+
+
+def user_sentence(rows: list[dict[str, Any]], native: list[dict[str, Any]]) -> str | None:
+    """"C trains on a 512^3 volume in X GiB on a CPU; a 3D U-Net would need Y GiB", from the full-size rows
+    (X: the process's peak resident memory during the step; Y: the native U-Net's count, with its parameter state)."""
+    measured = {r["recompute"]: r for r in rows if (r["model"], r["grid"]) == ("C", "512x512x512") and "peak_rss_GiB" in r}
+    if set(measured) != {False, True}:
+        return None
+    need = {r["recompute"]: r["predicted_GiB"] + r["param_state_GiB"] for r in native}
+    return (f"C trains on a 512³ volume in {measured[False]['process_peak_GiB']:.1f} GiB on a CPU "
+            f"({measured[True]['process_peak_GiB']:.1f} GiB with recomputation); a 3D U-Net would need "
+            f"{need[False]:.0f} GiB ({need[True]:.0f} GiB with recomputation).")
+
+
+def recompute_ratios(rows: list[dict[str, Any]], datasets: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """Plain 3D U-Net / C + recomputation, and U-Net + recomputation / C + recomputation, per dataset."""
+    by_name = {(r["model"], r["dataset"]): r for r in rows}
+
+    def ratio(dataset: str, unet_key: str) -> float:
+        return by_name[("unet3d", dataset)][unet_key] / by_name[("C", dataset)]["train_act_recompute_GiB"]
+
+    return {"ratio_unet3d_over_C_recompute": {d: ratio(d, "train_act_GiB") for d in datasets},
+            "ratio_unet3d_recompute_over_C_recompute": {d: ratio(d, "train_act_recompute_GiB") for d in datasets}}
+
+
+def write_curve(measured_steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """benchmarks/results/memory_vs_resolution.json (+ .png when matplotlib is there); returns the curve."""
+    curve = memory_curve(measured_steps)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    if importlib.util.find_spec("matplotlib") is None:
+        curve["plot"] = "skipped: matplotlib not installed"
+    else:
+        plot_curve(curve, str(RESULTS_DIR / "memory_vs_resolution.png"))
+        curve["plot"] = str(RESULTS_DIR / "memory_vs_resolution.png")
+    write_result("memory_vs_resolution", curve)
+    return curve
+
+
+def high_resolution(size: str) -> dict[str, Any]:
+    """The measured steps, the cross-check, recomputation's time cost, the native LiTS U-Net and the curve."""
+    rows = []
+    for spec in cross_check_specs() + (full_size_specs() if size == "cpu-full" else []):
+        rows.append(measured_row(spec, FULL_STEP_TIMEOUT_S if spec.grid in (BRATS_GRID, LITS_GRID) else CPU_STEP_TIMEOUT_S))
+        print(format_table(rows[-1:], STEP_COLUMNS), flush=True)
+    native = [device_free_row(StepSpec("unet3d", "lits", LITS_GRID, recompute)) for recompute in (False, True)]
+    rows += native
+    curve = write_curve(rows)
+    result: dict[str, Any] = {
+        "measured_steps": rows,
+        "cross_check": cross_check(rows),
+        "recompute_time_cost": [recompute_time_cost(model, "brats", TIME_COST_GRID, TIME_COST_ROUNDS) for model in ("C", "unet3d")],
+        "unet3d_lits_native_512_train_act_GiB": native[0]["predicted_GiB"],
+        "curve": {"json": str(RESULTS_DIR / "memory_vs_resolution.json"), "plot": curve["plot"],
+                  "stops_fitting": curve["stops_fitting"]},
+    }
+    sentence = user_sentence(rows, native)
+    if sentence:
+        result["headline"] = sentence
+    print(format_table(rows, STEP_COLUMNS))
+    print(format_table([result["cross_check"]]))
+    print(format_table(result["recompute_time_cost"]))
+    print(format_table(curve["stops_fitting"]))
+    print(f"3D U-Net at native LiTS 512^3: {native[0]['predicted_GiB']:.1f} GiB of activations "
+          f"(paper: > {UNET3D_LITS_NATIVE_TRAIN_GIB:g} GiB)")
+    if sentence:
+        print(sentence)
+    return result
+
+
 def run(size: str = "cpu", smoke: bool = False, models: tuple[str, ...] | None = None,
         datasets: tuple[str, ...] | None = None) -> dict:
-    """Table 2 at the paper's sizes; smoke = C and the 3D U-Net on BraTS only (seconds). `models` and
-    `datasets` choose the rows instead (benchmarks/gpu_check.sh: C and the 3D U-Net on both datasets);
-    both must include C and the 3D U-Net, whose ratio is the figure to check."""
-    benchmark_device(size)
+    """Table 2 at the paper's sizes; smoke = C and the 3D U-Net on BraTS only, device-free (seconds). `models`
+    and `datasets` choose the rows instead (benchmarks/gpu_check.sh: C and the 3D U-Net on both datasets);
+    both must include C and the 3D U-Net, whose ratio is the figure to check. Not smoke, the CPU sizes add
+    the measured steps and the curve (`high_resolution`); the GPU adds the measured LiTS steps of C."""
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {SIZES}, got {size!r}")
+    benchmark_device("gpu" if size == "gpu" else "cpu")
     models = models or (("C", "unet3d") if smoke else MODELS)
     datasets = datasets or (("brats",) if smoke else TABLE2_DATASETS)
     if not {"C", "unet3d"} <= set(models):
@@ -361,20 +275,21 @@ def run(size: str = "cpu", smoke: bool = False, models: tuple[str, ...] | None =
         "train_points": TRAIN_POINTS,
         "rows": rows,
         f"ratio_unet3d_over_C_{key}": ratios,
-        "target_ratio": 6.0,
+        "target_ratio": TARGET_RATIO,
     }
-    if size == "cpu" and not smoke:
-        native = build("unet3d", "lits", "meta", input_shape=(512, 512, 512))
-        result["unet3d_lits_native_512_train_act_GiB"] = to_gib(training_activation_bytes(native))
-        print(f"3D U-Net at native LiTS 512^3: {result['unet3d_lits_native_512_train_act_GiB']:.1f} GiB of activations "
-              f"(paper: > {UNET3D_LITS_NATIVE_TRAIN_GIB:g} GiB)")
-        result["rss_cross_check"] = [rss_cross_check(name, "brats", (64, 64, 40), TRAIN_POINTS // 64) for name in ("C", "unet3d")]
-    print(format_table(rows, ["model", "dataset", "params_M", key, "param_state_GiB", "train_total_GiB",
-                              "infer_2^14_GiB", "infer_2^17_GiB", "paper_train_GiB", "paper_infer_2^17_GiB"]))
+    if size == "gpu":
+        result["measured_steps"] = lits_steps("cuda")
+    else:
+        result.update(recompute_ratios(rows, datasets), target_ratio_recompute=TARGET_RATIO_RECOMPUTE)
+        if not smoke:
+            result.update(high_resolution(size))
+    print(format_table(rows, ["model", "dataset", "params_M", key, "train_act_recompute_GiB", "param_state_GiB",
+                              "train_total_GiB", "infer_2^14_GiB", "infer_2^17_GiB", "paper_train_GiB", "paper_infer_2^17_GiB"]))
     print(f"3D U-Net / C ({key}): " + ", ".join(f"{d} {r:.2f}x" if r else f"{d} n/a" for d, r in ratios.items()))
-    if "rss_cross_check" in result:
-        print(format_table(result["rss_cross_check"]))
-    name = "memory" if size == "cpu" else "memory_gpu"
+    for name in ("ratio_unet3d_over_C_recompute", "ratio_unet3d_recompute_over_C_recompute"):
+        if name in result:
+            print(f"{name}: " + ", ".join(f"{d} {r:.2f}x" for d, r in result[name].items()))
+    name = "memory_gpu" if size == "gpu" else "memory"
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     if importlib.util.find_spec("matplotlib") is None:  # a GPU machine's own python may lack it: figures first
         result["plot"] = "skipped: matplotlib not installed"
@@ -386,7 +301,12 @@ def run(size: str = "cpu", smoke: bool = False, models: tuple[str, ...] | None =
 
 
 def main(argv: list[str] | None = None) -> int:
-    return bench_main(run, __doc__, "C and the 3D U-Net on BraTS only", argv)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", choices=SIZES, default="cpu", help="cpu (default), cpu-full (+ full-size steps), gpu")
+    parser.add_argument("--smoke", action="store_true", help="C and the 3D U-Net on BraTS only, device-free")
+    args = parser.parse_args(argv)
+    run(args.size, args.smoke)
+    return 0
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import json
 import pytest
 
 import benchmarks.bench_chunks as bench_chunks
-from benchmarks.bench_memory import build, parameter_bytes
+from benchmarks.memory_counts import build, parameter_bytes
 from benchmarks.common import to_gib
 
 pytestmark = pytest.mark.usefixtures("single_thread")
