@@ -46,8 +46,10 @@ class ResidualBlock3d(RecomputedBlock):
         shortcut: Conv3d 1^3 (no bias, only if channels change) -- AvgPool 2
         out = PAU(main + shortcut)
 
-    The original's Dropout(p=0) is left out: it is the identity. Its activations can be recomputed in
-    backward (`oss_net.models.recompute`).
+    The original's Dropout(p=0) is left out: it is the identity. The shortcut pools before its 1^3
+    convolution: both are linear and act on different axes, so the result is the same up to float rounding,
+    for 1/8 of the convolution's work and no full-resolution C_out tensor (in the first LiTS block, 8 x 256^3
+    floats, 0.5 GiB, and its gradient). Its activations can be recomputed in backward (`oss_net.models.recompute`).
 
     Shape: [B, C_in, D, H, W] -> [B, C_out, D//2, H//2, W//2].
     """
@@ -65,7 +67,7 @@ class ResidualBlock3d(RecomputedBlock):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         main = HalvingAveragePool.apply(self.act1(self.norm1(self.conv1(x))))  # [B, C_out, D/2, H/2, W/2]
         main = self.norm2(self.conv2(main))
-        return self.act2(main + HalvingAveragePool.apply(self.shortcut(x)))
+        return self.act2(main + self.shortcut(HalvingAveragePool.apply(x)))
 
 
 def _conv_norm_pau(in_channels: int, out_channels: int, bias: bool) -> nn.Sequential:

@@ -139,16 +139,24 @@ def test_the_pau_kernel_keeps_its_input_once():
     assert saved_tensor_bytes(lambda: second(pau(first(x))), exclude=weights) == 3 * 10 * 8 * 4
 
 
-def test_the_encoder_pools_keep_no_full_resolution_tensor():
+def test_the_encoder_block_keeps_no_full_resolution_tensor_for_its_pools():
     """ResidualBlock3d(2 -> 4) on x [1, 2, 8, 8, 8] keeps x, conv1's output, BN1's output (the PAU's input), the
-    pooled conv2 input, conv2's output and the final sum (the PAU's input), plus BN's per-channel mean and
-    inverse std: no full-resolution PAU output or shortcut for the pools (aten's avg_pool3d would keep both)."""
+    pooled conv2 input, conv2's output, the pooled x (the shortcut's input) and the final sum (the PAU's
+    input), plus BN's per-channel mean and inverse std: no full-resolution PAU output for the pool (aten's
+    avg_pool3d would keep it) and no full-resolution shortcut output (the shortcut pools first)."""
     block = ResidualBlock3d(2, 4).train()
     x = torch.randn(1, 2, 8, 8, 8, requires_grad=True)
     paus = [block.act1, block.act2]
     full, half, statistics = 4 * 8**3 * 4, 4 * 4**3 * 4, 2 * 2 * 4 * 4
     counted = saved_tensor_bytes(lambda: block(x), exclude=[*block.parameters(), *block.buffers()], opaque_modules=paus)
-    assert counted == 2 * 8**3 * 4 + 2 * full + 3 * half + statistics
+    assert counted == 2 * 8**3 * 4 + 2 * full + 3 * half + 2 * 4**3 * 4 + statistics
+
+
+def test_pooling_the_shortcut_first_equals_pooling_its_output():
+    block = ResidualBlock3d(2, 4).double()
+    x = torch.randn(1, 2, 9, 8, 7, dtype=torch.float64)
+    torch.testing.assert_close(block.shortcut(HalvingAveragePool.apply(x)), F.avg_pool3d(block.shortcut(x), 2),
+                               rtol=0, atol=1e-14)
 
 
 def test_the_halving_pool_equals_avg_pool3d_forward_and_backward():
