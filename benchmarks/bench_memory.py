@@ -56,7 +56,7 @@ CPU_STEP_TIMEOUT_S = 900  # one cross-check step (start-up and two steps) on 2 b
 FULL_STEP_TIMEOUT_S = 3600  # one full-size step on the CPU
 GPU_STEP_TIMEOUT_S = 120
 TIME_COST_GRID = (64, 64, 40)
-TIME_COST_ROUNDS = 2
+TIME_COST_ROUNDS = 3
 TARGET_RATIO = 6.0
 TARGET_RATIO_RECOMPUTE = 10.0
 STEP_COLUMNS = ["model", "dataset", "grid", "recompute", "peak_rss_GiB", "predicted_GiB", "peak_over_predicted",
@@ -159,17 +159,27 @@ def full_size_specs() -> list[StepSpec]:
             (("C", "brats", BRATS_GRID), ("C", "lits", LITS_GRID), ("unet3d", "brats", BRATS_GRID)) for recompute in (True, False)]
 
 
-def cross_check(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Whether the measured peaks tell C from the U-Net and grow with the grid as the counts predict."""
-    small, large = ("x".join(map(str, grid)) for grid in CROSS_CHECK_GRIDS)
-    peak = {(r["model"], r["grid"]): r for r in rows if not r["recompute"] and "peak_rss_GiB" in r}
-    if not all((model, grid) in peak for model in ("C", "unet3d") for grid in (small, large)):
-        return {"status": "incomplete: a cross-check step did not run"}
-    pairs = {f"unet3d_over_C_at_{large}": (("unet3d", large), ("C", large)),
-             f"unet3d_growth_{small}_to_{large}": (("unet3d", large), ("unet3d", small)),
-             f"C_growth_{small}_to_{large}": (("C", large), ("C", small))}
-    return {f"{name}_{kind}": peak[a][key] / peak[b][key] for name, (a, b) in pairs.items()
-            for kind, key in (("measured", "peak_rss_GiB"), ("predicted", "predicted_GiB"))}
+def cross_check(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Whether the measured peaks tell C from the U-Net and grow with the grid as the counts predict: the U-Net
+    / C ratio on every grid both ran on (alike in recomputation), and each model's growth from one measured
+    grid to the next, measured next to predicted."""
+    measured = sorted((r for r in rows if "peak_rss_GiB" in r), key=lambda r: r["voxels"])
+    by_key = {(r["model"], r["recompute"], r["grid"]): r for r in measured}
+    checks = []
+
+    def check(what: str, a: dict[str, Any], b: dict[str, Any]) -> None:
+        checks.append({"comparison": what, "measured": a["peak_rss_GiB"] / b["peak_rss_GiB"],
+                       "predicted": a["predicted_GiB"] / b["predicted_GiB"]})
+
+    for row in measured:
+        c = by_key.get(("C", row["recompute"], row["grid"]))
+        if row["model"] == "unet3d" and c is not None:
+            check(f"3D U-Net / C at {row['grid']}{' (both recompute)' if row['recompute'] else ''}", row, c)
+    for model, recompute in dict.fromkeys((r["model"], r["recompute"]) for r in measured):
+        series = [r for r in measured if (r["model"], r["recompute"], r["dataset"]) == (model, recompute, "brats")]
+        for small, large in zip(series, series[1:]):
+            check(f"{model}{' + recompute' if recompute else ''}: {large['grid']} / {small['grid']}", large, small)
+    return checks
 
 
 def lits_steps(device: str, grid: tuple[int, int, int] = LITS_GRID, points: int = TRAIN_POINTS,
@@ -236,7 +246,7 @@ def high_resolution(size: str) -> dict[str, Any]:
     if sentence:
         result["headline"] = sentence
     print(format_table(rows, STEP_COLUMNS))
-    print(format_table([result["cross_check"]]))
+    print(format_table(result["cross_check"]))
     print(format_table(result["recompute_time_cost"]))
     print(format_table(curve["stops_fitting"]))
     print(f"3D U-Net at native LiTS 512^3: {native[0]['predicted_GiB']:.1f} GiB of activations "

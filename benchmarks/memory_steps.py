@@ -45,8 +45,9 @@ from pade_activation_unit import backend_for
 REPO = Path(__file__).resolve().parents[1]
 OUT_OF_MEMORY_EXIT = 3  # the child's exit status when an allocation failed (under the cap, or on the GPU)
 RESERVE_BYTES = 2 * GIB  # free memory left to the machine's other jobs
-# A step needs its activations plus gradients in flight and temporaries: measured 1.05x to 1.6x the count.
-NEED_FACTOR = 1.6
+# A step needs its activations plus gradients in flight and temporaries: measured 1.05x to 1.45x the count
+# (1.75x for the smallest U-Net step, 0.25 GiB), and the cap stops one that needs more.
+NEED_FACTOR = 1.3
 NEED_EXTRA_BYTES = GIB  # plus the batch, the weights, Adam's moments and allocator slack
 SAMPLE_SECONDS = 0.001
 
@@ -264,9 +265,11 @@ def measured_row(spec: StepSpec, timeout_s: float) -> dict[str, Any]:
 
 
 def recompute_time_cost(name: str, dataset: str, grid: tuple[int, int, int], rounds: int = 3, warmup: int = 1,
-                        device: str = "cpu") -> dict[str, Any]:
+                        device: str = "cpu", threads: int | None = 1) -> dict[str, Any]:
     """Seconds per training step without and with recomputation: one model and batch, steps interleaved in
-    rounds (so a burst of load from other jobs hits both alike), median of each."""
+    rounds (so a burst of load from other jobs hits both alike), median of each. On the CPU with `threads`
+    intra-op threads (one: on cores other jobs share, OpenMP's thread team waits on busy cores, which makes
+    2-thread timings several times slower and noisier); None keeps torch's setting."""
     torch.manual_seed(0)
     model = build_at(name, dataset, grid, device).train()
     batch = training_batch(model, TRAIN_POINTS, device)
@@ -277,10 +280,17 @@ def recompute_time_cost(name: str, dataset: str, grid: tuple[int, int, int], rou
         train_step(model, batch, optimizer)
 
     synchronize = torch.cuda.synchronize if device.startswith("cuda") else None
-    samples = interleaved_seconds({"plain": lambda: step(False), "recompute": lambda: step(True)}, rounds, warmup, synchronize)
+    previous = torch.get_num_threads()
+    if threads is not None and device == "cpu":
+        torch.set_num_threads(threads)
+    try:
+        samples = interleaved_seconds({"plain": lambda: step(False), "recompute": lambda: step(True)}, rounds, warmup, synchronize)
+    finally:
+        torch.set_num_threads(previous)
     plain, recompute = statistics.median(samples["plain"]), statistics.median(samples["recompute"])
     return {"model": name, "dataset": dataset, "grid": "x".join(map(str, grid)), "rounds": rounds,
-            "plain_s": plain, "recompute_s": recompute, "recompute_over_plain": recompute / plain}
+            "threads": threads if device == "cpu" else None, "plain_s": plain, "recompute_s": recompute,
+            "recompute_over_plain": recompute / plain, "samples_s": samples}
 
 
 if __name__ == "__main__":

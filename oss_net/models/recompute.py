@@ -23,7 +23,10 @@ from torch.utils.checkpoint import checkpoint
 
 
 class RecomputedBlock(nn.Module):
-    """Base of a residual block whose activations can be recomputed in backward instead of kept."""
+    """Base of a residual block whose activations can be recomputed in backward instead of kept.
+
+    The block's module hooks run in the forward pass only, not again in the recomputation.
+    """
 
     recompute: bool = False  # set by `set_activation_recomputation`
 

@@ -29,17 +29,19 @@ def test_out_of_memory_under_the_cap_and_out_of_time_are_reported_not_raised():
 def test_a_step_that_would_not_fit_is_not_run(monkeypatch):
     monkeypatch.setattr(memory_steps, "available_bytes", lambda: 3 * 2**30)
     row = memory_steps.measured_row(StepSpec("unet3d", "brats", (256, 256, 160), False), timeout_s=1)
-    assert row["status"].startswith("not run: needs about 22.7 GiB, 3.0 GiB free")
+    assert row["status"].startswith("not run: needs about 18.6 GiB, 3.0 GiB free")
     assert row["predicted_GiB"] == pytest.approx(13.57, abs=0.01) and "peak_rss_GiB" not in row
     native = memory_steps.device_free_row(StepSpec("unet3d", "lits", (512, 512, 512), False))
     assert native["fits_this_machine"] is False and "does not fit" in native["status"]
 
 
 def test_the_cross_check_compares_measured_and_predicted_ratios():
-    small, large = ("x".join(map(str, grid)) for grid in bench_memory.CROSS_CHECK_GRIDS)
-    peaks = {("C", small): (1.5, 1.4), ("C", large): (1.6, 1.5), ("unet3d", small): (0.5, 0.25), ("unet3d", large): (2.0, 1.5)}
-    rows = [{"model": m, "grid": g, "recompute": False, "peak_rss_GiB": p, "predicted_GiB": c} for (m, g), (p, c) in peaks.items()]
-    check = bench_memory.cross_check(rows)
-    assert check[f"unet3d_over_C_at_{large}_measured"] == pytest.approx(2.0 / 1.6)
-    assert check[f"unet3d_growth_{small}_to_{large}_predicted"] == pytest.approx(6.0)
-    assert bench_memory.cross_check(rows[:3]) == {"status": "incomplete: a cross-check step did not run"}
+    peaks = {("C", "64x64x40"): (1.5, 1.4), ("C", "128x128x80"): (1.6, 1.5), ("unet3d", "64x64x40"): (0.5, 0.25),
+             ("unet3d", "128x128x80"): (2.0, 1.5)}
+    rows = [{"model": m, "dataset": "brats", "grid": g, "voxels": 8 if g == "128x128x80" else 1, "recompute": False,
+             "peak_rss_GiB": p, "predicted_GiB": c} for (m, g), (p, c) in peaks.items()]
+    checks = {row["comparison"]: (row["measured"], row["predicted"]) for row in bench_memory.cross_check(rows)}
+    assert checks["3D U-Net / C at 128x128x80"] == pytest.approx((2.0 / 1.6, 1.0))
+    assert checks["unet3d: 128x128x80 / 64x64x40"] == pytest.approx((4.0, 6.0))
+    assert checks["C: 128x128x80 / 64x64x40"] == pytest.approx((1.6 / 1.5, 1.5 / 1.4))
+    assert len(checks) == 4
