@@ -45,9 +45,10 @@ from pade_activation_unit import backend_for
 REPO = Path(__file__).resolve().parents[1]
 OUT_OF_MEMORY_EXIT = 3  # the child's exit status when an allocation failed (under the cap, or on the GPU)
 RESERVE_BYTES = 2 * GIB  # free memory left to the machine's other jobs
-# A step needs its activations plus gradients in flight and temporaries: measured 1.05x to 1.45x the count
-# (1.75x for the smallest U-Net step, 0.25 GiB), and the cap stops one that needs more.
-NEED_FACTOR = 1.3
+# A step needs its activations plus gradients in flight and temporaries: measured 1.05x to 1.41x the count
+# at full size (3D U-Net 1.17x, U-Net + recompute 1.32x; up to 1.9x for the smallest U-Net step, 0.5 GiB),
+# and the address-space cap stops one that needs more.
+NEED_FACTOR = 1.25
 NEED_EXTRA_BYTES = GIB  # plus the batch, the weights, Adam's moments and allocator slack
 SAMPLE_SECONDS = 0.001
 

@@ -29,7 +29,7 @@ def test_out_of_memory_under_the_cap_and_out_of_time_are_reported_not_raised():
 def test_a_step_that_would_not_fit_is_not_run(monkeypatch):
     monkeypatch.setattr(memory_steps, "available_bytes", lambda: 3 * 2**30)
     row = memory_steps.measured_row(StepSpec("unet3d", "brats", (256, 256, 160), False), timeout_s=1)
-    assert row["status"].startswith("not run: needs about 18.6 GiB, 3.0 GiB free")
+    assert row["status"].startswith("not run: needs about 18.0 GiB, 3.0 GiB free")
     assert row["predicted_GiB"] == pytest.approx(13.57, abs=0.01) and "peak_rss_GiB" not in row
     native = memory_steps.device_free_row(StepSpec("unet3d", "lits", (512, 512, 512), False))
     assert native["fits_this_machine"] is False and "does not fit" in native["status"]
