@@ -1,7 +1,7 @@
 """Paper Table 2 analogue, and what it takes to train at high resolution: counted, measured and plotted.
 
-    python -m benchmarks.bench_memory                  # CPU, what `make bench` runs (minutes)
-    python -m benchmarks.bench_memory --size cpu-full  # + real full-size training steps on the CPU (long)
+    python -m benchmarks.bench_memory                  # CPU, what `make bench` runs (9 min on 2 busy cores)
+    python -m benchmarks.bench_memory --size cpu-full  # + real full-size training steps (25 min; 31 with the U-Net's)
     python -m benchmarks.bench_memory --size gpu       # torch.cuda.max_memory_allocated at the paper's sizes
 
 The paper's claim (docs/reference.md §13.2; figures in `benchmarks.paper`): OSS-Net C trains in 2.59 GiB
