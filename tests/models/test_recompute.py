@@ -1,9 +1,9 @@
 """Activation recomputation: the same gradients and batch-norm statistics as a plain step, at less memory.
 
-Tolerances: float32 gradients within rtol 1e-6 / atol 1e-7 of the plain step's (on this CPU they are bitwise
-equal: the recomputation runs the same kernels on the same inputs). Under bf16 autocast the whole gradient
-vector within 2e-2 relative (L2) of the plain one: bf16 has 8 bits of mantissa, and two identical plain bf16
-steps already differ by up to ~5e-3 here (the oneDNN bf16 convolution's weight gradient is not deterministic).
+Tolerance: gradients within rtol 1e-6 / atol 1e-7 of the plain step's, in float32 and under bf16 autocast (on
+this CPU they are bitwise equal: the recomputation runs the same kernels on the same inputs). The bf16 test
+turns oneDNN off: its bf16 convolution backward is not deterministic on the CPU (two identical plain steps
+differ by up to 3e-2 relative, now and then by inf), so no tolerance would tell recomputation from that noise.
 """
 from __future__ import annotations
 
@@ -21,8 +21,7 @@ from oss_net.models.recompute import RecomputedBlock
 from oss_net.training.step import step_losses
 from pade_activation_unit import PAU, backend_state
 
-FP32 = {"rtol": 1e-6, "atol": 1e-7}
-BF16_RELATIVE_L2 = 2e-2
+TOLERANCE = {"rtol": 1e-6, "atol": 1e-7}
 
 
 def _configs():
@@ -69,18 +68,18 @@ def test_float32_gradients_and_batch_norm_statistics_equal_the_plain_step(config
     plain, recomputed, calls = _plain_and_recomputed(config, "off")
     assert calls == 2 * len(recomputed_blocks(recomputed))  # every block ran twice: forward, then recomputed
     for (name, a), b in zip(plain.named_parameters(), recomputed.parameters()):
-        torch.testing.assert_close(b.grad, a.grad, **FP32, msg=name)
+        torch.testing.assert_close(b.grad, a.grad, **TOLERANCE, msg=name)
     for (name, a), b in zip(plain.named_buffers(), recomputed.buffers()):  # the recomputation updated no running statistic
         assert torch.equal(a, b), name
 
 
 @pytest.mark.parametrize("config", _configs(), ids=["C", "unet3d"])
-def test_bf16_autocast_gradients_equal_the_plain_step_to_bf16_precision(config):
-    plain, recomputed, calls = _plain_and_recomputed(config, "bf16")
+def test_bf16_autocast_gradients_equal_the_plain_step(config):
+    with torch.backends.mkldnn.flags(enabled=False):
+        plain, recomputed, calls = _plain_and_recomputed(config, "bf16")
     assert calls == 2 * len(recomputed_blocks(recomputed))
-    expected = torch.cat([p.grad.flatten() for p in plain.parameters()])
-    got = torch.cat([p.grad.flatten() for p in recomputed.parameters()])
-    assert ((got - expected).norm() / expected.norm()).item() < BF16_RELATIVE_L2
+    for (name, a), b in zip(plain.named_parameters(), recomputed.parameters()):
+        torch.testing.assert_close(b.grad, a.grad, **TOLERANCE, msg=name)
 
 
 def test_eval_mode_and_no_grad_run_the_blocks_once():
