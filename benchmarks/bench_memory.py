@@ -311,7 +311,8 @@ def run(size: str = "cpu", smoke: bool = False, models: tuple[str, ...] | None =
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("--size", choices=SIZES, default="cpu", help="cpu (default), cpu-full (+ full-size steps), gpu")
     parser.add_argument("--smoke", action="store_true", help="C and the 3D U-Net on BraTS only, device-free")
     args = parser.parse_args(argv)
