@@ -88,13 +88,15 @@ def case_cost(name: str, predictor: Any, image: Any, repeats: int = 3) -> CaseCo
 
 def efficiency_table(costs: Sequence[CaseCost]) -> str:
     """The FLARE-style table: one row per model, and each figure's ratio to the first row's."""
-    lines = [f"{'model':<28} {'parameters':>11} {'GFLOPs/case':>12} {'s/case':>8} {'peak MiB':>9} {'points':>9}"]
-    for cost in costs:
-        lines.append(f"{cost.name:<28} {cost.parameters:>11,} {cost.gflops:>12.2f} {cost.seconds:>8.2f} "
-                     f"{cost.peak_mib:>9.1f} {cost.points_evaluated:>9,}")
     first = costs[0]
-    for cost in costs[1:]:
-        lines.append(f"{'  ' + cost.name + ' / row 1':<28} {cost.parameters / first.parameters:>10.2f}x "
+    ratios = [f"  {cost.name} / {first.name}" for cost in costs[1:]]
+    width = max(len(label) for label in ["model", *(cost.name for cost in costs), *ratios])
+    lines = [f"{'model':<{width}} {'parameters':>11} {'GFLOPs/case':>12} {'s/case':>8} {'peak MiB':>9} {'points':>9}"]
+    for cost in costs:
+        lines.append(f"{cost.name:<{width}} {cost.parameters:>11,} {cost.gflops:>12.2f} {cost.seconds:>8.2f} "
+                     f"{cost.peak_mib:>9.1f} {cost.points_evaluated:>9,}")
+    for label, cost in zip(ratios, costs[1:]):
+        lines.append(f"{label:<{width}} {cost.parameters / first.parameters:>10.2f}x "
                      f"{cost.gflops / first.gflops:>11.2f}x {cost.seconds / first.seconds:>7.2f}x "
                      f"{cost.peak_mib / max(first.peak_mib, 1e-9):>8.2f}x")
     return "\n".join(lines)
