@@ -47,10 +47,20 @@ MODES: tuple[str, ...] = ("standard", "prior")
 ELLIPSOID_RADIUS = 0.2  # radii as a fraction of each grid size
 
 
-def ellipsoid(shape: tuple[int, int, int], device: torch.device | str = "cpu", radius: float = ELLIPSOID_RADIUS) -> torch.Tensor:
-    """Bool [*shape]: the centred ellipsoid with radii `radius` * shape."""
-    axes = [(torch.arange(n, device=device, dtype=torch.float32) - (n - 1) / 2) / (radius * n) for n in shape]
-    return (axes[0][:, None, None] ** 2 + axes[1][None, :, None] ** 2 + axes[2][None, None, :] ** 2) <= 1
+def ellipsoid(shape: tuple[int, int, int], device: torch.device | str = "cpu", radius: float = ELLIPSOID_RADIUS,
+              axes: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """Bool [*shape]: the centred ellipsoid with radii `radius` * shape, at the voxel centres, or on the grid whose
+    model-grid coordinates along each axis are `axes` (an output at another spacing: [len(a) for a in axes])."""
+    axes = [torch.arange(n, device=device) for n in shape] if axes is None else axes
+    scaled = [(a.to(device, torch.float32) - (n - 1) / 2) / (radius * n) for a, n in zip(axes, shape)]
+    return (scaled[0][:, None, None] ** 2 + scaled[1][None, :, None] ** 2 + scaled[2][None, None, :] ** 2) <= 1
+
+
+def ellipsoid_at(coords: torch.Tensor, shape: tuple[int, int, int], radius: float = ELLIPSOID_RADIUS) -> torch.Tensor:
+    """Bool [...]: whether model-grid coordinates `coords [..., 3]` (any, not only voxel centres) lie in `ellipsoid`'s
+    ellipsoid; at voxel centres exactly `ellipsoid`'s values."""
+    scaled = [(coords[..., a].float() - (n - 1) / 2) / (radius * n) for a, n in enumerate(shape)]
+    return scaled[0] ** 2 + scaled[1] ** 2 + scaled[2] ** 2 <= 1
 
 
 class SyntheticOccupancy(nn.Module):
@@ -75,8 +85,7 @@ class SyntheticOccupancy(nn.Module):
 
     def decode(self, coords: torch.Tensor, encoding: Any, patches: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
         probabilities = self.model.decode(coords, encoding, patches, **kwargs)  # [B, N, 1], computed and discarded
-        index = coords.round().long()  # [B, N, 3]
-        inside = self.mask[index[..., 0], index[..., 1], index[..., 2]]  # [B, N]
+        inside = ellipsoid_at(coords, self.config.volume_shape)  # [B, N]: the same object between voxel centres
         return inside[..., None].to(probabilities.dtype) + 0 * probabilities
 
 

@@ -1,7 +1,8 @@
 """Is querying the occupancy network at a finer spacing better than resampling its output? (issue 28)
 
-    python -m benchmarks.bench_resolution            # CPU: trains C twice on the demo preset, predicts at 0.5 mm (minutes)
-    python -m benchmarks.bench_resolution --smoke    # seconds: two training steps, predictions at 1 mm
+    python -m benchmarks.bench_resolution                     # CPU: trains C twice on the demo preset, 6 test shapes at 0.5 mm
+    python -m benchmarks.bench_resolution --size cpu-quick    # what `make bench` runs: 8 training and 3 test shapes
+    python -m benchmarks.bench_resolution --smoke             # two training steps, predictions at 1 mm
 
 The cases are analytic shapes whose true surface is known in closed form (`benchmarks.analytic_shapes`:
 ellipsoids, tori, thin spherical shells), rendered at 2 mm with partial-volume intensities and noise, their
@@ -27,7 +28,7 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,7 +38,7 @@ from benchmarks.analytic_shapes import AnalyticShape, case_affine, shape_series,
 from benchmarks.common import RESULTS_DIR, format_table, write_result
 from oss_net.data import discover, load_case
 from oss_net.geometry import SpacedGrid, grid_at_spacing
-from oss_net.inference import Predictor
+from oss_net.inference import PredictOptions, Predictor
 from oss_net.io import atomic_write
 from oss_net.meshing import extract_mesh
 from oss_net.metrics import dice, hd95, msd
@@ -46,7 +47,7 @@ from oss_net.training import demo_settings, train
 
 OUTPUT_SPACING_MM = 0.5
 SMOKE_OUTPUT_SPACING_MM = 1.0
-TRAIN_CASES, TEST_CASES = 18, 6  # the test shapes: two of each kind
+SIZES = {"cpu": (18, 6), "cpu-quick": (8, 3)}  # (training shapes, test shapes: one or two of each kind)
 SMOKE_TRAIN_CASES, SMOKE_TEST_CASES = 3, 3
 TRAININGS = {"voxel_centres": False, "continuous": True}  # name -> --continuous_sampling
 COLUMNS = ("training", "method", "dice", "msd_mm", "hd95_mm", "mesh_mm", "seconds")
@@ -62,6 +63,18 @@ def train_model(root: Path, folder: Path, continuous: bool, smoke: bool) -> Any:
         options.update(max_iterations=2, training_samples=64, epochs=1)
     run_dir = train(demo_settings(str(root), str(folder), **options))
     return load_model(run_dir / "final_model.pt")
+
+
+def fine_queries(predictor: Predictor, case: Any, grid: SpacedGrid) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
+    """(a): {"fine_queries": (mask [*grid.shape] bool, probabilities [*grid.shape], seconds)}: the predictor at the
+    output spacing (its lattice on `grid`, the decoder queried between voxel centres)."""
+    start = time.perf_counter()
+    prediction = predictor.predict_case(case)
+    seconds = time.perf_counter() - start
+    if prediction.grid is None or tuple(prediction.grid.shape) != tuple(grid.shape):
+        raise RuntimeError(f"the fine prediction is not on the {grid.spacing} mm grid {grid.shape}")
+    probability = prediction.occupancy.numpy()
+    return {"fine_queries": (probability > prediction.threshold, probability, seconds)}
 
 
 def coarse_methods(predictor: Predictor, case: Any, grid: SpacedGrid) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
@@ -92,13 +105,15 @@ def scores(mask: np.ndarray, field: np.ndarray, truth: np.ndarray, shape: Analyt
             "mesh_mm": float(shape.surface_distance(vertices).mean()) if len(vertices) else float("nan")}
 
 
-def case_rows(predictor: Predictor, case: Any, shape: AnalyticShape, spacing: float, training: str,
-              methods: Callable[..., dict]) -> tuple[list[dict[str, Any]], dict[str, np.ndarray], np.ndarray, SpacedGrid]:
+def case_rows(model: Any, case: Any, shape: AnalyticShape, spacing: float,
+              training: str) -> tuple[list[dict[str, Any]], dict[str, np.ndarray], np.ndarray, SpacedGrid]:
     """One test case under every method: (rows, {method: mask}, truth mask, the fine grid)."""
     grid = grid_at_spacing(case.meta.affine, case.meta.input_shape, spacing)
     truth = truth_mask(shape, grid)
+    outputs = {**fine_queries(Predictor(model, PredictOptions(output_spacing=(spacing,)), device="cpu"), case, grid),
+               **coarse_methods(Predictor(model, device="cpu"), case, grid)}
     rows, masks = [], {}
-    for method, (mask, field, seconds) in methods(predictor, case, grid).items():
+    for method, (mask, field, seconds) in outputs.items():
         masks[method] = mask
         rows.append({"training": training, "method": method, "case": case.case_id, "kind": shape.kind,
                      **scores(mask, field, truth, shape, grid), "seconds": seconds})
@@ -116,28 +131,41 @@ def mean_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return means
 
 
-def write_picture(path: Path, truth: np.ndarray, masks: dict[str, np.ndarray], grid: SpacedGrid, title: str) -> Path:
-    """PNG of the axis-2 slice through the truth's middle: the truth filled grey, each method's contour over it."""
+def write_picture(path: Path, truth: np.ndarray, masks: dict[str, np.ndarray], grid: SpacedGrid, shape: AnalyticShape,
+                  title: str) -> Path:
+    """PNG of the slice through the shape's centre across the array axis closest to its own third axis (a torus
+    seen as a ring), cropped to the shape with a margin: the truth filled grey, each method's contour over it."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    inside = np.nonzero(truth.any(axis=(0, 1)))[0]
-    k = int((inside.min() + inside.max()) // 2) if inside.size else truth.shape[2] // 2
+    to_voxel = np.linalg.inv(grid.affine[:3, :3])
+    axis = int(np.argmax(np.abs(to_voxel @ np.asarray(shape.rotation)[:, 2])))
+    centre = np.round(to_voxel @ (np.asarray(shape.centre) - grid.affine[:3, 3])).astype(int)
+    plane = [a for a in range(3) if a != axis]
+    cut = [slice(None)] * 3
+    cut[axis] = int(np.clip(centre[axis], 0, truth.shape[axis] - 1))
+    margin = int(np.ceil(shape.reach / min(grid.spacing))) + 4
+    window = tuple(slice(max(0, centre[a] - margin), centre[a] + margin) for a in plane)
+
+    def view(mask: np.ndarray) -> np.ndarray:
+        return mask[tuple(cut)][window].T.astype(float)  # [plane 1, plane 0], drawn with plane 0 across
+
+    image = view(truth)
+    extent = (window[0].start * grid.spacing[plane[0]], (window[0].start + image.shape[1]) * grid.spacing[plane[0]],
+              window[1].start * grid.spacing[plane[1]], (window[1].start + image.shape[0]) * grid.spacing[plane[1]])
     figure = Figure(figsize=(7, 7), dpi=110)
     axes = figure.add_subplot()
-    extent = (0, truth.shape[0] * grid.spacing[0], 0, truth.shape[1] * grid.spacing[1])
-    axes.imshow(truth[:, :, k].T, cmap="gray", origin="lower", extent=extent, vmin=0, vmax=1.6)
+    axes.imshow(image, cmap="gray", origin="lower", extent=extent, vmin=0, vmax=1.6, interpolation="nearest")
     handles = []
     for method, mask in masks.items():
         colour, style = CONTOUR_STYLES[method]
-        axes.contour(mask[:, :, k].T.astype(float), levels=[0.5], colors=colour, linestyles=style, linewidths=1.4,
-                     origin="lower", extent=extent)
+        axes.contour(view(mask), levels=[0.5], colors=colour, linestyles=style, linewidths=1.4, origin="lower", extent=extent)
         handles.append(Line2D([], [], color=colour, linestyle=style, label=method))
     axes.legend(handles=handles, loc="upper right", fontsize=8)
     axes.set_title(title, fontsize=9)
-    axes.set_xlabel("axis 0 (mm)")
-    axes.set_ylabel("axis 1 (mm)")
+    axes.set_xlabel(f"array axis {plane[0]} (mm)")
+    axes.set_ylabel(f"array axis {plane[1]} (mm)")
     canvas = FigureCanvasAgg(figure)
     canvas.draw()
     with atomic_write(path, "wb") as handle:
@@ -147,10 +175,10 @@ def write_picture(path: Path, truth: np.ndarray, masks: dict[str, np.ndarray], g
 
 def run(size: str = "cpu", smoke: bool = False) -> dict:
     """Train C with and without continuous sampling, compare the three ways to a fine grid on held-out shapes."""
-    if size != "cpu":
-        raise ValueError("bench_resolution trains on the CPU: --size cpu")
+    if size not in SIZES:
+        raise ValueError(f"bench_resolution trains on the CPU: size must be one of {', '.join(SIZES)}, got {size!r}")
     spacing = SMOKE_OUTPUT_SPACING_MM if smoke else OUTPUT_SPACING_MM
-    train_count, test_count = (SMOKE_TRAIN_CASES, SMOKE_TEST_CASES) if smoke else (TRAIN_CASES, TEST_CASES)
+    train_count, test_count = (SMOKE_TRAIN_CASES, SMOKE_TEST_CASES) if smoke else SIZES[size]
     affine = case_affine()
     train_shapes, test_shapes = shape_series(train_count, seed=1, affine=affine), shape_series(test_count, seed=2, affine=affine)
     rows: list[dict[str, Any]] = []
@@ -161,13 +189,12 @@ def run(size: str = "cpu", smoke: bool = False) -> dict:
         test_files = discover("brats", test_root, "all")
         for training, continuous in TRAININGS.items():
             model = train_model(train_root, Path(folder) / training, continuous, smoke)
-            predictor = Predictor(model, device="cpu")
             for files, shape in zip(test_files, test_shapes):
                 case = load_case(files, model.config, with_border=False)
-                found, masks, truth, grid = case_rows(predictor, case, shape, spacing, training, coarse_methods)
+                found, masks, truth, grid = case_rows(model, case, shape, spacing, training)
                 rows += found
                 if shape.kind == "torus" and training == "continuous" and not picture:
-                    picture = {"truth": truth, "masks": masks, "grid": grid, "case": files.case_id}
+                    picture = {"truth": truth, "masks": masks, "grid": grid, "case": files.case_id, "shape": shape}
     means = mean_rows(rows)
     result: dict[str, Any] = {
         "smoke": smoke, "input_spacing_mm": float(abs(affine[0, 0])), "output_spacing_mm": spacing,
@@ -177,7 +204,7 @@ def run(size: str = "cpu", smoke: bool = False) -> dict:
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         title = f"{picture['case']} (torus), {spacing} mm grid: truth filled, contours per method"
         result["picture"] = write_picture(RESULTS_DIR / "resolution.png", picture["truth"], picture["masks"],
-                                          picture["grid"], title).name
+                                          picture["grid"], picture["shape"], title).name
     print(format_table(means, COLUMNS))
     write_result("resolution", result)
     return result
@@ -186,9 +213,11 @@ def run(size: str = "cpu", smoke: bool = False) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      allow_abbrev=False)
+    parser.add_argument("--size", choices=tuple(SIZES), default="cpu",
+                        help="cpu: 18 training and 6 test shapes; cpu-quick (make bench): 8 and 3 (default: cpu)")
     parser.add_argument("--smoke", action="store_true", help="two training steps, predictions at 1 mm: seconds")
     args = parser.parse_args(argv)
-    run("cpu", args.smoke)
+    run(args.size, args.smoke)
     return 0
 
 

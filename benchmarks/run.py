@@ -9,6 +9,8 @@ runner adds benchmarks/results/summary.md with every table and the wall time of 
 figures are in GiB (`benchmarks.common.to_gib`); the paper's figures come from `benchmarks.paper`.
 "infer_cpu_brats" is bench_infer's end-to-end BraTS-size scan (`--size cpu-brats`): standard, prior and
 the 3D U-Net on the CPU, so that one `make bench` gives the full-scan table next to the PAU and decoder ones.
+"resolution" is bench_resolution's quick set (`--size cpu-quick`: two demo trainings on 8 analytic shapes, 3 test
+shapes predicted at 0.5 mm three ways); `python -m benchmarks.bench_resolution` alone runs the full set.
 """
 from __future__ import annotations
 
@@ -21,10 +23,14 @@ import traceback
 from benchmarks.common import RESULTS_DIR, format_table
 from oss_net.io import atomic_write
 
-BENCHMARKS = ("pau", "decoder", "model", "data", "train", "infer", "infer_cpu_brats", "classes", "memory", "chunks")
+BENCHMARKS = ("pau", "decoder", "model", "data", "train", "infer", "infer_cpu_brats", "classes", "memory", "chunks",
+              "resolution")
 # benchmarks that run another module at their own size: name -> (module, {runner size: its size}); a runner
 # size not listed skips the benchmark (the full scan is a CPU figure; `--size gpu` times BraTS size on the GPU)
-VARIANTS: dict[str, tuple[str, dict[str, str]]] = {"infer_cpu_brats": ("infer", {"cpu": "cpu-brats"})}
+VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
+    "infer_cpu_brats": ("infer", {"cpu": "cpu-brats"}),
+    "resolution": ("resolution", {"cpu": "cpu-quick"}),  # trains two demo models: the quick set keeps make bench in minutes
+}
 
 
 def run_all(size: str, smoke: bool, names: tuple[str, ...] = BENCHMARKS) -> dict[str, dict]:

@@ -8,7 +8,9 @@ Files are paired by case id, nnU-Net style: `<case><ext>` in either folder, any 
 (`.nii.gz`, `.nii`, `.nrrd`, `.nhdr`, `.mha`, `.mhd`; read through `oss_net.data.nifti`, with every header
 check); a folder may instead hold one sub-folder per case, as `oss-net-infer` writes
 (`<case>/<case>_mask<ext>`) and BraTS ships its labels (`<case>/<case>_seg.nii.gz`). Each prediction must lie
-on its label's grid (same shape and affine). Scored per case and per structure: by default every label of the
+on its label's grid (same shape and affine); a prediction at another spacing (`--output_spacing`) is refused
+with the command that resamples its label onto it (`python -m oss_net.resample_label`). Scored per case and
+per structure: by default every label of the
 dataset the labels belong to, by its name (a dataset.json in LABEL_DIR or its parent, or a known layout:
 FLARE21, BraTS, LiTS; a dataset.json's regions are scored as regions), else every value found in the
 label files as `label_<value>`; `--labels` narrows that to some values, `--foreground` scores every
@@ -45,8 +47,8 @@ from oss_net.data.layouts.nnunet import read_nnunet_info
 from oss_net.data.nifti import LABEL_VALUES, read_header, read_label_map
 from oss_net.datasets import DatasetError
 from oss_net.io import (
-    OSSNetError, atomic_save_json, atomic_write, check_output_folder, image_stem, record_outputs, refuse_foreign_outputs,
-    refuse_output_in_inputs,
+    OSSNetError, atomic_save_json, atomic_write, check_output_folder, image_stem, image_suffix, record_outputs,
+    refuse_foreign_outputs, refuse_output_in_inputs,
 )
 from oss_net.labels import BRATS_REGIONS
 from oss_net.metrics import (
@@ -65,6 +67,7 @@ STATISTICS = ("mean", "median", "undefined")  # undefined: how many cases have N
 CASE_FILE_SUFFIXES = ("_mask", "_seg", "_segm")  # inside a case folder: our prediction, BraTS labels
 AFFINE_TOLERANCE_MM = 1e-3
 OUTPUT_FILES = ("summary.json", "summary.csv", *(f"{key}.png" for key in SCORES))
+RESAMPLE_COMMAND = "python -m oss_net.resample_label"  # oss_net.resample_label: a label on a prediction's grid
 logger = logging.getLogger(__name__)
 
 
@@ -97,17 +100,29 @@ def load_pair(pred_path: Path, label_path: Path, dataset: str | None = None) -> 
     """
     label_shape, label_affine, _ = read_header(label_path)  # the label first: a bad label is named as such
     pred_shape, pred_affine, _ = read_header(pred_path)
-    if pred_shape != label_shape:
-        raise EvaluationError(f"{pred_path} has shape {pred_shape} but its label {label_path} has "
-                              f"shape {label_shape}: a prediction must be on its label's grid (resample it onto that grid)")
-    if not np.allclose(pred_affine, label_affine, atol=AFFINE_TOLERANCE_MM):
-        raise EvaluationError(f"{pred_path} and its label {label_path} have different affines "
-                              f"({pred_affine.round(4).tolist()} vs {label_affine.round(4).tolist()}): "
-                              "a prediction must be on its label's grid (resample it onto that grid)")
+    if pred_shape != label_shape or not np.allclose(pred_affine, label_affine, atol=AFFINE_TOLERANCE_MM):
+        raise EvaluationError(grid_mismatch_message(pred_path, (pred_shape, pred_affine), label_path,
+                                                    (label_shape, label_affine)))
     allowed = LABEL_VALUES[dataset] if dataset else None
     pred = read_label_map(pred_path, allowed, dataset).array.astype(np.int64)
     label = read_label_map(label_path, allowed, dataset).array.astype(np.int64)
     return pred, label, label_affine
+
+
+def grid_mismatch_message(pred_path: Path, pred_grid: tuple[tuple[int, ...], np.ndarray], label_path: Path,
+                          label_grid: tuple[tuple[int, ...], np.ndarray]) -> str:
+    """Why a prediction and its label (each grid: shape, affine) cannot be compared voxel by voxel, and the command
+    that puts the label on the prediction's grid (a prediction written at `--output_spacing` is on a finer grid of
+    the same box)."""
+    def described(grid: tuple[tuple[int, ...], np.ndarray]) -> str:
+        spacing = ", ".join(f"{v:.4g}" for v in spacing_from_affine(grid[1]))
+        return f"shape {tuple(grid[0])}, spacing ({spacing}) mm"
+
+    stem = image_stem(label_path) or label_path.name
+    return (f"{pred_path} ({described(pred_grid)}) and its label {label_path} ({described(label_grid)}) lie on "
+            f"different grids (shape or affine): scores compare voxels of one grid. Resample the label onto the "
+            f"prediction's grid (nearest neighbour, its values kept): {RESAMPLE_COMMAND} {label_path} {pred_path} "
+            f"labels_resampled/{stem}{image_suffix(label_path) or '.nii.gz'}, then score against labels_resampled")
 
 
 FOREGROUND = {"foreground": ()}  # the structure of --foreground: every non-zero value

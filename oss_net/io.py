@@ -205,8 +205,14 @@ def nifti_image(array: Any, affine: Any, header: Any = None) -> Any:
 
     data = np.asarray(array)
     matrix = np.asarray(affine, dtype=np.float64)
-    if header is not None:
+    if header is not None:  # the header of `data` with `matrix`: its voxel sizes, and the given qform/sform codes
         header = header.copy()
+        header.set_data_shape(data.shape)
+        zooms = list(header.get_zooms())
+        voxel_sizes = np.linalg.norm(matrix[:3, :3], axis=0)
+        if not np.allclose(zooms[:3], voxel_sizes, rtol=0, atol=1e-5):  # another grid's (an output spacing's)
+            zooms[:3] = voxel_sizes
+            header.set_zooms(zooms)
         for code_key, getter, setter in (("qform_code", header.get_qform, header.set_qform),
                                          ("sform_code", header.get_sform, header.set_sform)):
             # a form that already gives this grid (to its float32 storage) stays as it is, bit for bit

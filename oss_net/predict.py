@@ -13,7 +13,9 @@ checkpoint's channel order); an nnU-Net imagesTs-style folder of `<case>_XXXX<ex
 DICOM series folder (`--series_uid` picks one of several). Writes `<case><ext>` label maps flat in OUTPUT_DIR,
 on each input's grid with its exact geometry, in its format (a DICOM series: .mha) unless --output_format,
 ready for `oss-net-evaluate OUTPUT_DIR LABELS` and nnU-Net's evaluator (probabilities go to
-OUTPUT_DIR/probabilities/). OUTPUT_DIR may not be an input folder, and a file there that this tool did not
+OUTPUT_DIR/probabilities/); with `--output_spacing MM` on the grid of that spacing covering the input's box
+(label map, probabilities and meshes; `python -m oss_net.resample_label` puts a label on that grid for
+scoring). OUTPUT_DIR may not be an input folder, and a file there that this tool did not
 write is never replaced (`--overwrite` to replace it). See `oss_net.inference.files` and
 `oss_net.inference.segmenter`.
 """
@@ -27,7 +29,7 @@ from oss_net.cli_errors import run_command, with_flag
 from oss_net.geometry import add_prefer_flag
 from oss_net.inference import PredictOptions, WriteOptions
 from oss_net.inference.lattice import REFINEMENTS
-from oss_net.inference.options import MODES, OUTPUT_FORMATS
+from oss_net.inference.options import MODES, OUTPUT_FORMATS, OUTPUT_SPACING_HELP
 from oss_net.inference.segmenter import Segmenter
 from oss_net.inference.sharding import add_sharding_flags, rank_device, resolve_part
 
@@ -66,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "classes take the likeliest one instead (default: %(default)s)")
     parser.add_argument("--min_component_voxels", type=int, default=write.min_component_voxels,
                         help="smaller connected components are left out of the meshes (default: %(default)s)")
+    parser.add_argument("--output_spacing", type=float, nargs="+", default=None, metavar="MM", help=OUTPUT_SPACING_HELP)
     parser.add_argument("--continue", dest="resume", action="store_true",
                         help="skip cases whose <case>.nii.gz exists (it is written last)")
     parser.add_argument("--overwrite", action="store_true",
@@ -86,7 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     def work() -> None:
         part = resolve_part(arguments.num_parts, arguments.part_id)
         segmenter = Segmenter(arguments.model, device="cpu" if arguments.cpu else rank_device(), prefer=arguments.prefer,
-                              mode=arguments.mode, refinement=arguments.refinement, threshold=arguments.threshold)
+                              mode=arguments.mode, refinement=arguments.refinement, threshold=arguments.threshold,
+                              output_spacing=arguments.output_spacing)
         written = segmenter.predict_folder(arguments.input, arguments.output_dir,
                                            probabilities=arguments.save_probabilities, meshes=arguments.mesh,
                                            overlay=arguments.overlay, output_format=arguments.output_format,

@@ -180,7 +180,7 @@ def _shape_mismatch(world: World, command: str) -> Expect:
     targets = sorted(world.preds.iterdir()) if command == "evaluate" else world.files("*_t1.nii.gz")
     for path in targets:
         _save_like(path, _voxels(path)[:-2])
-    problem = "shape" if command != "evaluate" else "has shape"
+    problem = "shape" if command != "evaluate" else "lie on different grids"
     return Expect((targets[0].name if command == "check" else ".nii.gz", problem), 1 if command == "check" else 2)
 
 
@@ -190,7 +190,7 @@ def _affine_mismatch(world: World, command: str) -> Expect:
         affine = nib.load(str(path)).affine.copy()
         affine[:3, 3] += 5.0
         _save_like(path, _voxels(path), affine)
-    problem = "different affines" if command == "evaluate" else "affine differs"
+    problem = "lie on different grids" if command == "evaluate" else "affine differs"
     return Expect((".nii.gz", problem), 1 if command == "check" else 2)
 
 

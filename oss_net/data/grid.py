@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from nibabel.orientations import inv_ornt_aff, io_orientation
 
 from oss_net.datasets import DatasetError
-from oss_net.geometry import spacing_from_affine
+from oss_net.geometry import SpacedGrid, spacing_from_affine
 
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 Bounds = tuple[tuple[int, int], ...]  # per axis: (first, last) index of the non-zero voxels
@@ -163,6 +163,30 @@ class GridMeta:
         to_input = inv_ornt_aff(np.asarray(self.orientation, dtype=np.float64), self.input_shape)  # oriented → input voxel
         return oriented @ _like(to_input[:3, :3].T, oriented) + _like(to_input[:3, 3], oriented)
 
+    def spaced_axes(self, grid: SpacedGrid) -> tuple[tuple[int, int, int], np.ndarray, np.ndarray]:
+        """Where the voxels of `grid` (`oss_net.geometry.grid_at_spacing` of this case's input grid) lie on the model
+        grid: (shape, scale [3], offset [3]) in the model's axis order, after the reorientation (`reorient(array,
+        self.orientation)` brings an array of `grid` into that order). Its voxel u' along model axis a is at model
+        coordinate u'·scale_a + offset_a, so a lattice over `shape` is decoded at those coordinates, axis by axis.
+
+        Voxel centres map as everywhere (align_corners=False): oriented input coordinate (u' + ½)·n'/m' − ½,
+        plus the pad, or on a resampled grid (u' + ½)·V/m' − ½ (n', m', V: oriented input, `grid` and model sizes).
+        """
+        if tuple(grid.input_shape) != tuple(self.input_shape):
+            raise DatasetError(f"the grid at spacing {grid.spacing} was made for an input of shape {grid.input_shape}, "
+                               f"not this case's {self.input_shape}")
+        shape = [0, 0, 0]
+        for size, (axis, _) in zip(grid.shape, self.orientation):
+            shape[axis] = int(size)
+        fine = np.asarray(shape, dtype=np.float64)
+        if self.mode == "pad":
+            scale = np.asarray(self.oriented_shape, dtype=np.float64) / fine
+            offset = 0.5 * scale - 0.5 + np.asarray(self.pad_before, dtype=np.float64)
+        else:
+            scale = np.asarray(self.volume_shape, dtype=np.float64) / fine
+            offset = 0.5 * scale - 0.5
+        return (shape[0], shape[1], shape[2]), scale, offset
+
     def model_voxel_to_mm(self, points: ArrayT) -> ArrayT:
         """Model-grid voxel coordinates `[N, 3]` → world coordinates in mm `[N, 3]` through the affine."""
         voxels = self.model_to_input_voxel(points)
@@ -187,6 +211,25 @@ class GridMeta:
                    tuple(data["input_shape"]), tuple(data["spacing"]), tuple(data["volume_shape"]), data["mode"],
                    tuple(data["pad_before"]), tuple(data["pad_after"]), orientation,
                    bool(data.get("resampled_to_fit", False)), bool(data.get("cropped_background", False)))
+
+
+def nearest_label(label: np.ndarray, label_affine: np.ndarray, shape: Sequence[int], affine: np.ndarray) -> np.ndarray:
+    """`label [*S]` (on `label_affine`) sampled at the voxel centres of the grid (`shape`, `affine`) by nearest
+    neighbour in world coordinates, 0 outside its box; [*shape], label's dtype. On a grid of `grid_at_spacing`
+    finer than the label's, each voxel takes the value of the label voxel holding its centre (the label's
+    staircase, no new boundary). Computed one slab along the first axis at a time."""
+    to_label = np.linalg.inv(label_affine) @ affine  # this grid's voxel → the label's voxel coordinates
+    out = np.zeros(tuple(int(n) for n in shape), dtype=label.dtype)
+    j, k = np.meshgrid(np.arange(shape[1], dtype=np.float64), np.arange(shape[2], dtype=np.float64), indexing="ij")
+    plane = np.stack([np.zeros_like(j), j, k], axis=-1).reshape(-1, 3)  # [H·W, 3]
+    for i in range(int(shape[0])):
+        plane[:, 0] = i
+        index = np.floor(plane @ to_label[:3, :3].T + to_label[:3, 3] + 0.5).astype(np.int64)  # [H·W, 3]
+        inside = np.all((index >= 0) & (index < np.asarray(label.shape)), axis=1)
+        values = np.zeros(len(index), dtype=label.dtype)
+        values[inside] = label[index[inside, 0], index[inside, 1], index[inside, 2]]
+        out[i] = values.reshape(out.shape[1:])
+    return out
 
 
 def nonzero_bounds(arrays: Sequence[np.ndarray]) -> Bounds:

@@ -78,34 +78,43 @@ class PatchSource:
         step = max(1, GATHER_ELEMENTS // (self.patch_channels * PATCH_SIZE**3))
         for b in range(self.batch):
             for start in range(0, count, step):
-                target = out[b, start:start + step]  # [n, C_p, 343]
-                self._read(target, b, base[b, start:start + step])
+                patches = self._read(b, base[b, start:start + step])  # [n, 343, C_p]
                 if weights is not None:
-                    self._blend(target, b, base[b, start:start + step], weights[b, start:start + step])
+                    self._blend(patches, b, base[b, start:start + step], weights[b, start:start + step])
+                out[b, start:start + step] = patches.transpose(1, 2)
         return out.reshape(self.batch, count, self.patch_channels, PATCH_SIZE, PATCH_SIZE, PATCH_SIZE)
 
-    def _read(self, target: torch.Tensor, b: int, centres: torch.Tensor) -> None:
-        """Write the patches of volume `b` at the integer `centres [n, 3]` into `target [n, C_p, 343]`."""
-        for part, (runs, grid, offsets) in enumerate(self.parts):
+    def _read(self, b: int, centres: torch.Tensor) -> torch.Tensor:
+        """The patches `[n, 343, C_p]` (channels last) of volume `b` at the integer `centres [n, 3]`."""
+        parts = []
+        for runs, grid, offsets in self.parts:
             flat = (centres[:, 0] * grid[1] + centres[:, 1]) * grid[2] + centres[:, 2]  # [n]
             values = runs[b].index_select(0, (flat[:, None] + offsets).reshape(-1))  # [n·49, 7, C]
-            values = values.reshape(len(centres), PATCH_SIZE**3, self.channels).transpose(1, 2)
-            target[:, part * self.channels:(part + 1) * self.channels] = values
+            parts.append(values.view(len(centres), PATCH_SIZE**3, self.channels))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
 
-    def _blend(self, target: torch.Tensor, b: int, base: torch.Tensor, weights: torch.Tensor) -> None:
-        """`target [n, C_p, 343]` holding the patches at `base [n, 3]` → the trilinear blend with `weights [n, 8]`.
+    def _blend(self, patches: torch.Tensor, b: int, base: torch.Tensor, weights: torch.Tensor) -> None:
+        """`patches [n, 343, C_p]` read at `base [n, 3]` → in place, the trilinear blend with `weights [n, 8]`.
 
-        The base corner's weight multiplies in place (1 at an integer centre: the values stay bit for bit);
-        each other corner is read and added only for the points that give it a weight above 0.
+        Only the fractional centres are blended (all of them at once when the chunk has no integer centre, the
+        usual case off the model grid); an integer centre's patch is left as read, bit for bit.
         """
-        target.mul_(weights[:, 0, None, None])
+        rows = (weights[:, 0] < 1).nonzero().squeeze(1)  # [m]: centres with a fraction
+        if len(rows) == len(patches):
+            self._blend_rows(patches, b, base, weights)
+        elif len(rows):
+            part = patches[rows]  # [m, 343, C_p], a copy
+            self._blend_rows(part, b, base[rows], weights[rows])
+            patches[rows] = part
+
+    def _blend_rows(self, patches: torch.Tensor, b: int, base: torch.Tensor, weights: torch.Tensor) -> None:
+        """In place: patches (the base corner's) × its weight + Σ the other corners' patches × theirs."""
+        patches.mul_(weights[:, 0, None, None])
+        upper = base.new_tensor([n - 1 for n in self.shape])
         for corner, offset in enumerate(CORNER_OFFSETS[1:], start=1):
-            active = (weights[:, corner] > 0).nonzero().squeeze(1)  # [n_c]
-            if len(active) == 0:
-                continue
-            values = target.new_empty(len(active), *target.shape[1:])
-            self._read(values, b, base[active] + base.new_tensor(offset))
-            target.index_add_(0, active, values.mul_(weights[active, corner, None, None]))
+            weight = weights[:, corner]
+            if bool(weight.any()):  # a zero-weight corner beyond the grid is read at the edge
+                patches.addcmul_(self._read(b, torch.minimum(base + base.new_tensor(offset), upper)), weight[:, None, None])
 
 
 def gather_patches(volume: torch.Tensor, coords: torch.Tensor, large: bool = False, pooling: str = "avg") -> torch.Tensor:

@@ -25,7 +25,7 @@ from oss_net.meshing import MESH_FORMATS, MESH_SPACES
 from oss_net.precision import AMP_MODES
 
 from .lattice import REFINEMENTS
-from .options import MODES, OUTPUT_FORMATS, InferenceSettings
+from .options import MODES, OUTPUT_FORMATS, OUTPUT_SPACING_HELP, InferenceSettings
 from .run_summary import summary_table
 from .sharding import add_sharding_flags, resolve_part
 from .runner import run_inference
@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="points decoded at once (default: 2^14 on a GPU, 2^10 on the CPU)")
     predict.add_argument("--amp", default=defaults.amp, choices=tuple(AMP_MODES), help="autocast dtype (default: %(default)s)")
     add_prefer_flag(predict)
+    predict.add_argument("--output_spacing", type=float, nargs="+", default=None, metavar="MM",
+                         help=OUTPUT_SPACING_HELP)
     files = parser.add_argument_group("outputs")
     files.add_argument("--output_dir", default=defaults.output_dir, help="default: %(default)s")
     files.add_argument("--flat", action="store_true",
@@ -152,6 +154,7 @@ def settings_from_args(arguments: argparse.Namespace) -> InferenceSettings:
         threshold=arguments.threshold,
         recheck_boundary=arguments.recheck_boundary,
         refinement=arguments.refinement,
+        output_spacing=None if arguments.output_spacing is None else tuple(arguments.output_spacing),
         mesh_edge_mm=arguments.mesh_edge_mm,
         face_budget=arguments.face_budget,
         min_component_voxels=arguments.min_component_voxels,

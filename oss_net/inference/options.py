@@ -57,7 +57,23 @@ def predict_option_problems(options: Any) -> list[str]:
         problems.append(f"threshold must lie in (0, 1), got {options.threshold}")
     if options.refinement is not None and options.refinement not in REFINEMENTS:
         problems.append(f"refinement {options.refinement!r} is not one of {', '.join(REFINEMENTS)}")
+    if options.output_spacing is not None and spacing_values(options.output_spacing) is None:
+        problems.append(f"output_spacing must be one number (isotropic) or three, each > 0 mm, got {options.output_spacing!r}")
     return problems
+
+
+OUTPUT_SPACING_HELP = ("write the label map, probabilities and meshes on a grid of this spacing in mm (one number, or "
+                       "three for the array axes) covering the scan's box, the decoder queried between voxel centres "
+                       "(default: the scan's own grid)")
+
+
+def spacing_values(spacing: Any) -> tuple[float, ...] | None:
+    """`--output_spacing` as a tuple of one or three floats > 0 (mm), or None when it is not that."""
+    try:
+        values = tuple(float(v) for v in (spacing if isinstance(spacing, (list, tuple)) else (spacing,)))
+    except (TypeError, ValueError):
+        return None
+    return values if len(values) in (1, 3) and all(math.isfinite(v) and v > 0 for v in values) else None
 
 
 def write_option_problems(options: Any) -> list[str]:
@@ -89,7 +105,9 @@ class PredictOptions:
     previous one. chunk_size: most points decoded (and patches gathered) at once; None: 2^14 on a GPU,
     2^10 on the CPU (`default_chunk_size`). amp: autocast mode. threshold: probability above which a
     voxel is foreground. recheck_boundary: widen the window of rule "ours". refinement: ours | original;
-    None: the checkpoint's compat mode decides (original in paper mode).
+    None: the checkpoint's compat mode decides (original in paper mode). output_spacing: one or three mm;
+    the outputs on the grid covering the input's box at that spacing (`Predictor.predict_spaced`); None: the
+    input's own grid.
     """
 
     mode: str = MODE
@@ -99,12 +117,15 @@ class PredictOptions:
     threshold: float = THRESHOLD
     recheck_boundary: bool = False
     refinement: str | None = None
+    output_spacing: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         problems = predict_option_problems(self)
         if problems:
             raise InferenceError("invalid prediction options: " + "; ".join(problems))
         object.__setattr__(self, "stages", check_stages(self.stages))
+        if self.output_spacing is not None:
+            object.__setattr__(self, "output_spacing", spacing_values(self.output_spacing))
 
 
 @dataclass(frozen=True)
@@ -165,6 +186,7 @@ class InferenceSettings:
     threshold: float = THRESHOLD
     recheck_boundary: bool = False
     refinement: str | None = None  # ours | original; None: the checkpoint's mode decides (original in paper mode)
+    output_spacing: tuple[float, ...] | None = None  # mm, one or three: outputs on that grid over the input's box
     mesh_edge_mm: float | None = MESH_EDGE_MM  # target mesh edge length: sizes the face budget from the surface
     face_budget: int | None = None  # an upper limit on that budget
     min_component_voxels: int = MIN_COMPONENT_VOXELS
@@ -190,6 +212,8 @@ class InferenceSettings:
             problems.append(f"prefer {self.prefer!r} is not one of {', '.join(AFFINE_SOURCES)}")
         if problems:
             raise InferenceError("invalid inference settings: " + "; ".join(problems))
+        if self.output_spacing is not None:
+            object.__setattr__(self, "output_spacing", spacing_values(self.output_spacing))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -197,7 +221,7 @@ class InferenceSettings:
     def predict_options(self) -> PredictOptions:
         return PredictOptions(mode=self.mode, stages=self.stages, chunk_size=self.chunk_size, amp=self.amp,
                               threshold=self.threshold, recheck_boundary=self.recheck_boundary,
-                              refinement=self.refinement)
+                              refinement=self.refinement, output_spacing=self.output_spacing)
 
     def write_options(self) -> WriteOptions:
         return WriteOptions(probabilities=self.save_probabilities, meshes=not self.no_mesh, overlay=self.overlay,

@@ -27,11 +27,12 @@ gives them a `DensePredictor`, which returns the same `Prediction` with mode "de
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -39,12 +40,14 @@ from torch import nn
 
 from oss_net.compat import behaviour
 from oss_net.data import PatchSource
+from oss_net.data.grid import inverse_orientation, reorient
+from oss_net.geometry import SpacedGrid, grid_at_spacing
 from oss_net.labels import scheme_of
 from oss_net.models import Encoding, is_dense
 from oss_net.precision import autocast
 
 from .defaults import CHUNK_SIZE, CPU_CHUNK_SIZE, THRESHOLD
-from .lattice import OccupancyLattice, RefineStats, refine_lattice, seed_from_segmentation
+from .lattice import OccupancyLattice, RefineStats, lattice_indices, refine_lattice, seed_from_segmentation, spaced_stages
 from .options import InferenceError, PredictOptions
 
 logger = logging.getLogger(__name__)
@@ -71,11 +74,41 @@ class Prediction:
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     disagreement: int | None = None
     threshold: float = THRESHOLD
+    grid: SpacedGrid | None = None  # with --output_spacing: the output grid `occupancy` lies on (the input's axes)
 
     @property
     def mask_model_grid(self) -> torch.Tensor:
         """Binary foreground [*volume_shape] bool on the model grid."""
         return self.occupancy > self.threshold
+
+
+@dataclass(frozen=True)
+class QueryGrid:
+    """The grid a refinement lattice runs on: the model grid (`scale` None: integer voxel queries), or an output
+    grid at another spacing in the model's axis order, whose voxel u' along axis a lies at model-grid coordinate
+    u'·scale_a + offset_a (`oss_net.data.GridMeta.spaced_axes`), queried there between voxel centres."""
+
+    shape: tuple[int, int, int]
+    stages: tuple[int, ...]
+    scale: tuple[float, float, float] | None = None
+    offset: tuple[float, float, float] | None = None
+
+    @classmethod
+    def spaced(cls, meta: Any, grid: SpacedGrid, stages: Sequence[int]) -> "QueryGrid":
+        """The output grid `grid` of the case `meta`, with `stages` scaled to it (`spaced_stages`)."""
+        shape, scale, offset = meta.spaced_axes(grid)
+        return cls(shape, spaced_stages(stages, scale), tuple(float(v) for v in scale), tuple(float(v) for v in offset))
+
+    def positions(self, stride: int, device: torch.device) -> list[torch.Tensor]:
+        """Model-grid coordinates [n_a] float64 of the stride lattice's points along each axis."""
+        return [self.to_model_axis(lattice_indices(n, stride, device), axis) for axis, n in enumerate(self.shape)]
+
+    def to_model_axis(self, indices: torch.Tensor, axis: int) -> torch.Tensor:
+        return indices.double() * self.scale[axis] + self.offset[axis]
+
+    def to_model(self, indices: torch.Tensor) -> torch.Tensor:
+        """Lattice indices [N, 3] → model-grid coordinates [N, 3] float64."""
+        return torch.stack([self.to_model_axis(indices[:, axis], axis) for axis in range(3)], dim=1)
 
 
 class Predictor:
@@ -106,17 +139,20 @@ class Predictor:
         self.amp = options.amp
         self.threshold = float(options.threshold)
         self.recheck_boundary = options.recheck_boundary
+        self.output_spacing = options.output_spacing
 
-    def predict(self, image: Any) -> Prediction:
-        """Occupancy of one volume `image [C, *volume_shape]` (numpy or torch) on the model grid, computed in the
-        model's dtype (float32, or float64 for a model loaded so)."""
+    def predict(self, image: Any, query: QueryGrid | None = None) -> Prediction:
+        """Occupancy of one volume `image [C, *volume_shape]` (numpy or torch) on the model grid (or on `query`'s grid,
+        in the model's axis order: `predict_spaced`), computed in the model's dtype (float32, or float64 for a model
+        loaded so)."""
         volume = torch.as_tensor(image).to(self.device, self.dtype)[None]  # [1, C, D, H, W]
+        query = query if query is not None else QueryGrid(self.config.volume_shape, self.stages)
         modes = ("standard", "prior") if self.mode == "both" else (self.mode,)
         grids: dict[str, torch.Tensor] = {}
         runs: dict[str, dict[str, Any]] = {}
         with torch.inference_mode():
             for mode in modes:
-                grids[mode], runs[mode] = self._run(volume, mode)
+                grids[mode], runs[mode] = self._run(volume, mode, query)
         kept = modes[-1]
         disagreement = None
         if len(modes) == 2:
@@ -134,35 +170,57 @@ class Predictor:
             threshold=self.threshold,
         )
 
-    def _run(self, volume: torch.Tensor, mode: str) -> tuple[torch.Tensor, dict[str, Any]]:
-        """One mode on `volume [1, C, *S]`: encode, fold the decoder, pad the patch source once, refine.
-        (grid [K, *S], run record)"""
+    def predict_spaced(self, image: Any, meta: Any, spacing: float | Sequence[float]) -> Prediction:
+        """`predict` on the grid covering the input's box at `spacing` mm (`oss_net.geometry.grid_at_spacing` of the
+        case's `meta`): the lattice runs on that grid, its points queried at their model-grid coordinates, with the
+        stages scaled so the first lattice is as coarse in mm as the model grid's (`spaced_stages`). The occupancy
+        comes back in the input's axis order, [K?, *grid.shape], with `Prediction.grid`."""
+        grid = grid_at_spacing(meta.affine, meta.input_shape, spacing)
+        prediction = self.predict(image, QueryGrid.spaced(meta, grid, self.stages))
+        occupancy = reorient(prediction.occupancy, inverse_orientation(meta.orientation))  # [K?, *grid.shape]
+        return dataclasses.replace(prediction, occupancy=occupancy, grid=grid)
+
+    def _run(self, volume: torch.Tensor, mode: str, query: QueryGrid) -> tuple[torch.Tensor, dict[str, Any]]:
+        """One mode on `volume [1, C, *S]`: encode, fold the decoder, pad the patch source once, refine on `query`'s
+        grid. (grid [K, *query.shape], run record)"""
         _synchronize(self.device)
         start = time.perf_counter()
         with autocast(self.amp, self.device):
             encoding = self.model.fold(self.model.encode(volume))  # the decoder folded for this volume
         source = self._patch_source(volume)
-        seed = None
-        flags = behaviour(self.config.compat)  # paper mode: the original's seed upsampling and lattices
+        flags = behaviour(self.config.compat)  # paper mode: the original's seed upsampling and lattices (model grid)
         scheme = scheme_of(self.config)
-        if mode == "prior":
-            seed = seed_from_segmentation(encoding.segmentation[0].float(), self.config.volume_shape, self.stages[0],
-                                          align_corners=flags.seed_align_corners, last_index=flags.lattice_last_index,
-                                          keep_classes=scheme.mode != "binary")
+        seed = self._seed(encoding, query) if mode == "prior" else None
         lattice = OccupancyLattice(
-            self.config.volume_shape, self.stages, seed=seed, threshold=self.threshold,
+            query.shape, query.stages, seed=seed, threshold=self.threshold,
             classes=lattice_classes(self.config), recheck_boundary=self.recheck_boundary, device=self.device,
-            refinement=self.refinement, last_index=flags.lattice_last_index, rule=scheme.rule(self.threshold),
+            refinement=self.refinement, last_index=flags.lattice_last_index or query.scale is not None,
+            rule=scheme.rule(self.threshold),
         )
         _synchronize(self.device)
         encode_seconds = time.perf_counter() - start
-        stats = refine_lattice(lattice, self._decoder(source, encoding, self.amp), self.chunk_size)
+        decode = self._decoder(source, encoding, self.amp)
+        stats = refine_lattice(lattice, decode if query.scale is None else lambda index: decode(query.to_model(index)),
+                               self.chunk_size)
         grid = lattice.to_dense()
         _synchronize(self.device)
         seconds = time.perf_counter() - start
         logger.info("%s inference (%s refinement): %.3f s, %d points evaluated", mode, self.refinement, seconds,
                     stats.points_evaluated)
         return grid, _run_record(stats, seconds, encode_seconds)
+
+    def _seed(self, encoding: Encoding, query: QueryGrid) -> torch.Tensor:
+        """The prior seed on `query`'s first lattice; on an output grid always cell-centred (paper mode's
+        corner-aligned upsampling is defined on the model grid's lattice only)."""
+        flags = behaviour(self.config.compat)
+        segmentation = encoding.segmentation[0].float()
+        keep_classes = scheme_of(self.config).mode != "binary"
+        if query.scale is None:
+            return seed_from_segmentation(segmentation, self.config.volume_shape, query.stages[0],
+                                          align_corners=flags.seed_align_corners, last_index=flags.lattice_last_index,
+                                          keep_classes=keep_classes)
+        return seed_from_segmentation(segmentation, self.config.volume_shape, query.stages[0], keep_classes=keep_classes,
+                                      positions=query.positions(query.stages[0], self.device))
 
     def _patch_source(self, volume: torch.Tensor) -> PatchSource | None:
         """The case's padded (and pooled) volume [1, C, *S] to gather every chunk's patches from; None without patches."""
@@ -197,7 +255,10 @@ class Predictor:
         return lambda points: decode(points.to(self.dtype))[:, 0]
 
     def predict_case(self, case: Any) -> Prediction:
-        """`predict` on a loaded `oss_net.data.Case` (its `image` is already on the model grid)."""
+        """`predict` on a loaded `oss_net.data.Case` (its `image` is already on the model grid), or `predict_spaced`
+        at the options' `output_spacing`."""
+        if self.output_spacing is not None:
+            return self.predict_spaced(case.image, case.meta, self.output_spacing)
         return self.predict(case.image)
 
 
@@ -270,6 +331,10 @@ def make_predictor(model: nn.Module, options: PredictOptions = PredictOptions(),
     stages, chunk_size, recheck_boundary and refinement (logged when one was set)."""
     if not is_dense(model):
         return Predictor(model, options, device)
+    if options.output_spacing is not None:
+        raise InferenceError(f"--output_spacing queries an occupancy network between voxel centres; {model.config.name} "
+                             "(a U-Net baseline) predicts on its model grid only: drop --output_spacing and resample "
+                             "its output instead")
     defaults = PredictOptions()
     ignored = [name for name in ("chunk_size", "mode", "recheck_boundary", "refinement", "stages")
                if getattr(options, name) != getattr(defaults, name)]

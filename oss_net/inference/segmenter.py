@@ -58,7 +58,8 @@ from .outputs import flat_mask_path
 from .predictor import Prediction, make_predictor, select_device
 from .sharding import Part, rank_device
 from .writers import (
-    CaseWriter, ClassMaps, flat_output_names, flat_probabilities_path, input_grid_outputs, per_class_probabilities,
+    CaseWriter, ClassMaps, flat_output_names, flat_probabilities_path, input_grid_outputs, label_map,
+    per_class_probabilities,
 )
 
 logger = logging.getLogger(__name__)
@@ -89,6 +90,8 @@ class Segmenter:
         model: a checkpoint path (model file or training checkpoint), or a loaded model.
         device: "cpu", "cuda", "cuda:1", a torch.device; None: the GPU when there is one.
         amp, mode, refinement, threshold, stages, chunk_size, recheck_boundary: `PredictOptions`.
+        output_spacing: one or three mm: every output on the grid of that spacing covering the input's box, the
+            decoder queried between voxel centres (`PredictOptions`); None: the input's own grid.
         prefer: sform | qform, the affine of an input whose two disagree (None: such an input is refused;
             `oss_net.geometry.header_affine`).
     """
@@ -96,9 +99,10 @@ class Segmenter:
     def __init__(self, model: str | os.PathLike | nn.Module, *, device: str | torch.device | None = None,
                  amp: str = AMP, mode: str = MODE, refinement: str | None = None, threshold: float = THRESHOLD,
                  stages: Sequence[int] = STAGES, chunk_size: int | None = None, recheck_boundary: bool = False,
-                 prefer: str | None = None) -> None:
+                 prefer: str | None = None, output_spacing: float | Sequence[float] | None = None) -> None:
         options = PredictOptions(mode=mode, stages=tuple(stages), chunk_size=chunk_size, amp=amp, threshold=threshold,
-                                 recheck_boundary=recheck_boundary, refinement=refinement)  # checked before loading
+                                 recheck_boundary=recheck_boundary, refinement=refinement,
+                                 output_spacing=output_spacing)  # checked before loading
         if prefer is not None and prefer not in AFFINE_SOURCES:
             raise InferenceError(f"prefer {prefer!r} is not one of {', '.join(AFFINE_SOURCES)}")
         device = select_device() if device is None else torch.device(device)
@@ -171,19 +175,25 @@ class Segmenter:
 
     def result(self, case_id: str, case: Case, prediction: Prediction, kind: str, meshes: bool,
                mesh_space: str) -> Segmentation:
-        """The prediction on the input grid, in `kind`, with meshes when asked for."""
-        occupancy = prediction.occupancy.numpy()  # [*S] or [outputs, *S], model grid
-        labels, outputs = input_grid_outputs(occupancy, case.meta, prediction.threshold, self.config, True)
+        """The prediction on the input grid (on the output grid at `output_spacing`), in `kind`, with meshes when
+        asked for."""
+        occupancy = prediction.occupancy.numpy()  # [*S] or [outputs, *S], model grid (or the output grid)
+        grid = prediction.grid
+        if grid is None:
+            labels, outputs = input_grid_outputs(occupancy, case.meta, prediction.threshold, self.config, True)
+        else:
+            labels, outputs = label_map(occupancy, prediction.threshold, self.config), occupancy
         probabilities = per_class_probabilities(self.config, outputs)
         surfaces = {}
         if meshes:
             writer = CaseWriter(self.predictor, WriteOptions(overlay=False))
             maps = ClassMaps.of(self.config, occupancy, prediction.threshold, None)  # surfaces by the label mode's rule
-            surfaces = {name: mesh_in_space(writer.prediction_mesh(field, case, maps.level), mesh_space)
+            surfaces = {name: mesh_in_space(writer.prediction_mesh(field, case, maps.level, grid), mesh_space)
                         for name, field in zip(self.class_names, maps.fields)}
-        return Segmentation(case_id, in_kind(labels, case.meta, kind),
-                            {name: in_kind(p, case.meta, kind) for name, p in zip(self.class_names, probabilities)},
-                            surfaces)
+        affine = case.meta.affine if grid is None else grid.affine
+        return Segmentation(case_id, in_kind(labels, case.meta, kind, affine),
+                            {name: in_kind(p, case.meta, kind, affine)
+                             for name, p in zip(self.class_names, probabilities)}, surfaces)
 
     # ---------------------------------------------------------------- files (oss-net-predict)
 
@@ -254,9 +264,11 @@ class Segmenter:
 def predict_files(inputs: Sequence[str | os.PathLike], output_dir: str | os.PathLike, checkpoint: str | os.PathLike, *,
                   cpu: bool = False, save_probabilities: bool = False, mesh: bool = False, overlay: bool = False,
                   output_format: str | None = None, resume: bool = False, series_uid: str | None = None,
-                  overwrite: bool = False, prefer: str | None = None, part: Part = Part()) -> list[Path]:
+                  overwrite: bool = False, prefer: str | None = None, part: Part = Part(),
+                  output_spacing: float | Sequence[float] | None = None) -> list[Path]:
     """`oss-net-predict` as one call: `Segmenter(checkpoint).predict_folder(...)` (see there)."""
-    segmenter = Segmenter(checkpoint, device="cpu" if cpu else rank_device(), prefer=prefer)
+    segmenter = Segmenter(checkpoint, device="cpu" if cpu else rank_device(), prefer=prefer,
+                          output_spacing=output_spacing)
     return segmenter.predict_folder(inputs, output_dir, probabilities=save_probabilities, meshes=mesh, overlay=overlay,
                                     output_format=output_format, resume=resume, series_uid=series_uid,
                                     overwrite=overwrite, part=part)
@@ -347,10 +359,11 @@ def channel_volumes(channels: list[np.ndarray], affine: np.ndarray, header: byte
     return volumes
 
 
-def in_kind(array: np.ndarray, meta: Any, kind: str) -> Any:
-    """An input-grid array [*input_shape] as the input's kind of object, on the input's geometry."""
+def in_kind(array: np.ndarray, meta: Any, kind: str, affine: np.ndarray) -> Any:
+    """An array on the input grid (`affine` meta.affine: the input's exact geometry) or on an output grid of the same
+    box (`affine` its own) as the input's kind of object, with the input's header."""
     if kind == "nibabel":
-        return nifti_image(array, meta.affine, nifti_output_header(meta.header, ItkHeader.from_bytes(meta.header)))
+        return nifti_image(array, affine, nifti_output_header(meta.header, ItkHeader.from_bytes(meta.header)))
     if kind == "simpleitk":
-        return itk_image(array, meta.affine, meta.header)
+        return itk_image(array, affine, meta.header)
     return array

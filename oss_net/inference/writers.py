@@ -45,6 +45,11 @@ resampling folded in. The label map goes back to the input grid by `input_grid_l
 grid it is labelled on the model grid and un-padded (exact); on a resampled grid the probabilities are
 resampled (trilinear) and labelled there, so a coarse model grid leaves no staircase on the scan's
 finer axes (nnU-Net's order too).
+
+At `--output_spacing` (`Prediction.grid` set) `write_spaced` writes the same label map, probabilities and
+prediction meshes on that grid instead (docs/grids.md, "Outputs at another spacing"), the overlay on it,
+no model-grid occupancy; metrics against the label resampled there, and the record's `grids` says which
+grid each output lies on.
 """
 from __future__ import annotations
 
@@ -56,12 +61,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 import trimesh
 
 from oss_net.data import CaseFiles, spacing_from_affine
 from oss_net.data.channels import read_channel
 from oss_net.data.formats import output_suffix, save_image
+from oss_net.data.grid import nearest_label
 from oss_net.data.nifti import read_label_map
+from oss_net.geometry import SpacedGrid
 from oss_net.labels import LabelScheme, scheme_of
 from oss_net.meshing import extract_mesh, overlay_png, refine_vertices, save_mesh
 from oss_net.metrics import METRIC_KEYS, evaluate_case
@@ -124,18 +133,24 @@ class CaseWriter:
 
     def write(self, folder: Path, files: CaseFiles, case: Any, prediction: Prediction) -> dict[str, Any]:
         """Every file of `case` (loaded from `files`, predicted as `prediction`) into `folder`; returns its record."""
-        occupancy = prediction.occupancy.numpy()  # [*S] or [outputs, *S] float32, model grid
-        suffix = self.suffix(files)
+        occupancy = prediction.occupancy.numpy()  # [*S] or [outputs, *S] float32, model grid (or the output grid)
+        suffix, grid = self.suffix(files), prediction.grid
         self.removed = []  # classes the component filter removes whole from their meshes (`write_meshes`)
-        if self.options.layout == "flat":
+        if grid is not None:  # --output_spacing: every prediction file on that grid
+            labels = self.write_spaced(folder, files.case_id, case, occupancy, prediction, suffix)
+        elif self.options.layout == "flat":
             labels = self.write_flat(folder, files.case_id, case, occupancy, prediction.threshold, suffix)
         else:
             labels = self.write_case_folder(folder, files.case_id, case, occupancy, prediction.threshold, suffix)
-        truth = None if files.label is None else input_grid_truth(self.scheme, files.label, labels.shape)
-        metrics = label_metrics(self.scheme, truth, labels, case.meta, self.options.tolerance_mm)
+        truth = None if files.label is None else input_grid_truth(self.scheme, files.label, case.meta, grid)
+        metrics = label_metrics(self.scheme, truth, labels, case.meta, self.options.tolerance_mm, grid)
         if self.options.overlay:
-            name = f"{files.case_id}_overlay.png"
-            write_overlay(folder / name, read_channel(files, 0).array, self.scheme, labels, truth, case.meta)
+            image = read_channel(files, 0).array  # [*input_shape]
+            if grid is not None:  # the scan upsampled trilinearly onto the output grid (the same box)
+                image = F.interpolate(torch.as_tensor(np.asarray(image, dtype=np.float32))[None, None], size=grid.shape,
+                                      mode="trilinear", align_corners=False)[0, 0].numpy()
+            spacing = case.meta.spacing if grid is None else grid.spacing
+            write_overlay(folder / f"{files.case_id}_overlay.png", image, self.scheme, labels, truth, spacing)
         record = case_record(files.case_id, prediction, case.meta, self.scheme, metrics, labels)
         if self.removed:
             record["meshes_removed"] = self.removed
@@ -144,6 +159,29 @@ class CaseWriter:
     def suffix(self, files: CaseFiles) -> str:
         """The image files' suffix for a case: `output_format`, else its first input's format (`output_suffix`)."""
         return output_suffix(files.images[0] if files.images else None, self.options.output_format)
+
+    def write_spaced(self, folder: Path, case_id: str, case: Any, occupancy: np.ndarray, prediction: Prediction,
+                     suffix: str) -> np.ndarray:
+        """The files of a prediction at `--output_spacing` (`prediction.grid`), in either layout: the label map, the
+        probabilities and the prediction meshes (marching cubes of the class fields, in mm) on the output grid, with
+        its affine and the input's header; the label meshes stay on the model grid (the label is a model-grid
+        array) and no model-grid occupancy is written. Returns the label map [*grid.shape] uint8."""
+        grid, options, threshold, header = prediction.grid, self.options, prediction.threshold, case.meta.header
+        flat = options.layout == "flat"
+        maps = ClassMaps.of(self.config, occupancy, threshold, None if flat else case.raw_label)
+        if options.probabilities and flat:
+            channels_last = occupancy if occupancy.ndim == 3 else np.moveaxis(occupancy, 0, -1)
+            (folder / PROBABILITIES_FOLDER).mkdir(exist_ok=True)
+            save_image(channels_last, grid.affine, flat_probabilities_path(folder, case_id, suffix), header)
+        elif options.probabilities:
+            for tag, probability in zip(maps.tags, maps.probabilities):
+                save_image(probability, grid.affine, folder / f"{case_id}_probability{tag}{suffix}", header)
+        if options.meshes:
+            self.write_class_meshes(folder, case_id, case, maps, labels=not flat, grid=grid)
+        labels = label_map(occupancy, threshold, self.config)  # [*grid.shape] uint8, the dataset's values
+        save_image(labels, grid.affine, flat_mask_path(folder, case_id, suffix) if flat
+                   else folder / f"{case_id}_mask{suffix}", header)
+        return labels
 
     def write_case_folder(self, folder: Path, case_id: str, case: Any, occupancy: np.ndarray,
                           threshold: float, suffix: str) -> np.ndarray:
@@ -165,16 +203,17 @@ class CaseWriter:
             self.write_class_meshes(folder, case_id, case, maps)
         return labels
 
-    def write_class_meshes(self, folder: Path, case_id: str, case: Any, maps: ClassMaps, labels: bool = True) -> None:
-        """Prediction (and with `labels`, label) meshes per class, each from its surface field (`ClassMaps`);
-        only the binary prediction mesh can be refined."""
+    def write_class_meshes(self, folder: Path, case_id: str, case: Any, maps: ClassMaps, labels: bool = True,
+                           grid: SpacedGrid | None = None) -> None:
+        """Prediction (and with `labels`, label) meshes per class, each from its surface field (`ClassMaps`; on
+        `grid` at --output_spacing); only the binary prediction mesh can be refined."""
         refine = self.options.refine_mesh
         if refine and maps.tags != ("",):
             logger.info("%s: mesh refinement follows one decoder output; the class meshes are kept as extracted", case_id)
             refine = False
         for index, (name, tag, field) in enumerate(zip(maps.names, maps.tags, maps.fields)):
             truth = None if maps.truth is None or not labels else maps.truth[index]
-            self.write_meshes(folder, f"{case_id}{tag}", field, truth, case, maps.level, refine, name)
+            self.write_meshes(folder, f"{case_id}{tag}", field, truth, case, maps.level, refine, name, grid)
 
     def write_flat(self, folder: Path, case_id: str, case: Any, occupancy: np.ndarray, threshold: float,
                    suffix: str) -> np.ndarray:
@@ -192,23 +231,24 @@ class CaseWriter:
         return labels
 
     def write_meshes(self, folder: Path, stem: str, field: np.ndarray, truth: np.ndarray | None, case: Any,
-                     level: float, refine: bool, name: str = "foreground") -> None:
+                     level: float, refine: bool, name: str = "foreground", grid: SpacedGrid | None = None) -> None:
         """`<stem>_prediction` (and `<stem>_label` for a true mask) meshes of class `name`, extracted on the model
-        grid at `level` of its surface field [*S] (truth [*S] bool), vertices in scanner mm (or model-grid voxel
-        indices). When the component filter removes the whole class, the log says so and `removed` notes it."""
+        grid (on `grid` at --output_spacing; truth [*S] bool on the model grid always) at `level` of its surface
+        field [*S], vertices in scanner mm (or voxel indices of that grid). When the component filter removes the
+        whole class, the log says so and `removed` notes it."""
         options = self.options
         affine = None if options.voxel_coordinates else model_grid_affine(case.meta)
         extract = {"face_budget": options.face_budget, "edge_mm": options.mesh_edge_mm}
-        meshes = {"prediction": self.prediction_mesh(field, case, level)}
+        meshes = {"prediction": self.prediction_mesh(field, case, level, grid)}
         voxels = int((field > level).sum())
         if meshes["prediction"].is_empty and voxels:
             flag = f"--min_component_voxels {options.min_component_voxels}"
             logger.warning("%s: every component of %s (%d voxels) is smaller than %s: its prediction mesh is empty "
                            "(the label map keeps it; lower the flag to mesh it)", stem, name, voxels, flag)
             self.removed.append({"class": name, "voxels": voxels, "flag": flag})
-        if refine and isinstance(self.predictor, DensePredictor):
-            logger.info("%s: mesh refinement needs a point decoder; the U-Net mesh is kept as extracted", stem)
-        elif refine and len(meshes["prediction"].faces):
+        if refine and (isinstance(self.predictor, DensePredictor) or (grid is not None and affine is None)):
+            logger.info("%s: mesh refinement needs a point decoder and meshes in mm; the mesh is kept as extracted", stem)
+        elif refine and len(meshes["prediction"].faces):  # vertices in mm: the model grid's affine takes them to the decoder
             meshes["prediction"] = refine_prediction_mesh(meshes["prediction"], affine, case, self.predictor)
         if truth is not None:  # the label mesh keeps every component, as the original's
             meshes["label"] = extract_mesh(truth.astype(np.float32), affine, level=0.5, min_component_voxels=0, **extract)
@@ -217,12 +257,13 @@ class CaseWriter:
             for file_type in options.mesh_format:
                 save_mesh(mesh, folder / f"{stem}_{name}.{file_type}", space=space)
 
-    def prediction_mesh(self, field: np.ndarray, case: Any, level: float) -> trimesh.Trimesh:
-        """The surface of one class's field [*S] on the model grid at `level` (`ClassMaps.fields`, by the label
-        mode's rule), in RAS scanner mm (or model-grid voxel indices with `voxel_coordinates`), as the options say
-        (face budget, small components)."""
+    def prediction_mesh(self, field: np.ndarray, case: Any, level: float,
+                        grid: SpacedGrid | None = None) -> trimesh.Trimesh:
+        """The surface of one class's field [*S] on the model grid (on `grid` at --output_spacing) at `level`
+        (`ClassMaps.fields`, by the label mode's rule), in RAS scanner mm (or voxel indices of that grid with
+        `voxel_coordinates`), as the options say (face budget, small components)."""
         options = self.options
-        affine = None if options.voxel_coordinates else model_grid_affine(case.meta)
+        affine = None if options.voxel_coordinates else model_grid_affine(case.meta) if grid is None else grid.affine
         return extract_mesh(field, affine, level=level, min_component_voxels=options.min_component_voxels,
                             face_budget=options.face_budget, edge_mm=options.mesh_edge_mm)
 
@@ -276,22 +317,26 @@ def input_grid_outputs(occupancy: np.ndarray, meta: Any, threshold: float, confi
 
 
 def write_overlay(path: Path, image: np.ndarray, scheme: LabelScheme, labels: np.ndarray, truth: np.ndarray | None,
-                  meta: Any) -> None:
-    """Slices of the input image `image` [*input_shape] on its own grid with the prediction (the label map
-    `labels`) and the label (`truth` [K, *input_shape] bool, or None) outlined, one colour per class named in the
-    legend (`oss_net.meshing.overlay_png`)."""
+                  spacing: Any) -> None:
+    """Slices of the input image `image` [*input_shape] on its own grid (or upsampled onto the output grid of
+    --output_spacing, whose voxel sizes are `spacing`, mm) with the prediction (the label map `labels`) and the label
+    (`truth` [K, *shape] bool, or None) outlined, one colour per class named in the legend
+    (`oss_net.meshing.overlay_png`)."""
     predicted = scheme.label_map_masks(labels)  # [K, *input_shape]
     if scheme.mode == "binary":
         shown_prediction, shown_truth = predicted[0], None if truth is None else truth[0]
     else:
         shown_prediction = dict(zip(scheme.names, predicted))
         shown_truth = None if truth is None else dict(zip(scheme.names, truth))
-    overlay_png(image, shown_truth, shown_prediction, path, spacing=tuple(float(s) for s in meta.spacing))
+    overlay_png(image, shown_truth, shown_prediction, path, spacing=tuple(float(s) for s in spacing))
 
 
-def input_grid_truth(scheme: LabelScheme, label_file: Path, shape: tuple[int, ...]) -> np.ndarray:
-    """bool [K, *input_shape]: where each class or region is in the label file (binary: every non-zero value)."""
-    raw = read_label_map(label_file).array.reshape(shape)
+def input_grid_truth(scheme: LabelScheme, label_file: Path, meta: Any, grid: SpacedGrid | None = None) -> np.ndarray:
+    """bool [K, *input_shape]: where each class or region is in the label file (binary: every non-zero value); at
+    --output_spacing [K, *grid.shape], the label resampled onto `grid` by nearest neighbour (`nearest_label`)."""
+    raw = read_label_map(label_file).array.reshape(meta.input_shape)
+    if grid is not None:
+        raw = nearest_label(raw, meta.affine, grid.shape, grid.affine)
     if scheme.mode == "binary":
         return (raw > 0)[None]
     scheme.check_values(raw, label_file)
@@ -299,14 +344,15 @@ def input_grid_truth(scheme: LabelScheme, label_file: Path, shape: tuple[int, ..
 
 
 def label_metrics(scheme: LabelScheme, truth: np.ndarray | None, labels: np.ndarray, meta: Any,
-                  tolerance_mm: float) -> dict[str, float]:
+                  tolerance_mm: float, grid: SpacedGrid | None = None) -> dict[str, float]:
     """Dice, IoU, HD95 (mm) and NSD of the label map `labels` [*input_shape] against the true masks `truth`
-    [K, *input_shape] (`input_grid_truth`), on the input grid: per class `<metric>_<name>` when there are several,
-    and each metric's mean over the classes (NaNs left out) under its plain name; empty without a label."""
+    [K, *input_shape] (`input_grid_truth`), on the input grid (on `grid` at --output_spacing): per class
+    `<metric>_<name>` when there are several, and each metric's mean over the classes (NaNs left out) under its
+    plain name; empty without a label."""
     if truth is None:
         return {}
     predicted = scheme.label_map_masks(labels)
-    spacing = spacing_from_affine(meta.affine)
+    spacing = spacing_from_affine(meta.affine) if grid is None else np.asarray(grid.spacing)
     scores = [evaluate_case(p, t, spacing, tolerance_mm=tolerance_mm) for p, t in zip(predicted, truth)]
     record: dict[str, float] = {}
     if scheme.mode != "binary":
@@ -337,7 +383,19 @@ def case_record(case_id: str, prediction: Prediction, meta: Any, scheme: LabelSc
     for mode, run in prediction.runs.items():
         record[f"{mode}_seconds"] = run["seconds"]
         record[f"{mode}_points_evaluated"] = run["points_evaluated"]
+    if prediction.grid is not None:  # --output_spacing: which grid each output lies on
+        record["grids"] = spaced_grids(prediction.grid, meta)
     return record
+
+
+def spaced_grids(grid: SpacedGrid, meta: Any) -> dict[str, Any]:
+    """The record's `grids` at --output_spacing: the spacing (mm) and shape of every output's grid."""
+    output = {"spacing_mm": [round(v, 6) for v in grid.spacing], "shape": list(grid.shape)}
+    model = {"spacing_mm": [round(float(v), 6) for v in np.linalg.norm(model_grid_affine(meta)[:3, :3], axis=0)],
+             "shape": list(meta.volume_shape)}
+    return {"label_map": output, "probabilities": output, "prediction_meshes": output, "metrics": output,
+            "foreground_voxels": output, "label_meshes": model, "input": {"spacing_mm": list(meta.spacing),
+                                                                          "shape": list(meta.input_shape)}}
 
 
 # ---------------------------------------------------------------- grids and NIfTI files

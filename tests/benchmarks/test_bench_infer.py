@@ -14,7 +14,13 @@ def test_full_scan_smoke_writes_every_method_with_its_stage_split(results_dir):
     written = json.loads((results_dir / "infer_cpu_brats.json").read_text())
     rows = {(row["method"], row["refinement"]): row for row in written["rows"]}
     methods = {(mode, rule) for mode in ("standard", "prior") for rule in ("ours", "original")} | {("unet3d", "-")}
-    assert set(rows) == methods
+    assert set(rows) == methods | {(bench_infer.HALF_SPACING, "ours")}
+    half = rows.pop((bench_infer.HALF_SPACING, "ours"))  # prior at half the scan's spacing, on its own grid, once
+    assert half["repeats"] == 1 and half["voxels_differing_from_standard"] == 0 and half["stride_8_s"] >= 0
+    assert half["decoder_points"] > rows["prior", "ours"]["decoder_points"]
+    assert result["half_spacing_vs_prior"]["points_ratio"] == pytest.approx(
+        half["decoder_points"] / rows["prior", "ours"]["decoder_points"])
+    assert all(row["points_per_boundary_voxel"] > 0 for row in rows.values())
     for (method, _), row in rows.items():
         split = ["read_s", "dense_pass_s", "write_s"] if method == "unet3d" else [
             "read_s", "encode_s", "stride_4_s", "stride_2_s", "stride_1_s", "write_s"]

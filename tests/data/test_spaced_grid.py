@@ -62,21 +62,23 @@ def test_a_spacing_that_divides_the_extent_is_kept_exactly():
 
 
 @pytest.mark.parametrize("name", AFFINES)
-def test_the_header_written_with_the_spaced_affine_says_its_spacing(name, tmp_path):
+@pytest.mark.parametrize("codes", [(1, 2), (0, 2), (1, 0)])
+def test_the_header_written_with_the_spaced_affine_says_its_spacing(name, codes, tmp_path):
     """A file written with the input's header and the spaced grid's affine reads back with that grid's shape,
-    zooms, qform and sform (nibabel) and the same geometry through SimpleITK."""
+    zooms, qform and sform and their codes (nibabel), and the same geometry through SimpleITK, whichever of qform
+    and sform the input sets (a header with the sform alone keeps its old voxel sizes unless they are rewritten)."""
     sitk = pytest.importorskip("SimpleITK")
     affine = AFFINES[name]
     source = nib.Nifti1Image(np.zeros(SHAPE, np.float32), affine)
-    source.header.set_qform(affine, code=1)
-    source.header.set_sform(affine, code=2)
+    source.header.set_qform(affine, code=codes[0])
+    source.header.set_sform(affine, code=codes[1])
     grid = grid_at_spacing(affine, SHAPE, 0.5)
     path = tmp_path / "fine.nii.gz"
     atomic_save_nifti(np.zeros(grid.shape, np.uint8), grid.affine, path, header=source.header)
     image = nib.load(str(path))
     assert image.shape == grid.shape and np.allclose(image.header.get_zooms(), grid.spacing)
-    assert np.allclose(image.header.get_sform(), grid.affine) and np.allclose(image.header.get_qform(), grid.affine, atol=1e-5)
-    assert (int(image.header["qform_code"]), int(image.header["sform_code"])) == (1, 2)
+    assert np.allclose(image.affine, grid.affine, atol=1e-5)
+    assert (int(image.header["qform_code"]), int(image.header["sform_code"])) == codes
     itk = sitk.ReadImage(str(path))
     assert itk.GetSize() == grid.shape and np.allclose(itk.GetSpacing(), grid.spacing, atol=1e-5)
     lps = np.diag([-1.0, -1.0, 1.0])
@@ -88,3 +90,32 @@ def test_the_header_written_with_the_spaced_affine_says_its_spacing(name, tmp_pa
 def test_a_bad_spacing_is_one_clear_error(spacing):
     with pytest.raises(DatasetError, match="an output spacing is one number or three, each > 0 mm"):
         grid_at_spacing(AFFINES["axis-aligned 2 mm"], SHAPE, spacing)
+
+
+def _oriented_index(index: np.ndarray, shape, orientation) -> np.ndarray:
+    """Voxel indices [N, 3] of a grid of `shape` → the same voxels' indices after `reorient(.., orientation)`."""
+    out = np.zeros_like(index)
+    for axis, (target, flip) in enumerate(orientation):
+        out[:, target] = index[:, axis] if flip == 1 else shape[axis] - 1 - index[:, axis]
+    return out
+
+
+@pytest.mark.parametrize("name", AFFINES)
+@pytest.mark.parametrize("mode", ["pad", "crop", "resample"])
+def test_spaced_axes_place_every_voxel_where_the_model_grid_sees_it(name, mode):
+    """A lattice over the spaced grid, decoded at u'·scale + offset on the model grid, sees the world point the
+    spaced grid's affine gives that voxel, for padded, cropped and resampled (reoriented) cases."""
+    from oss_net.data.grid import GridMeta, closest_canonical, reorient
+
+    affine = AFFINES[name]
+    if mode == "resample":
+        meta = GridMeta.for_resampling(affine, None, SHAPE, (16, 8, 12), orientation=closest_canonical(affine))
+    else:
+        content = ((2, 7), (1, 9), (0, 6)) if mode == "crop" else None
+        meta = GridMeta.for_padding(affine, None, SHAPE, (16, 16, 10) if mode == "pad" else (8, 16, 10), content=content)
+    grid = grid_at_spacing(affine, SHAPE, (0.45, 0.7, 1.3))
+    shape, scale, offset = meta.spaced_axes(grid)
+    assert shape == reorient(np.zeros(grid.shape), meta.orientation).shape
+    voxels = np.random.default_rng(1).integers(0, grid.shape, size=(50, 3))
+    model = _oriented_index(voxels, grid.shape, meta.orientation) * scale + offset
+    assert np.allclose(meta.model_voxel_to_mm(model), _to_mm(grid.affine, voxels.astype(np.float64)), atol=1e-9)

@@ -150,12 +150,13 @@ def test_grid_mismatch_names_both_files(tmp_path: Path) -> None:
     preds, labels = tmp_path / "p", tmp_path / "l"
     label = save(label_map(0), labels / "a.nii.gz")
     pred = save(label_map(0)[:, :, :8], preds / "a.nii.gz")
-    with pytest.raises(EvaluationError, match=rf"{pred} has shape \(20, 18, 8\) but its label {label} has shape"):
+    with pytest.raises(EvaluationError, match=rf"{pred} \(shape \(20, 18, 8\), .*\) and its label {label} \(shape "
+                                              rf"\(20, 18, 10\), .*\) lie on different grids"):
         evaluate_folders(preds, labels, tmp_path / "out")
     moved = affine()
     moved[0, 3] += 1.0
     save(label_map(0), pred, moved)
-    with pytest.raises(EvaluationError, match=rf"{pred} and its label {label} have different affines"):
+    with pytest.raises(EvaluationError, match=rf"{pred} .* and its label {label} .* lie on different grids"):
         evaluate_folders(preds, labels, tmp_path / "out")
     with pytest.raises(EvaluationError, match="no prediction in .* matches a label"):
         evaluate_folders(labels, Path(shutil.copytree(preds, tmp_path / "renamed", ignore=lambda *_: ["a.nii.gz"])),
@@ -185,3 +186,27 @@ def test_box_plot_titles_count_cases_times_structures():
     assert boxplot_title(regions, "hd95_mm", 3) == "hd95_mm per case and region (1 case × 3 regions)"
     single = [{"case": f"c{c}", "structure": "foreground", "nsd": 1.0} for c in range(3)]
     assert boxplot_title(single, "nsd", 1) == "nsd per case and structure (3 cases × 1 structure)"
+
+
+def test_a_prediction_at_another_spacing_is_refused_with_the_command_that_resamples_its_label(tmp_path: Path) -> None:
+    """A label map at --output_spacing (a finer grid of the label's box): refused, naming both grids and the command;
+    the command run as printed puts the label on the prediction's grid, where the two score."""
+    import shlex
+
+    from oss_net.data.grid import nearest_label
+    from oss_net.geometry import grid_at_spacing
+    from oss_net.resample_label import main as resample_main
+
+    preds, labels = tmp_path / "p", tmp_path / "l"
+    label = save(label_map(0), labels / "a.nii.gz")
+    fine = grid_at_spacing(affine(), label_map(0).shape, 0.5)  # 48 × 32 × 40 voxels, 0.5 × 0.5063 × 0.5 mm
+    pred = save(nearest_label(label_map(0), affine(), fine.shape, fine.affine), preds / "a.nii.gz", fine.affine)
+    with pytest.raises(EvaluationError, match=r"\(shape \(48, 32, 40\), spacing \(0\.5, 0\.5063, 0\.5\) mm\) and its "
+                                              r"label .* \(shape \(20, 18, 10\), spacing \(1\.2, 0\.9, 2\) mm\)") as refused:
+        evaluate_folders(preds, labels, tmp_path / "out")
+    command = str(refused.value).split("its values kept): ")[1].split(", then")[0]
+    assert command.startswith(f"python -m oss_net.resample_label {label} {pred} labels_resampled/a.nii.gz")
+    arguments = shlex.split(command)[3:]
+    assert resample_main([arguments[0], arguments[1], str(tmp_path / arguments[2])]) == 0
+    summary = evaluate_folders(preds, tmp_path / "labels_resampled", tmp_path / "out")
+    assert summary["per_case"][0]["dice"] == 1.0
