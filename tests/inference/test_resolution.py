@@ -156,6 +156,37 @@ def test_predict_at_half_a_millimetre_puts_the_sphere_surface_within_a_quarter_m
     assert np.abs(np.linalg.norm(ras - SPHERE_CENTRE_MM, axis=1) - SPHERE_RADIUS_MM).max() < 0.25
 
 
+def test_the_segmenter_returns_images_on_the_output_grid_and_writes_any_format_there(tmp_path):
+    """oss_net.Segmenter(output_spacing=0.5): a nibabel image in, nibabel images out on the 0.5 mm grid of its box
+    (meshes of the fine field within 0.25 mm of the sphere); a SimpleITK image in, SimpleITK images out on the same
+    grid; oss-net-predict --output_format nrrd writes that grid in NRRD."""
+    sitk = pytest.importorskip("SimpleITK")
+    from oss_net import Segmenter
+
+    folder = _sphere_case(tmp_path / "in")
+    checkpoint = _sphere_checkpoint(tmp_path / "sphere.pt")
+    segmenter = Segmenter(checkpoint, device="cpu", output_spacing=0.5)
+    image = nib.load(str(folder / "Sphere_001_flair.nii.gz"))
+    channels = nib.Nifti1Image(np.stack([np.asarray(image.dataobj)] * 4, axis=-1), CASE_AFFINE, image.header)
+    result = segmenter.segment(channels, meshes=True)
+    fine = grid_at_spacing(CASE_AFFINE, CASE_SHAPE, 0.5)
+    assert result.labels.shape == fine.shape == (120, 120, 80) and np.allclose(result.labels.affine, fine.affine)
+    assert np.allclose(result.labels.header.get_zooms(), 0.5) and result.probabilities["foreground"].shape == fine.shape
+    ras = np.asarray(result.meshes["foreground"].vertices) * np.array([-1.0, -1.0, 1.0])  # LPS by default
+    assert np.abs(np.linalg.norm(ras - SPHERE_CENTRE_MM, axis=1) - SPHERE_RADIUS_MM).max() < 0.25
+    itk = sitk.ReadImage(str(folder / "Sphere_001_flair.nii.gz"))
+    vector = sitk.Compose([itk] * 4)
+    itk_labels = segmenter.segment(vector).labels
+    assert itk_labels.GetSize() == fine.shape and np.allclose(itk_labels.GetSpacing(), 0.5)
+    assert np.array_equal(np.transpose(sitk.GetArrayFromImage(itk_labels)), np.asarray(result.labels.dataobj))
+    out = tmp_path / "out"
+    assert predict_main(["-i", str(folder), "-o", str(out), "-m", str(checkpoint), "--cpu", "--output_spacing", "0.5",
+                         "--output_format", "nrrd"]) == 0
+    written = sitk.ReadImage(str(out / "Sphere_001.nrrd"))
+    assert written.GetSize() == fine.shape and np.allclose(written.GetSpacing(), 0.5)
+    assert np.allclose(written.GetOrigin(), np.diag([-1, -1, 1]) @ fine.affine[:3, 3])
+
+
 def test_a_spaced_inference_run_writes_every_file_on_the_output_grid_and_says_so(tmp_path, synthetic_brats_root, brats_checkpoint):
     """oss-net-infer --output_spacing 2 on 4 mm synthetic cases: mask and probabilities at 2 mm, metrics there against
     the label resampled by nearest neighbour, the record naming each output's grid; no model-grid occupancy."""
