@@ -33,7 +33,8 @@ def resample_label(label_path: Path, reference_path: Path, output_path: Path) ->
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("label", type=Path, help="the label map (any image format the commands read)")
     parser.add_argument("reference", type=Path, help="an image on the grid to resample onto (a prediction)")
     parser.add_argument("output", type=Path, help="where to write the resampled label map")

@@ -248,17 +248,20 @@ class Segmenter:
 
     def write_case(self, files: CaseFiles, writer: CaseWriter, output_dir: Path) -> dict[str, Any]:
         """Load, predict and write one case (the writer's flat layout: the label map last marks it finished); returns
-        its entry of predictions.json, with how far the case is from the training data and the classes whose
-        meshes the component filter emptied (`meshes_removed`)."""
+        its entry of predictions.json, with how far the case is from the training data, the classes whose
+        meshes the component filter emptied (`meshes_removed`) and at --output_spacing the outputs' `grids`."""
         case = self.load(files)
         outliers = self.input_warnings(files.case_id, case)
         written = writer.write(output_dir, files, case, self.predict(case))
         if case.meta.resampled_to_fit:
             logger.warning("%s: the scan is larger than the model grid and was resampled to fit (not cropped)",
                            files.case_id)
-        return {"case": files.case_id, "inputs": [str(path) for path in dict.fromkeys(files.images)],
-                "label_map": flat_mask_path(output_dir, files.case_id, writer.suffix(files)).name,
-                "input_warnings": outliers, "meshes_removed": written.get("meshes_removed", [])}
+        entry = {"case": files.case_id, "inputs": [str(path) for path in dict.fromkeys(files.images)],
+                 "label_map": flat_mask_path(output_dir, files.case_id, writer.suffix(files)).name,
+                 "input_warnings": outliers, "meshes_removed": written.get("meshes_removed", [])}
+        if "grids" in written:  # --output_spacing: the spacing and shape of each output's grid
+            entry["grids"] = written["grids"]
+        return entry
 
 
 def predict_files(inputs: Sequence[str | os.PathLike], output_dir: str | os.PathLike, checkpoint: str | os.PathLike, *,

@@ -149,6 +149,8 @@ def test_predict_at_half_a_millimetre_puts_the_sphere_surface_within_a_quarter_m
     assert np.allclose(itk.GetOrigin(), np.diag([-1, -1, 1]) @ labels.affine[:3, 3])  # LPS
     probabilities = np.asarray(nib.load(str(out / "probabilities" / "Sphere_001.nii.gz")).dataobj)
     assert probabilities.shape == (120, 120, 80) and np.array_equal(probabilities > 0.5, np.asarray(labels.dataobj) > 0)
+    record = json.loads((out / "predictions.json").read_text())["cases"][0]
+    assert record["grids"]["label_map"] == {"spacing_mm": [0.5, 0.5, 0.5], "shape": [120, 120, 80]}
     volume_ml = (np.asarray(labels.dataobj) > 0).sum() * 0.125 / 1000
     assert volume_ml == pytest.approx(4 / 3 * np.pi * SPHERE_RADIUS_MM**3 / 1000, rel=0.02)
     mesh = trimesh.load(str(out / "Sphere_001_prediction.obj"), process=False)
