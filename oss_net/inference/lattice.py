@@ -185,8 +185,8 @@ def seed_from_segmentation(
     coarse prediction holds can vanish because interpolation diluted it, however small it is: a class in a
     single cell at 0.52 among zeros interpolates to under 0.5 at every lattice point. The seed then grows by
     one lattice point on every side, so an organ reaching past the cells the head marks is still found there
-    (on the synthetic FLARE set the paper's seed lost up to 5.8% of a kidney against standard mode, this one
-    at most 1.6% of any organ: README, "Several organs"). The binary seed is the paper's alone.
+    (on `make demo-organs` the paper's seed missed 16% of the pancreas that standard mode found, this one
+    none: README, "Several organs"). The binary seed is the paper's alone.
 
     By default each low-res value sits at the centre of the voxels its cell pooled in training (the
     coarse target is an adaptive max-pool of the label, `oss_net.data.segmentation_target`), and the
