@@ -47,7 +47,9 @@ from oss_net.training import demo_settings, train
 
 OUTPUT_SPACING_MM = 0.5
 SMOKE_OUTPUT_SPACING_MM = 1.0
-SIZES = {"cpu": (18, 6), "cpu-quick": (8, 3)}  # (training shapes, test shapes: one or two of each kind)
+# (training shapes, test shapes: one or two of each kind, epochs): about 160 steps of 2 cases, where the demo preset's
+# 10 epochs would give 4 steps per epoch on 8 shapes (40 steps: every model predicts nothing at all)
+SIZES = {"cpu": (18, 6, 18), "cpu-quick": (8, 3, 40)}
 SMOKE_TRAIN_CASES, SMOKE_TEST_CASES = 3, 3
 TRAININGS = {"voxel_centres": False, "continuous": True}  # name -> --continuous_sampling
 COLUMNS = ("training", "method", "dice", "msd_mm", "hd95_mm", "mesh_mm", "seconds")
@@ -55,10 +57,10 @@ CONTOUR_STYLES = {"fine_queries": ("red", "solid"), "trilinear_upsampling": ("de
                   "nearest_upsampling": ("yellow", "dotted")}
 
 
-def train_model(root: Path, folder: Path, continuous: bool, smoke: bool) -> Any:
-    """Configuration C trained on the shapes under `root` with the demo preset (`continuous`: --continuous_sampling);
-    the final model."""
-    options: dict[str, Any] = {"test": False, "continuous_sampling": continuous, "seed": 0}
+def train_model(root: Path, folder: Path, continuous: bool, smoke: bool, epochs: int) -> Any:
+    """Configuration C trained on the shapes under `root` with the demo preset for `epochs` (`continuous`:
+    --continuous_sampling); the final model."""
+    options: dict[str, Any] = {"test": False, "continuous_sampling": continuous, "seed": 0, "epochs": epochs}
     if smoke:
         options.update(max_iterations=2, training_samples=64, epochs=1)
     run_dir = train(demo_settings(str(root), str(folder), **options))
@@ -178,7 +180,7 @@ def run(size: str = "cpu", smoke: bool = False) -> dict:
     if size not in SIZES:
         raise ValueError(f"bench_resolution trains on the CPU: size must be one of {', '.join(SIZES)}, got {size!r}")
     spacing = SMOKE_OUTPUT_SPACING_MM if smoke else OUTPUT_SPACING_MM
-    train_count, test_count = (SMOKE_TRAIN_CASES, SMOKE_TEST_CASES) if smoke else SIZES[size]
+    train_count, test_count, epochs = (SMOKE_TRAIN_CASES, SMOKE_TEST_CASES, 1) if smoke else SIZES[size]
     affine = case_affine()
     train_shapes, test_shapes = shape_series(train_count, seed=1, affine=affine), shape_series(test_count, seed=2, affine=affine)
     rows: list[dict[str, Any]] = []
@@ -188,7 +190,7 @@ def run(size: str = "cpu", smoke: bool = False) -> dict:
         test_root = write_shape_cases(Path(folder) / "test", test_shapes, seed=2)
         test_files = discover("brats", test_root, "all")
         for training, continuous in TRAININGS.items():
-            model = train_model(train_root, Path(folder) / training, continuous, smoke)
+            model = train_model(train_root, Path(folder) / training, continuous, smoke, epochs)
             for files, shape in zip(test_files, test_shapes):
                 case = load_case(files, model.config, with_border=False)
                 found, masks, truth, grid = case_rows(model, case, shape, spacing, training)
@@ -214,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      allow_abbrev=False)
     parser.add_argument("--size", choices=tuple(SIZES), default="cpu",
-                        help="cpu: 18 training and 6 test shapes; cpu-quick (make bench): 8 and 3 (default: cpu)")
+                        help="cpu: 18 training and 6 test shapes, 18 epochs; cpu-quick (make bench): 8 and 3, 40 epochs "
+                             "(default: cpu)")
     parser.add_argument("--smoke", action="store_true", help="two training steps, predictions at 1 mm: seconds")
     args = parser.parse_args(argv)
     run(args.size, args.smoke)
