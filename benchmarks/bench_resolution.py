@@ -47,8 +47,8 @@ from oss_net.training import demo_settings, train
 
 OUTPUT_SPACING_MM = 0.5
 SMOKE_OUTPUT_SPACING_MM = 1.0
-# (training shapes, test shapes: one or two of each kind, epochs): about 160 steps of 2 cases, where the demo preset's
-# 10 epochs would give 4 steps per epoch on 8 shapes (40 steps: every model predicts nothing at all)
+# (training shapes, test shapes: one or two of each kind, epochs): about 120 steps of 2 cases, where the demo preset's
+# 10 epochs give 30 on 8 shapes (its training split: 3 steps per epoch), after which every model predicts nothing
 SIZES = {"cpu": (18, 6, 18), "cpu-quick": (8, 3, 40)}
 SMOKE_TRAIN_CASES, SMOKE_TEST_CASES = 3, 3
 TRAININGS = {"voxel_centres": False, "continuous": True}  # name -> --continuous_sampling
