@@ -53,9 +53,10 @@ CASES = {"brats": 20, "organs": 16}  # synthetic labelled cases; the organs set 
 # The organs demo's training on top of the demo preset for classes (`oss_net.training.settings`): longer, as the
 # thin pancreas is learnt last, and validated less often (each validation predicts the 3 validation scans).
 ORGANS_TRAINING = {"epochs": 36, "val_every": 6}
-# The organs demo's mesh component filter, in model-grid voxels: its grid has ~5 mm voxels, where a kidney holds
-# ~1,000 and the pancreas ~500, under the default (12^3, the original's for 1 mm BraTS) that would drop them whole.
-ORGANS_MIN_COMPONENT_VOXELS = 27
+# The demos' mesh component filter, in model-grid voxels. Their grids have 4-5 mm voxels, where the default
+# (12^3 voxels, the original's for 1 mm BraTS: 1.7 ml) is 110-216 ml and would drop a kidney, the pancreas or
+# a small enhancing tumour whole; 27 voxels keeps the filter near its original volume.
+DEMO_MIN_COMPONENT_VOXELS = 27
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,7 +153,7 @@ def run_demo(
     run_inference(InferenceSettings(
         load_model=str(model_path), dataset_path=str(data_dir), output_dir=str(inference_dir), split="val",
         mode="auto" if organs else "both", save_probabilities=True, no_mesh=not mesh, cpu=True,
-        **({"min_component_voxels": ORGANS_MIN_COMPONENT_VOXELS} if organs else {}),
+        min_component_voxels=DEMO_MIN_COMPONENT_VOXELS,
     ))
     seconds["inference"] = time.perf_counter() - start
     result = {
@@ -174,7 +175,7 @@ def organs_standard_and_costs(result: dict[str, Any], output_dir: Path, config: 
     run_inference(InferenceSettings(
         load_model=str(folders["model"]), dataset_path=str(folders["data"]), output_dir=str(standard_dir),
         split="val", mode="standard", no_mesh=not mesh, overlay=False, cpu=True,
-        min_component_voxels=ORGANS_MIN_COMPONENT_VOXELS,
+        min_component_voxels=DEMO_MIN_COMPONENT_VOXELS,
     ))
     seconds["standard inference"] = time.perf_counter() - start
     start = time.perf_counter()
