@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     """Groups in reading order: required, the original's flags, prediction, outputs, meshes, run control.
 
     The program name is left to argparse, so `oss-net-infer` and `inference_oss_net.py` each name themselves.
-    Over 60 lines on purpose: one declaration per flag, in the order `--help` shows them, is easier to read whole.
+    One declaration per flag, in the order `--help` shows them (meshes in `add_mesh_flags`).
     """
     defaults = InferenceSettings  # the dataclass defaults are the one home of every default shown here
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -97,21 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     files.add_argument("--no_overlay", action="store_true", help="write no overlay PNG")
     files.add_argument("--tolerance_mm", type=float, default=defaults.tolerance_mm,
                        help="NSD tolerance in mm (default: %(default)s)")
-    meshes = parser.add_argument_group("meshes")
-    meshes.add_argument("--no_mesh", action="store_true", help="write no meshes")
-    meshes.add_argument("--mesh_format", nargs="+", default=list(defaults.mesh_format), choices=MESH_FORMATS,
-                        help="mesh file formats (default: %(default)s)")
-    meshes.add_argument("--mesh_space", default=defaults.mesh_space, choices=MESH_SPACES,
-                        help="world frame of the vertices, named in each file (default: %(default)s, as 3D Slicer reads)")
-    meshes.add_argument("--voxel_coordinates", action="store_true",
-                        help="mesh vertices in model-grid voxel indices (the original's frame) instead of scanner mm")
-    meshes.add_argument("--mesh_edge_mm", type=float, default=defaults.mesh_edge_mm,
-                        help="target edge length; sizes each mesh's face budget from its area (default: %(default)s)")
-    meshes.add_argument("--face_budget", type=int, default=defaults.face_budget,
-                        help="at most this many faces per mesh unless keeping it closed needs more (default: none)")
-    meshes.add_argument("--min_component_voxels", type=int, default=defaults.min_component_voxels,
-                        help="smaller connected components are left out of the mesh (default: %(default)s)")
-    meshes.add_argument("--refine_mesh", action="store_true", help="refine prediction mesh vertices through the decoder")
+    add_mesh_flags(parser, defaults)
     run = parser.add_argument_group("run control")
     run.add_argument("--continue", dest="resume", action="store_true",
                      help="skip cases whose outputs are complete and were written with the same settings and checkpoint")
@@ -127,6 +113,25 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--verbose", action="store_true", help="debug logging, and the traceback of an error")
     run.add_argument("-h", "--help", action="help", help="show this help and exit")
     return parser
+
+
+def add_mesh_flags(parser: argparse.ArgumentParser, defaults: type[InferenceSettings]) -> None:
+    """The mesh group of `build_parser`: which meshes, in which frame and how fine."""
+    meshes = parser.add_argument_group("meshes")
+    meshes.add_argument("--no_mesh", action="store_true", help="write no meshes")
+    meshes.add_argument("--mesh_format", nargs="+", default=list(defaults.mesh_format), choices=MESH_FORMATS,
+                        help="mesh file formats (default: %(default)s)")
+    meshes.add_argument("--mesh_space", default=defaults.mesh_space, choices=MESH_SPACES,
+                        help="world frame of the vertices, named in each file (default: %(default)s, as 3D Slicer reads)")
+    meshes.add_argument("--voxel_coordinates", action="store_true",
+                        help="mesh vertices in model-grid voxel indices (the original's frame) instead of scanner mm")
+    meshes.add_argument("--mesh_edge_mm", type=float, default=defaults.mesh_edge_mm,
+                        help="target edge length; sizes each mesh's face budget from its area (default: %(default)s)")
+    meshes.add_argument("--face_budget", type=int, default=defaults.face_budget,
+                        help="at most this many faces per mesh unless keeping it closed needs more (default: none)")
+    meshes.add_argument("--min_component_voxels", type=int, default=defaults.min_component_voxels,
+                        help="smaller connected components are left out of the mesh (default: %(default)s)")
+    meshes.add_argument("--refine_mesh", action="store_true", help="refine prediction mesh vertices through the decoder")
 
 
 def settings_from_args(arguments: argparse.Namespace) -> InferenceSettings:
