@@ -88,7 +88,7 @@ class ClassMaps:
     or the classes / regions of its label mode.
 
     tags: the file-name part of each class ("" for binary, "_<name>" otherwise, `class_tag`).
-    probabilities: K arrays [*S] float32; predicted: K bool masks [*S] from the case's label map;
+    probabilities: K arrays [*S] float32;
     truth: K bool masks [*S] of the case's label, or None without one.
     fields, level: what each class's mesh is extracted from, by the label mode's rule
     (`oss_net.labels.DecisionRule.surface`): the probability at the threshold (binary, regions), or in
@@ -98,7 +98,6 @@ class ClassMaps:
     names: tuple[str, ...]
     tags: tuple[str, ...]
     probabilities: list[np.ndarray]
-    predicted: np.ndarray
     truth: np.ndarray | None
     fields: list[np.ndarray]
     level: float
@@ -107,12 +106,11 @@ class ClassMaps:
     def of(cls, config: Any, occupancy: np.ndarray, threshold: float, raw_label: np.ndarray | None) -> "ClassMaps":
         """From a model's decoder outputs `occupancy` [*S] or [outputs, *S] and the case's label [*S] (or None)."""
         scheme = scheme_of(config)
-        labels = label_map(occupancy, threshold, config)  # [*S] uint8, the dataset's values
         probabilities = per_class_probabilities(config, occupancy)
         fields, level = scheme.rule(threshold).surface(np.stack(probabilities))  # [K, *S], the meshes' level
         truth = None if raw_label is None else scheme.label_map_masks(np.asarray(raw_label))  # [K, *S]
         return cls(names=scheme.names, tags=mesh_tags(scheme),
-                   probabilities=probabilities, predicted=scheme.label_map_masks(labels), truth=truth,
+                   probabilities=probabilities, truth=truth,
                    fields=list(fields), level=level)
 
 
@@ -143,14 +141,15 @@ class CaseWriter:
         else:
             labels = self.write_case_folder(folder, files.case_id, case, occupancy, prediction.threshold, suffix)
         truth = None if files.label is None else input_grid_truth(self.scheme, files.label, case.meta, grid)
-        metrics = label_metrics(self.scheme, truth, labels, case.meta, self.options.tolerance_mm, grid)
+        predicted = self.scheme.label_map_masks(labels)  # [K, *shape] bool, for the metrics and the overlay
+        metrics = label_metrics(self.scheme, truth, predicted, case.meta, self.options.tolerance_mm, grid)
         if self.options.overlay:
             image = read_channel(files, 0).array  # [*input_shape]
             if grid is not None:  # the scan upsampled trilinearly onto the output grid (the same box)
                 image = F.interpolate(torch.as_tensor(np.asarray(image, dtype=np.float32))[None, None], size=grid.shape,
                                       mode="trilinear", align_corners=False)[0, 0].numpy()
             spacing = case.meta.spacing if grid is None else grid.spacing
-            write_overlay(folder / f"{files.case_id}_overlay.png", image, self.scheme, labels, truth, spacing)
+            write_overlay(folder / f"{files.case_id}_overlay.png", image, self.scheme, predicted, truth, spacing)
         record = case_record(files.case_id, prediction, case.meta, self.scheme, metrics, labels)
         if self.removed:
             record["meshes_removed"] = self.removed
@@ -188,16 +187,13 @@ class CaseWriter:
         """The case folder's image files and meshes (module docstring); returns the label map [*input_shape] uint8."""
         meta, options = case.meta, self.options
         maps = ClassMaps.of(self.config, occupancy, threshold, case.raw_label)
-        saved = []  # per class [*input_shape] float32, with `probabilities`
         for tag, probability in zip(maps.tags, maps.probabilities):
             save_model_grid_image(probability.astype(np.float32), meta, folder / f"{case_id}_occupancy{tag}{suffix}")
-            if options.probabilities:
-                saved.append(np.asarray(meta.to_input_grid(probability, order=1), dtype=np.float32))
-                save_input_grid_image(saved[-1], meta, folder / f"{case_id}_probability{tag}{suffix}")
-        reuse = saved[0] if saved and occupancy.ndim == 3 and maps.tags == ("",) else None  # the one output, resampled
-        if self.scheme.mode != "binary":
-            occupancy = occupancy.reshape(self.scheme.outputs, *case.image.shape[1:])
-        labels = input_grid_labels(occupancy, meta, threshold, self.config, reuse)  # [*input_shape] uint8
+        labels, taken_back = input_grid_outputs(occupancy, meta, threshold, self.config, options.probabilities)
+        if taken_back is not None:  # each class's probability, sliced from the outputs taken back once
+            for tag, probability in zip(maps.tags, per_class_probabilities(self.config, taken_back)):
+                save_input_grid_image(np.asarray(probability, dtype=np.float32), meta,
+                                      folder / f"{case_id}_probability{tag}{suffix}")
         save_input_grid_image(labels, meta, folder / f"{case_id}_mask{suffix}")
         if options.meshes:
             self.write_class_meshes(folder, case_id, case, maps)
@@ -316,13 +312,12 @@ def input_grid_outputs(occupancy: np.ndarray, meta: Any, threshold: float, confi
     return input_grid_labels(occupancy, meta, threshold, config, taken_back), taken_back
 
 
-def write_overlay(path: Path, image: np.ndarray, scheme: LabelScheme, labels: np.ndarray, truth: np.ndarray | None,
+def write_overlay(path: Path, image: np.ndarray, scheme: LabelScheme, predicted: np.ndarray, truth: np.ndarray | None,
                   spacing: Any) -> None:
     """Slices of the input image `image` [*input_shape] on its own grid (or upsampled onto the output grid of
-    --output_spacing, whose voxel sizes are `spacing`, mm) with the prediction (the label map `labels`) and the label
-    (`truth` [K, *shape] bool, or None) outlined, one colour per class named in the legend
+    --output_spacing, whose voxel sizes are `spacing`, mm) with the prediction (`predicted` [K, *shape] bool, the
+    label map's class masks) and the label (`truth` [K, *shape] bool, or None) outlined, one colour per class named in the legend
     (`oss_net.meshing.overlay_png`)."""
-    predicted = scheme.label_map_masks(labels)  # [K, *input_shape]
     if scheme.mode == "binary":
         shown_prediction, shown_truth = predicted[0], None if truth is None else truth[0]
     else:
@@ -343,15 +338,14 @@ def input_grid_truth(scheme: LabelScheme, label_file: Path, meta: Any, grid: Spa
     return scheme.label_map_masks(raw)
 
 
-def label_metrics(scheme: LabelScheme, truth: np.ndarray | None, labels: np.ndarray, meta: Any,
+def label_metrics(scheme: LabelScheme, truth: np.ndarray | None, predicted: np.ndarray, meta: Any,
                   tolerance_mm: float, grid: SpacedGrid | None = None) -> dict[str, float]:
-    """Dice, IoU, HD95 (mm) and NSD of the label map `labels` [*input_shape] against the true masks `truth`
+    """Dice, IoU, HD95 (mm) and NSD of the label map's class masks `predicted` [K, *input_shape] against the true masks `truth`
     [K, *input_shape] (`input_grid_truth`), on the input grid (on `grid` at --output_spacing): per class
     `<metric>_<name>` when there are several, and each metric's mean over the classes (NaNs left out) under its
     plain name; empty without a label."""
     if truth is None:
         return {}
-    predicted = scheme.label_map_masks(labels)
     spacing = spacing_from_affine(meta.affine) if grid is None else np.asarray(grid.spacing)
     scores = [evaluate_case(p, t, spacing, tolerance_mm=tolerance_mm) for p, t in zip(predicted, truth)]
     record: dict[str, float] = {}
