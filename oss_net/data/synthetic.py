@@ -102,14 +102,14 @@ def _write_brats_case(out: Path, number: int, shape: tuple[int, int, int], rng: 
     label[core] = 1
     label[enhancing] = 4
     tissue = np.select([label == 4, label == 1, label == 2, brain], [4, 3, 2, 1], default=0)
-    bias = 1.0 + 0.1 * _smooth_noise(shape, rng, sigma=max(shape) / 4)
+    bias = 1.0 + 0.1 * smooth_noise(shape, rng, sigma=max(shape) / 4)
     case_id = f"BraTS20_Training_{number:03d}"
     folder = out / BRATS_TRAINING / case_id
     folder.mkdir(parents=True, exist_ok=True)
     affine = brats_affine(shape)
     for modality in BRATS_MODALITIES:
         means = np.asarray(_BRATS_CONTRAST[modality])
-        texture = 1.0 + 0.06 * _smooth_noise(shape, rng, sigma=1.5)
+        texture = 1.0 + 0.06 * smooth_noise(shape, rng, sigma=1.5)
         image = means[tissue] * texture * bias + rng.normal(0.0, 25.0, size=shape) * (tissue > 0)
         atomic_save_nifti(np.clip(image, 0, None).astype(np.int16), affine, folder / f"{case_id}_{modality}.nii.gz")
     atomic_save_nifti(label, affine, folder / f"{case_id}_seg.nii.gz")
@@ -133,7 +133,7 @@ def _write_lits_case(out: Path, number: int, shape: tuple[int, int, int], rng: n
     hounsfield[spine] = 700.0
     hounsfield[liver] = 130.0
     hounsfield[tumour] = 45.0
-    image = hounsfield + rng.normal(0.0, 12.0, size=shape) + 10.0 * _smooth_noise(shape, rng, sigma=2.0)
+    image = hounsfield + rng.normal(0.0, 12.0, size=shape) + 10.0 * smooth_noise(shape, rng, sigma=2.0)
     out.mkdir(parents=True, exist_ok=True)
     affine = lits_affine(shape)
     atomic_save_nifti(np.clip(image, -1024, 3071).astype(np.int16), affine, out / f"volume-{number}.nii")
@@ -145,7 +145,7 @@ def _unit_grid(shape: tuple[int, int, int]) -> np.ndarray:
     return np.stack(np.meshgrid(*[np.linspace(-1.0, 1.0, s) for s in shape], indexing="ij"))
 
 
-def _smooth_noise(shape: tuple[int, int, int], rng: np.random.Generator, sigma: float) -> np.ndarray:
+def smooth_noise(shape: tuple[int, int, int], rng: np.random.Generator, sigma: float) -> np.ndarray:
     """Gaussian-smoothed white noise rescaled to unit standard deviation."""
     noise = gaussian_smooth(rng.normal(size=shape), sigma)
     return noise / (noise.std() + 1e-12)
@@ -177,7 +177,7 @@ def gaussian_smooth(volume: np.ndarray, sigma: float) -> np.ndarray:
 def _blob(grid: np.ndarray, centre: np.ndarray, radii: np.ndarray, rng: np.random.Generator, roughness: float) -> np.ndarray:
     """An ellipsoid whose surface is perturbed by smooth noise (`roughness` × radius)."""
     distance = np.sqrt(sum(((grid[a] - centre[a]) / radii[a]) ** 2 for a in range(3)))
-    wobble = roughness * _smooth_noise(grid.shape[1:], rng, sigma=max(grid.shape[1:]) / 8) if roughness else 0.0
+    wobble = roughness * smooth_noise(grid.shape[1:], rng, sigma=max(grid.shape[1:]) / 8) if roughness else 0.0
     return distance < 1.0 + wobble
 
 

@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from oss_net.data.synthetic import gaussian_smooth
+from oss_net.data.synthetic import gaussian_smooth, smooth_noise
 from oss_net.data.synthetic_layouts import oblique_affine, save_flare_case, world_grid
 
 ORGANS_SHAPE = (72, 72, 40)  # voxels over ORGANS_EXTENT_MM: about 4.7 × 4.7 × 6 mm
@@ -69,15 +69,9 @@ def abdomen_ct(shape: Sequence[int], affine: np.ndarray, rng: np.random.Generato
         label[mask] = ORGAN_VALUES[organ]
         hounsfield[mask] = ORGAN_HU[organ]
     blurred = gaussian_smooth(hounsfield, SCANNER_BLUR_VOXELS)  # partial volume at every edge, as a scanner's PSF
-    texture = 6.0 * _noise(tuple(shape), rng, sigma=1.5)
+    texture = 6.0 * smooth_noise(tuple(shape), rng, sigma=1.5)
     image = blurred + texture + rng.normal(0.0, 10.0, hounsfield.shape)
     return np.clip(image, -1024, 3071).astype(np.int16), label
-
-
-def organ_volumes_ml(label: np.ndarray, affine: np.ndarray) -> dict[str, float]:
-    """Each organ's volume in ml in a label map of FLARE's values on the grid `affine` describes."""
-    voxel_ml = abs(float(np.linalg.det(affine[:3, :3]))) / 1000.0
-    return {organ: float((label == value).sum()) * voxel_ml for organ, value in ORGAN_VALUES.items()}
 
 
 def _blob(relative: np.ndarray, centre: Sequence[float], radii: Sequence[float], angle: float,
@@ -88,11 +82,5 @@ def _blob(relative: np.ndarray, centre: Sequence[float], radii: Sequence[float],
     cos, sin = np.cos(angle), np.sin(angle)
     u, v = cos * x + sin * y, -sin * x + cos * y
     distance = np.sqrt((u / radii[0]) ** 2 + (v / radii[1]) ** 2 + (z / radii[2]) ** 2)
-    wobble = roughness * _noise(distance.shape, rng, sigma=max(distance.shape) / 10) if roughness else 0.0
+    wobble = roughness * smooth_noise(distance.shape, rng, sigma=max(distance.shape) / 10) if roughness else 0.0
     return distance < 1.0 + wobble
-
-
-def _noise(shape: tuple[int, ...], rng: np.random.Generator, sigma: float) -> np.ndarray:
-    """Smooth noise of unit standard deviation."""
-    noise = gaussian_smooth(rng.normal(size=shape), sigma)
-    return noise / (noise.std() + 1e-12)

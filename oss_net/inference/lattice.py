@@ -427,13 +427,16 @@ class OccupancyLattice:
         values = self.values.view(self.classes, -1)
         decided = self.rule.decide(values[:, decoded])  # [K, N]
         sizes = torch.tensor(shape, device=index.device)
+        evaluated = self.evaluated.view(-1)
         found = []
         for offset in NEIGHBOUR_OFFSETS:
             neighbour = index + index.new_tensor(offset)  # [N, 3]
             inside = ((neighbour >= 0) & (neighbour < sizes)).all(dim=1)
-            flat = ((neighbour[:, 0] * shape[1] + neighbour[:, 1]) * shape[2] + neighbour[:, 2])[inside]
-            differs = (self.rule.decide(values[:, flat]) != decided[:, inside]).any(dim=0)
-            found.append(flat[differs & ~self.evaluated.view(-1)[flat]])
+            flat = ((neighbour[:, 0] * shape[1] + neighbour[:, 1]) * shape[2] + neighbour[:, 2]).clamp(0, evaluated.numel() - 1)
+            keep = inside & ~evaluated[flat]  # only unevaluated neighbours can be found: decide nothing else
+            flat = flat[keep]
+            differs = (self.rule.decide(values[:, flat]) != decided[:, keep]).any(dim=0)
+            found.append(flat[differs])
         return torch.unique(torch.cat(found))
 
     def _near_positive(self, labels: torch.Tensor, coarse_axes: list[torch.Tensor]) -> torch.Tensor:

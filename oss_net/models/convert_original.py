@@ -24,7 +24,7 @@ from oss_net.cli_errors import add_verbose_flag, run_command
 from oss_net.datasets import canonical_dataset
 from oss_net.io import OSSNetError, atomic_save_torch
 
-from .checkpoint import checkpoint_payload, is_original_state_dict, unloadable_reason
+from .checkpoint import CheckpointError, checkpoint_payload, is_original_state_dict, read_checkpoint_file
 from .config import CONFIG_NAMES, OSSNetConfig, get_config
 from .oss_net import OSSNet
 from .registry import build_model
@@ -165,13 +165,9 @@ def convert_file(weights: str | os.PathLike, name: str, dataset: str, output: st
     our weights the original had no value for, and `converted_from`, the original configuration name.
     """
     try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ConversionError(f"{weights}: file does not exist") from None
-    except PermissionError:
-        raise ConversionError(f"permission denied reading {weights} (check the permissions of the file)") from None
-    except Exception as error:  # the unpickler fails in many ways on a foreign file
-        raise ConversionError(f"{weights}: not a PyTorch state dict ({unloadable_reason(weights, error)})") from None
+        state = read_checkpoint_file(weights)
+    except CheckpointError as error:  # missing, a folder, unreadable or no PyTorch file: its reason in our words
+        raise ConversionError(f"{weights}: not a PyTorch state dict ({error.reason})") from None
     if not is_original_state_dict(state):
         raise ConversionError(
             f"{weights}: not a state dict of the original OSS-Net code (expected tensors with PAU keys '*.weight_numerator'); "
