@@ -45,6 +45,13 @@ small object near a corner (docs/reference.md §12.28). Taking the seed's interi
 decoding it would save more points but is wrong: the interior of a max-pooled seed is mostly outside the
 object, so it is not done. Under the original's rule the ratio is lower (552,892 vs 398,237 points): it
 decodes the whole object interior in both modes.
+
+What the surface costs: `brats_point_counts` also gives the stride-1 stage's points per boundary voxel next to
+`stride_1_floor`, the fewest points a last stage can decode while checking every voxel next to the surface (its
+26 neighbours, both sides, less the stride-2 lattice's points). Rule "ours" decodes exactly that floor, about 3.1
+points per boundary voxel on every ellipsoid, so the whole refinement's points per boundary voxel (4.2–4.8 in
+prior mode, the seed and stride 2 included) cannot come down to 2.5 without checking fewer neighbours.
+`benchmarks.bench_band` measures the same on trained models, with the voxels that differ from a dense decode.
 """
 from __future__ import annotations
 
@@ -56,6 +63,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from benchmarks.bench_chunks import ELLIPSOID_RADIUS, SyntheticOccupancy, ellipsoid, oracle_config, oracle_model_and_volume
 from benchmarks.common import benchmark_device, format_table, time_call, write_result
@@ -67,7 +75,7 @@ from oss_net.data.synthetic import write_synthetic_dataset
 from oss_net.geometry import grid_at_spacing, spacing_from_affine
 from oss_net.inference import DensePredictor, PredictOptions, Predictor
 from oss_net.inference.defaults import REFINEMENT, STAGES
-from oss_net.inference.lattice import REFINEMENTS, OccupancyLattice, refine_lattice, seed_from_segmentation
+from oss_net.inference.lattice import REFINEMENTS, OccupancyLattice, lattice_indices, refine_lattice, seed_from_segmentation
 from oss_net.inference.predictor import default_chunk_size
 from oss_net.inference.writers import input_grid_labels, save_input_grid_image
 from oss_net.metrics import surface_voxels
@@ -151,6 +159,21 @@ def boundary_voxels(mask: Any) -> int:
     return int(surface_voxels(np.asarray(mask, dtype=bool)).sum())
 
 
+def stride_1_floor(mask: Any, previous_stride: int = 2) -> int:
+    """The fewest points a last stage (stride 1) can decode and still check every voxel next to the surface of `mask
+    [*S]` (or of each class of [K, *S]): the voxels with a 26-neighbour of the other decision inside the volume, on
+    both sides (what the band's growth verifies, `oss_net.inference.lattice`), less those on the previous stage's
+    lattice (decoded there). Counts only the last stage; the coarse stages come on top."""
+    masks = np.asarray(mask, dtype=bool).reshape(-1, *np.shape(mask)[-3:])  # [K, *S]
+    cube = np.ones((3, 3, 3), dtype=bool)
+    band = np.zeros(masks.shape[1:], dtype=bool)
+    for each in masks:
+        band |= (each & ~ndimage.binary_erosion(each, cube, border_value=1)) | (ndimage.binary_dilation(each, cube) & ~each)
+    on_previous = np.zeros(band.shape, dtype=bool)
+    on_previous[np.ix_(*(lattice_indices(n, previous_stride).numpy() for n in band.shape))] = True
+    return int((band & ~on_previous).sum())
+
+
 def run(size: str = "cpu", smoke: bool = False, checkpoint: str | None = None, original: bool = False) -> dict:
     """Seconds and decoder queries of dense, standard and prior inference (the last two under both
     refinement rules); prior's speed-ups with ours, and the original rule's cost against ours.
@@ -228,6 +251,7 @@ def brats_point_counts() -> list[dict[str, Any]]:
     for radius in POINT_COUNT_RADII:
         mask = ellipsoid(config.volume_shape, radius=radius)  # [*S] bool
         low_res = torch.nn.functional.adaptive_max_pool3d(mask[None, None].float(), config.encoder_output_shape)[0]
+        boundary, floor = boundary_voxels(mask), stride_1_floor(mask)
         for refinement, last_index in POINT_COUNT_SCHEMES:
             seeds = {"-": None, **{("corners" if corners else "cells"): seed_from_segmentation(
                 low_res, config.volume_shape, STAGES[0], align_corners=corners, last_index=last_index)
@@ -242,10 +266,12 @@ def brats_point_counts() -> list[dict[str, Any]]:
                              "method": "standard" if seed is None else "prior", "refinement": refinement,
                              "lattice": "ours" if last_index else "original", "seed": seed_name,
                              "decoder_points": stats.points_evaluated,
-                             "points_per_boundary_voxel": round(stats.points_evaluated / boundary_voxels(mask), 3),
+                             "points_per_boundary_voxel": round(stats.points_evaluated / boundary, 3),
                              "points_ratio_standard_vs_this": round(standard_points / max(stats.points_evaluated, 1), 3),
                              "voxel_fraction": round(stats.points_evaluated / mask.numel(), 5),
                              "stage_points": [stage.points_evaluated for stage in stats.stages],
+                             "stride_1_points_per_boundary_voxel": round(stats.stages[-1].points_evaluated / boundary, 3),
+                             "stride_1_floor_per_boundary_voxel": round(floor / boundary, 3),
                              "voxels_differing_from_ellipsoid": int(((lattice.to_dense()[0] > 0.5) != mask).sum())})
     return rows
 

@@ -1,7 +1,6 @@
 """Is querying the occupancy network at a finer spacing better than resampling its output? (issue 28)
 
-    python -m benchmarks.bench_resolution                     # CPU: trains C twice on the demo preset, 6 test shapes at 0.5 mm
-    python -m benchmarks.bench_resolution --size cpu-quick    # what `make bench` runs: 8 training and 3 test shapes
+    python -m benchmarks.bench_resolution                     # what `make bench` runs: C trained twice, 6 test shapes at 0.5 mm
     python -m benchmarks.bench_resolution --smoke             # two training steps, predictions at 1 mm
 
 The cases are analytic shapes whose true surface is known in closed form (`benchmarks.analytic_shapes`:
@@ -48,9 +47,9 @@ from oss_net.training import demo_settings, train
 
 OUTPUT_SPACING_MM = 0.5
 SMOKE_OUTPUT_SPACING_MM = 1.0
-# (training shapes, test shapes: one or two of each kind, epochs): about 120 steps of 2 cases, where the demo preset's
-# 10 epochs give 30 on 8 shapes (its training split: 3 steps per epoch), after which every model predicts nothing
-SIZES = {"cpu": (18, 6, 18), "cpu-quick": (8, 3, 40)}
+# (training shapes, test shapes: two of each kind, epochs): 144 steps of 2 cases (8 per epoch), about 35 s per training
+# on 2 idle cores; the demo preset's 10 epochs on fewer shapes leave a model that predicts nothing
+SIZES = {"cpu": (18, 6, 18)}
 SMOKE_TRAIN_CASES, SMOKE_TEST_CASES = 3, 3
 TRAININGS = {"voxel_centres": False, "continuous": True}  # name -> --continuous_sampling
 COLUMNS = ("training", "method", "dice", "msd_mm", "hd95_mm", "mesh_mm", "seconds")
@@ -218,8 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      allow_abbrev=False)
     parser.add_argument("--size", choices=tuple(SIZES), default="cpu",
-                        help="cpu: 18 training and 6 test shapes, 18 epochs; cpu-quick (make bench): 8 and 3, 40 epochs "
-                             "(default: cpu)")
+                        help="cpu: 18 training and 6 test shapes, 18 epochs (default: cpu)")
     parser.add_argument("--smoke", action="store_true", help="two training steps, predictions at 1 mm: seconds")
     args = parser.parse_args(argv)
     run(args.size, args.smoke)

@@ -35,7 +35,12 @@ The rule, stage by stage (strides s_0 > s_1 > ... , each dividing the one before
   can hold the surface (the cells whose corners disagree); the growth follows the surface wherever it
   leaves those cells between their corners. The old fixed window, r = p, decoded about 1.4 times as
   many points at stride 1 and needed no growth (benchmarks/bench_infer.py: 134,204 vs 99,606 points on
-  the BraTS-size ellipsoid, both equal to the dense grid).
+  the BraTS-size ellipsoid, both equal to the dense grid). At stride 1 the candidates and their growth decode
+  the floor of this check, no point more: the voxels with a 26-neighbour of the other decision, on both sides
+  of the surface, less those of the stride-2 lattice (`benchmarks.bench_infer.stride_1_floor`; equal on the
+  benchmark's ellipsoids, 0.985–1.000 of it on the trained demo models, `benchmarks.bench_band`), about 3.1
+  points per boundary voxel. Checking face neighbours only would decode about 30% fewer points, but changed up
+  to 5 voxels in 5 of 12 cases of the trained regions and organs demo models, so it is not done.
 - When the last stride is above 1, the remaining voxels inherit from the nearest last-lattice point.
 
 For an object that the first lattice resolves (convex, or any shape whose features are wider than

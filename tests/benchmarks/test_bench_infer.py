@@ -1,8 +1,9 @@
-"""benchmarks/bench_infer.py: the end-to-end full-scan path in smoke mode (rows, stage split, targets)."""
+"""benchmarks/bench_infer.py: the end-to-end full-scan path in smoke mode (rows, stage split, targets), the band floor."""
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from benchmarks import bench_infer
@@ -46,3 +47,16 @@ def test_full_scan_smoke_writes_every_method_with_its_stage_split(results_dir):
 def test_original_rows_belong_to_the_full_scan():
     with pytest.raises(ValueError, match="--original adds rows to the full scan"):
         bench_infer.run("cpu", smoke=True, original=True)
+
+
+def test_stride_1_floor_counts_both_sides_of_the_surface_off_the_previous_lattice():
+    voxel = np.zeros((9, 9, 9), dtype=bool)
+    voxel[3, 3, 3] = True  # band: the 3x3x3 block around it; 8 of its points (even indices) lie on the stride-2 lattice
+    assert bench_infer.stride_1_floor(voxel) == 27 - 8
+    cube = np.zeros((9, 9, 9), dtype=bool)
+    cube[3:6, 3:6, 3:6] = True  # inner 26 + outer 98 voxels (the 5x5x5 block); its 27 even points were decoded at stride 2
+    assert bench_infer.stride_1_floor(cube) == 125 - 27
+    assert bench_infer.stride_1_floor(cube, previous_stride=1) == 0  # every voxel already on the previous lattice
+    slab = np.zeros((4, 4, 4), dtype=bool)
+    slab[:2] = True  # the volume's faces are no surface: only the planes i = 1 and 2; the lattice is {0, 2, 3} per axis
+    assert bench_infer.stride_1_floor(slab) == 32 - 9

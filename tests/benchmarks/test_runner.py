@@ -58,10 +58,10 @@ def test_the_full_scan_runs_bench_infer_at_cpu_brats_size_and_only_for_cpu(resul
     assert lines[section + 2: section + 7] == ["| b |", "|---|", "| 2 |", "", "2x"]  # its columns, then its headline
 
 
-def test_the_resolution_benchmark_runs_its_quick_set_and_only_for_cpu(results_dir, monkeypatch):
+def test_the_resolution_benchmark_runs_only_for_cpu(results_dir, monkeypatch):
     sizes = []
     monkeypatch.setattr(importlib.import_module("benchmarks.bench_resolution"), "run",
                         lambda size, smoke: sizes.append(size) or {"rows": [{"method": "fine_queries", "msd_mm": 0.3}]})
     assert runner.run_all("gpu", smoke=True, names=("resolution",)) == {}
     results = runner.run_all("cpu", smoke=True, names=("resolution",))
-    assert sizes == ["cpu-quick"] and results["resolution"]["status"] == "ok"
+    assert sizes == ["cpu"] and results["resolution"]["status"] == "ok"

@@ -1,0 +1,23 @@
+"""benchmarks/bench_band.py: on the ellipsoid oracle every method equals dense and the narrow band decodes its floor."""
+from __future__ import annotations
+
+import torch
+
+from benchmarks import bench_band
+from benchmarks.bench_chunks import oracle_model_and_volume
+
+
+def test_the_narrow_band_decodes_exactly_its_floor_and_equals_dense(single_thread):
+    torch.manual_seed(0)
+    model, volume = oracle_model_and_volume("cpu", smoke=True, device=torch.device("cpu"))
+    rows = {row["method"]: row for row in bench_band.measure_case(model, volume, "oracle")}
+    assert set(rows) == set(bench_band.METHODS)
+    assert all(row["voxels_differing_from_dense"] == 0 == row["voxels_differing_from_wide"] for row in rows.values())
+    assert rows["dense"]["points"] == volume[0].numel() and rows["dense"]["stride_1_points"] is None
+    for method in ("standard", "prior"):  # the last stage decodes the two-sided 26-neighbour band, no point more
+        assert rows[method]["stride_1_points"] == rows[method]["stride_1_floor"] > 0
+    assert rows["standard_wide"]["stride_1_points"] > rows["standard"]["stride_1_points"]
+    assert rows["prior"]["points"] < rows["standard"]["points"]
+    table = {row["method"]: row for row in bench_band.summary(list(rows.values()))}
+    assert table["standard"]["stride_1_points_per_floor"] == 1.0 and table["dense"]["stride_1_points_per_floor"] is None
+    assert table["prior"]["cases_equal_to_dense"] == 1 and table["prior"]["points_per_boundary_voxel"] == rows["prior"]["points_per_boundary_voxel"]
