@@ -7,7 +7,7 @@ Per case of the checkpoint's dataset (read onto the model grid), the model decod
 refines coarse to fine under rule "ours" (`oss_net.inference.lattice`): "standard" and "prior" with the narrow band
 (the stride-2 cells whose corners disagree, grown round by round through the 26 neighbours of every decoded point
 whose decision differs from theirs), and "standard_wide" with `recheck_boundary` (candidates within two previous
-strides: about 3.5 times the points). Per method and case:
+strides: 2.4 to 3.5 times the last stage's points on the demo models). Per method and case:
 
 - `voxels_differing_from_dense`: voxels whose label (the model's decision rule over all its classes) differs;
 - `points_per_boundary_voxel`: decoded points over the dense decode's boundary voxels (each class's foreground
@@ -43,16 +43,16 @@ METHODS: dict[str, dict[str, Any]] = {
     "prior": {"mode": "prior"},
     "standard_wide": {"mode": "standard", "recheck_boundary": True},
 }
-NARROW, WIDE = "standard", "standard_wide"
+WIDE = "standard_wide"  # the method the narrow band is held against
 COLUMNS = ("method", "cases", "cases_equal_to_dense", "voxels_differing_from_dense", "most_differing_in_a_case",
            "voxels_differing_from_wide", "points_per_boundary_voxel", "stride_1_points_per_floor")
 
 
-def class_masks(model: Any, occupancy: torch.Tensor) -> np.ndarray:
-    """bool [K, *S]: the decision of each class or region of `model` for its prediction's occupancy."""
+def class_masks(model: Any, prediction: Any) -> np.ndarray:
+    """bool [K, *S]: the decision of each class or region of `model` for a `Prediction` on the model grid."""
     scheme = scheme_of(model.config)
-    outputs = occupancy.numpy().reshape(scheme.outputs, *occupancy.shape[-3:])
-    return scheme.label_map_masks(scheme.label_map(outputs, threshold=0.5))
+    outputs = prediction.occupancy.numpy().reshape(scheme.outputs, *prediction.occupancy.shape[-3:])
+    return scheme.label_map_masks(scheme.label_map(outputs, prediction.threshold))
 
 
 def measure_case(model: Any, image: Any, case_id: str) -> list[dict[str, Any]]:
@@ -61,7 +61,7 @@ def measure_case(model: Any, image: Any, case_id: str) -> list[dict[str, Any]]:
     methods = {name: options for name, options in METHODS.items() if name != "prior" or model.config.segmentation_head}
     for name, options in methods.items():
         prediction = Predictor(model, PredictOptions(**options), device="cpu").predict(image)
-        masks[name] = class_masks(model, prediction.occupancy)
+        masks[name] = class_masks(model, prediction)
         stages = prediction.runs[prediction.mode]["stages"]
         last_stage = stages[-1]["points_evaluated"] if len(stages) > 1 and stages[-1]["stride"] == 1 else None
         rows.append({"method": name, "case": case_id, "points": prediction.points_evaluated, "stride_1_points": last_stage})

@@ -1,6 +1,7 @@
 """benchmarks/bench_band.py: on the ellipsoid oracle every method equals dense and the narrow band decodes its floor."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from benchmarks import bench_band
@@ -20,4 +21,15 @@ def test_the_narrow_band_decodes_exactly_its_floor_and_equals_dense(single_threa
     assert rows["prior"]["points"] < rows["standard"]["points"]
     table = {row["method"]: row for row in bench_band.summary(list(rows.values()))}
     assert table["standard"]["stride_1_points_per_floor"] == 1.0 and table["dense"]["stride_1_points_per_floor"] is None
-    assert table["prior"]["cases_equal_to_dense"] == 1 and table["prior"]["points_per_boundary_voxel"] == rows["prior"]["points_per_boundary_voxel"]
+
+
+def test_the_summary_counts_cases_and_voxels_over_cases():
+    def row(differing, points, floor):
+        return {"method": "standard", "voxels_differing_from_dense": differing, "voxels_differing_from_wide": differing,
+                "points_per_boundary_voxel": points / 10, "stride_1_points": points, "stride_1_floor": floor}
+
+    (table,) = bench_band.summary([row(0, 30, 30), row(3, 20, 40), row(1, 40, 40)])
+    assert (table["cases"], table["cases_equal_to_dense"], table["voxels_differing_from_dense"]) == (3, 1, 4)
+    assert table["most_differing_in_a_case"] == 3 and table["voxels_differing_from_wide"] == 4
+    assert table["points_per_boundary_voxel"] == pytest.approx(3.0)
+    assert table["stride_1_points_per_floor"] == pytest.approx((1.0 + 0.5 + 1.0) / 3)
