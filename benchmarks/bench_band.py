@@ -11,7 +11,7 @@ strides: 2.4 to 3.5 times the last stage's points on the demo models). Per metho
 
 - `voxels_differing_from_dense`: voxels whose label (the model's decision rule over all its classes) differs;
 - `points_per_boundary_voxel`: decoded points over the dense decode's boundary voxels (each class's foreground
-  voxels with a background face neighbour, summed over classes);
+  voxels with a background face neighbour, summed over classes; None when the dense decode has no foreground);
 - `stride_1_points` against `stride_1_floor`: the last stage's points (None for dense, which has one stage), and the
   fewest points a last stage that checks every voxel next to the surface can decode (`bench_infer.stride_1_floor`,
   per class, united).
@@ -66,11 +66,12 @@ def measure_case(model: Any, image: Any, case_id: str) -> list[dict[str, Any]]:
         last_stage = stages[-1]["points_evaluated"] if len(stages) > 1 and stages[-1]["stride"] == 1 else None
         rows.append({"method": name, "case": case_id, "points": prediction.points_evaluated, "stride_1_points": last_stage})
     dense = masks["dense"]
-    boundary = max(sum(boundary_voxels(mask) for mask in dense), 1)
+    boundary = sum(boundary_voxels(mask) for mask in dense)
     floor = stride_1_floor(dense)
     for row in rows:
         label = masks[row["method"]]
-        row.update(boundary_voxels=boundary, stride_1_floor=floor, points_per_boundary_voxel=row["points"] / boundary,
+        row.update(boundary_voxels=boundary, stride_1_floor=floor,
+                   points_per_boundary_voxel=row["points"] / boundary if boundary else None,  # no surface: no ratio
                    voxels_differing_from_dense=int((label != dense).any(axis=0).sum()),
                    voxels_differing_from_wide=int((label != masks[WIDE]).any(axis=0).sum()))
     return rows
@@ -86,11 +87,17 @@ def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "method": method, "cases": len(group), "cases_equal_to_dense": sum(d == 0 for d in differing),
             "voxels_differing_from_dense": sum(differing), "most_differing_in_a_case": max(differing),
             "voxels_differing_from_wide": sum(row["voxels_differing_from_wide"] for row in group),
-            "points_per_boundary_voxel": float(np.mean([row["points_per_boundary_voxel"] for row in group])),
-            "stride_1_points_per_floor": None if group[0]["stride_1_points"] is None else float(np.mean(
-                [row["stride_1_points"] / max(row["stride_1_floor"], 1) for row in group])),
+            "points_per_boundary_voxel": _mean([row["points_per_boundary_voxel"] for row in group]),
+            "stride_1_points_per_floor": _mean([row["stride_1_points"] / row["stride_1_floor"] for row in group
+                                                if row["stride_1_points"] is not None and row["stride_1_floor"]]),
         })
     return means
+
+
+def _mean(values: list[float | None]) -> float | None:
+    """The mean of the values that are defined (a case without a surface has no ratio); None when none is."""
+    defined = [value for value in values if value is not None]
+    return float(np.mean(defined)) if defined else None
 
 
 def run(checkpoint: str, dataset_path: str, cases: int | None = None) -> dict[str, Any]:

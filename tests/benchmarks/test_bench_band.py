@@ -33,3 +33,13 @@ def test_the_summary_counts_cases_and_voxels_over_cases():
     assert table["most_differing_in_a_case"] == 3 and table["voxels_differing_from_wide"] == 4
     assert table["points_per_boundary_voxel"] == pytest.approx(3.0)
     assert table["stride_1_points_per_floor"] == pytest.approx((1.0 + 0.5 + 1.0) / 3)
+
+
+def test_a_case_without_a_surface_has_no_ratio_and_leaves_the_means_alone():
+    empty = {"method": "standard", "voxels_differing_from_dense": 0, "voxels_differing_from_wide": 0,
+             "points_per_boundary_voxel": None, "stride_1_points": 0, "stride_1_floor": 0}
+    found = dict(empty, points_per_boundary_voxel=4.0, stride_1_points=30, stride_1_floor=30)
+    (table,) = bench_band.summary([empty, found])
+    assert table["cases"] == 2 and table["points_per_boundary_voxel"] == 4.0 and table["stride_1_points_per_floor"] == 1.0
+    (alone,) = bench_band.summary([empty])
+    assert alone["points_per_boundary_voxel"] is None and alone["stride_1_points_per_floor"] is None
